@@ -1,0 +1,34 @@
+//===- KernelABI.h - How host code calls a generated attention kernel -----===//
+//
+// The contract between the lowerings that generate kernel functions and the
+// host code that calls them: argument order and the run-time status word.
+//
+// Arguments, in order: Q, K, V, O (strided rank-4 memrefs of the element
+// type), LSE (strided rank-3 f32 memref), each runtime (non-const) parameter
+// in declaration order (a tensor as a strided memref of f32, i32, or i8 for
+// bool; a scalar as f32 or i32, bool as i32), the flag word, the status
+// memref (kStatusWords x i32).
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTNC_CONVERSION_KERNELABI_H
+#define ATTNC_CONVERSION_KERNELABI_H
+
+#include <cstdint>
+
+namespace attnc {
+
+/// Bits of the flag word.
+enum KernelFlags : int32_t { kFlagWriteLSE = 1 };
+
+/// Codes in status[0]. An index error fills status[1..4] with the ordinal
+/// of the runtime parameter, the dimension, the index and the size.
+enum KernelStatus : int32_t {
+  kStatusOk = 0,
+  kStatusIndexOutOfRange = 1,
+  kStatusDivisionByZero = 2,
+};
+constexpr int kStatusWords = 5;
+
+} // namespace attnc
+
+#endif // ATTNC_CONVERSION_KERNELABI_H

@@ -1,0 +1,19 @@
+//===- Passes.h - attnc conversion passes ---------------------------------===//
+#ifndef ATTNC_CONVERSION_PASSES_H
+#define ATTNC_CONVERSION_PASSES_H
+
+#include "mlir/Pass/Pass.h"
+
+namespace mlir::attn {
+class AttnDialect;
+}
+
+namespace attnc {
+#define GEN_PASS_DECL
+#include "attnc/Conversion/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "attnc/Conversion/Passes.h.inc"
+} // namespace attnc
+
+#endif // ATTNC_CONVERSION_PASSES_H

@@ -1,0 +1,99 @@
+// Round trip of every attn op, in custom form and through the generic form.
+// RUN: attn-opt %s --split-input-file | attn-opt --split-input-file | FileCheck %s
+// RUN: attn-opt %s --split-input-file --mlir-print-op-generic | attn-opt --split-input-file | FileCheck %s
+
+// CHECK-LABEL: attn.variant @empty {
+// CHECK-NEXT: }
+attn.variant @empty {
+}
+
+// -----
+
+// CHECK-LABEL: attn.variant @params
+// CHECK: attn.param @slopes : f32[H]
+// CHECK: attn.param @doc : i32[B, Lkv]
+// CHECK: attn.param @blocks : i1[?, 64]
+// CHECK: attn.param @window : i32 = 4096
+// CHECK: attn.param @flag : i1 = true
+// CHECK: attn.param @bias : f32 = 5.000000e-01
+// CHECK: attn.param const @cap : f32 = 5.000000e+01
+// CHECK: attn.param const @n : i32 = -3
+attn.variant @params {
+  attn.param @slopes : f32[H]
+  attn.param @doc : i32[B, Lkv]
+  attn.param @blocks : i1[?, 64]
+  attn.param @window : i32 = 4096
+  attn.param @flag : i1 = true
+  attn.param @bias : f32 = 0.5
+  attn.param const @cap : f32 = 50.0
+  attn.param const @n : i32 = -3
+}
+
+// -----
+
+// CHECK-LABEL: attn.variant @items
+// CHECK: attn.scale {
+// CHECK:   %[[D:.+]] = attn.size D
+// CHECK:   attn.yield %{{.+}} : f32
+// CHECK: attn.score(%[[B:.+]]: i32, %[[H:.+]]: i32, %[[Q:.+]]: i32, %[[KV:.+]]: i32, %[[S:.+]]: f32) {
+// CHECK:   %[[SL:.+]] = attn.param_load @slopes[%[[H]]] : f32
+// CHECK:   attn.yield %{{.+}} : f32
+// CHECK: attn.mask(%{{.+}}: i32, %{{.+}}: i32, %[[MQ:.+]]: i32, %[[MKV:.+]]: i32) {
+// CHECK:   attn.floordiv %[[MQ]], %{{.+}}
+// CHECK:   attn.floormod %[[MKV]], %{{.+}}
+// CHECK:   attn.param_get @window : i32
+// CHECK:   attn.yield %{{.+}} : i1
+// CHECK: attn.normalize softmax sink(%{{.+}}: i32, %{{.+}}: i32) {
+// CHECK:   attn.yield %{{.+}} : f32
+attn.variant @items {
+  attn.param @slopes : f32[H]
+  attn.param @window : i32 = 16
+  attn.scale {
+    %d = attn.size D
+    %f = arith.sitofp %d : i32 to f32
+    %r = math.rsqrt %f : f32
+    attn.yield %r : f32
+  }
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    %slope = attn.param_load @slopes[%h] : f32
+    %r = arith.addf %s, %slope : f32
+    attn.yield %r : f32
+  }
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    %c = arith.constant 4 : i32
+    %qd = attn.floordiv %q, %c
+    %km = attn.floormod %kv, %c
+    %w = attn.param_get @window : i32
+    %x = arith.addi %qd, %km : i32
+    %m = arith.cmpi slt, %x, %w : i32
+    attn.yield %m : i1
+  }
+  attn.normalize softmax sink(%b: i32, %h: i32) {
+    %z = arith.constant 0.0 : f32
+    attn.yield %z : f32
+  }
+}
+
+// -----
+
+// CHECK-LABEL: attn.variant @sigmoid
+// CHECK: attn.normalize sigmoid
+attn.variant @sigmoid {
+  attn.normalize sigmoid
+}
+
+// -----
+
+// CHECK-LABEL: attn.variant @relu
+// CHECK: attn.normalize relu
+attn.variant @relu {
+  attn.normalize relu
+}
+
+// -----
+
+// CHECK-LABEL: attn.variant @linear
+// CHECK: attn.normalize linear
+attn.variant @linear {
+  attn.normalize linear
+}

@@ -1,0 +1,25 @@
+# lit configuration of the attnc test suite.
+import os
+import lit.formats
+
+config.name = "attnc"
+config.test_format = lit.formats.ShTest(execute_external=True)
+config.suffixes = [".mlir", ".attn", ".test"]
+config.excludes = ["lib", "Inputs", "corpus", "Unit", "fuzz", "CMakeLists.txt",
+                   "lit.cfg.py", "lit.site.cfg.py", "lit.local.cfg"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.attnc_obj_root, "test")
+
+config.environment["PATH"] = os.pathsep.join(
+    [config.attnc_tools_dir, config.llvm_tools_dir, config.environment.get("PATH", "")])
+# Keep runs hermetic: no user cache or thread settings leak in.
+config.environment["ATTN_CACHE"] = "0"
+
+config.substitutions.append(("%attnc", os.path.join(config.attnc_tools_dir, "attnc")))
+config.substitutions.append(("%attn-opt", os.path.join(config.attnc_tools_dir, "attn-opt")))
+config.substitutions.append(("%python", config.python_executable))
+config.substitutions.append(("%srcroot", config.attnc_src_root))
+
+if config.ptxas and os.path.exists(config.ptxas):
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", config.ptxas))

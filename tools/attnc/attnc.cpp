@@ -1,0 +1,447 @@
+//===- attnc.cpp - The attnc command line ---------------------------------===//
+//
+// `attnc FILE.attn --emit=STAGE` compiles a file and prints one stage;
+// `attnc run FILE.attn --q Q.npy ...` compiles a variant and runs it on .npy
+// tensors. Language errors print located diagnostics; every other bad input
+// prints one `error:` line. The exit status is 0 on success, 1 on any error.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attnc/Frontend/AST.h"
+#include "attnc/Frontend/MLIRGen.h"
+#include "attnc/Frontend/Parser.h"
+#include "attnc/Frontend/Sema.h"
+#include "attnc/Pipelines/Pipelines.h"
+#include "attnc/Support/Npy.h"
+#include "attnc/Target/CpuKernel.h"
+
+#include "attn/AttnDialect.h"
+
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <optional>
+
+using namespace attnc;
+
+namespace {
+
+const char *kUsage = R"(attnc - a compiler for attention variants
+
+USAGE
+  attnc FILE.attn [--variant NAME] --emit=STAGE [-o OUT] [--dtype f32|f16]
+  attnc run FILE.attn [--variant NAME] --q Q.npy --k K.npy --v V.npy
+        [--param NAME=VALUE | --param NAME=FILE.npy]... [--target cpu|nvptx]
+        -o OUT.npy [--lse LSE.npy] [--reference]
+  attnc --help | --version
+
+STAGES (--emit)
+  ast      the parsed syntax tree, before any checks
+  mlir     the `attn` dialect: one attn.variant per attention block
+  loops    the reference kernel: scf loops over memrefs (--dtype picks f32/f16)
+  llvm     the kernel in the LLVM dialect
+  llvm-ir  the kernel as LLVM IR
+
+RUN
+  Q [B, H, Lq, D], K [B, Hkv, Lkv, D] and V [B, Hkv, Lkv, Dv] are C-order
+  .npy files, all float32 or all float16. The output O [B, H, Lq, Dv] has
+  their dtype; --lse writes the float32 log-sum-exp [B, H, Lq] (softmax only).
+  Scalar params take a literal (42, 0.5, true); tensor params a .npy file
+  of the declared element type (float32, int32, bool).
+
+OPTIONS
+  --variant NAME   the attention block to use (needed when the file has several)
+  -o FILE          output file (default: standard output for --emit)
+  --loc            print source locations in MLIR output
+  --reference      run the reference loop lowering (the default for now)
+
+EXAMPLE
+  attnc examples/alibi.attn --variant alibi --emit=mlir
+  attnc run examples/causal.attn --q q.npy --k k.npy --v v.npy -o o.npy
+)";
+
+[[noreturn]] void fail(const llvm::Twine &msg) {
+  llvm::errs() << "error: " << msg << "\n";
+  std::exit(1);
+}
+
+struct Options {
+  bool run = false;
+  std::string input;
+  std::string variant;
+  std::string emit;
+  std::string output;
+  std::string dtype = "f32";
+  std::string q, k, v, lse, target = "cpu";
+  std::vector<std::string> params;
+  bool printLoc = false;
+  bool reference = false;
+};
+
+Options parseArgs(int argc, char **argv) {
+  Options o;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  size_t i = 0;
+  if (!args.empty() && args[0] == "run") {
+    o.run = true;
+    ++i;
+  }
+  auto value = [&](const std::string &arg, const std::string &name,
+                   std::string &out) {
+    // --name=value or --name value
+    if (arg.size() > name.size() && arg.compare(0, name.size(), name) == 0 &&
+        arg[name.size()] == '=') {
+      out = arg.substr(name.size() + 1);
+      return true;
+    }
+    if (arg != name)
+      return false;
+    if (i + 1 >= args.size())
+      fail("option '" + name + "' needs a value");
+    out = args[++i];
+    return true;
+  };
+  for (; i < args.size(); ++i) {
+    const std::string &a = args[i];
+    std::string param;
+    if (a == "--help" || a == "-h") {
+      llvm::outs() << kUsage;
+      std::exit(0);
+    }
+    if (a == "--version") {
+      llvm::outs() << "attnc 0.1 (MLIR/LLVM " LLVM_VERSION_STRING ")\n";
+      std::exit(0);
+    }
+    if (a == "--loc") {
+      o.printLoc = true;
+      continue;
+    }
+    if (a == "--reference") {
+      o.reference = true;
+      continue;
+    }
+    if (value(a, "--variant", o.variant) || value(a, "--emit", o.emit) ||
+        value(a, "-o", o.output) || value(a, "--dtype", o.dtype) ||
+        value(a, "--q", o.q) || value(a, "--k", o.k) || value(a, "--v", o.v) ||
+        value(a, "--lse", o.lse) || value(a, "--target", o.target))
+      continue;
+    if (value(a, "--param", param)) {
+      o.params.push_back(param);
+      continue;
+    }
+    if (!a.empty() && a[0] == '-' && a != "-")
+      fail("unknown option '" + a + "' (see attnc --help)");
+    if (!o.input.empty())
+      fail("more than one input file ('" + o.input + "' and '" + a + "')");
+    o.input = a;
+  }
+  if (o.input.empty())
+    fail("no input file (see attnc --help)");
+  if (o.dtype != "f32" && o.dtype != "f16")
+    fail("--dtype must be f32 or f16, got '" + o.dtype + "'");
+  if (o.run) {
+    if (!o.emit.empty())
+      fail("'--emit' is not an option of 'attnc run'");
+    if (o.q.empty() || o.k.empty() || o.v.empty())
+      fail("attnc run needs --q, --k and --v");
+    if (o.output.empty())
+      fail("attnc run needs -o OUT.npy");
+    if (o.target != "cpu" && o.target != "nvptx")
+      fail("unknown target '" + o.target + "' (expected cpu or nvptx)");
+  } else {
+    if (o.emit.empty())
+      fail("nothing to do: give --emit=STAGE or use 'attnc run' (see attnc "
+           "--help)");
+    static const char *stages[] = {"ast", "mlir", "loops", "llvm", "llvm-ir"};
+    if (std::find(std::begin(stages), std::end(stages), o.emit) ==
+        std::end(stages))
+      fail("unknown stage '" + o.emit +
+           "' for --emit (expected ast, mlir, loops, llvm or llvm-ir)");
+  }
+  return o;
+}
+
+/// Picks the variant to compile; empty `wanted` means "the only one".
+std::string chooseVariant(mlir::ModuleOp module, const std::string &wanted,
+                          const std::string &file) {
+  std::vector<std::string> names;
+  for (auto v : module.getOps<mlir::attn::VariantOp>())
+    names.push_back(v.getSymName().str());
+  if (!wanted.empty()) {
+    if (std::find(names.begin(), names.end(), wanted) != names.end())
+      return wanted;
+    std::string msg = "no attention block named '" + wanted + "' in " + file;
+    std::vector<llvm::StringRef> refs(names.begin(), names.end());
+    std::string near = ast::didYouMean(wanted, refs);
+    if (!near.empty())
+      msg += near;
+    else if (!names.empty())
+      msg += " (it has: " + llvm::join(names, ", ") + ")";
+    fail(msg);
+  }
+  if (names.empty())
+    fail(file + " holds no attention block");
+  if (names.size() > 1)
+    fail(file + " holds " + std::to_string(names.size()) +
+         " attention blocks (" + llvm::join(names, ", ") +
+         "); choose one with --variant NAME");
+  return names.front();
+}
+
+std::unique_ptr<llvm::ToolOutputFile> openOutput(const std::string &path) {
+  std::string err;
+  auto out = mlir::openOutputFile(path.empty() ? "-" : path, &err);
+  if (!out)
+    fail("cannot write '" + path + "': " + err);
+  return out;
+}
+
+/// Parses a --param literal for a scalar of type `type`.
+ScalarValue parseScalar(const std::string &name, const std::string &text,
+                        ParamType type) {
+  auto bad = [&](const char *what) {
+    fail("--param " + name + "=" + text + ": param '" + name + "' is " +
+         paramTypeName(type) + ", expected " + what);
+  };
+  if (type == ParamType::Bool) {
+    if (text == "true" || text == "1")
+      return {1};
+    if (text == "false" || text == "0")
+      return {0};
+    bad("true or false");
+  }
+  char *end = nullptr;
+  errno = 0;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(v))
+    bad(type == ParamType::I32 ? "an integer" : "a number");
+  if (type == ParamType::I32 &&
+      (v != std::trunc(v) || v < INT32_MIN || v > INT32_MAX ||
+       text.find_first_of(".eE") != std::string::npos))
+    bad("an integer");
+  return {v};
+}
+
+NpyArray readOrFail(const std::string &path) {
+  NpyArray arr;
+  std::string err;
+  if (!readNpy(path, arr, err))
+    fail(err);
+  return arr;
+}
+
+int runVariant(const Options &o, mlir::ModuleOp module) {
+  if (o.target == "nvptx")
+    fail("target 'nvptx' is not available in this build of attnc yet; use "
+         "--target cpu");
+  std::string name = chooseVariant(module, o.variant, o.input);
+  NpyArray q = readOrFail(o.q), k = readOrFail(o.k), v = readOrFail(o.v);
+  for (auto [what, arr, path] :
+       {std::tuple{"Q", &q, &o.q}, {"K", &k, &o.k}, {"V", &v, &o.v}}) {
+    if (arr->dtype != DType::F32 && arr->dtype != DType::F16)
+      fail(*path + ": " + what + " must be float32 or float16, got " +
+           dtypeName(arr->dtype));
+    if (arr->shape.size() != 4)
+      fail(*path + ": " + what + " must have rank 4 (" +
+           (std::string(what) == "Q" ? "B, H, Lq, D"
+            : std::string(what) == "K" ? "B, Hkv, Lkv, D"
+                                       : "B, Hkv, Lkv, Dv") +
+           "), got shape " + formatShape(arr->shape));
+  }
+  if (q.dtype != k.dtype || q.dtype != v.dtype)
+    fail(std::string("Q, K and V must have the same dtype, got ") +
+         dtypeName(q.dtype) + ", " + dtypeName(k.dtype) + " and " +
+         dtypeName(v.dtype));
+
+  CompileOptions copts;
+  copts.elementType = q.dtype;
+  std::string err;
+  std::unique_ptr<CpuKernel> kernel =
+      CpuKernel::compile(module, name, copts, err);
+  if (!kernel)
+    fail(err);
+  const KernelSignature &sig = kernel->signature();
+
+  // O and LSE, poisoned so that an unwritten element shows as NaN.
+  NpyArray out;
+  out.dtype = q.dtype;
+  if (q.shape.size() == 4 && v.shape.size() == 4)
+    out.shape = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
+  out.data.assign(out.numel() * dtypeSize(out.dtype), 0xFF);
+  NpyArray lse;
+  lse.dtype = DType::F32;
+  lse.shape = {q.shape[0], q.shape[1], q.shape[2]};
+  if (!o.lse.empty())
+    lse.data.assign(lse.numel() * 4, 0xFF);
+
+  RunArgs args;
+  args.q = TensorView::contiguous(q.data.data(), q.dtype, q.shape);
+  args.k = TensorView::contiguous(k.data.data(), k.dtype, k.shape);
+  args.v = TensorView::contiguous(v.data.data(), v.dtype, v.shape);
+  args.o = TensorView::contiguous(out.data.data(), out.dtype, out.shape);
+  // A zero-element array may have no storage; any non-null pointer will do.
+  static uint8_t emptyStorage[8];
+  auto dataOf = [&](NpyArray &a) -> void * {
+    return a.data.empty() ? emptyStorage : a.data.data();
+  };
+  args.q.data = dataOf(q);
+  args.k.data = dataOf(k);
+  args.v.data = dataOf(v);
+  args.o.data = dataOf(out);
+  if (!o.lse.empty())
+    args.lse = TensorView::contiguous(dataOf(lse), DType::F32, lse.shape);
+
+  std::map<std::string, NpyArray> tensorParams;
+  for (const std::string &p : o.params) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0)
+      fail("--param '" + p + "' must be NAME=VALUE or NAME=FILE.npy");
+    std::string pname = p.substr(0, eq), text = p.substr(eq + 1);
+    if (args.params.count(pname))
+      fail("--param '" + pname + "' is given twice");
+    auto it = std::find_if(sig.params.begin(), sig.params.end(),
+                           [&](const SignatureParam &sp) {
+                             return sp.name == pname;
+                           });
+    if (it == sig.params.end()) {
+      std::vector<std::string> known;
+      for (const SignatureParam &sp : sig.params)
+        known.push_back(sp.name);
+      std::string msg =
+          "unknown param '" + pname + "' for variant '" + name + "'";
+      std::vector<llvm::StringRef> refs(known.begin(), known.end());
+      std::string near = ast::didYouMean(pname, refs);
+      if (!near.empty())
+        msg += near;
+      else if (!known.empty())
+        msg += " (its params: " + llvm::join(known, ", ") + ")";
+      else
+        msg += " (it takes no params)";
+      fail(msg);
+    }
+    if (it->isTensor) {
+      if (llvm::StringRef(text).ends_with(".npy") == false)
+        fail("--param " + p + ": param '" + pname +
+             "' is a tensor; give a .npy file");
+      NpyArray &arr = tensorParams[pname] = readOrFail(text);
+      TensorView t =
+          TensorView::contiguous(dataOf(arr), arr.dtype, arr.shape);
+      args.params[pname] = t;
+    } else {
+      if (llvm::StringRef(text).ends_with(".npy"))
+        fail("--param " + p + ": param '" + pname + "' is a scalar " +
+             paramTypeName(it->type) + "; give a literal");
+      args.params[pname] = parseScalar(pname, text, it->type);
+    }
+  }
+
+  if (!kernel->run(args, err))
+    fail(err);
+  if (!writeNpy(o.output, out, err))
+    fail(err);
+  if (!o.lse.empty() && !writeNpy(o.lse, lse, err))
+    fail(err);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  Options o = parseArgs(argc, argv);
+
+  auto buffer = llvm::MemoryBuffer::getFileOrSTDIN(o.input, /*IsText=*/true);
+  if (!buffer)
+    fail("cannot read '" + o.input + "': " + buffer.getError().message());
+  llvm::SourceMgr sm;
+  unsigned bufferId = sm.AddNewSourceBuffer(std::move(*buffer), llvm::SMLoc());
+  mlir::MLIRContext ctx;
+  ctx.printOpOnDiagnostic(false);
+  mlir::SourceMgrDiagnosticHandler diagHandler(sm, &ctx);
+
+  std::unique_ptr<ast::File> file = parseFile(sm, bufferId, &ctx);
+  if (!file)
+    return 1;
+  if (o.emit == "ast") {
+    auto out = openOutput(o.output);
+    printAST(*file, out->os());
+    out->keep();
+    return 0;
+  }
+  mlir::FailureOr<std::vector<CheckedVariant>> variants =
+      checkFile(*file, sm, &ctx);
+  if (mlir::failed(variants))
+    return 1;
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      genModule(ctx, *variants, mlir::FileLineColLoc::get(&ctx, o.input, 1, 1));
+  if (mlir::failed(mlir::verify(*module))) {
+    llvm::errs() << "error: internal compiler error: the generated IR does "
+                    "not verify (please report this with your input)\n";
+    return 1;
+  }
+  if (o.run)
+    return runVariant(o, *module);
+
+  if (o.emit != "mlir") {
+    // Later stages compile one variant.
+    std::string name = o.variant.empty() && module->getBody()->empty()
+                           ? std::string()
+                           : chooseVariant(*module, o.variant, o.input);
+    for (mlir::Operation &op : llvm::make_early_inc_range(*module->getBody()))
+      if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
+        if (v.getSymName() != name)
+          op.erase();
+    mlir::DialectRegistry registry;
+    registerDialects(registry);
+    ctx.appendDialectRegistry(registry);
+    mlir::PassManager pm(&ctx);
+    buildReferenceLoopsPipeline(pm, o.dtype);
+    if (o.emit != "loops")
+      buildLowerToLLVMPipeline(pm);
+    if (mlir::failed(pm.run(*module)))
+      return 1;
+  } else if (!o.variant.empty()) {
+    std::string name = chooseVariant(*module, o.variant, o.input);
+    for (mlir::Operation &op : llvm::make_early_inc_range(*module->getBody()))
+      if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
+        if (v.getSymName() != name)
+          op.erase();
+  }
+
+  auto out = openOutput(o.output);
+  if (o.emit == "llvm-ir") {
+    mlir::registerBuiltinDialectTranslation(ctx);
+    mlir::registerLLVMDialectTranslation(ctx);
+    llvm::LLVMContext llvmCtx;
+    std::unique_ptr<llvm::Module> llvmModule =
+        mlir::translateModuleToLLVMIR(*module, llvmCtx, o.input);
+    if (!llvmModule)
+      fail("translation to LLVM IR failed");
+    llvmModule->print(out->os(), nullptr);
+  } else {
+    mlir::OpPrintingFlags flags;
+    if (o.printLoc)
+      flags.enableDebugInfo(/*enable=*/true, /*prettyForm=*/false);
+    module->print(out->os(), flags);
+    out->os() << "\n";
+  }
+  out->keep();
+  return 0;
+}
