@@ -27,8 +27,11 @@ namespace {
 bool canFail(const TExpr &e) {
   if (e.kind == TExpr::Kind::TensorLoad)
     return true;
+  // Integer division fails only on a zero divisor; a non-zero literal never.
   if (e.kind == TExpr::Kind::Binary && e.type == ScalarType::I32 &&
-      (e.binaryOp == BinaryOp::Div || e.binaryOp == BinaryOp::Mod))
+      (e.binaryOp == BinaryOp::Div || e.binaryOp == BinaryOp::Mod) &&
+      !(e.operands[1]->kind == TExpr::Kind::ConstInt &&
+        e.operands[1]->intValue != 0))
     return true;
   for (const TExprPtr &op : e.operands)
     if (canFail(*op))

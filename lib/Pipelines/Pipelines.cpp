@@ -10,6 +10,7 @@
 
 #include "attn/AttnDialect.h"
 #include "attnc/Conversion/Passes.h"
+#include "attnc/Transforms/Passes.h"
 
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
@@ -73,6 +74,7 @@ struct ReferencePipelineOptions
 
 void attnc::registerAllPassesAndPipelines() {
   registerAttncConversionPasses();
+  registerAttncTransformsPasses();
   for (auto make : {createSCFToControlFlowPass, arith::createArithExpandOpsPass,
                     createConvertMathToLLVMPass, createConvertMathToLibmPass,
                     memref::createExpandStridedMetadataPass,

@@ -1,0 +1,41 @@
+//===- Passes.td - attnc transformation and analysis passes ---------------===//
+
+#ifndef ATTNC_TRANSFORMS_PASSES
+#define ATTNC_TRANSFORMS_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def AttnPrintTileMap : Pass<"attn-print-tile-map", "mlir::ModuleOp"> {
+  let summary = "Print the mask analysis of every variant as a tile map";
+  let description = [{
+    Runs the tile abstraction (lib/Analysis/TileAbstraction.cpp) on each
+    variant's mask for concrete sizes and prints, per q-tile, the
+    closed-form range of kv indices that loop bounds visit, and per
+    (q-tile, kv-tile) whether the mask is all true (`T`), all false (`.`) or
+    mixed (`M`). It also says whether the score modifier reads the indices,
+    whether the kv range is closed-form (no per-tile table is needed to skip
+    the empty tiles of a row) and whether the mask depends on tensor data.
+    Runtime scalar params are unknown unless given with `params`.
+
+    ```
+    // attn-opt --attn-print-tile-map="tq=2 tk=2 lq=8 lkv=8"
+    variant causal: Tq=2 Tk=2 Lq=8 Lkv=8
+      closed-form kv range: yes
+      q-tile 0 kv [0, 1]  T...
+      q-tile 1 kv [0, 3]  MT..
+    ```
+  }];
+  let options = [
+    Option<"tq", "tq", "int64_t", "64", "Rows per q-tile">,
+    Option<"tk", "tk", "int64_t", "64", "Keys per kv-tile">,
+    Option<"lq", "lq", "int64_t", "256", "Query length Lq">,
+    Option<"lkv", "lkv", "int64_t", "256", "Key length Lkv">,
+    Option<"heads", "h", "int64_t", "1", "Number of heads H (= Hkv)">,
+    Option<"headDim", "d", "int64_t", "64", "Head dimension D (= Dv)">,
+    ListOption<"params", "params", "std::string",
+               "Runtime scalar params as NAME=INT">,
+  ];
+  let dependentDialects = ["mlir::arith::ArithDialect"];
+}
+
+#endif // ATTNC_TRANSFORMS_PASSES
