@@ -1,0 +1,802 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `attnc run` against the float64 reference.
+
+Each named case holds an .attn source, sizes, input dtype, parameters and the
+Python mirror of the variant's score/mask/sink. A run draws fresh random
+inputs (seeded from os.urandom unless --seed is given; the seed is printed),
+writes them as .npy files in a temporary directory, pre-fills the output
+files with NaN (so an output the tool never wrote cannot pass), runs
+
+    attnc run CASE.attn [--variant V] --q Q.npy --k K.npy --v V.npy
+          [--param NAME=VALUE | NAME=FILE.npy]... -o O.npy [--lse LSE.npy]
+
+and compares with attn_ref: ||O - ref|| / ||ref|| <= 2e-5 (float32 inputs)
+or 3e-3 (float16 inputs, reference from the float16 values), rows with no
+unmasked key exactly 0, |LSE - ref| <= 1e-4 and LSE exactly -inf where the
+reference is, O of the inputs' dtype and LSE float32. Error cases instead
+expect a non-zero exit, no crash, an `error:` line and a message matching a
+pattern.
+
+Usage: run_case.py --attnc BIN [--target T] [--seed N] CASE|GROUP...
+       run_case.py --list [CASE|GROUP...]
+       run_case.py --ref-only CASE|GROUP...   (check the cases themselves)
+Prints `PASS name ...` or `FAIL name ...` per case; exits 1 if any failed.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import types
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "lib"))
+import attn_ref  # noqa: E402
+
+GROUPS = ("softmax", "prelude", "norm", "shape", "param", "lang", "err")
+CASES = {}
+
+F32_TOL, F16_TOL, LSE_TOL = 2e-5, 3e-3, 1e-4
+
+
+class Case:
+    """One end-to-end check. Python mirrors take a context `c` first: c holds
+    the sizes (B, H, Hkv, Lq, Lkv, D, Dv, group = H // Hkv), every param and
+    every `env` value by name; index grids are int64 and broadcast."""
+
+    def __init__(self, name, src, variant=None, B=1, H=2, Hkv=None, Lq=64,
+                 Lkv=None, D=32, Dv=None, dtype="float32", params=None,
+                 env=None, score=None, mask=None, sink=None, scale=None,
+                 norm="softmax", lse=None, error=None, raw_params=(),
+                 shapes=None, dtypes=None, corrupt=None,
+                 out_path=None):
+        self.name, self.src, self.variant = name, src, variant
+        self.sizes = dict(B=B, H=H, Hkv=Hkv or H, Lq=Lq, Lkv=Lkv or Lq, D=D,
+                          Dv=Dv or D)
+        self.dtype, self.params, self.env = dtype, params or {}, env or {}
+        self.score, self.mask, self.sink = score, mask, sink
+        self.scale, self.norm = scale, norm
+        self.lse = (norm == "softmax") if lse is None else lse
+        self.error, self.raw_params = error, list(raw_params)
+        self.shapes, self.dtypes = shapes or {}, dtypes or {}
+        self.corrupt, self.out_path = corrupt or {}, out_path
+
+
+def case(name, src, **kw):
+    assert name.split("-")[0] in GROUPS and name not in CASES, name
+    CASES[name] = Case(name, src, **kw)
+
+
+def err(name, src, pattern, **kw):
+    case(name, src, error=pattern, **kw)
+
+
+# -- softmax ---------------------------------------------------------------
+case("softmax-default", "attention dense {}\n", B=2, H=4, D=64)
+case("softmax-explicit", "attention dense { normalize softmax; }", Lq=50,
+     lse=False)
+case("softmax-scale-literal", "attention a { scale = 0.3; }", D=16,
+     scale=0.3)
+case("softmax-scale-expr", "attention a { scale = 2.0 / sqrt(f32(D)); }",
+     scale=2.0 / np.sqrt(32))
+case("softmax-scale-sizes",
+     "attention a { scale = 1.0 / sqrt(f32(D + Dv)); }", D=16, Dv=48,
+     scale=1.0 / 8.0)
+case("softmax-scale-const", """
+attention a {
+  const param t: f32 = 0.5;
+  scale = t / sqrt(f32(D));
+}""", scale=0.5 / np.sqrt(32))
+# Scores with a standard deviation of 8: needs a stable (max-subtracted) sum.
+case("softmax-large-scores", "attention a { scale = 1.0; }", D=64, Lq=96,
+     scale=1.0)
+
+# -- prelude ---------------------------------------------------------------
+causal = lambda c, b, h, i, j: j <= i  # noqa: E731
+case("prelude-causal", "attention a { mask = causal(); }", B=2, mask=causal)
+case("prelude-causal-bottom-right",
+     "attention a { mask = causal_bottom_right(); }", Lq=16, Lkv=80,
+     mask=lambda c, b, h, i, j: j <= i + (c.Lkv - c.Lq))
+case("prelude-causal-bottom-right-empty-rows",
+     "attention a { mask = causal_bottom_right(); }", Lq=40, Lkv=24,
+     mask=lambda c, b, h, i, j: j <= i + (c.Lkv - c.Lq))
+case("prelude-chunked", "attention a { mask = chunked(16); }",
+     mask=lambda c, b, h, i, j: i // 16 == j // 16)
+case("prelude-chunked-ragged", "attention a { mask = chunked(12); }", Lq=50,
+     mask=lambda c, b, h, i, j: i // 12 == j // 12)
+case("prelude-streaming", "attention a { mask = streaming(4, 16); }", Lq=96,
+     mask=lambda c, b, h, i, j: (j <= i) & ((j < 4) | (i - j < 16)))
+case("prelude-sliding-window", "attention a { mask = sliding_window(8); }",
+     mask=lambda c, b, h, i, j: (j <= i) & (i - j < 8))
+case("prelude-prefix-lm", "attention a { mask = prefix_lm(10); }", Lq=48,
+     mask=lambda c, b, h, i, j: (j < 10) | (j <= i))
+
+
+def alibi_slopes(c, rng):
+    return (2.0 ** (-8.0 * (np.arange(c.H) + 1) / c.H)).astype(np.float32)
+
+
+case("prelude-alibi-param", """
+def causal_mask() = causal();
+attention alibi {
+  param slopes: f32[H];                       // one value per head
+  score = score + slopes[h] * f32(kv_idx - q_idx);
+  mask  = causal_mask();
+}""", H=8, params=dict(slopes=alibi_slopes),
+     score=lambda c, s, b, h, i, j: s + c.slopes[h] * (j - i), mask=causal)
+case("prelude-alibi-inline", """
+attention alibi {
+  score = score + alibi_slope(h, H) * f32(kv_idx - q_idx);
+  mask = causal();
+}""", H=8,
+     score=lambda c, s, b, h, i, j:
+         s + 2.0 ** (-8.0 * (h + 1) / c.H) * (j - i), mask=causal)
+case("prelude-softcap",
+     "attention a { scale = 1.0; score = softcap(score, 5.0); }",
+     scale=1.0, score=lambda c, s, b, h, i, j: 5.0 * np.tanh(s / 5.0))
+case("prelude-softcap-const", """
+attention gemma_softcap {
+  const param cap: f32 = 20.0;                // baked into the kernel
+  param window: i32 = 24;
+  scale = 1.0;
+  score = softcap(score, cap);
+  mask  = causal() && q_idx - kv_idx < window;
+}""", scale=1.0, score=lambda c, s, b, h, i, j: 20.0 * np.tanh(s / 20.0),
+     mask=lambda c, b, h, i, j: (j <= i) & (i - j < 24))
+
+
+def neighborhood(W, ry, rx):
+    return lambda c, b, h, i, j: ((abs(i // W - j // W) <= ry) &
+                                  (abs(i % W - j % W) <= rx))
+
+
+case("prelude-neighborhood-2d",
+     "attention natten { mask = neighborhood_2d(8, 1, 2); }",
+     mask=neighborhood(8, 1, 2))
+case("prelude-neighborhood-2d-ragged",
+     "attention natten { mask = neighborhood_2d(5, 2, 1); }", Lq=23,
+     mask=neighborhood(5, 2, 1))
+
+# -- normalisations --------------------------------------------------------
+case("norm-sink-zero", "attention a { normalize softmax(sink = 0.0); }",
+     sink=lambda c, b, h: 0.0 * h)
+case("norm-sink-param", """
+attention a {
+  param sinks: f32[H];
+  mask = causal();
+  normalize softmax(sink = sinks[h]);
+}""", H=4, params=dict(sinks=lambda c, rng:
+                       (2 * rng.standard_normal(c.H)).astype(np.float32)),
+     mask=causal, sink=lambda c, b, h: c.sinks[h])
+case("norm-sink-expr",
+     "attention a { normalize softmax(sink = 0.5 * f32(h) - f32(b)); }",
+     B=2, H=4, sink=lambda c, b, h: 0.5 * h - b)
+# A row with no unmasked key: O = 0 and LSE = -inf even with a sink.
+case("norm-sink-empty-rows", """
+attention a {
+  mask = q_idx >= 4 && kv_idx <= q_idx;
+  normalize softmax(sink = 1.0);
+}""", mask=lambda c, b, h, i, j: (i >= 4) & (j <= i),
+     sink=lambda c, b, h: 1.0 + 0.0 * h)
+case("norm-sigmoid", "attention a { score = score - 2.0; normalize sigmoid; }",
+     norm="sigmoid", score=lambda c, s, b, h, i, j: s - 2.0)
+case("norm-sigmoid-param-bias", """
+attention a {
+  param bias: f32 = -3.0;
+  score = score + bias;
+  mask = causal();
+  normalize sigmoid;
+}""", norm="sigmoid", params=dict(bias=-1.25),
+     score=lambda c, s, b, h, i, j: s + c.bias, mask=causal)
+case("norm-sigmoid-empty-rows", """
+attention a { mask = q_idx >= 5; normalize sigmoid; }""", norm="sigmoid",
+     mask=lambda c, b, h, i, j: (i >= 5) & (j >= 0))
+case("norm-relu", "attention a { normalize relu; }", norm="relu")
+case("norm-relu-causal", """
+attention a { scale = 0.5; mask = causal(); normalize relu; }""",
+     norm="relu", scale=0.5, mask=causal)
+case("norm-linear-square", """
+attention a { score = 1.0 + score * score; normalize linear; }""",
+     norm="linear", score=lambda c, s, b, h, i, j: 1.0 + s * s)
+case("norm-linear-exp-causal", """
+attention a { score = exp(score); mask = causal(); normalize linear; }""",
+     norm="linear", score=lambda c, s, b, h, i, j: np.exp(s), mask=causal)
+case("norm-linear-empty-rows", """
+attention a {
+  score = 1.0 + score * score;
+  mask = q_idx >= 2 && kv_idx <= q_idx;
+  normalize linear;
+}""", norm="linear", score=lambda c, s, b, h, i, j: 1.0 + s * s,
+     mask=lambda c, b, h, i, j: (i >= 2) & (j <= i))
+
+# -- shapes and dtypes -----------------------------------------------------
+case("shape-gqa", "attention a { mask = causal(); }", H=8, Hkv=2, B=2,
+     mask=causal)
+case("shape-mqa", "attention a {}", H=4, Hkv=1)
+case("shape-lq-ne-lkv", "attention a {}", Lq=24, Lkv=72)
+case("shape-decode", "attention a { mask = causal_bottom_right(); }", Lq=1,
+     Lkv=77, H=8, Hkv=2,
+     mask=lambda c, b, h, i, j: j <= i + (c.Lkv - c.Lq))
+case("shape-lkv-1", "attention a {}", Lq=5, Lkv=1)
+case("shape-odd", "attention a { mask = causal(); }", Lq=37, D=24,
+     mask=causal)
+case("shape-dv-gt-d", "attention a {}", D=32, Dv=48)
+case("shape-dv-lt-d", "attention a { mask = causal(); }", D=64, Dv=8,
+     mask=causal)
+for _d, _l in ((1, 64), (3, 64), (64, 64), (128, 48), (256, 32)):
+    case("shape-d%d" % _d, "attention a { mask = causal(); }", D=_d, Lq=_l,
+         H=2, B=2 if _d < 128 else 1, mask=causal)
+case("shape-f16", "attention a {}", dtype="float16", B=2)
+case("shape-f16-gqa-causal", "attention a { mask = causal(); }",
+     dtype="float16", H=8, Hkv=2, mask=causal)
+case("shape-f16-d256", "attention a {}", dtype="float16", D=256, Lq=32)
+case("shape-f16-sigmoid", """
+attention a { score = score - 1.0; normalize sigmoid; }""", dtype="float16",
+     norm="sigmoid", score=lambda c, s, b, h, i, j: s - 1.0)
+case("shape-f16-sink", """
+attention a { param sinks: f32[H]; normalize softmax(sink = sinks[h]); }""",
+     dtype="float16", H=4, params=dict(sinks=lambda c, rng: rng.standard_normal(
+         c.H).astype(np.float32)), sink=lambda c, b, h: c.sinks[h])
+case("shape-empty-rows", "attention a { mask = q_idx >= 3; }",
+     mask=lambda c, b, h, i, j: (i >= 3) & (j >= 0))
+case("shape-all-masked", "attention a { mask = false; }",
+     mask=lambda c, b, h, i, j: (i < 0) & (j < 0))
+case("shape-long", "attention a { mask = causal(); }", B=2, H=8, Hkv=4,
+     Lq=256, D=64, mask=causal)
+case("shape-len-1", "attention a {}", Lq=1)
+
+# -- params ----------------------------------------------------------------
+SLIDING = """
+attention a {
+  param window: i32 = 8;
+  mask = sliding_window(window);
+}"""
+case("param-i32-default", SLIDING, env=dict(window=8),
+     mask=lambda c, b, h, i, j: (j <= i) & (i - j < c.window))
+case("param-i32-override", SLIDING, params=dict(window=3),
+     mask=lambda c, b, h, i, j: (j <= i) & (i - j < c.window))
+case("param-i32-negative", """
+attention a { param off: i32; mask = kv_idx <= q_idx + off; }""",
+     params=dict(off=-5), mask=lambda c, b, h, i, j: j <= i + c.off)
+case("param-f32-scalar", """
+attention a { param temp: f32; score = score / temp; }""",
+     params=dict(temp=0.7), score=lambda c, s, b, h, i, j: s / c.temp)
+case("param-f32-default", """
+attention a { param temp: f32 = 2.5; score = score / temp; }""",
+     env=dict(temp=2.5), score=lambda c, s, b, h, i, j: s / c.temp)
+case("param-f32-exponent-literal", """
+attention a { param temp: f32 = 2.5; score = score / temp; }""",
+     raw_params=["temp=5e-1"], env=dict(temp=0.5),
+     score=lambda c, s, b, h, i, j: s / c.temp)
+CAUSAL_SWITCH = """
+attention a { param on: bool%s; mask = !on || causal(); }"""
+case("param-bool-true", CAUSAL_SWITCH % "", params=dict(on=True),
+     mask=lambda c, b, h, i, j: ~np.bool_(c.on) | (j <= i))
+case("param-bool-false", CAUSAL_SWITCH % "", params=dict(on=False),
+     mask=lambda c, b, h, i, j: ~np.bool_(c.on) | (j <= i))
+case("param-bool-default", CAUSAL_SWITCH % " = true", env=dict(on=True),
+     mask=lambda c, b, h, i, j: ~np.bool_(c.on) | (j <= i))
+
+
+def documents(c, rng, batch=False):
+    """Sorted document ids: packed sequences of random lengths."""
+    n = (c.B, c.Lkv) if batch else (c.Lkv,)
+    return np.sort(rng.integers(0, 5, size=n), axis=-1).astype(np.int32)
+
+
+case("param-i32-tensor-doc", """
+attention a { param doc: i32[Lkv]; mask = doc[q_idx] == doc[kv_idx]; }""",
+     params=dict(doc=documents),
+     mask=lambda c, b, h, i, j: c.doc[i] == c.doc[j])
+case("param-i32-tensor-doc-batch", """
+attention a {
+  param doc: i32[B, Lkv];
+  mask = doc[b, q_idx] == doc[b, kv_idx] && causal();
+}""", B=3, params=dict(doc=lambda c, rng: documents(c, rng, batch=True)),
+     mask=lambda c, b, h, i, j: (c.doc[b, i] == c.doc[b, j]) & (j <= i))
+
+
+def blocks(c, rng):
+    n = -(-c.Lq // 16)
+    m = rng.random((n, -(-c.Lkv // 16))) < 0.4
+    m[0, :] = False  # rows 0..15 fully masked
+    return m
+
+
+case("param-bool-tensor-blocks", """
+attention a {
+  param blocks: bool[?, ?];
+  mask = blocks[q_idx / 16, kv_idx / 16];
+}""", Lq=80, Lkv=64, params=dict(blocks=blocks),
+     mask=lambda c, b, h, i, j: c.blocks[i // 16, j // 16])
+case("param-f32-tensor-bias", """
+attention a {
+  param bias: f32[H, Lq, Lkv];
+  score = score + bias[h, q_idx, kv_idx];
+}""", H=4, Lq=32, Lkv=48,
+     params=dict(bias=lambda c, rng: rng.standard_normal(
+         (c.H, c.Lq, c.Lkv)).astype(np.float32)),
+     score=lambda c, s, b, h, i, j: s + c.bias[h, i, j])
+case("param-f32-tensor-literal-dims", """
+attention a {
+  param w: f32[2, 4];
+  score = score * w[0, h] + w[1, h];
+}""", H=4, params=dict(w=lambda c, rng: rng.random((2, 4)).astype(np.float32)),
+     score=lambda c, s, b, h, i, j: s * c.w[0, h] + c.w[1, h])
+case("param-const-i32", """
+attention a { const param w: i32 = 5; mask = sliding_window(w); }""",
+     mask=lambda c, b, h, i, j: (j <= i) & (i - j < 5))
+case("param-const-f32", """
+attention a { const param k: f32 = -0.5; score = score * 2.0 + k; }""",
+     score=lambda c, s, b, h, i, j: s * 2.0 - 0.5)
+case("param-const-bool", """
+attention a {
+  const param use_causal: bool = false;
+  mask = use_causal ? causal() : kv_idx < Lkv - 3;
+}""", mask=lambda c, b, h, i, j: (j < c.Lkv - 3) & (i >= 0))
+case("param-mixed", """
+attention a {
+  const param cap: f32 = 30.0;
+  param window: i32 = 1000;
+  param sinks: f32[H];
+  param keep: bool[Lkv];
+  param shift: f32;
+  score = softcap(score + shift, cap);
+  mask = keep[kv_idx] && sliding_window(window);
+  normalize softmax(sink = sinks[h]);
+}""", H=4, Lq=40, params=dict(
+    window=12, shift=0.25,
+    sinks=lambda c, rng: rng.standard_normal(c.H).astype(np.float32),
+    keep=lambda c, rng: rng.random(c.Lkv) < 0.7),
+     score=lambda c, s, b, h, i, j: 30.0 * np.tanh((s + c.shift) / 30.0),
+     mask=lambda c, b, h, i, j: c.keep[j] & (j <= i) & (i - j < c.window),
+     sink=lambda c, b, h: c.sinks[h])
+
+# -- language semantics ----------------------------------------------------
+case("lang-floor-mod-negative", """
+attention a { mask = (q_idx - kv_idx) % 3 == 0; }""", Lq=30,
+     mask=lambda c, b, h, i, j: (i - j) % 3 == 0)
+case("lang-floor-div-negative", """
+attention a { score = score + 0.25 * f32((kv_idx - q_idx) / 4); }""",
+     Lq=30, score=lambda c, s, b, h, i, j: s + 0.25 * ((j - i) // 4))
+case("lang-mod-negative-divisor", """
+attention a { mask = (q_idx + kv_idx) % -4 == -1 || kv_idx == q_idx; }""",
+     Lq=24, mask=lambda c, b, h, i, j: ((i + j) % -4 == -1) | (j == i))
+# i32(x) truncates toward zero: i32(-1.25) == -1 (floor would give -2).
+case("lang-trunc-cast", """
+attention a { score = score + 0.5 * f32(i32(f32(kv_idx - q_idx) * 0.25)); }""",
+     Lq=24, score=lambda c, s, b, h, i, j: s + 0.5 * np.trunc((j - i) * 0.25))
+case("lang-i32-promotion", "attention a { score = score + q_idx / 8; }",
+     Lq=24, score=lambda c, s, b, h, i, j: s + (i // 8))
+case("lang-lets-defs", """
+def band(lo, hi) = q_idx - kv_idx >= lo && q_idx - kv_idx <= hi;
+def bump(x, k) = x + 0.5 * k;
+
+attention banded {
+  let d = q_idx - kv_idx;
+  let near = abs(d) < 4;
+  score = bump(score, select(near, 1.0, 0.0));
+  mask = band(0, 20) || near;
+}""", score=lambda c, s, b, h, i, j: s + 0.5 * (abs(i - j) < 4),
+     mask=lambda c, b, h, i, j: ((i - j >= 0) & (i - j <= 20)) |
+     (abs(i - j) < 4))
+case("lang-builtins", """
+attention a {
+  // Continuous in score; floor/ceil only see exact index values.
+  score = min(max(score, -1.5), 2.0) + 0.2 * sigmoid(score)
+        + 0.1 * log(1.0 + exp(score)) + 0.01 * pow(abs(score), 1.5)
+        + 0.1 * sqrt(abs(score)) + 0.1 * tanh(score)
+        + 0.05 * floor(f32(kv_idx) / 3.0) - 0.05 * ceil(f32(q_idx) / 5.0)
+        + select(score > 0.0, score, 0.5 * score);
+}""", score=lambda c, s, b, h, i, j: (
+    np.minimum(np.maximum(s, -1.5), 2.0) + 0.2 / (1 + np.exp(-s)) +
+    0.1 * np.log(1 + np.exp(s)) + 0.01 * np.abs(s) ** 1.5 +
+    0.1 * np.sqrt(np.abs(s)) + 0.1 * np.tanh(s) + 0.05 * np.floor(j / 3.0) -
+    0.05 * np.ceil(i / 5.0) + np.where(s > 0, s, 0.5 * s)))
+case("lang-ternary", """
+attention a { mask = q_idx % 2 == 0 ? kv_idx <= q_idx : kv_idx >= q_idx; }""",
+     Lq=20, mask=lambda c, b, h, i, j: np.where(i % 2 == 0, j <= i, j >= i))
+case("lang-unary", """
+attention a {
+  mask = !(kv_idx > q_idx) && -q_idx <= -kv_idx;
+  score = -score;
+}""",
+     mask=causal, score=lambda c, s, b, h, i, j: -s)
+case("lang-indices", """
+attention a {
+  score = score + 0.3 * f32(hkv) - 0.2 * f32(b);
+  mask = kv_idx < Lkv - 5 * b - h;
+}""", B=2, H=4, Hkv=2, Lq=16, Lkv=24,
+     score=lambda c, s, b, h, i, j: s + 0.3 * (h // c.group) - 0.2 * b,
+     mask=lambda c, b, h, i, j: j < c.Lkv - 5 * b - h)
+case("lang-sizes", """
+attention a {
+  score = score * f32(Dv) / f32(D);
+  mask = kv_idx >= Lkv - Lq + q_idx - 10 && kv_idx < Lkv && B == 1 && Hkv == H;
+}""", Lq=20, Lkv=40, D=16, Dv=8,
+     score=lambda c, s, b, h, i, j: s * 0.5,
+     mask=lambda c, b, h, i, j: j >= c.Lkv - c.Lq + i - 10)
+case("lang-comments", """
+// A file of comments.
+def causal2() = kv_idx <= q_idx; // trailing comment
+attention a { // block
+  // mask = false;
+  mask = causal2(); // mask
+}
+// end""", mask=causal)
+TWO_BLOCKS = """
+attention first { mask = causal(); }
+attention second {
+  param shift: i32 = 2;
+  score = score * 0.5;
+  mask = kv_idx >= q_idx - shift;
+}"""
+case("lang-two-blocks-first", TWO_BLOCKS, variant="first", mask=causal)
+case("lang-two-blocks-second", TWO_BLOCKS, variant="second",
+     params=dict(shift=5), score=lambda c, s, b, h, i, j: 0.5 * s,
+     mask=lambda c, b, h, i, j: j >= i - c.shift)
+
+# -- errors ----------------------------------------------------------------
+ALIBI = """
+attention alibi {
+  param slopes: f32[H];
+  score = score + slopes[h] * f32(kv_idx - q_idx);
+}"""
+err("err-missing-param", "attention a { param w: i32; mask = kv_idx < w; }",
+    r"\bw\b")
+err("err-param-shape", ALIBI, r"slopes", H=4,
+    params=dict(slopes=np.zeros(5, np.float32)))
+err("err-param-rank", ALIBI, r"slopes", H=4,
+    params=dict(slopes=np.zeros((4, 1), np.float32)))
+err("err-param-dtype", ALIBI, r"slopes", H=4,
+    params=dict(slopes=np.zeros(4, np.int32)))
+err("err-param-bool-for-f32", ALIBI, r"slopes", H=4,
+    params=dict(slopes=np.zeros(4, bool)))
+err("err-scalar-for-tensor", ALIBI, r"slopes|1\.0", H=4,
+    raw_params=["slopes=1.0"])
+err("err-unknown-param", "attention a {}", r"nosuch",
+    raw_params=["nosuch=1"])
+err("err-bad-literal-i32", "attention a { param w: i32 = 4; }", r"abc",
+    raw_params=["w=abc"])
+err("err-float-literal-for-i32", "attention a { param w: i32 = 4; }",
+    r"1\.5|\bw\b", raw_params=["w=1.5"])
+err("err-bad-literal-bool", "attention a { param on: bool = true; }",
+    r"yes|\bon\b", raw_params=["on=yes"])
+err("err-qkv-dtype", "attention a {}", r"float16|float32|dtype",
+    dtypes=dict(q="float16"))
+err("err-float64-input", "attention a {}", r"float64|<f8|dtype",
+    dtypes=dict(k="float64"))
+err("err-int32-input", "attention a {}", r"int32|<i4|dtype",
+    dtypes=dict(v="int32"))
+err("err-gqa-divisibility", "attention a {}", r"head|\bHkv\b|divisib",
+    H=6, Hkv=4)
+err("err-d-mismatch", "attention a {}", r"\bD\b|dim|shape",
+    shapes=dict(k=(1, 2, 64, 16)))
+err("err-kv-length-mismatch", "attention a {}", r"Lkv|length|shape",
+    shapes=dict(v=(1, 2, 60, 32)))
+err("err-batch-mismatch", "attention a {}", r"\bB\b|batch|shape",
+    shapes=dict(k=(2, 2, 64, 32), v=(2, 2, 64, 32)))
+err("err-q-rank", "attention a {}", r"rank|dimension|shape",
+    shapes=dict(q=(2, 64, 32)))
+err("err-unknown-variant", TWO_BLOCKS, r"nope", variant="nope")
+err("err-no-variant", TWO_BLOCKS, r"variant")
+err("err-lse-sigmoid", "attention a { normalize sigmoid; }",
+    r"sigmoid|lse", norm="sigmoid", lse=True)
+err("err-lse-linear", "attention a { normalize linear; score = exp(score); }",
+    r"linear|lse", norm="linear", lse=True)
+err("err-fortran-input", "attention a {}", r"Fortran",
+    corrupt=dict(q="fortran"))
+err("err-truncated-input", "attention a {}", r"truncated",
+    corrupt=dict(v="truncate"))
+err("err-missing-input", "attention a {}", r"cannot open|No such file",
+    corrupt=dict(k="missing"))
+err("err-index-out-of-range", """
+attention a { param t: f32[4]; score = score + t[kv_idx]; }""",
+    r"out of (range|bounds)|outside|index|bounds", Lq=16,
+    params=dict(t=np.zeros(4, np.float32)))
+err("err-index-negative", """
+attention a { param t: f32[Lkv]; score = score + t[kv_idx - 1]; }""",
+    r"out of (range|bounds)|outside|index|bounds", Lq=16,
+    params=dict(t=lambda c, rng: np.zeros(c.Lkv, np.float32)))
+err("err-division-by-zero", """
+attention a { param d: i32 = 0; mask = q_idx / d == 0; }""",
+    r"divi|zero", Lq=16)
+err("err-modulo-by-zero", """
+attention a { param d: i32 = 3; mask = q_idx % d == 0; }""",
+    r"divi|zero|modulo", Lq=16, params=dict(d=0))
+err("err-syntax", "attention a { mask = q_idx <= ; }",
+    r"err-syntax\.attn:1:\d+: error: ")
+err("err-output-unwritable", "attention a {}",
+    r"cannot|No such file|unable|failed",
+    out_path="no/such/dir/out.npy")
+
+
+# -- driver ----------------------------------------------------------------
+
+def context(cs, arrays):
+    c = types.SimpleNamespace(**cs.sizes)
+    c.group = max(cs.sizes["H"] // max(cs.sizes["Hkv"], 1), 1)
+    for k, v in cs.env.items():
+        setattr(c, k, v)
+    for k, v in arrays.items():
+        setattr(c, k, v)
+    return c
+
+
+def literal(v):
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    return repr(v)
+
+
+def build_inputs(cs, rng, tmp):
+    """Writes Q, K, V and tensor params; returns (qkv, paths, params, ctx)."""
+    s = cs.sizes
+    shapes = dict(q=(s["B"], s["H"], s["Lq"], s["D"]),
+                  k=(s["B"], s["Hkv"], s["Lkv"], s["D"]),
+                  v=(s["B"], s["Hkv"], s["Lkv"], s["Dv"]))
+    shapes.update(cs.shapes)
+    qkv, paths = {}, {}
+    for t in "qkv":
+        dt = cs.dtypes.get(t, cs.dtype)
+        x = rng.standard_normal(shapes[t])
+        x = (x * 3).astype(dt) if dt == "int32" else x.astype(dt)
+        qkv[t] = x
+        paths[t] = os.path.join(tmp, t.upper() + ".npy")
+        how = cs.corrupt.get(t)
+        if how == "missing":
+            continue
+        np.save(paths[t], np.asfortranarray(x) if how == "fortran" else x)
+        if how == "truncate":
+            with open(paths[t], "r+b") as f:
+                f.truncate(os.path.getsize(paths[t]) - 10)
+    c = context(cs, {})
+    args, values = [], {}
+    for name, v in cs.params.items():
+        if callable(v):
+            v = v(c, rng)
+        if isinstance(v, np.ndarray):
+            p = os.path.join(tmp, "param_%s.npy" % name)
+            np.save(p, v)
+            args += ["--param", "%s=%s" % (name, p)]
+        else:
+            args += ["--param", "%s=%s" % (name, literal(v))]
+        values[name] = v
+    for raw in cs.raw_params:
+        args += ["--param", raw]
+    return qkv, paths, args, context(cs, values)
+
+
+def reference(cs, qkv, c):
+    bind = lambda f: f and (lambda *a: f(c, *a))  # noqa: E731
+    return attn_ref.attention(qkv["q"], qkv["k"], qkv["v"],
+                              score_fn=bind(cs.score), mask_fn=bind(cs.mask),
+                              scale=cs.scale, norm=cs.norm,
+                              sink_fn=bind(cs.sink))
+
+
+def empty_rows(cs, c):
+    s = cs.sizes
+    b, h, i, j = attn_ref.index_grids(s["B"], s["H"], s["Lq"], s["Lkv"])
+    if cs.mask is None:
+        return np.zeros((s["B"], s["H"], s["Lq"]), bool)
+    m = np.broadcast_to(cs.mask(c, b, h, i, j), (s["B"], s["H"], s["Lq"],
+                                                  s["Lkv"]))
+    return ~m.any(axis=-1)
+
+
+def poison(path, shape, dtype):
+    np.save(path, np.full(shape, np.nan, dtype=dtype))
+
+
+def compare(cs, qkv, c, out_path, lse_path):
+    """Returns (problems, summary) for a successful run."""
+    s = cs.sizes
+    o_ref, lse_ref = reference(cs, qkv, c)
+    problems = []
+    try:
+        o = np.load(out_path)
+        lse = np.load(lse_path) if lse_path else None
+    except (OSError, ValueError) as e:
+        return ["cannot load the output: %s" % e], ""
+    o_shape = (s["B"], s["H"], s["Lq"], s["Dv"])
+    if o.dtype != np.dtype(cs.dtype) or o.shape != o_shape:
+        return ["O is %s%s, expected %s%s" % (o.dtype, o.shape, cs.dtype,
+                                              o_shape)], ""
+    o = o.astype(np.float64)
+    if np.all(np.isnan(o)) and o.size:
+        return ["O is all NaN: the tool did not write it (or wrote NaN)"], ""
+    if not np.all(np.isfinite(o)):
+        return ["O has %d NaN/inf values of %d" % (np.sum(~np.isfinite(o)),
+                                                   o.size)], ""
+    ref_norm = np.linalg.norm(o_ref)
+    relerr = np.linalg.norm(o - o_ref) / (ref_norm if ref_norm else 1.0)
+    tol = F16_TOL if cs.dtype == "float16" else F32_TOL
+    if not relerr <= tol:
+        worst = np.unravel_index(np.argmax(np.abs(o - o_ref)), o.shape)
+        problems.append("relerr %.3g > %.0e (worst at %s: %r vs %r)" %
+                        (relerr, tol, tuple(int(x) for x in worst), o[worst],
+                         o_ref[worst]))
+    empty = empty_rows(cs, c)
+    if np.any(o[empty] != 0):
+        problems.append("%d fully masked rows are not exactly 0" %
+                        np.sum(np.any(o[empty] != 0, axis=-1)))
+    summary = "relerr=%.2e" % relerr
+    if lse is not None:
+        l_shape = (s["B"], s["H"], s["Lq"])
+        if lse.dtype != np.float32 or lse.shape != l_shape:
+            problems.append("LSE is %s%s, expected float32%s" %
+                            (lse.dtype, lse.shape, l_shape))
+        else:
+            lse = lse.astype(np.float64)
+            neg = np.isneginf(lse_ref)
+            if not np.array_equal(np.isneginf(lse), neg):
+                problems.append("LSE is -inf at %d rows, reference at %d" %
+                                (np.sum(np.isneginf(lse)), np.sum(neg)))
+            fin = ~neg
+            if np.any(np.isnan(lse)):
+                problems.append("LSE has %d NaN" % np.sum(np.isnan(lse)))
+            lerr = float(np.max(np.abs(lse[fin] - lse_ref[fin]), initial=0.0))
+            if not lerr <= LSE_TOL:
+                problems.append("LSE error %.3g > %.0e" % (lerr, LSE_TOL))
+            summary += " lseerr=%.2e" % lerr
+            if neg.any():
+                summary += " empty_rows=%d" % np.sum(neg)
+    return problems, summary
+
+
+ERROR_LINE = re.compile(r"^(\S+:\d+:\d+: )?error: ", re.M)
+CRASH = re.compile(r"Stack dump|PLEASE submit|Traceback|Assertion|"
+                   r"AddressSanitizer|Segmentation fault|terminate called")
+
+
+def run_one(cs, opts, seed):
+    rng = np.random.default_rng(seed)
+    tmp = tempfile.mkdtemp(prefix="attnc-e2e-%s-" % cs.name)
+    keep = opts.keep
+    try:
+        src = os.path.join(tmp, cs.name + ".attn")
+        with open(src, "w") as f:
+            f.write(cs.src)
+        qkv, paths, pargs, c = build_inputs(cs, rng, tmp)
+        out = os.path.join(tmp, cs.out_path or "O.npy")
+        lse = os.path.join(tmp, "LSE.npy") if cs.lse else None
+        s = cs.sizes
+        if not cs.error:
+            poison(out, (s["B"], s["H"], s["Lq"], s["Dv"]), cs.dtype)
+            if lse:
+                poison(lse, (s["B"], s["H"], s["Lq"]), np.float32)
+        cmd = [opts.attnc, "run", src]
+        if cs.variant:
+            cmd += ["--variant", cs.variant]
+        cmd += ["--q", paths["q"], "--k", paths["k"], "--v", paths["v"]]
+        cmd += pargs
+        if opts.target:
+            cmd += ["--target", opts.target]
+        cmd += ["-o", out] + (["--lse", lse] if lse else [])
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               errors="replace", timeout=opts.timeout)
+            rc, text = p.returncode, p.stdout
+        except subprocess.TimeoutExpired:
+            rc, text = None, "timed out after %ds" % opts.timeout
+        except OSError as e:
+            rc, text = None, "cannot run %s: %s" % (opts.attnc, e.strerror)
+
+        if cs.error:
+            problems = []
+            if rc is None or rc <= 0 or rc >= 128:
+                problems.append("expected a clean failure, exit status %s" %
+                                rc)
+            if CRASH.search(text):
+                problems.append("output looks like a crash")
+            if not ERROR_LINE.search(text):
+                problems.append("no line beginning with 'error:'")
+            if not re.search(cs.error, text, re.I | re.M):
+                problems.append("no match for /%s/" % cs.error)
+            first = ERROR_LINE.search(text)
+            summary = "rc=%s %s" % (rc, text[first.start():].splitlines()[0]
+                                    if first else "")
+        elif rc != 0:
+            problems, summary = ["exit status %s" % rc], ""
+        else:
+            problems, summary = compare(cs, qkv, c, out, lse)
+        ok = not problems
+        print("%s %s %s seed=%d" % ("PASS" if ok else "FAIL", cs.name,
+                                    summary.strip(), seed))
+        if not ok:
+            keep = keep or opts.keep_failed
+            for prob in problems:
+                print("  " + prob)
+            print("  command: " + " ".join(cmd))
+            for line in text.splitlines()[-20:]:
+                print("  | " + line)
+        sys.stdout.flush()
+        return ok
+    finally:
+        if keep:
+            print("  files kept in " + tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_case(cs, seed):
+    """--ref-only: the case's inputs and reference are well formed."""
+    rng = np.random.default_rng(seed)
+    tmp = tempfile.mkdtemp(prefix="attnc-ref-")
+    try:
+        qkv, _, _, c = build_inputs(cs, rng, tmp)
+        if cs.error:
+            print("PASS %s (error case)" % cs.name)
+            return True
+        o, lse = reference(cs, qkv, c)
+        empty = empty_rows(cs, c)
+        ok = np.all(np.isfinite(o)) and np.all(o[empty] == 0) and (
+            lse is None or np.array_equal(np.isneginf(lse), empty))
+        print("%s %s ref-norm=%.3g empty_rows=%d" % (
+            "PASS" if ok else "FAIL", cs.name, np.linalg.norm(o),
+            np.sum(empty)))
+        return bool(ok)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def select(names):
+    if not names:
+        return list(CASES)
+    picked = []
+    for n in names:
+        if n in GROUPS:
+            picked += [k for k in CASES if k.split("-")[0] == n]
+        elif n in CASES:
+            picked.append(n)
+        else:
+            sys.exit("run_case.py: unknown case or group '%s' (see --list)" % n)
+    return picked
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cases", nargs="*", help="case names or group names (%s)"
+                    % ", ".join(GROUPS))
+    ap.add_argument("--attnc", help="path to the attnc binary")
+    ap.add_argument("--target", help="forwarded as --target")
+    ap.add_argument("--seed", type=int, help="input seed (default: random)")
+    ap.add_argument("--timeout", type=int, default=300)
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--ref-only", action="store_true",
+                    help="check the cases' references without attnc")
+    ap.add_argument("--keep", action="store_true", help="keep temp files")
+    ap.add_argument("--keep-failed", action="store_true",
+                    help="keep temp files of failed cases")
+    opts = ap.parse_args()
+    names = select(opts.cases)
+    if opts.list:
+        for n in names:
+            print(n)
+        return 0
+    if not opts.ref_only and not opts.attnc:
+        ap.error("--attnc is required")
+    if not opts.ref_only and not (os.path.isfile(opts.attnc) and
+                                  os.access(opts.attnc, os.X_OK)):
+        ap.error("cannot run --attnc %s: not an executable file" % opts.attnc)
+    failed = 0
+    for n in names:
+        seed = opts.seed if opts.seed is not None else \
+            int.from_bytes(os.urandom(4), "little")
+        ok = check_case(CASES[n], seed) if opts.ref_only else \
+            run_one(CASES[n], opts, seed)
+        failed += not ok
+    if failed:
+        print("%d of %d cases failed" % (failed, len(names)))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
