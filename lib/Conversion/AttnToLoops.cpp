@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/Conversion/ExpandAttnOps.h"
 #include "attnc/Conversion/KernelABI.h"
 #include "attnc/Conversion/Passes.h"
 
@@ -32,21 +33,6 @@ using namespace mlir;
 using namespace attnc;
 
 namespace {
-
-/// A strided memref of dynamic shape: what the kernel takes for every tensor.
-MemRefType stridedMemRef(Type elementType, unsigned rank) {
-  SmallVector<int64_t> dyn(rank, ShapedType::kDynamic);
-  auto layout = StridedLayoutAttr::get(elementType.getContext(),
-                                       ShapedType::kDynamic, dyn);
-  return MemRefType::get(dyn, elementType, layout);
-}
-
-Type abiType(Builder &b, attn::ParamOp p) {
-  Type t = p.getElementType();
-  if (p.isTensor())
-    return stridedMemRef(t.isInteger(1) ? b.getI8Type() : t, p.getRank());
-  return t.isInteger(1) ? b.getI32Type() : t;
-}
 
 class KernelBuilder {
 public:
@@ -72,14 +58,9 @@ private:
                ? x
                : arith::ExtFOp::create(b, loc, b.getF32Type(), x).getResult();
   }
-  /// Clones the single block of `region` at the insertion point with its
-  /// arguments bound to `args`; returns the yielded value.
-  Value inlineRegion(Region &region, ValueRange args);
-  /// Expands the attn ops that inlining left in the kernel.
-  void expandAttnOps(func::FuncOp fn);
-  void recordError(Location loc, ArrayRef<Value> words);
-  Value checkedLoad(attn::ParamLoadOp op);
-  Value checkedDivMod(Location loc, Value lhs, Value rhs, bool isMod);
+  Value inlineRegion(Region &region, ValueRange args) {
+    return inlineItemRegion(b, region, args);
+  }
   /// Emits the body for one query row (b, h, i).
   void emitRow(Location loc, Value bi, Value hi, Value ii, Value scale);
 
@@ -90,140 +71,8 @@ private:
   Value q, k, v, o, lse, flags, status;
   Value sizeIdx[7], sizeI32[7];
   Value srow, mrow, acc; // per-row buffers: scores, mask bytes, O accumulator
-  struct ParamArg {
-    Value arg;
-    int ordinal;
-  };
-  llvm::StringMap<ParamArg> paramArgs;
+  KernelContext kctx;
 };
-
-Value KernelBuilder::inlineRegion(Region &region, ValueRange args) {
-  Block &block = region.front();
-  IRMapping map;
-  map.map(block.getArguments(), args);
-  for (Operation &op : block.without_terminator())
-    b.clone(op, map);
-  return map.lookup(llvm::cast<attn::YieldOp>(block.getTerminator()).getValue());
-}
-
-void KernelBuilder::recordError(Location loc, ArrayRef<Value> words) {
-  for (auto [i, w] : llvm::enumerate(words))
-    memref::StoreOp::create(b, loc, w, status, ValueRange{cIdx(loc, i)});
-}
-
-Value KernelBuilder::checkedLoad(attn::ParamLoadOp op) {
-  Location loc = op.getLoc();
-  const ParamArg &pa = paramArgs.find(op.getParam())->second;
-  Type resultType = op.getType();
-  // in bounds <=> 0 <= idx_d < size_d for every d; the first failing d is
-  // what the error names.
-  Value inBounds = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
-  Value badDim = cI32(loc, 0), badIdx = cI32(loc, 0), badSize = cI32(loc, 0);
-  SmallVector<Value> indices;
-  for (int d = op.getIndices().size() - 1; d >= 0; --d) {
-    Value idx = op.getIndices()[d];
-    Value size = arith::IndexCastOp::create(
-        b, loc, b.getI32Type(), memref::DimOp::create(b, loc, pa.arg, d));
-    Value ok = arith::AndIOp::create(
-        b, loc,
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, idx,
-                              cI32(loc, 0)),
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, idx, size));
-    Value bad = arith::XOrIOp::create(
-        b, loc, ok, arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
-    badDim = arith::SelectOp::create(b, loc, bad, cI32(loc, d), badDim);
-    badIdx = arith::SelectOp::create(b, loc, bad, idx, badIdx);
-    badSize = arith::SelectOp::create(b, loc, bad, size, badSize);
-    inBounds = arith::AndIOp::create(b, loc, inBounds, ok);
-  }
-  for (Value idx : op.getIndices())
-    indices.push_back(
-        arith::IndexCastOp::create(b, loc, b.getIndexType(), idx));
-  auto ifOp = scf::IfOp::create(
-      b, loc, inBounds,
-      [&](OpBuilder &nb, Location l) {
-        Value x = memref::LoadOp::create(nb, l, pa.arg, indices);
-        if (resultType.isInteger(1))
-          x = arith::CmpIOp::create(
-              nb, l, arith::CmpIPredicate::ne, x,
-              arith::ConstantOp::create(nb, l, nb.getI8IntegerAttr(0)));
-        scf::YieldOp::create(nb, l, x);
-      },
-      [&](OpBuilder &nb, Location l) {
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-        recordError(l, {cI32(l, kStatusIndexOutOfRange), cI32(l, pa.ordinal),
-                        badDim, badIdx, badSize});
-        Value zero = arith::ConstantOp::create(
-            b, l, b.getZeroAttr(resultType));
-        scf::YieldOp::create(b, l, zero);
-      });
-  return ifOp.getResult(0);
-}
-
-Value KernelBuilder::checkedDivMod(Location loc, Value lhs, Value rhs,
-                                   bool isMod) {
-  // A zero divisor is recorded; -1 is special-cased so that INT_MIN / -1
-  // wraps instead of trapping.
-  Value isZero = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, rhs,
-                                       cI32(loc, 0));
-  Value isMinusOne = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                           rhs, cI32(loc, -1));
-  Value safe = arith::SelectOp::create(
-      b, loc, arith::OrIOp::create(b, loc, isZero, isMinusOne), cI32(loc, 1),
-      rhs);
-  Value quot = arith::FloorDivSIOp::create(b, loc, lhs, safe);
-  quot = arith::SelectOp::create(
-      b, loc, isMinusOne, arith::SubIOp::create(b, loc, cI32(loc, 0), lhs),
-      quot);
-  scf::IfOp::create(b, loc, isZero, [&](OpBuilder &nb, Location l) {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-    recordError(l, {cI32(l, kStatusDivisionByZero)});
-    scf::YieldOp::create(b, l);
-  });
-  if (!isMod)
-    return quot;
-  // lhs % rhs = lhs - floor(lhs / rhs) * rhs
-  return arith::SubIOp::create(b, loc, lhs,
-                               arith::MulIOp::create(b, loc, quot, rhs));
-}
-
-void KernelBuilder::expandAttnOps(func::FuncOp fn) {
-  SmallVector<Operation *> ops;
-  fn.walk([&](Operation *op) {
-    if (llvm::isa<attn::SizeOp, attn::ParamGetOp, attn::ParamLoadOp,
-                  attn::FloorDivOp, attn::FloorModOp>(op))
-      ops.push_back(op);
-  });
-  for (Operation *op : ops) {
-    b.setInsertionPoint(op);
-    Location loc = op->getLoc();
-    Value repl;
-    if (auto size = llvm::dyn_cast<attn::SizeOp>(op)) {
-      repl = sizeI32[static_cast<int>(size.getKind())];
-    } else if (auto get = llvm::dyn_cast<attn::ParamGetOp>(op)) {
-      auto param = llvm::cast<attn::ParamOp>(
-          SymbolTable::lookupSymbolIn(variant, get.getParamAttr()));
-      if (param.getIsConst()) {
-        repl = arith::ConstantOp::create(b, loc, *param.getValue());
-      } else {
-        repl = paramArgs.find(get.getParam())->second.arg;
-        if (get.getType().isInteger(1))
-          repl = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, repl,
-                                       cI32(loc, 0));
-      }
-    } else if (auto load = llvm::dyn_cast<attn::ParamLoadOp>(op)) {
-      repl = checkedLoad(load);
-    } else if (auto div = llvm::dyn_cast<attn::FloorDivOp>(op)) {
-      repl = checkedDivMod(loc, div.getLhs(), div.getRhs(), false);
-    } else if (auto mod = llvm::dyn_cast<attn::FloorModOp>(op)) {
-      repl = checkedDivMod(loc, mod.getLhs(), mod.getRhs(), true);
-    }
-    op->getResult(0).replaceAllUsesWith(repl);
-    op->erase();
-  }
-}
 
 void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
                             Value scale) {
@@ -414,7 +263,7 @@ func::FuncOp KernelBuilder::build() {
   for (attn::ParamOp p : variant.getParams())
     if (!p.getIsConst()) {
       runtimeParams.push_back(p);
-      inputs.push_back(abiType(b, p));
+      inputs.push_back(kernelParamType(b, p));
     }
   inputs.push_back(b.getI32Type());
   inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
@@ -428,8 +277,8 @@ func::FuncOp KernelBuilder::build() {
   o = entry->getArgument(3);
   lse = entry->getArgument(4);
   for (auto [i, p] : llvm::enumerate(runtimeParams))
-    paramArgs[p.getSymName()] = {entry->getArgument(5 + i),
-                                 static_cast<int>(i)};
+    kctx.params[p.getSymName()] = {entry->getArgument(5 + i),
+                                   static_cast<int>(i)};
   flags = entry->getArgument(entry->getNumArguments() - 2);
   status = entry->getArgument(entry->getNumArguments() - 1);
 
@@ -488,7 +337,11 @@ func::FuncOp KernelBuilder::build() {
   memref::DeallocOp::create(b, loc, mrow);
   memref::DeallocOp::create(b, loc, acc);
   func::ReturnOp::create(b, loc);
-  expandAttnOps(fn);
+  kctx.variant = variant;
+  kctx.status = status;
+  for (int s = 0; s < 7; ++s)
+    kctx.sizeI32[s] = sizeI32[s];
+  expandAttnOps(fn, kctx);
   return fn;
 }
 

@@ -1,0 +1,50 @@
+//===- ExpandAttnOps.h - Expanding attn expression ops inside kernels -----===//
+//
+// Kernel generators clone a variant's regions into their loops and then call
+// expandAttnOps to replace what those regions still hold of the dialect:
+// attn.size by the kernel's sizes, attn.param_get by arguments or folded
+// constants, attn.param_load by a bounds-checked memref load, and
+// attn.floordiv / attn.floormod by checked integer arithmetic. Run-time
+// errors are written to the status memref (see KernelABI.h).
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTNC_CONVERSION_EXPANDATTNOPS_H
+#define ATTNC_CONVERSION_EXPANDATTNOPS_H
+
+#include "attn/AttnDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringMap.h"
+
+namespace attnc {
+
+/// A runtime parameter as a kernel argument.
+struct KernelParamArg {
+  mlir::Value arg;   // memref (tensor) or i32/f32 (scalar; bools as i32)
+  int ordinal = 0;   // position among the runtime params (for errors)
+};
+
+struct KernelContext {
+  mlir::attn::VariantOp variant;
+  mlir::Value sizeI32[7];   // B, H, Hkv, Lq, Lkv, D, Dv as i32
+  llvm::StringMap<KernelParamArg> params;
+  mlir::Value status;       // memref<kStatusWords x i32>
+};
+
+/// The kernel argument type of a runtime param (KernelABI.h).
+mlir::Type kernelParamType(mlir::Builder &b, mlir::attn::ParamOp param);
+
+/// A strided memref of dynamic shape, as kernels take every tensor.
+mlir::MemRefType stridedMemRef(mlir::Type elementType, unsigned rank);
+
+/// Clones the single block of `region` at the builder's insertion point with
+/// its arguments bound to `args`; returns the value it yields.
+mlir::Value inlineItemRegion(mlir::OpBuilder &b, mlir::Region &region,
+                             mlir::ValueRange args);
+
+/// Replaces every attn expression op nested in `root`.
+void expandAttnOps(mlir::Operation *root, const KernelContext &ctx);
+
+} // namespace attnc
+
+#endif // ATTNC_CONVERSION_EXPANDATTNOPS_H
