@@ -46,6 +46,9 @@ enum class BinaryOp {
   Add, Sub, Mul, Div, Mod, Eq, Ne, Lt, Le, Gt, Ge, And, Or
 };
 
+/// Spelling of a binary operator as the language writes it ("+", "&&", ...).
+const char *binaryOpSpelling(BinaryOp op);
+
 struct TExpr;
 using TExprPtr = std::unique_ptr<TExpr>;
 
