@@ -1,4 +1,9 @@
 //===- Signature.cpp - Reading a kernel's signature off an attn.variant ---===//
+//
+// The MLIR half of Signature.h; the text form and type names are in
+// SignatureText.cpp so that runtimes without a compiler can read them.
+//
+//===----------------------------------------------------------------------===//
 
 #include "attnc/Target/Signature.h"
 
@@ -6,18 +11,6 @@
 
 using namespace attnc;
 using namespace mlir;
-
-const char *attnc::paramTypeName(ParamType t) {
-  switch (t) {
-  case ParamType::F32:
-    return "f32";
-  case ParamType::I32:
-    return "i32";
-  case ParamType::Bool:
-    return "bool";
-  }
-  return "?";
-}
 
 KernelSignature KernelSignature::fromVariant(attn::VariantOp variant) {
   KernelSignature sig;

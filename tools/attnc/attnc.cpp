@@ -13,7 +13,10 @@
 #include "attnc/Frontend/Sema.h"
 #include "attnc/Pipelines/Pipelines.h"
 #include "attnc/Support/Npy.h"
+#include "attnc/Target/AotHeader.h"
 #include "attnc/Target/CpuKernel.h"
+
+#include "attn/attn.hpp"
 
 #include "attn/AttnDialect.h"
 
@@ -28,6 +31,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
@@ -36,6 +40,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <optional>
 
@@ -50,6 +55,7 @@ USAGE
   attnc run FILE.attn [--variant NAME] --q Q.npy --k K.npy --v V.npy
         [--param NAME=VALUE | --param NAME=FILE.npy]... [--target cpu|nvptx]
         -o OUT.npy [--lse LSE.npy] [--reference]
+  attnc cache list|stats|clear
   attnc --help | --version
 
 STAGES (--emit)
@@ -58,6 +64,17 @@ STAGES (--emit)
   loops    the reference kernel: scf loops over memrefs (--dtype picks f32/f16)
   llvm     the kernel in the LLVM dialect
   llvm-ir  the kernel as LLVM IR
+  obj      a relocatable object for this CPU (-o FILE.o; ahead of time)
+  header   a C header with a typed entry point for that object: link both
+           with the attn_launcher library (see docs/runtime.md). Both give
+           the reference kernel, or the tiled one for --head-dim N
+           [--value-dim N]; use the same options for both.
+
+CACHE
+  attnc run keeps compiled kernels in $ATTN_CACHE_DIR (default
+  $XDG_CACHE_HOME/attnc or ~/.cache/attnc; ATTN_CACHE=0 turns it off,
+  ATTN_CACHE_MAX_BYTES caps its size). `attnc cache list` shows the entries,
+  `stats` the totals of every process, `clear` removes them.
 
 RUN
   Q [B, H, Lq, D], K [B, Hkv, Lkv, D] and V [B, Hkv, Lkv, Dv] are C-order
@@ -70,7 +87,10 @@ OPTIONS
   --variant NAME   the attention block to use (needed when the file has several)
   -o FILE          output file (default: standard output for --emit)
   --loc            print source locations in MLIR output
-  --reference      run the reference loop lowering (the default for now)
+  --reference      run the reference loop lowering instead of the tiled,
+                   vectorised, multi-threaded kernel
+  --threads N      worker threads for attnc run (default: all cores, or
+                   $ATTN_NUM_THREADS)
 
 EXAMPLE
   attnc examples/alibi.attn --variant alibi --emit=mlir
@@ -90,6 +110,8 @@ struct Options {
   std::string output;
   std::string dtype = "f32";
   std::string q, k, v, lse, target = "cpu";
+  std::string threads;
+  std::string headDim, valueDim; // --emit=obj/header: a tiled kernel
   std::vector<std::string> params;
   bool printLoc = false;
   bool reference = false;
@@ -140,7 +162,10 @@ Options parseArgs(int argc, char **argv) {
     if (value(a, "--variant", o.variant) || value(a, "--emit", o.emit) ||
         value(a, "-o", o.output) || value(a, "--dtype", o.dtype) ||
         value(a, "--q", o.q) || value(a, "--k", o.k) || value(a, "--v", o.v) ||
-        value(a, "--lse", o.lse) || value(a, "--target", o.target))
+        value(a, "--lse", o.lse) || value(a, "--target", o.target) ||
+        value(a, "--threads", o.threads) ||
+        value(a, "--head-dim", o.headDim) ||
+        value(a, "--value-dim", o.valueDim))
       continue;
     if (value(a, "--param", param)) {
       o.params.push_back(param);
@@ -163,17 +188,31 @@ Options parseArgs(int argc, char **argv) {
       fail("attnc run needs --q, --k and --v");
     if (o.output.empty())
       fail("attnc run needs -o OUT.npy");
+    if (!o.threads.empty() &&
+        (o.threads.find_first_not_of("0123456789") != std::string::npos ||
+         o.threads.size() > 4 || std::stoi(o.threads) < 1))
+      fail("--threads must be a positive integer, got '" + o.threads + "'");
     if (o.target != "cpu" && o.target != "nvptx")
       fail("unknown target '" + o.target + "' (expected cpu or nvptx)");
   } else {
     if (o.emit.empty())
       fail("nothing to do: give --emit=STAGE or use 'attnc run' (see attnc "
            "--help)");
-    static const char *stages[] = {"ast", "mlir", "loops", "llvm", "llvm-ir"};
+    static const char *stages[] = {"ast",     "mlir", "loops", "llvm",
+                                   "llvm-ir", "obj",  "header"};
     if (std::find(std::begin(stages), std::end(stages), o.emit) ==
         std::end(stages))
       fail("unknown stage '" + o.emit +
-           "' for --emit (expected ast, mlir, loops, llvm or llvm-ir)");
+           "' for --emit (expected ast, mlir, loops, llvm, llvm-ir, obj or "
+           "header)");
+    for (const std::string *dim : {&o.headDim, &o.valueDim})
+      if (!dim->empty() &&
+          (dim->find_first_not_of("0123456789") != std::string::npos ||
+           dim->size() > 6 || std::stoi(*dim) < 1))
+        fail("--head-dim and --value-dim must be positive integers, got '" +
+             *dim + "'");
+    if (o.emit == "obj" && (o.output.empty() || o.output == "-"))
+      fail("--emit=obj writes a binary object file; give -o FILE.o");
   }
   return o;
 }
@@ -247,10 +286,18 @@ NpyArray readOrFail(const std::string &path) {
   return arr;
 }
 
-int runVariant(const Options &o, mlir::ModuleOp module) {
-  if (o.target == "nvptx")
-    fail("target 'nvptx' is not available in this build of attnc yet; use "
-         "--target cpu");
+int runVariant(const Options &o, mlir::ModuleOp module,
+               const std::string &source) {
+  if (o.target == "nvptx") {
+    // The runtime says why: no CUDA driver, or no GPU backend in this build.
+    attn::CompileOptions nvptx;
+    nvptx.target = attn::Target::NVPTX;
+    attn::Kernel none;
+    std::string why;
+    if (attn::Runtime::global().compile(source, nvptx, none, why) !=
+        attn::Status::Ok)
+      fail(why);
+  }
   std::string name = chooseVariant(module, o.variant, o.input);
   NpyArray q = readOrFail(o.q), k = readOrFail(o.k), v = readOrFail(o.v);
   for (auto [what, arr, path] :
@@ -270,14 +317,34 @@ int runVariant(const Options &o, mlir::ModuleOp module) {
          dtypeName(q.dtype) + ", " + dtypeName(k.dtype) + " and " +
          dtypeName(v.dtype));
 
-  CompileOptions copts;
-  copts.elementType = q.dtype;
+  // Compile through the runtime's kernel cache (in memory and on disk), so
+  // that running a variant again loads it instead of compiling it. The tiled
+  // kernel is specialised for the head dims; --reference runs the plain
+  // loops that every optimised path is tested against.
+  attn::CompileOptions ropts;
+  ropts.variant = name;
+  ropts.dtype = q.dtype == DType::F16 ? attn::DType::F16 : attn::DType::F32;
+  ropts.tiling =
+      o.reference ? attn::Tiling::reference() : attn::Tiling::automatic();
+  ropts.headDim = q.shape[3];
+  ropts.valueDim = v.shape[3];
   std::string err;
-  std::unique_ptr<CpuKernel> kernel =
-      CpuKernel::compile(module, name, copts, err);
-  if (!kernel)
+  attn::Kernel kernel;
+  if (attn::Runtime::global().compile(source, ropts, kernel, err) !=
+      attn::Status::Ok)
     fail(err);
-  const KernelSignature &sig = kernel->signature();
+  const attn::Signature &sig = kernel.signature();
+  auto paramType = [](attn::DType d) {
+    return d == attn::DType::F32   ? ParamType::F32
+           : d == attn::DType::I32 ? ParamType::I32
+                                   : ParamType::Bool;
+  };
+  auto publicDType = [](DType d) {
+    return d == DType::F32   ? attn::DType::F32
+           : d == DType::F16 ? attn::DType::F16
+           : d == DType::I32 ? attn::DType::I32
+                             : attn::DType::Bool;
+  };
 
   // O and LSE, poisoned so that an unwritten element shows as NaN.
   NpyArray out;
@@ -291,22 +358,23 @@ int runVariant(const Options &o, mlir::ModuleOp module) {
   if (!o.lse.empty())
     lse.data.assign(lse.numel() * 4, 0xFF);
 
-  RunArgs args;
-  args.q = TensorView::contiguous(q.data.data(), q.dtype, q.shape);
-  args.k = TensorView::contiguous(k.data.data(), k.dtype, k.shape);
-  args.v = TensorView::contiguous(v.data.data(), v.dtype, v.shape);
-  args.o = TensorView::contiguous(out.data.data(), out.dtype, out.shape);
+  attn::RunArgs args;
+  if (!o.threads.empty())
+    args.threads = std::stoi(o.threads);
   // A zero-element array may have no storage; any non-null pointer will do.
   static uint8_t emptyStorage[8];
   auto dataOf = [&](NpyArray &a) -> void * {
     return a.data.empty() ? emptyStorage : a.data.data();
   };
-  args.q.data = dataOf(q);
-  args.k.data = dataOf(k);
-  args.v.data = dataOf(v);
-  args.o.data = dataOf(out);
+  auto view = [&](NpyArray &a) {
+    return attn::Tensor::contiguous(dataOf(a), publicDType(a.dtype), a.shape);
+  };
+  args.q = view(q);
+  args.k = view(k);
+  args.v = view(v);
+  args.o = view(out);
   if (!o.lse.empty())
-    args.lse = TensorView::contiguous(dataOf(lse), DType::F32, lse.shape);
+    args.lse = view(lse);
 
   std::map<std::string, NpyArray> tensorParams;
   for (const std::string &p : o.params) {
@@ -317,12 +385,12 @@ int runVariant(const Options &o, mlir::ModuleOp module) {
     if (args.params.count(pname))
       fail("--param '" + pname + "' is given twice");
     auto it = std::find_if(sig.params.begin(), sig.params.end(),
-                           [&](const SignatureParam &sp) {
+                           [&](const attn::ParamInfo &sp) {
                              return sp.name == pname;
                            });
     if (it == sig.params.end()) {
       std::vector<std::string> known;
-      for (const SignatureParam &sp : sig.params)
+      for (const attn::ParamInfo &sp : sig.params)
         known.push_back(sp.name);
       std::string msg =
           "unknown param '" + pname + "' for variant '" + name + "'";
@@ -341,18 +409,17 @@ int runVariant(const Options &o, mlir::ModuleOp module) {
         fail("--param " + p + ": param '" + pname +
              "' is a tensor; give a .npy file");
       NpyArray &arr = tensorParams[pname] = readOrFail(text);
-      TensorView t =
-          TensorView::contiguous(dataOf(arr), arr.dtype, arr.shape);
-      args.params[pname] = t;
+      args.params[pname] = view(arr);
     } else {
       if (llvm::StringRef(text).ends_with(".npy"))
         fail("--param " + p + ": param '" + pname + "' is a scalar " +
-             paramTypeName(it->type) + "; give a literal");
-      args.params[pname] = parseScalar(pname, text, it->type);
+             paramTypeName(paramType(it->dtype)) + "; give a literal");
+      args.params[pname] =
+          parseScalar(pname, text, paramType(it->dtype)).value;
     }
   }
 
-  if (!kernel->run(args, err))
+  if (kernel.run(args, err) != attn::Status::Ok)
     fail(err);
   if (!writeNpy(o.output, out, err))
     fail(err);
@@ -361,10 +428,120 @@ int runVariant(const Options &o, mlir::ModuleOp module) {
   return 0;
 }
 
+std::string formatTime(int64_t t) {
+  char buf[32] = "?";
+  time_t tt = static_cast<time_t>(t);
+  struct tm tmv;
+  if (t > 0 && localtime_r(&tt, &tmv))
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tmv);
+  return buf;
+}
+
+/// `attnc cache list|stats|clear`: the runtime's disk cache.
+int cacheCommand(int argc, char **argv) {
+  std::string cmd = argc == 1 ? argv[0] : "";
+  if (cmd == "--help" || cmd == "-h") {
+    llvm::outs() << "usage: attnc cache list|stats|clear\n";
+    return 0;
+  }
+  if (cmd != "list" && cmd != "stats" && cmd != "clear")
+    fail("usage: attnc cache list|stats|clear");
+  attn::Runtime &rt = attn::Runtime::global();
+  const attn::CacheConfig &config = rt.cacheConfig();
+  if (rt.cacheFolder().empty()) {
+    llvm::outs() << "the disk cache is off ("
+                 << (config.diskCache ? "no cache folder: set ATTN_CACHE_DIR"
+                                      : "ATTN_CACHE=0")
+                 << ")\n";
+    return 0;
+  }
+  std::vector<attn::CacheEntry> entries = rt.diskEntries();
+  uint64_t total = 0;
+  for (const attn::CacheEntry &e : entries)
+    total += e.bytes;
+  if (cmd == "list") {
+    llvm::outs() << llvm::format("%-16s  %-16s  %-46s  %10s  %s\n", "key",
+                                 "variant", "options", "bytes", "last used");
+    for (const attn::CacheEntry &e : entries)
+      llvm::outs() << llvm::format(
+          "%-16s  %-16s  %-46s  %10llu  %s\n", e.key.substr(0, 16).c_str(),
+          e.variant.c_str(), e.options.c_str(),
+          static_cast<unsigned long long>(e.bytes),
+          formatTime(e.lastUsed).c_str());
+    llvm::outs() << entries.size() << " entries, " << total << " bytes in "
+                 << rt.cacheFolder() << "\n";
+  } else if (cmd == "stats") {
+    attn::CacheStats s = rt.diskStats();
+    llvm::outs() << "folder           " << rt.cacheFolder() << "\n"
+                 << "entries          " << entries.size() << "\n"
+                 << "bytes            " << total << " of " << config.maxBytes
+                 << " (cap)\n"
+                 << "compiles         " << s.compiles << "\n"
+                 << "disk hits        " << s.diskHits << "\n"
+                 << "disk writes      " << s.diskWrites << "\n"
+                 << "evictions        " << s.evictions << "\n"
+                 << "corrupt entries  " << s.corruptEntries << "\n"
+                 << "(totals of every process since the last clear)\n";
+  } else {
+    rt.clearCache();
+    llvm::outs() << "removed " << entries.size() << " entries (" << total
+                 << " bytes) from " << rt.cacheFolder() << "\n";
+  }
+  return 0;
+}
+
+/// --emit=obj and --emit=header: the pieces of an ahead-of-time kernel.
+int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
+  std::string name = chooseVariant(module, o.variant, o.input);
+  CompileOptions copts;
+  copts.elementType = o.dtype == "f16" ? DType::F16 : DType::F32;
+  AotKernelShape shape;
+  if (!o.headDim.empty() && !o.reference) {
+    copts.reference = false;
+    copts.headDim = std::stoi(o.headDim);
+    copts.valueDim = o.valueDim.empty() ? copts.headDim : std::stoi(o.valueDim);
+    shape.tiled = true;
+    shape.tileQ = copts.tileQ;
+    shape.headDim = copts.headDim;
+    shape.valueDim = copts.valueDim;
+  } else {
+    copts.reference = true;
+  }
+  if (o.emit == "header") {
+    auto variant = llvm::cast<mlir::attn::VariantOp>(
+        mlir::SymbolTable::lookupSymbolIn(module, name));
+    const HostTarget &host = HostTarget::native();
+    std::string text =
+        emitAotHeader(KernelSignature::fromVariant(variant), copts.elementType,
+                      shape, o.input + " for " + host.triple + " (" +
+                                 host.cpu + ")");
+    auto out = openOutput(o.output);
+    out->os() << text;
+    out->keep();
+    return 0;
+  }
+  mlir::DialectRegistry registry;
+  registerDialects(registry);
+  ctx.appendDialectRegistry(registry);
+  CpuArtifact artifact;
+  std::string err;
+  if (!CpuKernel::compileToObject(module, name, copts, artifact, err))
+    fail(err);
+  std::string openErr;
+  auto out = mlir::openOutputFile(o.output, &openErr);
+  if (!out)
+    fail("cannot write '" + o.output + "': " + openErr);
+  out->os() << artifact.object;
+  out->keep();
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  if (argc >= 2 && llvm::StringRef(argv[1]) == "cache")
+    return cacheCommand(argc - 2, argv + 2);
   Options o = parseArgs(argc, argv);
 
   auto buffer = llvm::MemoryBuffer::getFileOrSTDIN(o.input, /*IsText=*/true);
@@ -397,7 +574,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (o.run)
-    return runVariant(o, *module);
+    return runVariant(o, *module,
+                      sm.getMemoryBuffer(bufferId)->getBuffer().str());
+  if (o.emit == "obj" || o.emit == "header")
+    return emitAot(o, ctx, *module);
 
   if (o.emit != "mlir") {
     // Later stages compile one variant.

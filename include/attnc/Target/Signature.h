@@ -3,7 +3,10 @@
 // The host-side description of a variant's kernel: its parameters with
 // declared shapes and defaults, and its normalisation. It is read off the
 // attn.variant before lowering, is free of MLIR types, and is what the run
-// checks tensors and params against.
+// checks tensors and params against. It round-trips through a small line
+// based text format so that a compiled object can be stored (kernel cache)
+// or linked ahead of time (generated C headers) together with it; the text
+// part lives in SignatureText.cpp, which needs neither MLIR nor LLVM.
 //
 //===----------------------------------------------------------------------===//
 #ifndef ATTNC_TARGET_SIGNATURE_H
@@ -50,7 +53,19 @@ struct KernelSignature {
 
   static KernelSignature fromVariant(mlir::attn::VariantOp variant);
   bool definesLSE() const { return normalization == "softmax"; }
+
+  /// The text form: one `key value...` line per field, params in order,
+  /// names and the normalisation as they are (they are identifiers), values
+  /// as exact hexadecimal floats. See SignatureText.cpp for the grammar.
+  std::string toText() const;
+  /// Parses toText()'s output; on malformed text returns false with a
+  /// one-line `error` naming the offending line.
+  static bool fromText(const std::string &text, KernelSignature &out,
+                       std::string &error);
 };
+
+/// A param's declared type as the language writes it: "f32", "f32[H, ?, 4]".
+std::string declaredType(const SignatureParam &p);
 
 /// The problem's sizes in SizeKind order: B, H, Hkv, Lq, Lkv, D, Dv.
 struct Sizes {

@@ -1,0 +1,119 @@
+//===- KernelLaunch.h - Checking, packing and calling a compiled kernel ---===//
+//
+// The host side of calling a compiled variant, shared by the JIT (CpuKernel)
+// and by ahead-of-time programs (the attn_launcher library): every tensor
+// and parameter is checked against the KernelSignature, the arguments are
+// packed as expanded memref descriptors in the KernelABI order for the
+// packed entry point `void _mlir_<name>(void **args)`, and the kernel's
+// status word is turned into a message. Free of MLIR and LLVM types and
+// libraries.
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTNC_TARGET_KERNELLAUNCH_H
+#define ATTNC_TARGET_KERNELLAUNCH_H
+
+#include "attnc/Conversion/KernelABI.h"
+#include "attnc/Target/Signature.h"
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace attnc {
+
+/// A view of a strided tensor in host memory; strides count elements.
+struct TensorView {
+  void *data = nullptr;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;
+
+  /// A C-contiguous view of `shape`.
+  static TensorView contiguous(void *data, DType dtype,
+                               std::vector<int64_t> shape);
+};
+
+/// A scalar parameter value; bools and ints are exact in the double.
+struct ScalarValue {
+  double value = 0;
+};
+
+using ParamArg = std::variant<ScalarValue, TensorView>;
+
+/// What a tiled kernel did (filled when RunArgs::stats is set).
+struct RunStats {
+  int64_t tilesTotal = 0;    // (q-tile, kv-tile) pairs of the problem
+  int64_t tilesInRange = 0;  // inside the closed-form kv ranges
+  int64_t tilesComputed = 0; // not proven all-false: computed
+};
+
+struct RunArgs {
+  TensorView q, k, v, o;
+  std::optional<TensorView> lse; // [B, H, Lq] float32
+  std::map<std::string, ParamArg> params;
+  /// Worker threads for kernels that split the work; 0 picks the default.
+  /// The reference kernel is single-threaded and ignores it.
+  int numThreads = 0;
+  /// Optional: receives tile statistics from tiled kernels.
+  RunStats *stats = nullptr;
+};
+
+/// The packed entry point of a kernel: `args[i]` points at the i-th scalar
+/// of the flattened KernelABI argument list.
+using PackedKernelFn = void (*)(void **args);
+
+/// The packed arguments of one call, with stable addresses for everything
+/// `args` points at. Filled in place by packKernelArgs; neither copied nor
+/// moved.
+struct PackedKernelArgs {
+  PackedKernelArgs() = default;
+  PackedKernelArgs(const PackedKernelArgs &) = delete;
+  PackedKernelArgs &operator=(const PackedKernelArgs &) = delete;
+
+  std::vector<void *> args;
+  int32_t status[kStatusWords] = {};
+  /// The problem's sizes read off Q, K and V.
+  Sizes sizes;
+  /// The runtime params in ABI order (for status messages).
+  std::vector<const SignatureParam *> runtimeParams;
+
+  // Storage behind `args`.
+  std::deque<int64_t> i64s;
+  std::deque<void *> ptrs;
+  std::deque<int32_t> i32s;
+  std::deque<float> f32s;
+
+  void memref(void *data, const std::vector<int64_t> &shape,
+              const std::vector<int64_t> &strides);
+  void i32(int32_t v);
+  void f32(float v);
+};
+
+/// Checks `args` against `sig` for a kernel compiled for `elementType`
+/// tensors and packs them into `out`. On failure returns false with a
+/// one-line `error` in user terms.
+bool packKernelArgs(const KernelSignature &sig, DType elementType,
+                    const RunArgs &args, PackedKernelArgs &out,
+                    std::string &error);
+
+/// Turns the status word a kernel left in `packed` into a message; true
+/// when the kernel succeeded.
+bool decodeKernelStatus(const KernelSignature &sig,
+                        const PackedKernelArgs &packed, std::string &error);
+
+/// How a launch ended: the arguments were rejected before the kernel ran,
+/// or the kernel itself reported an error through its status word.
+enum class LaunchStatus { Ok, InvalidArguments, KernelError };
+
+/// packKernelArgs, `entry(args)`, decodeKernelStatus.
+LaunchStatus launchKernel(const KernelSignature &sig, DType elementType,
+                          PackedKernelFn entry, const RunArgs &args,
+                          std::string &error);
+
+} // namespace attnc
+
+#endif // ATTNC_TARGET_KERNELLAUNCH_H

@@ -1,0 +1,215 @@
+/*===- attn/attn.h - libattn's C API: compile and run attention variants --===*
+ *
+ * Compile an attention variant written in the .attn language into a kernel
+ * for the host CPU (in process, through a kernel cache on disk and in
+ * memory) and run it on your own buffers. Plain C99; no exception or
+ * signal ever crosses it.
+ *
+ *   attn_kernel *k;
+ *   if (attn_compile(NULL, source, NULL, &k) != ATTN_OK)
+ *     fprintf(stderr, "%s\n", attn_last_error());
+ *
+ * Errors: every function that can fail returns an attn_status; the message
+ * is then attn_last_error(), kept per thread until that thread's next
+ * libattn call. Handles are opaque. Kernels and runtimes may be used from
+ * any number of threads at once; option and argument builders belong to
+ * one thread at a time. Passing NULL where a handle is expected is an
+ * ATTN_ERROR_INVALID_ARGUMENT, never a crash.
+ *
+ *===----------------------------------------------------------------------===*/
+#ifndef ATTN_ATTN_H
+#define ATTN_ATTN_H
+
+#include "attn/attn_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct attn_runtime attn_runtime;
+typedef struct attn_kernel attn_kernel;
+typedef struct attn_compile_options attn_compile_options;
+typedef struct attn_run_args attn_run_args;
+
+/* The message of the calling thread's last failure ("" if none). */
+ATTN_API const char *attn_last_error(void);
+
+/* "attnc 0.1 (build 3f2a..., LLVM 22.1.x)". */
+ATTN_API const char *attn_version(void);
+
+/*===-- Runtimes: a kernel cache and its settings -------------------------===*/
+
+/* A NULL runtime in any function below means the process-wide runtime,
+ * configured from the environment on first use: ATTN_CACHE=0 turns the
+ * disk cache off, ATTN_CACHE_DIR sets its folder (default
+ * $XDG_CACHE_HOME/attnc, else ~/.cache/attnc), ATTN_CACHE_MAX_BYTES its
+ * size cap (default 1 GiB; suffixes K, M, G allowed). */
+ATTN_API attn_status attn_runtime_create(attn_runtime **out);
+
+/* A runtime with explicit settings: `cache_dir` NULL or "" for the default
+ * folder, `disk_cache` 0 to keep kernels in memory only, `max_bytes` 0 for
+ * the default cap. */
+ATTN_API attn_status attn_runtime_create_with_cache(const char *cache_dir,
+                                                    int disk_cache,
+                                                    uint64_t max_bytes,
+                                                    attn_runtime **out);
+
+/* Kernels compiled by a runtime stay valid after it is destroyed. */
+ATTN_API void attn_runtime_destroy(attn_runtime *runtime);
+
+/* What a runtime did so far. */
+typedef struct attn_cache_stats {
+  uint64_t compiles;        /* MLIR pipelines + LLVM code generation runs */
+  uint64_t memory_hits;     /* kernels found in memory */
+  uint64_t disk_hits;       /* kernels loaded from the disk cache */
+  uint64_t disk_writes;     /* entries written to the disk cache */
+  uint64_t evictions;       /* entries evicted to respect the size cap */
+  uint64_t corrupt_entries; /* damaged entries found, removed and rebuilt */
+} attn_cache_stats;
+
+ATTN_API attn_status attn_runtime_stats(const attn_runtime *runtime,
+                                        attn_cache_stats *out);
+
+/* Removes every entry of the runtime's disk cache and forgets the kernels it
+ * holds in memory (kernels already handed out stay valid). */
+ATTN_API attn_status attn_runtime_clear_cache(attn_runtime *runtime);
+
+/*===-- Compile options ---------------------------------------------------===*/
+
+typedef enum attn_target {
+  ATTN_TARGET_CPU = 0,
+  ATTN_TARGET_NVPTX = 1
+} attn_target;
+
+/* The reference kernel is single-threaded and takes any head dims; the
+ * tiled kernel (vectorised, multi-threaded) is specialised for the head dims
+ * set with attn_compile_options_set_head_dims. AUTO picks the tiled kernel
+ * (64 x 64 tiles) when they are set and the reference kernel otherwise. */
+typedef enum attn_tiling {
+  ATTN_TILING_AUTO = 0,      /* the compiler chooses */
+  ATTN_TILING_REFERENCE = 1, /* the reference loop kernel */
+  ATTN_TILING_FIXED = 2      /* the tiled kernel with explicit tile sizes */
+} attn_tiling;
+
+/* Defaults: CPU, float32, the source's only variant, no overrides, auto. */
+ATTN_API attn_status attn_compile_options_create(attn_compile_options **out);
+ATTN_API void attn_compile_options_destroy(attn_compile_options *options);
+ATTN_API attn_status attn_compile_options_set_target(
+    attn_compile_options *options, attn_target target);
+/* ATTN_F32 or ATTN_F16: the element type of Q, K, V and O. */
+ATTN_API attn_status
+attn_compile_options_set_dtype(attn_compile_options *options, attn_dtype dtype);
+/* The attention block to compile; needed when the source has several. */
+ATTN_API attn_status attn_compile_options_set_variant(
+    attn_compile_options *options, const char *name);
+/* Overrides the value of `const param NAME` (part of the kernel's identity:
+ * another value is another kernel). Checked when compiling. */
+ATTN_API attn_status attn_compile_options_set_const(
+    attn_compile_options *options, const char *name, double value);
+/* block_q and block_kv are used with ATTN_TILING_FIXED only. */
+ATTN_API attn_status attn_compile_options_set_tiling(
+    attn_compile_options *options, attn_tiling tiling, int64_t block_q,
+    int64_t block_kv);
+/* The head dims D and Dv the kernel is specialised for (0, 0: unknown). */
+ATTN_API attn_status attn_compile_options_set_head_dims(
+    attn_compile_options *options, int64_t head_dim, int64_t value_dim);
+
+/*===-- Compiling ---------------------------------------------------------===*/
+
+/* Compiles `source` (.attn text; diagnostics call it "<source>"), or the
+ * file at `path`. `options` may be NULL. The kernel is released with
+ * attn_kernel_release. */
+ATTN_API attn_status attn_compile(attn_runtime *runtime, const char *source,
+                                  const attn_compile_options *options,
+                                  attn_kernel **out);
+ATTN_API attn_status attn_compile_file(attn_runtime *runtime, const char *path,
+                                       const attn_compile_options *options,
+                                       attn_kernel **out);
+ATTN_API void attn_kernel_release(attn_kernel *kernel);
+
+/*===-- What a kernel takes -----------------------------------------------===*/
+
+/* The variant's name, its normalisation ("softmax", "sigmoid", "relu",
+ * "linear") and its cache key (64 hex digits); NULL for a NULL kernel. */
+ATTN_API const char *attn_kernel_name(const attn_kernel *kernel);
+ATTN_API const char *attn_kernel_normalization(const attn_kernel *kernel);
+ATTN_API const char *attn_kernel_key(const attn_kernel *kernel);
+/* The element type of Q, K, V and O. */
+ATTN_API attn_dtype attn_kernel_dtype(const attn_kernel *kernel);
+/* 1 when an LSE output may be requested (softmax variants). */
+ATTN_API int attn_kernel_defines_lse(const attn_kernel *kernel);
+/* Params in declaration order, const ones included. */
+ATTN_API size_t attn_kernel_num_params(const attn_kernel *kernel);
+
+/* The problem's named sizes, the order of ATTN_DIM_SIZE values. */
+typedef enum attn_size {
+  ATTN_SIZE_B = 0,
+  ATTN_SIZE_H = 1,
+  ATTN_SIZE_HKV = 2,
+  ATTN_SIZE_LQ = 3,
+  ATTN_SIZE_LKV = 4,
+  ATTN_SIZE_D = 5,
+  ATTN_SIZE_DV = 6
+} attn_size;
+
+typedef enum attn_dim_kind {
+  ATTN_DIM_SIZE = 0,    /* value is an attn_size */
+  ATTN_DIM_LITERAL = 1, /* value is the extent */
+  ATTN_DIM_DYNAMIC = 2  /* `?`: any extent */
+} attn_dim_kind;
+
+typedef struct attn_dim {
+  attn_dim_kind kind;
+  int64_t value;
+} attn_dim;
+
+/* Valid as long as the kernel handle. */
+typedef struct attn_param_info {
+  const char *name;
+  attn_dtype dtype; /* ATTN_F32, ATTN_I32 or ATTN_BOOL */
+  int is_const;     /* baked into the kernel; not passed at run */
+  int is_tensor;
+  int32_t rank;         /* 0 for scalars */
+  const attn_dim *dims; /* rank entries */
+  int has_value;        /* a runtime scalar's default, a const's value */
+  double value;
+  const char *declared_type; /* as written: "f32[H]", "i32" */
+} attn_param_info;
+
+ATTN_API attn_status attn_kernel_param(const attn_kernel *kernel, size_t index,
+                                       attn_param_info *out);
+
+/*===-- Running -----------------------------------------------------------===*/
+
+ATTN_API attn_status attn_run_args_create(attn_run_args **out);
+ATTN_API void attn_run_args_destroy(attn_run_args *args);
+/* Q [B, H, Lq, D], K [B, Hkv, Lkv, D], V [B, Hkv, Lkv, Dv], O [B, H, Lq, Dv]
+ * of the kernel's dtype; LSE [B, H, Lq] float32, or NULL for none. The
+ * descriptors are copied; the data must stay valid until the run. */
+ATTN_API attn_status attn_run_args_set_tensors(
+    attn_run_args *args, const attn_tensor *q, const attn_tensor *k,
+    const attn_tensor *v, const attn_tensor *o, const attn_tensor *lse);
+/* Binds a runtime param (setting one twice keeps the last value). */
+ATTN_API attn_status attn_run_args_set_scalar(attn_run_args *args,
+                                              const char *name, double value);
+ATTN_API attn_status attn_run_args_set_tensor(attn_run_args *args,
+                                              const char *name,
+                                              const attn_tensor *tensor);
+ATTN_API attn_status attn_run_args_clear_params(attn_run_args *args);
+/* CPU worker threads; 0 (the default) lets the kernel choose. */
+ATTN_API attn_status attn_run_args_set_threads(attn_run_args *args,
+                                               int threads);
+/* The CUDA stream (a CUstream) for nvptx kernels; CPU kernels reject it. */
+ATTN_API attn_status attn_run_args_set_stream(attn_run_args *args,
+                                              void *stream);
+
+/* Checks every tensor and param against the kernel's signature, then runs
+ * it. On ATTN_ERROR_KERNEL the outputs are unspecified. */
+ATTN_API attn_status attn_kernel_run(const attn_kernel *kernel,
+                                     const attn_run_args *args);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTN_ATTN_H */

@@ -1,0 +1,501 @@
+//===- CApi.cpp - libattn's C API over the C++ API ------------------------===//
+//
+// Every entry point runs its body inside `guard`, which turns attn::Error,
+// std::bad_alloc and anything else into a status and the calling thread's
+// last-error message: no exception crosses the C boundary.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attn/attn.h"
+#include "attn/attn.hpp"
+
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+using namespace attn;
+
+struct attn_runtime {
+  std::unique_ptr<Runtime> owned; // null: the global runtime
+  Runtime &get() { return owned ? *owned : Runtime::global(); }
+};
+
+struct attn_compile_options {
+  CompileOptions options;
+};
+
+struct attn_kernel {
+  Kernel kernel;
+  std::vector<std::vector<attn_dim>> dims; // per param, for attn_param_info
+};
+
+struct attn_run_args {
+  RunArgs args;
+};
+
+namespace {
+
+thread_local std::string lastError;
+
+attn_status fail(attn_status status, const std::string &message) {
+  lastError = message;
+  return status;
+}
+
+template <typename Fn> attn_status guard(Fn &&body) {
+  try {
+    lastError.clear();
+    return body();
+  } catch (const Error &e) {
+    return fail(static_cast<attn_status>(e.status()), e.what());
+  } catch (const std::bad_alloc &) {
+    return fail(ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  } catch (const std::exception &e) {
+    return fail(ATTN_ERROR_INTERNAL,
+                std::string("internal error: ") + e.what());
+  } catch (...) {
+    return fail(ATTN_ERROR_INTERNAL, "internal error");
+  }
+}
+
+attn_status nullArgument(const char *function, const char *what) {
+  return fail(ATTN_ERROR_INVALID_ARGUMENT,
+              std::string(function) + ": " + what + " is null");
+}
+
+bool toDType(attn_dtype d, DType &out) {
+  switch (d) {
+  case ATTN_F32:
+    out = DType::F32;
+    return true;
+  case ATTN_F16:
+    out = DType::F16;
+    return true;
+  case ATTN_I32:
+    out = DType::I32;
+    return true;
+  case ATTN_BOOL:
+    out = DType::Bool;
+    return true;
+  }
+  return false;
+}
+
+attn_dtype toC(DType d) {
+  switch (d) {
+  case DType::F32:
+    return ATTN_F32;
+  case DType::F16:
+    return ATTN_F16;
+  case DType::I32:
+    return ATTN_I32;
+  case DType::Bool:
+    return ATTN_BOOL;
+  }
+  return ATTN_F32;
+}
+
+/// Copies a C tensor descriptor; the data pointer is only borrowed.
+attn_status toTensor(const char *function, const char *what,
+                     const attn_tensor *t, Tensor &out) {
+  if (!t)
+    return nullArgument(function, what);
+  if (t->rank < 0 || t->rank > 16 || (t->rank > 0 && !t->shape))
+    return fail(ATTN_ERROR_INVALID_ARGUMENT,
+                std::string(function) + ": " + what +
+                    " has an invalid rank or a null shape");
+  if (!toDType(t->dtype, out.dtype))
+    return fail(ATTN_ERROR_INVALID_ARGUMENT,
+                std::string(function) + ": " + what +
+                    " has an unknown dtype code " +
+                    std::to_string(static_cast<int>(t->dtype)));
+  out.data = t->data;
+  out.shape.assign(t->shape, t->shape + t->rank);
+  if (t->strides)
+    out.strides.assign(t->strides, t->strides + t->rank);
+  else
+    out.strides.clear();
+  return ATTN_OK;
+}
+
+attn_status compileWith(attn_runtime *runtime, const char *function,
+                        const char *text, bool isPath,
+                        const attn_compile_options *options,
+                        attn_kernel **out) {
+  return guard([&] {
+    if (!out)
+      return nullArgument(function, "out");
+    *out = nullptr;
+    if (!text)
+      return nullArgument(function, isPath ? "path" : "source");
+    Runtime &rt = runtime ? runtime->get() : Runtime::global();
+    CompileOptions defaults;
+    const CompileOptions &opts = options ? options->options : defaults;
+    Kernel kernel =
+        isPath ? rt.compileFile(text, opts) : rt.compile(text, opts);
+    auto handle = std::make_unique<attn_kernel>();
+    handle->kernel = kernel;
+    for (const ParamInfo &p : kernel.signature().params) {
+      std::vector<attn_dim> dims;
+      for (const Dim &d : p.dims)
+        dims.push_back({d.kind == Dim::Kind::Size      ? ATTN_DIM_SIZE
+                        : d.kind == Dim::Kind::Literal ? ATTN_DIM_LITERAL
+                                                       : ATTN_DIM_DYNAMIC,
+                        d.kind == Dim::Kind::Dynamic ? 0 : d.value});
+      handle->dims.push_back(std::move(dims));
+    }
+    *out = handle.release();
+    return ATTN_OK;
+  });
+}
+
+} // namespace
+
+extern "C" {
+
+const char *attn_last_error(void) { return lastError.c_str(); }
+
+const char *attn_version(void) { return attn::version(); }
+
+attn_status attn_runtime_create(attn_runtime **out) {
+  return guard([&] {
+    if (!out)
+      return nullArgument("attn_runtime_create", "out");
+    auto rt = std::make_unique<attn_runtime>();
+    rt->owned = std::make_unique<Runtime>(CacheConfig::fromEnvironment());
+    *out = rt.release();
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_runtime_create_with_cache(const char *cache_dir,
+                                           int disk_cache, uint64_t max_bytes,
+                                           attn_runtime **out) {
+  return guard([&] {
+    if (!out)
+      return nullArgument("attn_runtime_create_with_cache", "out");
+    CacheConfig config;
+    config.diskCache = disk_cache != 0;
+    config.dir = cache_dir ? cache_dir : "";
+    config.maxBytes = max_bytes;
+    auto rt = std::make_unique<attn_runtime>();
+    rt->owned = std::make_unique<Runtime>(config);
+    *out = rt.release();
+    return ATTN_OK;
+  });
+}
+
+void attn_runtime_destroy(attn_runtime *runtime) { delete runtime; }
+
+attn_status attn_runtime_stats(const attn_runtime *runtime,
+                               attn_cache_stats *out) {
+  return guard([&] {
+    if (!out)
+      return nullArgument("attn_runtime_stats", "out");
+    const Runtime &rt = runtime ? const_cast<attn_runtime *>(runtime)->get()
+                                : Runtime::global();
+    CacheStats s = rt.stats();
+    *out = {s.compiles,   s.memoryHits, s.diskHits,
+            s.diskWrites, s.evictions,  s.corruptEntries};
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_runtime_clear_cache(attn_runtime *runtime) {
+  return guard([&] {
+    (runtime ? runtime->get() : Runtime::global()).clearCache();
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_compile_options_create(attn_compile_options **out) {
+  return guard([&] {
+    if (!out)
+      return nullArgument("attn_compile_options_create", "out");
+    *out = new attn_compile_options();
+    return ATTN_OK;
+  });
+}
+
+void attn_compile_options_destroy(attn_compile_options *options) {
+  delete options;
+}
+
+attn_status attn_compile_options_set_target(attn_compile_options *options,
+                                            attn_target target) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_target", "options");
+    if (target != ATTN_TARGET_CPU && target != ATTN_TARGET_NVPTX)
+      return fail(ATTN_ERROR_INVALID_ARGUMENT,
+                  "attn_compile_options_set_target: unknown target code " +
+                      std::to_string(static_cast<int>(target)));
+    options->options.target =
+        target == ATTN_TARGET_CPU ? Target::CPU : Target::NVPTX;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_compile_options_set_dtype(attn_compile_options *options,
+                                           attn_dtype dtype) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_dtype", "options");
+    DType d;
+    if (!toDType(dtype, d) || (d != DType::F32 && d != DType::F16))
+      return fail(ATTN_ERROR_INVALID_ARGUMENT,
+                  "attn_compile_options_set_dtype: kernels take ATTN_F32 or "
+                  "ATTN_F16 tensors, got code " +
+                      std::to_string(static_cast<int>(dtype)));
+    options->options.dtype = d;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_compile_options_set_variant(attn_compile_options *options,
+                                             const char *name) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_variant", "options");
+    options->options.variant = name ? name : "";
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_compile_options_set_const(attn_compile_options *options,
+                                           const char *name, double value) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_const", "options");
+    if (!name)
+      return nullArgument("attn_compile_options_set_const", "name");
+    options->options.consts[name] = value;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_compile_options_set_tiling(attn_compile_options *options,
+                                            attn_tiling tiling, int64_t block_q,
+                                            int64_t block_kv) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_tiling", "options");
+    Tiling t;
+    if (tiling == ATTN_TILING_AUTO)
+      t = Tiling::automatic();
+    else if (tiling == ATTN_TILING_REFERENCE)
+      t = Tiling::reference();
+    else if (tiling == ATTN_TILING_FIXED)
+      t = Tiling::fixed(block_q, block_kv);
+    else
+      return fail(ATTN_ERROR_INVALID_ARGUMENT,
+                  "attn_compile_options_set_tiling: unknown tiling code " +
+                      std::to_string(static_cast<int>(tiling)));
+    options->options.tiling = t;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_compile_options_set_head_dims(attn_compile_options *options,
+                                               int64_t head_dim,
+                                               int64_t value_dim) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_head_dims", "options");
+    if (head_dim < 0 || value_dim < 0)
+      return fail(ATTN_ERROR_INVALID_ARGUMENT,
+                  "attn_compile_options_set_head_dims: head dims must be "
+                  "positive (or 0 for unknown), got " +
+                      std::to_string(head_dim) + " and " +
+                      std::to_string(value_dim));
+    options->options.headDim = head_dim;
+    options->options.valueDim = value_dim;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_compile(attn_runtime *runtime, const char *source,
+                         const attn_compile_options *options,
+                         attn_kernel **out) {
+  return compileWith(runtime, "attn_compile", source, false, options, out);
+}
+
+attn_status attn_compile_file(attn_runtime *runtime, const char *path,
+                              const attn_compile_options *options,
+                              attn_kernel **out) {
+  return compileWith(runtime, "attn_compile_file", path, true, options, out);
+}
+
+void attn_kernel_release(attn_kernel *kernel) { delete kernel; }
+
+const char *attn_kernel_name(const attn_kernel *kernel) {
+  return kernel ? kernel->kernel.signature().name.c_str() : nullptr;
+}
+
+const char *attn_kernel_normalization(const attn_kernel *kernel) {
+  return kernel ? kernel->kernel.signature().normalization.c_str() : nullptr;
+}
+
+const char *attn_kernel_key(const attn_kernel *kernel) {
+  return kernel ? kernel->kernel.key().c_str() : nullptr;
+}
+
+attn_dtype attn_kernel_dtype(const attn_kernel *kernel) {
+  return kernel ? toC(kernel->kernel.signature().dtype) : ATTN_F32;
+}
+
+int attn_kernel_defines_lse(const attn_kernel *kernel) {
+  return kernel && kernel->kernel.signature().definesLSE ? 1 : 0;
+}
+
+size_t attn_kernel_num_params(const attn_kernel *kernel) {
+  return kernel ? kernel->kernel.signature().params.size() : 0;
+}
+
+attn_status attn_kernel_param(const attn_kernel *kernel, size_t index,
+                              attn_param_info *out) {
+  return guard([&] {
+    if (!kernel)
+      return nullArgument("attn_kernel_param", "kernel");
+    if (!out)
+      return nullArgument("attn_kernel_param", "out");
+    const Signature &sig = kernel->kernel.signature();
+    if (index >= sig.params.size())
+      return fail(ATTN_ERROR_INVALID_ARGUMENT,
+                  "attn_kernel_param: index " + std::to_string(index) +
+                      " is out of range (variant '" + sig.name + "' has " +
+                      std::to_string(sig.params.size()) + " params)");
+    const ParamInfo &p = sig.params[index];
+    out->name = p.name.c_str();
+    out->dtype = toC(p.dtype);
+    out->is_const = p.isConst;
+    out->is_tensor = p.isTensor;
+    out->rank = static_cast<int32_t>(p.dims.size());
+    out->dims =
+        kernel->dims[index].empty() ? nullptr : kernel->dims[index].data();
+    out->has_value = p.value.has_value();
+    out->value = p.value.value_or(0.0);
+    out->declared_type = p.declaredType.c_str();
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_run_args_create(attn_run_args **out) {
+  return guard([&] {
+    if (!out)
+      return nullArgument("attn_run_args_create", "out");
+    *out = new attn_run_args();
+    return ATTN_OK;
+  });
+}
+
+void attn_run_args_destroy(attn_run_args *args) { delete args; }
+
+attn_status attn_run_args_set_tensors(attn_run_args *args, const attn_tensor *q,
+                                      const attn_tensor *k,
+                                      const attn_tensor *v,
+                                      const attn_tensor *o,
+                                      const attn_tensor *lse) {
+  return guard([&] {
+    const char *fn = "attn_run_args_set_tensors";
+    if (!args)
+      return nullArgument(fn, "args");
+    RunArgs next = args->args;
+    attn_status s;
+    if ((s = toTensor(fn, "Q", q, next.q)) != ATTN_OK ||
+        (s = toTensor(fn, "K", k, next.k)) != ATTN_OK ||
+        (s = toTensor(fn, "V", v, next.v)) != ATTN_OK ||
+        (s = toTensor(fn, "O", o, next.o)) != ATTN_OK)
+      return s;
+    if (lse) {
+      Tensor t;
+      if ((s = toTensor(fn, "LSE", lse, t)) != ATTN_OK)
+        return s;
+      next.lse = t;
+    } else {
+      next.lse.reset();
+    }
+    args->args = std::move(next);
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_run_args_set_scalar(attn_run_args *args, const char *name,
+                                     double value) {
+  return guard([&] {
+    if (!args)
+      return nullArgument("attn_run_args_set_scalar", "args");
+    if (!name)
+      return nullArgument("attn_run_args_set_scalar", "name");
+    args->args.params[name] = value;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_run_args_set_tensor(attn_run_args *args, const char *name,
+                                     const attn_tensor *tensor) {
+  return guard([&] {
+    const char *fn = "attn_run_args_set_tensor";
+    if (!args)
+      return nullArgument(fn, "args");
+    if (!name)
+      return nullArgument(fn, "name");
+    Tensor t;
+    std::string what = std::string("param '") + name + "'";
+    attn_status s = toTensor(fn, what.c_str(), tensor, t);
+    if (s != ATTN_OK)
+      return s;
+    args->args.params[name] = std::move(t);
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_run_args_clear_params(attn_run_args *args) {
+  return guard([&] {
+    if (!args)
+      return nullArgument("attn_run_args_clear_params", "args");
+    args->args.params.clear();
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_run_args_set_threads(attn_run_args *args, int threads) {
+  return guard([&] {
+    if (!args)
+      return nullArgument("attn_run_args_set_threads", "args");
+    if (threads < 0)
+      return fail(ATTN_ERROR_INVALID_ARGUMENT,
+                  "attn_run_args_set_threads: the thread count must be 0 "
+                  "(default) or positive, got " +
+                      std::to_string(threads));
+    args->args.threads = threads;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_run_args_set_stream(attn_run_args *args, void *stream) {
+  return guard([&] {
+    if (!args)
+      return nullArgument("attn_run_args_set_stream", "args");
+    args->args.stream = stream;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_kernel_run(const attn_kernel *kernel,
+                            const attn_run_args *args) {
+  return guard([&] {
+    if (!kernel)
+      return nullArgument("attn_kernel_run", "kernel");
+    if (!args)
+      return nullArgument("attn_kernel_run", "args");
+    std::string error;
+    Status status = kernel->kernel.run(args->args, error);
+    if (status != Status::Ok)
+      return fail(static_cast<attn_status>(status), error);
+    return ATTN_OK;
+  });
+}
+
+} // extern "C"

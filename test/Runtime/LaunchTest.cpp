@@ -1,0 +1,155 @@
+//===- LaunchTest.cpp - Signature text and the AOT launcher ---------------===//
+//
+// The MLIR-free pieces that cache entries and ahead-of-time programs rely
+// on: the signature text round-trips exactly and rejects damaged text with
+// a line number; attn_launch refuses bad descriptions and arguments with a
+// status and a message, calling the kernel only when everything checks.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attn/attn_launch.h"
+
+#include "attnc/Target/KernelLaunch.h"
+#include "attnc/Target/Signature.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+using namespace attnc;
+
+namespace {
+
+KernelSignature sample() {
+  KernelSignature sig;
+  sig.name = "g";
+  sig.normalization = "softmax";
+  sig.hasSink = true;
+  SignatureParam cap;
+  cap.name = "cap";
+  cap.isConst = true;
+  cap.value = 0.1; // not exact in decimal: the text must keep every bit
+  SignatureParam win;
+  win.name = "window";
+  win.type = ParamType::I32;
+  win.value = -4096;
+  SignatureParam blocks;
+  blocks.name = "blocks";
+  blocks.type = ParamType::Bool;
+  blocks.isTensor = true;
+  SignatureDim d0, d1, d2;
+  d0.kind = SignatureDim::Kind::Dynamic;
+  d1.kind = SignatureDim::Kind::Literal;
+  d1.value = 64;
+  d2.kind = SignatureDim::Kind::Size;
+  d2.size = 4; // Lkv
+  blocks.dims = {d0, d1, d2};
+  sig.params = {cap, win, blocks};
+  return sig;
+}
+
+TEST(SignatureText, RoundTrips) {
+  KernelSignature sig = sample();
+  std::string text = sig.toText();
+  KernelSignature back;
+  std::string error;
+  ASSERT_TRUE(KernelSignature::fromText(text, back, error)) << error;
+  EXPECT_EQ(back.toText(), text);
+  EXPECT_EQ(back.name, "g");
+  EXPECT_TRUE(back.hasSink);
+  ASSERT_EQ(back.params.size(), 3u);
+  EXPECT_EQ(*back.params[0].value, 0.1);
+  EXPECT_TRUE(back.params[0].isConst);
+  EXPECT_EQ(*back.params[1].value, -4096.0);
+  EXPECT_EQ(declaredType(back.params[2]), "bool[?, 64, Lkv]");
+  EXPECT_FALSE(back.params[2].value.has_value());
+}
+
+TEST(SignatureText, RejectsDamage) {
+  std::string text = sample().toText();
+  struct Case {
+    std::string text, message;
+  } cases[] = {
+      {"", "empty text"},
+      {"attn-signature 2\n", "line 1: expected 'attn-signature 1'"},
+      {text.substr(0, text.size() - 4), "truncated"},
+      {text + "name h\n", "text after 'end'"},
+      {"attn-signature 1\nname 9x\n", "line 2: unexpected 'name'"},
+      {"attn-signature 1\nname a\nnormalization soft\n",
+       "line 3: unexpected 'normalization'"},
+      {"attn-signature 1\nparam p f64 runtime scalar 0 none\n",
+       "unknown param type 'f64'"},
+      {"attn-signature 1\nparam p f32 runtime tensor 2 H none\n",
+       "bad rank or dimension count"},
+      {"attn-signature 1\nparam p f32 runtime tensor 1 Q none\n",
+       "unknown dimension 'Q'"},
+      {"attn-signature 1\nparam p f32 runtime scalar 0 12\n", "bad value '12'"},
+      {"attn-signature 1\nparam p f32 runtime scalar 0 none\n"
+       "param p f32 runtime scalar 0 none\n",
+       "param 'p' appears twice"},
+  };
+  for (const Case &c : cases) {
+    KernelSignature out;
+    std::string error;
+    EXPECT_FALSE(KernelSignature::fromText(c.text, out, error)) << c.text;
+    EXPECT_NE(error.find(c.message), std::string::npos)
+        << "got: " << error << "\nwanted: " << c.message;
+    EXPECT_EQ(error.rfind("malformed kernel signature, line ", 0), 0u);
+  }
+}
+
+int calls = 0;
+void fakeKernel(void **) { ++calls; }
+
+TEST(Launcher, ChecksBeforeCalling) {
+  KernelSignature sig;
+  sig.name = "k";
+  sig.normalization = "softmax";
+  std::string text = sig.toText();
+  float q[2 * 4] = {}, o[2 * 4] = {};
+  const int64_t shape[4] = {1, 1, 2, 4};
+  attn_tensor tq = {q, ATTN_F32, 4, shape, nullptr};
+  attn_tensor to = {o, ATTN_F32, 4, shape, nullptr};
+  char err[128];
+
+  calls = 0;
+  EXPECT_EQ(attn_launch(text.c_str(), "reference", 0, ATTN_F32, fakeKernel, &tq,
+                        &tq, &tq, &to, nullptr, nullptr, 0, err, sizeof err),
+            ATTN_OK);
+  EXPECT_EQ(calls, 1);
+  EXPECT_STREQ(err, "");
+
+  EXPECT_EQ(attn_launch(text.c_str(), "tiled tile_q=0", 0, ATTN_F32, fakeKernel,
+                        &tq, &tq, &tq, &to, nullptr, nullptr, 0, err,
+                        sizeof err),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(err, "malformed kernel description"), nullptr);
+  EXPECT_EQ(attn_launch("garbage", "reference", 0, ATTN_F32, fakeKernel, &tq,
+                        &tq, &tq, &to, nullptr, nullptr, 0, err, sizeof err),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(err, "malformed kernel signature"), nullptr);
+  EXPECT_EQ(attn_launch(text.c_str(), "reference", 0, ATTN_F32, fakeKernel, &tq,
+                        nullptr, &tq, &to, nullptr, nullptr, 0, err,
+                        sizeof err),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(err, "K is a null tensor pointer");
+  attn_param_arg extra = {"nope", nullptr, 1.0};
+  EXPECT_EQ(attn_launch(text.c_str(), "reference", 0, ATTN_F32, fakeKernel, &tq,
+                        &tq, &tq, &to, nullptr, &extra, 1, err, sizeof err),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(err, "unknown param 'nope'"), nullptr);
+  // F16 kernel, F32 tensors; a tiny error buffer is cut, not overrun.
+  char tiny[8];
+  std::memset(tiny, 'x', sizeof tiny);
+  EXPECT_EQ(attn_launch(text.c_str(), "reference", 0, ATTN_F16, fakeKernel, &tq,
+                        &tq, &tq, &to, nullptr, nullptr, 0, tiny, sizeof tiny),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(tiny, "this ke");
+  EXPECT_EQ(attn_launch(text.c_str(), "reference", 0, ATTN_F16, fakeKernel, &tq,
+                        &tq, &tq, &to, nullptr, nullptr, 0, nullptr, 0),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(calls, 1); // never called on a failed check
+}
+
+} // namespace

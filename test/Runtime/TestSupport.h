@@ -1,0 +1,151 @@
+//===- TestSupport.h - Shared pieces of the runtime tests -----------------===//
+//
+// Scratch cache folders, random problems with NaN-poisoned outputs, and a
+// naive float64 reference for softmax variants given as score and mask
+// functions.
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTN_TEST_RUNTIME_TESTSUPPORT_H
+#define ATTN_TEST_RUNTIME_TESTSUPPORT_H
+
+#include "attn/attn.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace attn_test {
+
+/// A fresh folder under $TMPDIR, removed by the destructor.
+struct ScratchDir {
+  std::string path;
+  ScratchDir() {
+    const char *tmp = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmp ? tmp : "/tmp") + "/attn-rt.XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    path = ::mkdtemp(buf.data());
+  }
+  ~ScratchDir() {
+    std::string cmd = "rm -rf '" + path + "'";
+    (void)std::system(cmd.c_str());
+  }
+};
+
+inline attn::CacheConfig diskCacheAt(const std::string &dir,
+                                     uint64_t maxBytes = uint64_t(1) << 30) {
+  attn::CacheConfig c;
+  c.diskCache = true;
+  c.dir = dir;
+  c.maxBytes = maxBytes;
+  return c;
+}
+
+inline attn::CacheConfig memoryOnly() {
+  attn::CacheConfig c;
+  c.diskCache = false;
+  return c;
+}
+
+/// One problem: random Q, K, V, poisoned O and LSE, float32.
+struct Problem {
+  int64_t B, H, Hkv, Lq, Lkv, D, Dv;
+  std::vector<float> q, k, v, o, lse;
+
+  Problem(int64_t B, int64_t H, int64_t Hkv, int64_t Lq, int64_t Lkv, int64_t D,
+          int64_t Dv, unsigned seed = 1)
+      : B(B), H(H), Hkv(Hkv), Lq(Lq), Lkv(Lkv), D(D), Dv(Dv) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    auto fill = [&](std::vector<float> &x, size_t n) {
+      x.resize(n);
+      for (float &e : x)
+        e = normal(rng);
+    };
+    fill(q, B * H * Lq * D);
+    fill(k, B * Hkv * Lkv * D);
+    fill(v, B * Hkv * Lkv * Dv);
+    poison();
+  }
+
+  void poison() {
+    o.assign(B * H * Lq * Dv, std::numeric_limits<float>::quiet_NaN());
+    lse.assign(B * H * Lq, std::numeric_limits<float>::quiet_NaN());
+  }
+
+  attn::RunArgs args(bool withLse = true) {
+    attn::RunArgs a;
+    a.q = attn::Tensor::contiguous(q.data(), attn::DType::F32, {B, H, Lq, D});
+    a.k =
+        attn::Tensor::contiguous(k.data(), attn::DType::F32, {B, Hkv, Lkv, D});
+    a.v =
+        attn::Tensor::contiguous(v.data(), attn::DType::F32, {B, Hkv, Lkv, Dv});
+    a.o = attn::Tensor::contiguous(o.data(), attn::DType::F32, {B, H, Lq, Dv});
+    if (withLse)
+      a.lse =
+          attn::Tensor::contiguous(lse.data(), attn::DType::F32, {B, H, Lq});
+    return a;
+  }
+
+  /// max |O - ref| and |LSE - ref| (infinite on NaN, or on a row the
+  /// reference leaves empty unless O = 0 and LSE = -inf there).
+  /// score(s, b, h, i, j) and mask(b, h, i, j) in float64.
+  double maxError(
+      const std::function<double(double, int64_t, int64_t, int64_t, int64_t)>
+          &score,
+      const std::function<bool(int64_t, int64_t, int64_t, int64_t)> &mask,
+      bool checkLse = true) const {
+    double worst = 0;
+    auto note = [&](double got, double want) {
+      double e = std::isnan(got) ? INFINITY : std::abs(got - want);
+      if (std::isinf(want) && got == want)
+        e = 0;
+      worst = std::max(worst, e);
+    };
+    const double scale = 1.0 / std::sqrt(double(D));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        int64_t hkv = h / (H / Hkv);
+        for (int64_t i = 0; i < Lq; ++i) {
+          std::vector<double> s(Lkv);
+          std::vector<bool> keep(Lkv);
+          double m = -INFINITY;
+          for (int64_t j = 0; j < Lkv; ++j) {
+            double dot = 0;
+            for (int64_t d = 0; d < D; ++d)
+              dot += double(q[((b * H + h) * Lq + i) * D + d]) *
+                     double(k[((b * Hkv + hkv) * Lkv + j) * D + d]);
+            s[j] = score(scale * dot, b, h, i, j);
+            keep[j] = mask(b, h, i, j);
+            if (keep[j])
+              m = std::max(m, s[j]);
+          }
+          double sum = 0;
+          for (int64_t j = 0; j < Lkv; ++j)
+            if (keep[j])
+              sum += std::exp(s[j] - m);
+          for (int64_t d = 0; d < Dv; ++d) {
+            double acc = 0;
+            for (int64_t j = 0; j < Lkv; ++j)
+              if (keep[j])
+                acc += std::exp(s[j] - m) / sum *
+                       double(v[((b * Hkv + hkv) * Lkv + j) * Dv + d]);
+            note(o[((b * H + h) * Lq + i) * Dv + d], sum > 0 ? acc : 0.0);
+          }
+          if (checkLse)
+            note(lse[(b * H + h) * Lq + i],
+                 sum > 0 ? m + std::log(sum) : -INFINITY);
+        }
+      }
+    return worst;
+  }
+};
+
+} // namespace attn_test
+
+#endif // ATTN_TEST_RUNTIME_TESTSUPPORT_H
