@@ -20,6 +20,8 @@
 #include "mlir/Conversion/MemRefToLLVM/MemRefToLLVM.h"
 #include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
 #include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
+#include "mlir/Conversion/VectorToLLVM/ConvertVectorToLLVMPass.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
@@ -37,7 +39,8 @@ using namespace mlir;
 void attnc::registerDialects(DialectRegistry &registry) {
   registry.insert<attn::AttnDialect, arith::ArithDialect, cf::ControlFlowDialect,
                   func::FuncDialect, LLVM::LLVMDialect, math::MathDialect,
-                  memref::MemRefDialect, scf::SCFDialect>();
+                  memref::MemRefDialect, scf::SCFDialect,
+                  vector::VectorDialect>();
 }
 
 void attnc::buildReferenceLoopsPipeline(OpPassManager &pm,
@@ -49,9 +52,25 @@ void attnc::buildReferenceLoopsPipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
 }
 
+void attnc::buildTiledKernelPipeline(OpPassManager &pm,
+                                     const TiledPipelineOptions &options) {
+  ConvertAttnToTiledKernelOptions o;
+  o.elementType = options.elementType;
+  o.headDim = options.headDim;
+  o.valueDim = options.valueDim;
+  o.tileQ = options.tileQ;
+  o.tileKV = options.tileKV;
+  o.vectorWidth = options.vectorWidth;
+  pm.addPass(createConvertAttnToTiledKernel(o));
+  pm.addPass(createAttnApproximateMath());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
 void attnc::buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(arith::createArithExpandOpsPass());
+  pm.addPass(createConvertVectorToLLVMPass());
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createConvertMathToLibmPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
@@ -75,6 +94,7 @@ struct ReferencePipelineOptions
 void attnc::registerAllPassesAndPipelines() {
   registerAttncConversionPasses();
   registerAttncTransformsPasses();
+  registerPass([] { return createConvertVectorToLLVMPass(); });
   for (auto make : {createSCFToControlFlowPass, arith::createArithExpandOpsPass,
                     createConvertMathToLLVMPass, createConvertMathToLibmPass,
                     memref::createExpandStridedMetadataPass,

@@ -1,83 +1,69 @@
 //===- CpuKernel.cpp - Compiling and running a variant on the host CPU ----===//
 //
-// Lowers one variant through the pipelines to the LLVM dialect, JIT-compiles
-// it with MLIR's ExecutionEngine for the host CPU, and runs it: every tensor
-// and parameter is checked against the signature first, arguments are packed
-// as expanded memref descriptors (allocated, aligned, offset, sizes,
-// strides), and the kernel's status word is turned into a message.
+// Lowers one variant through the pipelines to the LLVM dialect and emits a
+// host object (HostObject.cpp); loads objects with the process-wide JIT and
+// runs them through KernelLaunch, which checks every tensor and parameter
+// against the signature, packs the arguments and decodes the status word.
 //
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Target/CpuKernel.h"
 
 #include "attn/AttnDialect.h"
-#include "attnc/Conversion/KernelABI.h"
 #include "attnc/Pipelines/Pipelines.h"
 
-#include "mlir/ExecutionEngine/ExecutionEngine.h"
-#include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
-#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
-#include "llvm/Support/TargetSelect.h"
+#include "llvm/ADT/StringMap.h"
 #include "llvm/Support/raw_ostream.h"
-
-#include <cmath>
-#include <deque>
-#include <mutex>
+#include "llvm/TargetParser/Host.h"
 
 using namespace attnc;
 using namespace mlir;
 
-TensorView TensorView::contiguous(void *data, DType dtype,
-                                  std::vector<int64_t> shape) {
-  TensorView t;
-  t.data = data;
-  t.dtype = dtype;
-  t.strides.assign(shape.size(), 1);
-  for (int i = static_cast<int>(shape.size()) - 2; i >= 0; --i)
-    t.strides[i] = t.strides[i + 1] * shape[i + 1];
-  t.shape = std::move(shape);
-  return t;
+std::string CompileOptions::describe() const {
+  std::string s = std::string("dtype=") +
+                  (elementType == DType::F16 ? "f16" : "f32") +
+                  " lowering=" + (reference ? "reference" : "tiled");
+  if (!reference)
+    s += " d=" + std::to_string(headDim) + " dv=" + std::to_string(valueDim) +
+         " tq=" + std::to_string(tileQ) + " tk=" + std::to_string(tileKV) +
+         " vw=" + std::to_string(hostVectorWidth(vectorWidth));
+  return s;
+}
+
+int attnc::hostVectorWidth(int requested) {
+  if (requested > 0)
+    return requested;
+  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+  return features.lookup("avx512f") ? 16 : 8;
 }
 
 CpuKernel::~CpuKernel() = default;
 
-static void initNativeTarget() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
-  });
-}
-
-std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module,
-                                              const std::string &name,
-                                              const CompileOptions &options,
-                                              std::string &error) {
+bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
+                                const CompileOptions &options, CpuArtifact &out,
+                                std::string &error) {
   auto variant = llvm::dyn_cast_or_null<attn::VariantOp>(
       SymbolTable::lookupSymbolIn(module, name));
   if (!variant) {
     error = "no variant named '" + name + "'";
-    return nullptr;
+    return false;
   }
   if (options.elementType != DType::F32 && options.elementType != DType::F16) {
     error = std::string("Q, K and V must be float32 or float16, got ") +
             dtypeName(options.elementType);
-    return nullptr;
+    return false;
   }
-  std::unique_ptr<CpuKernel> kernel(new CpuKernel());
-  kernel->sig = KernelSignature::fromVariant(variant);
-  kernel->options = options;
+  CpuArtifact artifact;
+  artifact.signature = KernelSignature::fromVariant(variant);
+  artifact.options = options;
   // Keep only the variant being compiled.
   for (Operation &op : llvm::make_early_inc_range(*module.getBody()))
     if (&op != variant.getOperation())
       op.erase();
 
   MLIRContext *ctx = module.getContext();
-  registerBuiltinDialectTranslation(*ctx);
-  registerLLVMDialectTranslation(*ctx);
   std::string diagnostics;
   llvm::raw_string_ostream os(diagnostics);
   ScopedDiagnosticHandler handler(ctx, [&](Diagnostic &diag) {
@@ -85,326 +71,73 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module,
     return success();
   });
   PassManager pm(ctx);
-  buildReferenceLoopsPipeline(
-      pm, options.elementType == DType::F16 ? "f16" : "f32");
+  const char *elem = options.elementType == DType::F16 ? "f16" : "f32";
+  if (options.reference) {
+    buildReferenceLoopsPipeline(pm, elem);
+  } else {
+    if (options.headDim <= 0 || options.valueDim <= 0) {
+      error = "a tiled kernel needs its head dimensions D and Dv";
+      return false;
+    }
+    TiledPipelineOptions tiled;
+    tiled.elementType = elem;
+    tiled.headDim = options.headDim;
+    tiled.valueDim = options.valueDim;
+    tiled.tileQ = options.tileQ;
+    tiled.tileKV = options.tileKV;
+    tiled.vectorWidth = hostVectorWidth(options.vectorWidth);
+    buildTiledKernelPipeline(pm, tiled);
+  }
   buildLowerToLLVMPipeline(pm);
   if (failed(pm.run(module))) {
     error = "internal compiler error while lowering variant '" + name +
             "': " + diagnostics;
-    return nullptr;
-  }
-
-  initNativeTarget();
-  ExecutionEngineOptions engineOptions;
-  std::function<llvm::Error(llvm::Module *)> transformer =
-      makeOptimizingTransformer(/*optLevel=*/2, /*sizeLevel=*/0,
-                                /*targetMachine=*/nullptr);
-  engineOptions.transformer = transformer;
-  auto engine = ExecutionEngine::create(module, engineOptions);
-  if (!engine) {
-    error = "JIT compilation of variant '" + name +
-            "' failed: " + llvm::toString(engine.takeError());
-    return nullptr;
-  }
-  kernel->engine = std::move(*engine);
-  return kernel;
-}
-
-namespace {
-
-/// Storage with stable addresses for the packed arguments of one call.
-struct ArgPacker {
-  std::deque<int64_t> i64s;
-  std::deque<void *> ptrs;
-  std::deque<int32_t> i32s;
-  std::deque<float> f32s;
-  std::vector<void *> args;
-
-  void memref(void *data, const std::vector<int64_t> &shape,
-              const std::vector<int64_t> &strides) {
-    ptrs.push_back(data);
-    args.push_back(&ptrs.back()); // allocated
-    args.push_back(&ptrs.back()); // aligned
-    i64s.push_back(0);
-    args.push_back(&i64s.back()); // offset
-    for (int64_t s : shape) {
-      i64s.push_back(s);
-      args.push_back(&i64s.back());
-    }
-    for (int64_t s : strides) {
-      i64s.push_back(s);
-      args.push_back(&i64s.back());
-    }
-  }
-  void i32(int32_t v) {
-    i32s.push_back(v);
-    args.push_back(&i32s.back());
-  }
-  void f32(float v) {
-    f32s.push_back(v);
-    args.push_back(&f32s.back());
-  }
-};
-
-std::string shapeStr(const std::vector<int64_t> &s) { return formatShape(s); }
-
-bool checkView(const char *what, const TensorView &t, size_t rank,
-               std::string &error) {
-  if (!t.data) {
-    error = std::string(what) + " has a null data pointer";
     return false;
   }
-  if (t.shape.size() != rank || t.strides.size() != rank) {
-    error = std::string(what) + " must have rank " + std::to_string(rank) +
-            ", got shape " + shapeStr(t.shape);
+  if (!emitHostObject(module, HostTarget::native(), artifact.object, error)) {
+    error = "compiling variant '" + name + "' to native code failed: " + error;
     return false;
   }
-  for (int64_t d : t.shape)
-    if (d < 0 || d > INT32_MAX) {
-      error = std::string(what) + " has an invalid shape " + shapeStr(t.shape);
-      return false;
-    }
+  out = std::move(artifact);
   return true;
 }
 
-DType dtypeOf(ParamType t) {
-  switch (t) {
-  case ParamType::F32:
-    return DType::F32;
-  case ParamType::I32:
-    return DType::I32;
-  case ParamType::Bool:
-    return DType::Bool;
-  }
-  return DType::F32;
+std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
+                                           const std::string &object,
+                                           const CompileOptions &options,
+                                           std::string &error) {
+  std::unique_ptr<CpuKernel> kernel(new CpuKernel());
+  kernel->sig = signature;
+  kernel->options = options;
+  kernel->object = LoadedObject::load(object, signature.name, error);
+  if (!kernel->object)
+    return nullptr;
+  void *entry =
+      kernel->object->lookup(packedEntryName(signature.name), error);
+  if (!entry)
+    return nullptr;
+  kernel->entry = reinterpret_cast<PackedKernelFn>(entry);
+  return kernel;
 }
 
-std::string declaredShape(const SignatureParam &p) {
-  std::string s = std::string(paramTypeName(p.type)) + "[";
-  for (size_t i = 0; i < p.dims.size(); ++i) {
-    if (i)
-      s += ", ";
-    const SignatureDim &d = p.dims[i];
-    s += d.kind == SignatureDim::Kind::Size      ? Sizes::names[d.size]
-         : d.kind == SignatureDim::Kind::Literal ? std::to_string(d.value)
-                                                 : std::string("?");
-  }
-  return s + "]";
+std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module,
+                                              const std::string &name,
+                                              const CompileOptions &options,
+                                              std::string &error) {
+  CpuArtifact artifact;
+  if (!compileToObject(module, name, options, artifact, error))
+    return nullptr;
+  return load(artifact.signature, artifact.object, artifact.options, error);
 }
 
-} // namespace
-
-bool CpuKernel::run(const RunArgs &a, std::string &error) const {
-  // Q, K, V, O: rank 4, one dtype, consistent sizes.
-  if (!checkView("Q", a.q, 4, error) || !checkView("K", a.k, 4, error) ||
-      !checkView("V", a.v, 4, error) || !checkView("O", a.o, 4, error))
-    return false;
-  if (a.q.dtype != a.k.dtype || a.q.dtype != a.v.dtype) {
-    error = std::string("Q, K and V must have the same dtype, got ") +
-            dtypeName(a.q.dtype) + ", " + dtypeName(a.k.dtype) + " and " +
-            dtypeName(a.v.dtype);
-    return false;
-  }
-  if (a.q.dtype != options.elementType || a.o.dtype != options.elementType) {
-    error = std::string("this kernel was compiled for ") +
-            dtypeName(options.elementType) + " tensors, got Q " +
-            dtypeName(a.q.dtype) + " and O " + dtypeName(a.o.dtype);
-    return false;
-  }
-  Sizes sz;
-  sz.value[0] = a.q.shape[0];
-  sz.value[1] = a.q.shape[1];
-  sz.value[2] = a.k.shape[1];
-  sz.value[3] = a.q.shape[2];
-  sz.value[4] = a.k.shape[2];
-  sz.value[5] = a.q.shape[3];
-  sz.value[6] = a.v.shape[3];
-  auto mismatch = [&](const std::string &msg) {
-    error = msg + " (Q " + shapeStr(a.q.shape) + ", K " + shapeStr(a.k.shape) +
-            ", V " + shapeStr(a.v.shape) + ")";
-    return false;
-  };
-  if (a.k.shape[0] != sz.value[0] || a.v.shape[0] != sz.value[0])
-    return mismatch("Q, K and V must have the same batch size B");
-  if (a.v.shape[1] != sz.value[2])
-    return mismatch("K and V must have the same number of heads Hkv");
-  if (a.v.shape[2] != sz.value[4])
-    return mismatch("K and V must have the same length Lkv");
-  if (a.k.shape[3] != sz.value[5])
-    return mismatch("Q and K must have the same head dimension D");
-  if (sz.value[2] == 0 || sz.value[1] % sz.value[2] != 0)
-    return mismatch("the number of query heads H = " +
-                    std::to_string(sz.value[1]) +
-                    " must be a multiple of the number of KV heads Hkv = " +
-                    std::to_string(sz.value[2]));
-  if (sz.value[5] < 1 || sz.value[6] < 1)
-    return mismatch("head dimensions D and Dv must be at least 1");
-  std::vector<int64_t> oShape = {sz.value[0], sz.value[1], sz.value[3],
-                                 sz.value[6]};
-  if (a.o.shape != oShape) {
-    error = "O must have shape " + shapeStr(oShape) + ", got " +
-            shapeStr(a.o.shape);
-    return false;
-  }
-  if (a.lse) {
-    if (!sig.definesLSE()) {
-      error = "LSE is not defined for 'normalize " + sig.normalization +
-              "' (only softmax has a log-sum-exp); do not request it for "
-              "variant '" +
-              sig.name + "'";
-      return false;
-    }
-    if (!checkView("LSE", *a.lse, 3, error))
-      return false;
-    std::vector<int64_t> lseShape = {sz.value[0], sz.value[1], sz.value[3]};
-    if (a.lse->dtype != DType::F32 || a.lse->shape != lseShape) {
-      error = "LSE must be float32 of shape " + shapeStr(lseShape) + ", got " +
-              dtypeName(a.lse->dtype) + " " + shapeStr(a.lse->shape);
-      return false;
-    }
-  }
-
-  // Parameters: no unknown or const names, every runtime one bound.
-  for (const auto &entry : a.params) {
-    const std::string &name = entry.first;
-    auto it = std::find_if(sig.params.begin(), sig.params.end(),
-                           [&](const SignatureParam &p) { return p.name == name; });
-    if (it == sig.params.end()) {
-      std::string known;
-      for (const SignatureParam &p : sig.params)
-        if (!p.isConst)
-          known += (known.empty() ? "" : ", ") + p.name;
-      error = "unknown param '" + name + "' for variant '" + sig.name + "'" +
-              (known.empty() ? std::string(" (it takes no params)")
-                             : " (its params: " + known + ")");
-      return false;
-    }
-    if (it->isConst) {
-      error = "param '" + name +
-              "' is const: its value is compiled into the kernel and cannot "
-              "be set at run time";
-      return false;
-    }
-  }
-
-  ArgPacker pack;
-  auto packView = [&](const TensorView &t) {
-    pack.memref(t.data, t.shape, t.strides);
-  };
-  packView(a.q);
-  packView(a.k);
-  packView(a.v);
-  packView(a.o);
-  // Without LSE, a 0-sized view keeps the argument list well formed.
-  static float lseDummy;
-  if (a.lse)
-    packView(*a.lse);
-  else
-    pack.memref(&lseDummy, {0, 0, 0}, {0, 0, 0});
-
-  std::vector<const SignatureParam *> runtimeParams;
-  for (const SignatureParam &p : sig.params) {
-    if (p.isConst)
-      continue;
-    runtimeParams.push_back(&p);
-    auto it = a.params.find(p.name);
-    if (p.isTensor) {
-      if (it == a.params.end()) {
-        error = "missing tensor param '" + p.name + "' (" + declaredShape(p) +
-                ")";
-        return false;
-      }
-      const TensorView *t = std::get_if<TensorView>(&it->second);
-      if (!t) {
-        error = "param '" + p.name + "' is a tensor (" + declaredShape(p) +
-                "); pass an array, not a scalar";
-        return false;
-      }
-      if (t->dtype != dtypeOf(p.type)) {
-        error = "param '" + p.name + "' must have dtype " +
-                dtypeName(dtypeOf(p.type)) + ", got " + dtypeName(t->dtype);
-        return false;
-      }
-      std::string what = "param '" + p.name + "'";
-      if (!checkView(what.c_str(), *t, p.dims.size(), error))
-        return false;
-      for (size_t d = 0; d < p.dims.size(); ++d) {
-        const SignatureDim &dim = p.dims[d];
-        int64_t want = dim.kind == SignatureDim::Kind::Size ? sz.value[dim.size]
-                       : dim.kind == SignatureDim::Kind::Literal ? dim.value
-                                                                 : -1;
-        if (want >= 0 && t->shape[d] != want) {
-          error = "param '" + p.name + "' must have shape " + declaredShape(p) +
-                  ", but dimension " + std::to_string(d) + " is " +
-                  std::to_string(t->shape[d]) + " instead of " +
-                  std::to_string(want) + " (shape " + shapeStr(t->shape) + ")";
-          return false;
-        }
-      }
-      packView(*t);
-      continue;
-    }
-    double value;
-    if (it == a.params.end()) {
-      if (!p.value) {
-        error = "missing param '" + p.name + "' (" + paramTypeName(p.type) +
-                ", no default)";
-        return false;
-      }
-      value = *p.value;
-    } else {
-      const ScalarValue *s = std::get_if<ScalarValue>(&it->second);
-      if (!s) {
-        error = "param '" + p.name + "' is a scalar " + paramTypeName(p.type) +
-                "; pass a value, not an array";
-        return false;
-      }
-      value = s->value;
-    }
-    if (p.type == ParamType::F32) {
-      pack.f32(static_cast<float>(value));
-      continue;
-    }
-    bool ok = p.type == ParamType::Bool
-                  ? (value == 0 || value == 1)
-                  : (std::isfinite(value) && value == std::trunc(value) &&
-                     value >= INT32_MIN && value <= INT32_MAX);
-    if (!ok) {
-      error = "param '" + p.name + "' is " + paramTypeName(p.type) +
-              " and cannot take the value " + std::to_string(value);
-      return false;
-    }
-    pack.i32(static_cast<int32_t>(value));
-  }
-  pack.i32(a.lse ? kFlagWriteLSE : 0);
-  int32_t status[kStatusWords] = {0, 0, 0, 0, 0};
-  pack.memref(status, {kStatusWords}, {1});
-
-  if (llvm::Error err = engine->invokePacked(sig.name, pack.args)) {
-    error = "running variant '" + sig.name +
-            "' failed: " + llvm::toString(std::move(err));
-    return false;
-  }
-  switch (status[0]) {
-  case kStatusOk:
-    return true;
-  case kStatusIndexOutOfRange: {
-    const SignatureParam *p =
-        status[1] >= 0 && status[1] < static_cast<int>(runtimeParams.size())
-            ? runtimeParams[status[1]]
-            : nullptr;
-    error = "variant '" + sig.name + "' read param '" +
-            (p ? p->name : std::string("?")) + "' out of range: index " +
-            std::to_string(status[3]) + " in dimension " +
-            std::to_string(status[2]) + " of size " + std::to_string(status[4]);
-    return false;
-  }
-  case kStatusDivisionByZero:
-    error = "variant '" + sig.name + "' divided an integer by zero";
-    return false;
-  default:
-    error = "variant '" + sig.name + "' reported an unknown error code " +
-            std::to_string(status[0]);
-    return false;
-  }
+LaunchStatus CpuKernel::launch(const RunArgs &args, std::string &error) const {
+  if (options.reference)
+    return launchKernel(sig, options.elementType, entry, args, error);
+  TiledKernelShape shape;
+  shape.tileQ = options.tileQ;
+  shape.tileKV = options.tileKV;
+  shape.headDim = options.headDim;
+  shape.valueDim = options.valueDim;
+  return launchTiledKernel(sig, options.elementType, entry, shape, args,
+                           error);
 }

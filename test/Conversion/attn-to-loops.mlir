@@ -6,7 +6,7 @@
 // The kernel takes Q, K, V, O, LSE, the runtime params, flags and status.
 // CHECK-LABEL: func.func @plain(
 // CHECK-SAME: %[[Q:[a-z0-9]+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>
-// CHECK-SAME: memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>, %{{.+}}: i32, %{{.+}}: memref<5xi32>)
+// CHECK-SAME: memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>, %{{.+}}: i32, %{{.+}}: memref<8xi32>)
 // CHECK-NOT: attn.
 // Default scale 1 / sqrt(D).
 // CHECK: %[[D:.+]] = memref.dim %[[Q]], %c3
@@ -28,7 +28,7 @@ attn.variant @plain {
 
 // Runtime params become arguments in declaration order; const ones fold.
 // CHECK-LABEL: func.func @params(
-// CHECK-SAME: memref<?xf32, strided<[?], offset: ?>>, %[[W:[a-z0-9]+]]: i32, %[[FLAG:[a-z0-9]+]]: i32, %{{.+}}: i32, %[[ST:[a-z0-9]+]]: memref<5xi32>)
+// CHECK-SAME: memref<?xf32, strided<[?], offset: ?>>, %[[W:[a-z0-9]+]]: i32, %[[FLAG:[a-z0-9]+]]: i32, %{{.+}}: i32, %[[ST:[a-z0-9]+]]: memref<8xi32>)
 // Integer division checks its divisor and records code 2.
 // CHECK: arith.floordivsi
 // CHECK: memref.store %c2_i32, %[[ST]]

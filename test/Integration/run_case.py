@@ -678,6 +678,10 @@ def run_one(cs, opts, seed):
         cmd += pargs
         if opts.target:
             cmd += ["--target", opts.target]
+        if opts.reference:
+            cmd += ["--reference"]
+        if opts.threads:
+            cmd += ["--threads", str(opts.threads)]
         cmd += ["-o", out] + (["--lse", lse] if lse else [])
         try:
             p = subprocess.run(cmd, stdout=subprocess.PIPE,
@@ -767,6 +771,9 @@ def main():
                     % ", ".join(GROUPS))
     ap.add_argument("--attnc", help="path to the attnc binary")
     ap.add_argument("--target", help="forwarded as --target")
+    ap.add_argument("--reference", action="store_true",
+                    help="run attnc's reference loop lowering (--reference)")
+    ap.add_argument("--threads", type=int, help="forwarded as --threads")
     ap.add_argument("--seed", type=int, help="input seed (default: random)")
     ap.add_argument("--timeout", type=int, default=300)
     ap.add_argument("--list", action="store_true")

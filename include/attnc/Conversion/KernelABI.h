@@ -21,13 +21,18 @@ namespace attnc {
 enum KernelFlags : int32_t { kFlagWriteLSE = 1 };
 
 /// Codes in status[0]. An index error fills status[1..4] with the ordinal
-/// of the runtime parameter, the dimension, the index and the size.
+/// of the runtime parameter, the dimension, the index and the size. Tiled
+/// kernels count in status[5] the kv-tiles they computed and in status[6]
+/// the kv-tiles inside their closed-form ranges (the rest were skipped by
+/// loop bounds).
 enum KernelStatus : int32_t {
   kStatusOk = 0,
   kStatusIndexOutOfRange = 1,
   kStatusDivisionByZero = 2,
 };
-constexpr int kStatusWords = 5;
+constexpr int kStatusWords = 8;
+constexpr int kStatusTilesComputed = 5;
+constexpr int kStatusTilesInRange = 6;
 
 } // namespace attnc
 

@@ -4,8 +4,8 @@
 
 #include "mlir/Pass/Pass.h"
 
-namespace mlir::attn {
-class AttnDialect;
+namespace mlir::vector {
+class VectorDialect;
 }
 
 namespace attnc {

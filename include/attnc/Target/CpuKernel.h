@@ -1,81 +1,98 @@
 //===- CpuKernel.h - Compiling and running a variant on the host CPU ------===//
 //
-// Compiles one attn.variant to native code in process (through MLIR's
-// ExecutionEngine on LLVM's ORC JIT, for the host CPU's features) and runs
-// it on strided tensor views after checking every shape, dtype and
-// parameter. Errors come back as one line in user terms.
+// Compiles one attn.variant to a relocatable object for the host CPU
+// (through the pipelines, LLVM's O2 pipeline and code generator; see
+// HostObject.h) and runs it on strided tensor views after checking every
+// shape, dtype and parameter (KernelLaunch.h). Compiling and loading are
+// separate steps: `compileToObject` yields an MLIR-free CpuArtifact
+// (signature, options, object bytes) that can be stored, and `load` turns
+// one back into a runnable kernel without MLIR, passes or code generation.
+// Errors come back as one line in user terms.
 //
 //===----------------------------------------------------------------------===//
 #ifndef ATTNC_TARGET_CPUKERNEL_H
 #define ATTNC_TARGET_CPUKERNEL_H
 
+#include "attnc/Target/HostObject.h"
+#include "attnc/Target/KernelLaunch.h"
 #include "attnc/Target/Signature.h"
+#include "attnc/Target/TiledLaunch.h"
 
 #include "mlir/IR/BuiltinOps.h"
 
-#include <map>
 #include <memory>
 #include <string>
-#include <variant>
-#include <vector>
-
-namespace mlir {
-class ExecutionEngine;
-}
 
 namespace attnc {
 
-/// A view of a strided tensor in host memory; strides count elements.
-struct TensorView {
-  void *data = nullptr;
-  DType dtype = DType::F32;
-  std::vector<int64_t> shape;
-  std::vector<int64_t> strides;
-
-  /// A C-contiguous view of `shape`.
-  static TensorView contiguous(void *data, DType dtype,
-                               std::vector<int64_t> shape);
-};
-
-/// A scalar parameter value; bools and ints are exact in the double.
-struct ScalarValue {
-  double value = 0;
-};
-
-using ParamArg = std::variant<ScalarValue, TensorView>;
-
-struct RunArgs {
-  TensorView q, k, v, o;
-  std::optional<TensorView> lse; // [B, H, Lq] float32
-  std::map<std::string, ParamArg> params;
-};
-
 struct CompileOptions {
   DType elementType = DType::F32; // F32 or F16
-  bool reference = true;          // the reference loop lowering
+  /// The reference loop lowering (single-threaded, any head dims) instead of
+  /// the tiled, vectorised, multi-threaded kernel.
+  bool reference = true;
+  /// Tiled kernels only: the head dims they are specialised for (required),
+  /// the tile sizes, and the f32 lanes per vector (0: from the host CPU,
+  /// 16 with AVX-512, else 8).
+  int64_t headDim = 0, valueDim = 0;
+  int64_t tileQ = 128, tileKV = 64;
+  int vectorWidth = 0;
+
+  /// "dtype=f32 lowering=reference": what the options change in the code,
+  /// for cache keys and manifests.
+  std::string describe() const;
+};
+
+/// A compiled variant, free of MLIR: what is stored in the kernel cache.
+/// f32 lanes per vector for tiled kernels: `requested` if positive, else 16
+/// on hosts with AVX-512 and 8 elsewhere.
+int hostVectorWidth(int requested);
+
+struct CpuArtifact {
+  KernelSignature signature;
+  CompileOptions options;
+  std::string object; // ELF relocatable object for the host (HostObject.h)
 };
 
 class CpuKernel {
 public:
   ~CpuKernel();
 
-  /// Compiles the variant named `name` in `module` (which it may modify).
+  /// Lowers the variant named `name` in `module` (which it modifies: other
+  /// ops are erased and the variant is lowered to the LLVM dialect) and
+  /// emits an object for HostTarget::native().
+  static bool compileToObject(mlir::ModuleOp module, const std::string &name,
+                              const CompileOptions &options, CpuArtifact &out,
+                              std::string &error);
+
+  /// Loads an object made by compileToObject; runs no MLIR or LLVM passes.
+  static std::unique_ptr<CpuKernel> load(const KernelSignature &signature,
+                                         const std::string &object,
+                                         const CompileOptions &options,
+                                         std::string &error);
+
+  /// compileToObject + load.
   static std::unique_ptr<CpuKernel> compile(mlir::ModuleOp module,
                                             const std::string &name,
                                             const CompileOptions &options,
                                             std::string &error);
 
   const KernelSignature &signature() const { return sig; }
+  const CompileOptions &compileOptions() const { return options; }
 
   /// Checks `args` against the signature and runs the kernel. On failure
   /// returns false with a one-line `error`; outputs are then unspecified.
-  bool run(const RunArgs &args, std::string &error) const;
+  bool run(const RunArgs &args, std::string &error) const {
+    return launch(args, error) == LaunchStatus::Ok;
+  }
+  /// The same, telling rejected arguments from errors the kernel reported.
+  LaunchStatus launch(const RunArgs &args, std::string &error) const;
 
 private:
   CpuKernel() = default;
   KernelSignature sig;
   CompileOptions options;
-  std::unique_ptr<mlir::ExecutionEngine> engine;
+  std::unique_ptr<LoadedObject> object;
+  PackedKernelFn entry = nullptr; // _mlir_<sig.name>
 };
 
 } // namespace attnc

@@ -38,4 +38,23 @@ def AttnPrintTileMap : Pass<"attn-print-tile-map", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect"];
 }
 
+def AttnApproximateMath : Pass<"attn-approximate-math"> {
+  let summary = "Replace math functions by vectorisable polynomial approximations";
+  let description = [{
+    Rewrites `math.tanh`, `math.exp`, `math.log`, `math.erf` and the other
+    functions that MLIR's polynomial approximations cover into arithmetic
+    that LLVM vectorises, accurate to a few ulp in f32. Without it a vector
+    `math.tanh` becomes one libm call per lane. The tiled CPU pipeline runs
+    it; the reference pipeline keeps libm.
+
+    ```mlir
+    %t = math.tanh %x : vector<16xf32>
+    // becomes clamps, a rational polynomial and selects on vector<16xf32>
+    ```
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect",
+                           "mlir::math::MathDialect",
+                           "mlir::vector::VectorDialect"];
+}
+
 #endif // ATTNC_TRANSFORMS_PASSES

@@ -1,0 +1,946 @@
+//===- AttnToTiledKernel.cpp - Tiled, vectorised flash-attention kernel ---===//
+//
+// Lowers each attn.variant to a work-item function that computes one q-tile
+// (Tq rows of one (b, h)) with FlashAttention's online softmax:
+//
+//   for each kv-tile in the closed-form range of the q-tile (loop bounds):
+//     skip it when the tile abstraction proves the mask all false;
+//     S  = Q_tile K_tile^T         (register-blocked vector micro-kernel)
+//     S  = score(S), masked to -inf only where the tile is mixed
+//     m' = max(m, rowmax S);  P = 2^(S - m');  l = l 2^(m - m') + rowsum P
+//     O  = O 2^(m - m') + P V      (register-blocked vector micro-kernel)
+//   O /= l (with the sink folded in), LSE = (m + log2 l) ln 2
+//
+// Scores are kept in log2 units: log2(e) is folded into the Q scale when
+// there is no score modifier (else applied after it) and exp2 is a vector
+// polynomial. Sigmoid and relu accumulate plain weights, linear a running
+// sum. Head dimensions are compile-time constants; Q, K and V are packed
+// (K transposed) into float32 tiles, so float16 is converted once per tile.
+// The host runs the work items over a thread pool.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attnc/Analysis/TileAbstraction.h"
+#include "attnc/Conversion/ExpandAttnOps.h"
+#include "attnc/Conversion/KernelABI.h"
+#include "attnc/Conversion/Passes.h"
+
+#include "attn/AttnDialect.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
+
+#include <cmath>
+
+namespace attnc {
+#define GEN_PASS_DEF_CONVERTATTNTOTILEDKERNEL
+#include "attnc/Conversion/Passes.h.inc"
+} // namespace attnc
+
+using namespace mlir;
+using namespace attnc;
+
+namespace {
+
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+struct TileConfig {
+  int64_t tq = 64, tk = 64, vw = 16, rows = 4, headDim = 64, valueDim = 64;
+};
+
+/// Values of an item region that vary across the lanes of a row: those that
+/// depend on kv_idx (argument 3) or on the score (argument 4). Everything
+/// else is uniform per row and is computed once as a scalar.
+llvm::DenseSet<Value> varyingValues(Region &region) {
+  Block &block = region.front();
+  llvm::DenseSet<Value> varying;
+  for (unsigned i = 3; i < block.getNumArguments(); ++i)
+    varying.insert(block.getArgument(i));
+  for (Operation &op : block.without_terminator()) {
+    bool v = false;
+    op.walk([&](Operation *inner) {
+      for (Value operand : inner->getOperands())
+        v |= varying.contains(operand);
+    });
+    if (v)
+      for (Value r : op.getResults())
+        varying.insert(r);
+  }
+  return varying;
+}
+
+/// True when every lane-varying op of the region maps elementwise onto
+/// vectors (uniform ops may be anything: they stay scalar).
+bool isVectorizable(Region &region) {
+  llvm::DenseSet<Value> varying = varyingValues(region);
+  for (Operation &op : region.front().without_terminator()) {
+    if (op.getNumResults() == 0 || !varying.contains(op.getResult(0)))
+      continue;
+    if (op.getNumRegions() != 0)
+      return false;
+    if (llvm::isa<attn::FloorDivOp, attn::FloorModOp>(op)) {
+      APInt c;
+      if (matchPattern(op.getOperand(1), m_ConstantInt(&c)) && !c.isZero())
+        continue;
+      return false;
+    }
+    Dialect *d = op.getDialect();
+    if (d && (d->getNamespace() == "arith" || d->getNamespace() == "math") &&
+        op.hasTrait<OpTrait::Elementwise>())
+      continue;
+    return false;
+  }
+  return true;
+}
+
+class TiledKernelBuilder {
+public:
+  TiledKernelBuilder(attn::VariantOp variant, Type elementType,
+                     const TileConfig &cfg)
+      : variant(variant), elementType(elementType), cfg(cfg), b(variant) {
+    vf = VectorType::get({cfg.vw}, b.getF32Type());
+    vi = VectorType::get({cfg.vw}, b.getI32Type());
+    vb = VectorType::get({cfg.vw}, b.getI1Type());
+    dvp = (cfg.valueDim + cfg.vw - 1) / cfg.vw * cfg.vw;
+  }
+
+  func::FuncOp build();
+
+private:
+  // Constants.
+  Value cIdx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value cI32(int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
+  }
+  Value cI64(int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
+  }
+  Value cF32(double v) {
+    return arith::ConstantOp::create(b, loc,
+                                     b.getF32FloatAttr(static_cast<float>(v)));
+  }
+  Value splatF(double v) {
+    return arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(vf, b.getF32FloatAttr(static_cast<float>(v))));
+  }
+  Value toI32(Value idx) {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), idx);
+  }
+  Value toI64(Value idx) {
+    return arith::IndexCastOp::create(b, loc, b.getI64Type(), idx);
+  }
+  Value minIdx(Value x, Value y) {
+    return arith::MinSIOp::create(b, loc, x, y);
+  }
+  Value loadF32(Value memref, ValueRange idx) {
+    Value x = memref::LoadOp::create(b, loc, memref, idx);
+    return x.getType().isF32()
+               ? x
+               : arith::ExtFOp::create(b, loc, b.getF32Type(), x).getResult();
+  }
+  Value vload(Value buf, Value offset) {
+    return vector::LoadOp::create(b, loc, vf, buf, ValueRange{offset});
+  }
+  void vstore(Value v, Value buf, Value offset) {
+    vector::StoreOp::create(b, loc, v, buf, ValueRange{offset});
+  }
+  Value offset(Value base, int64_t mul, Value idx, int64_t add = 0) {
+    // base + idx * mul + add, on index values
+    Value r = arith::MulIOp::create(b, loc, idx, cIdx(mul));
+    if (base)
+      r = arith::AddIOp::create(b, loc, base, r);
+    if (add)
+      r = arith::AddIOp::create(b, loc, r, cIdx(add));
+    return r;
+  }
+  /// for (iv = lb; iv < ub; iv += step) body(iv), with the builder inside.
+  void forLoop(Value lb, Value ub, int64_t step,
+               llvm::function_ref<void(Value)> body) {
+    scf::ForOp::create(b, loc, lb, ub, cIdx(step), ValueRange{},
+                       [&](OpBuilder &, Location, Value iv, ValueRange) {
+                         body(iv);
+                         scf::YieldOp::create(b, loc);
+                       });
+  }
+  /// 2^x for a vector of f32, by a degree-6 polynomial on x - round(x);
+  /// exactly 0 below -126 (and so for -inf).
+  Value exp2(Value x);
+  /// Applies score and mask to the row of S at `sRow`.
+  void modifyScores(Value sRow, Value q32, Value k0, Value cols,
+                    Value needMask);
+  /// The region evaluated for the 16 (vector width) lanes of a row.
+  Value vectorizedRegion(Region &region, ValueRange scalarArgs,
+                         ValueRange vectorArgs);
+  void packQ(Value q0, Value rows, Value qscale);
+  /// status[word] += n (the host sums the words of all workers).
+  void countTiles(int word, Value n) {
+    Value w = cIdx(word);
+    Value old = memref::LoadOp::create(b, loc, status, ValueRange{w});
+    memref::StoreOp::create(b, loc, arith::AddIOp::create(b, loc, old, n),
+                            status, ValueRange{w});
+  }
+  void packKV(Value k0, Value cols);
+  void microQK(Value rows);
+  void microPV(Value rows);
+  void softmaxRows(Value rows);
+  void epilogue(Value q0, Value rows);
+
+  attn::VariantOp variant;
+  Type elementType;
+  TileConfig cfg;
+  OpBuilder b;
+  Location loc = UnknownLoc::get(variant.getContext());
+  VectorType vf, vi, vb;
+  int64_t dvp;
+
+  // Arguments and derived values.
+  Value q, k, v, o, lse, flags, status, bi, hi, hkv;
+  Value sizeIdx[7], sizeI32[7], sizeI64[7];
+  Value b32, h32;
+  KernelContext kctx;
+  // Scratch tiles (flat f32 memrefs).
+  Value qp, kt, s, vp, oacc, mrow, lrow;
+  bool foldLog2e = false;
+  attn::NormKind norm = attn::NormKind::softmax;
+};
+
+Value TiledKernelBuilder::exp2(Value x) {
+  // Cephes exp2f: x = n + f, f in [-0.5, 0.5], 2^f = 1 + f P(f).
+  static const double p[] = {1.535336188319500e-4, 1.339887440266574e-3,
+                             9.618437357674640e-3, 5.550332471162809e-2,
+                             2.402264791363012e-1, 6.931472028550421e-1};
+  Value xc = arith::MaximumFOp::create(b, loc, x, splatF(-127.0));
+  xc = arith::MinimumFOp::create(b, loc, xc, splatF(127.0));
+  Value n = math::FloorOp::create(
+      b, loc, arith::AddFOp::create(b, loc, xc, splatF(0.5)));
+  Value f = arith::SubFOp::create(b, loc, xc, n);
+  Value poly = splatF(p[0]);
+  for (int i = 1; i < 6; ++i)
+    poly = math::FmaOp::create(b, loc, poly, f, splatF(p[i]));
+  poly = math::FmaOp::create(b, loc, poly, f, splatF(1.0));
+  Value ni = arith::FPToSIOp::create(b, loc, vi, n);
+  Value bias = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(vi, b.getI32IntegerAttr(127)));
+  Value sh = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(vi, b.getI32IntegerAttr(23)));
+  Value bits = arith::ShLIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, ni, bias), sh);
+  Value scale = arith::BitcastOp::create(b, loc, vf, bits);
+  Value r = arith::MulFOp::create(b, loc, poly, scale);
+  Value tiny = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT, x,
+                                     splatF(-126.0));
+  return arith::SelectOp::create(b, loc, tiny, splatF(0.0), r);
+}
+
+Value TiledKernelBuilder::vectorizedRegion(Region &region,
+                                           ValueRange scalarArgs,
+                                           ValueRange vectorArgs) {
+  // scalarArgs: b, h, q_idx (uniform); vectorArgs: kv_idx[, score].
+  Block &block = region.front();
+  llvm::DenseSet<Value> varying = varyingValues(region);
+  IRMapping scalars;
+  DenseMap<Value, Value> vectors, broadcasts;
+  for (unsigned i = 0; i < 3; ++i)
+    scalars.map(block.getArgument(i), scalarArgs[i]);
+  for (unsigned i = 3; i < block.getNumArguments(); ++i)
+    vectors[block.getArgument(i)] = vectorArgs[i - 3];
+  auto vec = [&](Value orig) -> Value {
+    if (varying.contains(orig))
+      return vectors.lookup(orig);
+    Value &bc = broadcasts[orig];
+    if (!bc) {
+      Value x = scalars.lookup(orig);
+      bc = vector::BroadcastOp::create(
+          b, loc, VectorType::get({cfg.vw}, x.getType()), x);
+    }
+    return bc;
+  };
+  for (Operation &op : block.without_terminator()) {
+    if (op.getNumResults() == 0 || !varying.contains(op.getResult(0))) {
+      b.clone(op, scalars); // uniform: once per row, as a scalar
+      continue;
+    }
+    if (llvm::isa<attn::FloorDivOp, attn::FloorModOp>(op)) {
+      Value lhs = vec(op.getOperand(0)), rhs = vec(op.getOperand(1));
+      Value quot = arith::FloorDivSIOp::create(b, loc, lhs, rhs);
+      Value r = quot;
+      if (llvm::isa<attn::FloorModOp>(op)) // a - floor(a / c) * c
+        r = arith::SubIOp::create(b, loc, lhs,
+                                  arith::MulIOp::create(b, loc, quot, rhs));
+      vectors[op.getResult(0)] = r;
+      continue;
+    }
+    IRMapping map;
+    for (Value operand : op.getOperands())
+      map.map(operand, vec(operand));
+    Operation *clone = b.clone(op, map);
+    for (auto [orig, res] : llvm::zip(op.getResults(), clone->getResults())) {
+      res.setType(VectorType::get({cfg.vw}, res.getType()));
+      vectors[orig] = res;
+    }
+  }
+  return vec(llvm::cast<attn::YieldOp>(block.getTerminator()).getValue());
+}
+
+void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
+  // Qp[r][d] = Q[b, h, q0 + r, d] * qscale, zero past the last row.
+  forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
+    Value inRow = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, r,
+                                        rows);
+    Value row = arith::AddIOp::create(b, loc, q0, r);
+    Value safeRow = arith::SelectOp::create(b, loc, inRow, row, cIdx(0));
+    forLoop(cIdx(0), cIdx(cfg.headDim), 1, [&](Value d) {
+      Value x = arith::MulFOp::create(b, loc, loadF32(q, {bi, hi, safeRow, d}),
+                                      qscale);
+      x = arith::SelectOp::create(b, loc, inRow, x, cF32(0.0));
+      memref::StoreOp::create(b, loc, x, qp,
+                              ValueRange{offset(d, cfg.headDim, r)});
+    });
+  });
+}
+
+void TiledKernelBuilder::packKV(Value k0, Value cols) {
+  // Kt[d][j] = K[b, hkv, k0 + j, d];  Vp[j][c] = V[b, hkv, k0 + j, c];
+  // zero past the last key and the last value column.
+  forLoop(cIdx(0), cIdx(cfg.tk), 1, [&](Value j) {
+    Value inCol = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, j,
+                                        cols);
+    Value key = arith::SelectOp::create(
+        b, loc, inCol, arith::AddIOp::create(b, loc, k0, j), cIdx(0));
+    forLoop(cIdx(0), cIdx(cfg.headDim), 1, [&](Value d) {
+      Value x = arith::SelectOp::create(b, loc, inCol,
+                                        loadF32(k, {bi, hkv, key, d}),
+                                        cF32(0.0));
+      memref::StoreOp::create(b, loc, x, kt, ValueRange{offset(j, cfg.tk, d)});
+    });
+    forLoop(cIdx(0), cIdx(dvp), 1, [&](Value c) {
+      Value inV = arith::AndIOp::create(
+          b, loc, inCol,
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, c,
+                                cIdx(cfg.valueDim)));
+      Value safeC = arith::SelectOp::create(b, loc, inV, c, cIdx(0));
+      Value x = arith::SelectOp::create(
+          b, loc, inV, loadF32(v, {bi, hkv, key, safeC}), cF32(0.0));
+      memref::StoreOp::create(b, loc, x, vp, ValueRange{offset(c, dvp, j)});
+    });
+  });
+}
+
+void TiledKernelBuilder::microQK(Value rows) {
+  // S[r][j] = sum_d Qp[r][d] Kt[d][j], R rows x Tk columns per block, the
+  // accumulators held in vector registers across the d loop.
+  int64_t R = cfg.rows, nv = cfg.tk / cfg.vw;
+  Value ub = arith::MulIOp::create(
+      b, loc,
+      arith::DivUIOp::create(b, loc,
+                             arith::AddIOp::create(b, loc, rows, cIdx(R - 1)),
+                             cIdx(R)),
+      cIdx(R));
+  forLoop(cIdx(0), ub, R, [&](Value rb) {
+    SmallVector<Value> init(R * nv, splatF(0.0));
+    auto loop = scf::ForOp::create(
+        b, loc, cIdx(0), cIdx(cfg.headDim), cIdx(1), init,
+        [&](OpBuilder &, Location, Value d, ValueRange acc) {
+          SmallVector<Value> kvec, next(acc.begin(), acc.end());
+          for (int64_t jv = 0; jv < nv; ++jv)
+            kvec.push_back(vload(kt, offset(nullptr, cfg.tk, d, jv * cfg.vw)));
+          for (int64_t r = 0; r < R; ++r) {
+            Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
+            Value qs = memref::LoadOp::create(
+                b, loc, qp, ValueRange{offset(d, cfg.headDim, row)});
+            Value qb = vector::BroadcastOp::create(b, loc, vf, qs);
+            for (int64_t jv = 0; jv < nv; ++jv)
+              next[r * nv + jv] =
+                  vector::FMAOp::create(b, loc, qb, kvec[jv], next[r * nv + jv]);
+          }
+          scf::YieldOp::create(b, loc, next);
+        });
+    for (int64_t r = 0; r < R; ++r) {
+      Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
+      for (int64_t jv = 0; jv < nv; ++jv)
+        vstore(loop.getResult(r * nv + jv), s,
+               offset(nullptr, cfg.tk, row, jv * cfg.vw));
+    }
+  });
+}
+
+void TiledKernelBuilder::microPV(Value rows) {
+  // Oacc[r][c] += sum_j P[r][j] Vp[j][c], R rows x up to 4 vectors of
+  // columns per block, accumulators in registers across the j loop.
+  int64_t R = cfg.rows, nvd = dvp / cfg.vw, group = 4;
+  Value ub = arith::MulIOp::create(
+      b, loc,
+      arith::DivUIOp::create(b, loc,
+                             arith::AddIOp::create(b, loc, rows, cIdx(R - 1)),
+                             cIdx(R)),
+      cIdx(R));
+  forLoop(cIdx(0), ub, R, [&](Value rb) {
+    for (int64_t g0 = 0; g0 < nvd; g0 += group) {
+      int64_t gn = std::min(group, nvd - g0);
+      SmallVector<Value> init;
+      for (int64_t r = 0; r < R; ++r) {
+        Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
+        for (int64_t c = 0; c < gn; ++c)
+          init.push_back(
+              vload(oacc, offset(nullptr, dvp, row, (g0 + c) * cfg.vw)));
+      }
+      auto loop = scf::ForOp::create(
+          b, loc, cIdx(0), cIdx(cfg.tk), cIdx(1), init,
+          [&](OpBuilder &, Location, Value j, ValueRange acc) {
+            SmallVector<Value> vvec, next(acc.begin(), acc.end());
+            for (int64_t c = 0; c < gn; ++c)
+              vvec.push_back(
+                  vload(vp, offset(nullptr, dvp, j, (g0 + c) * cfg.vw)));
+            for (int64_t r = 0; r < R; ++r) {
+              Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
+              Value p = memref::LoadOp::create(
+                  b, loc, s, ValueRange{offset(j, cfg.tk, row)});
+              Value pb = vector::BroadcastOp::create(b, loc, vf, p);
+              for (int64_t c = 0; c < gn; ++c)
+                next[r * gn + c] =
+                    vector::FMAOp::create(b, loc, pb, vvec[c], next[r * gn + c]);
+            }
+            scf::YieldOp::create(b, loc, next);
+          });
+      for (int64_t r = 0; r < R; ++r) {
+        Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
+        for (int64_t c = 0; c < gn; ++c)
+          vstore(loop.getResult(r * gn + c), oacc,
+                 offset(nullptr, dvp, row, (g0 + c) * cfg.vw));
+      }
+    }
+  });
+}
+
+void TiledKernelBuilder::modifyScores(Value sRow, Value q32, Value k0,
+                                      Value cols, Value needMask) {
+  attn::ScoreOp scoreOp = variant.getScoreOp();
+  attn::MaskOp maskOp = variant.getMaskOp();
+  int64_t nv = cfg.tk / cfg.vw;
+  Value negInf = cF32(-INFINITY);
+  bool vectorized = (!scoreOp || isVectorizable(scoreOp.getBody())) &&
+                    (!maskOp || isVectorizable(maskOp.getBody()));
+  if (vectorized) {
+    SmallVector<Attribute> lanes;
+    for (int64_t l = 0; l < cfg.vw; ++l)
+      lanes.push_back(b.getI32IntegerAttr(l));
+    Value iota = arith::ConstantOp::create(b, loc,
+                                           DenseElementsAttr::get(vi, lanes));
+    Value colsV = vector::BroadcastOp::create(b, loc, vi, toI32(cols));
+    Value k032 = toI32(k0);
+    for (int64_t jv = 0; jv < nv; ++jv) {
+      Value off = arith::AddIOp::create(b, loc, sRow, cIdx(jv * cfg.vw));
+      Value sv = vload(s, off);
+      Value jl = arith::AddIOp::create(
+          b, loc, iota,
+          vector::BroadcastOp::create(b, loc, vi, cI32(jv * cfg.vw)));
+      Value kvv = arith::AddIOp::create(
+          b, loc, jl, vector::BroadcastOp::create(b, loc, vi, k032));
+      if (scoreOp)
+        sv = vectorizedRegion(scoreOp.getBody(), {b32, h32, q32}, {kvv, sv});
+      if (scoreOp && foldLog2e == false && norm == attn::NormKind::softmax)
+        sv = arith::MulFOp::create(b, loc, sv, splatF(kLog2e));
+      auto maskIf = scf::IfOp::create(
+          b, loc, needMask,
+          [&](OpBuilder &, Location) {
+            Value keep = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                               jl, colsV);
+            if (maskOp)
+              keep = arith::AndIOp::create(
+                  b, loc, keep,
+                  vectorizedRegion(maskOp.getBody(), {b32, h32, q32}, {kvv}));
+            scf::YieldOp::create(
+                b, loc,
+                arith::SelectOp::create(
+                    b, loc, keep, sv,
+                    vector::BroadcastOp::create(b, loc, vf, negInf))
+                    .getResult());
+          },
+          [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, sv); });
+      vstore(maskIf.getResult(0), s, off);
+    }
+    return;
+  }
+  // Scalar path: the mask first, the score only where the mask keeps the
+  // entry (so its checked reads never fire on masked entries).
+  forLoop(cIdx(0), cIdx(cfg.tk), 1, [&](Value j) {
+    Value off = arith::AddIOp::create(b, loc, sRow, j);
+    Value sv = memref::LoadOp::create(b, loc, s, ValueRange{off});
+    Value kv32 = toI32(arith::AddIOp::create(b, loc, k0, j));
+    Value inCol = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, j,
+                                        cols);
+    auto keepIf = scf::IfOp::create(
+        b, loc, arith::AndIOp::create(b, loc, needMask, inCol),
+        [&](OpBuilder &, Location) {
+          Value keep = maskOp ? inlineItemRegion(b, maskOp.getBody(),
+                                                 {b32, h32, q32, kv32})
+                              : arith::ConstantOp::create(b, loc,
+                                                          b.getBoolAttr(true))
+                                    .getResult();
+          scf::YieldOp::create(b, loc, keep);
+        },
+        [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, inCol); });
+    auto sIf = scf::IfOp::create(
+        b, loc, keepIf.getResult(0),
+        [&](OpBuilder &, Location) {
+          Value x = sv;
+          if (scoreOp) {
+            x = inlineItemRegion(b, scoreOp.getBody(),
+                                 {b32, h32, q32, kv32, sv});
+            if (norm == attn::NormKind::softmax)
+              x = arith::MulFOp::create(b, loc, x, cF32(kLog2e));
+          }
+          scf::YieldOp::create(b, loc, x);
+        },
+        [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, negInf); });
+    memref::StoreOp::create(b, loc, sIf.getResult(0), s, ValueRange{off});
+  });
+}
+
+void TiledKernelBuilder::softmaxRows(Value rows) {
+  int64_t nv = cfg.tk / cfg.vw, nvd = dvp / cfg.vw;
+  forLoop(cIdx(0), rows, 1, [&](Value r) {
+    Value sRow = offset(nullptr, cfg.tk, r);
+    SmallVector<Value> sv;
+    for (int64_t jv = 0; jv < nv; ++jv)
+      sv.push_back(vload(s, arith::AddIOp::create(b, loc, sRow,
+                                                  cIdx(jv * cfg.vw))));
+    Value l = memref::LoadOp::create(b, loc, lrow, ValueRange{r});
+    if (norm != attn::NormKind::softmax) {
+      // Plain weights: sigmoid(s), max(s, 0) or s; masked (-inf) gives 0.
+      Value sum = splatF(0.0);
+      for (int64_t jv = 0; jv < nv; ++jv) {
+        Value x = sv[jv], w;
+        Value masked = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
+                                             x, splatF(-INFINITY));
+        if (norm == attn::NormKind::sigmoid) // 1 / (1 + 2^(-s log2 e))
+          w = arith::DivFOp::create(
+              b, loc, splatF(1.0),
+              arith::AddFOp::create(
+                  b, loc, splatF(1.0),
+                  exp2(arith::MulFOp::create(b, loc, x, splatF(-kLog2e)))));
+        else if (norm == attn::NormKind::relu)
+          w = arith::MaximumFOp::create(b, loc, x, splatF(0.0));
+        else
+          w = x;
+        w = arith::SelectOp::create(b, loc, masked, splatF(0.0), w);
+        sum = arith::AddFOp::create(b, loc, sum, w);
+        vstore(w, s, arith::AddIOp::create(b, loc, sRow, cIdx(jv * cfg.vw)));
+      }
+      Value total = vector::ReductionOp::create(
+          b, loc, vector::CombiningKind::ADD, sum);
+      memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, l, total),
+                              lrow, ValueRange{r});
+      return;
+    }
+    // m' = max(m, rowmax S); alpha = 2^(m - m'); P = 2^(S - m').
+    Value m = memref::LoadOp::create(b, loc, mrow, ValueRange{r});
+    Value mx = sv[0];
+    for (int64_t jv = 1; jv < nv; ++jv)
+      mx = arith::MaximumFOp::create(b, loc, mx, sv[jv]);
+    Value tileMax = vector::ReductionOp::create(
+        b, loc, vector::CombiningKind::MAXIMUMF, mx);
+    Value mNew = arith::MaximumFOp::create(b, loc, m, tileMax);
+    // While every entry so far is masked, m' = -inf: use 0 so that
+    // -inf - m' stays -inf (P = 0) and never NaN.
+    Value allMasked = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
+                                            mNew, cF32(-INFINITY));
+    Value mSafe = arith::SelectOp::create(b, loc, allMasked, cF32(0.0), mNew);
+    Value mSafeV = vector::BroadcastOp::create(b, loc, vf, mSafe);
+    Value sum = splatF(0.0);
+    for (int64_t jv = 0; jv < nv; ++jv) {
+      Value p = exp2(arith::SubFOp::create(b, loc, sv[jv], mSafeV));
+      sum = arith::AddFOp::create(b, loc, sum, p);
+      vstore(p, s, arith::AddIOp::create(b, loc, sRow, cIdx(jv * cfg.vw)));
+    }
+    Value alphaV = exp2(vector::BroadcastOp::create(
+        b, loc, vf, arith::SubFOp::create(b, loc, m, mSafe)));
+    Value alpha = vector::ExtractOp::create(b, loc, alphaV, ArrayRef<int64_t>{0});
+    Value total = vector::ReductionOp::create(b, loc,
+                                              vector::CombiningKind::ADD, sum);
+    memref::StoreOp::create(
+        b, loc,
+        arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, l, alpha),
+                              total),
+        lrow, ValueRange{r});
+    memref::StoreOp::create(b, loc, mNew, mrow, ValueRange{r});
+    // O *= alpha, skipped when alpha == 1 (the common steady state).
+    Value rescale = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNE,
+                                          alpha, cF32(1.0));
+    scf::IfOp::create(b, loc, rescale, [&](OpBuilder &, Location) {
+      for (int64_t c = 0; c < nvd; ++c) {
+        Value off = offset(nullptr, dvp, r, c * cfg.vw);
+        vstore(arith::MulFOp::create(b, loc, vload(oacc, off), alphaV), oacc,
+               off);
+      }
+      scf::YieldOp::create(b, loc);
+    });
+  });
+}
+
+void TiledKernelBuilder::epilogue(Value q0, Value rows) {
+  attn::NormalizeOp normOp = variant.getNormalizeOp();
+  forLoop(cIdx(0), rows, 1, [&](Value r) {
+    Value row = arith::AddIOp::create(b, loc, q0, r);
+    Value l = memref::LoadOp::create(b, loc, lrow, ValueRange{r});
+    Value factor, lseValue, empty;
+    if (norm == attn::NormKind::softmax) {
+      Value m = memref::LoadOp::create(b, loc, mrow, ValueRange{r});
+      empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m,
+                                    cF32(-INFINITY));
+      Value mSafe = arith::SelectOp::create(b, loc, empty, cF32(0.0), m);
+      Value denom = l, top = mSafe, keep = cF32(1.0);
+      if (normOp && normOp.hasSink()) {
+        // The sink joins at the end: M = max(m, e); l' = l 2^(m-M) + 2^(e-M).
+        Value e = arith::MulFOp::create(
+            b, loc, inlineItemRegion(b, normOp.getSink(), {b32, h32}),
+            cF32(kLog2e));
+        top = arith::MaximumFOp::create(b, loc, mSafe, e);
+        Value pair = exp2(vector::BroadcastOp::create(
+            b, loc, vf, arith::SubFOp::create(b, loc, mSafe, top)));
+        keep = vector::ExtractOp::create(b, loc, pair, ArrayRef<int64_t>{0});
+        Value sinkW = vector::ExtractOp::create(
+            b, loc,
+            exp2(vector::BroadcastOp::create(
+                b, loc, vf, arith::SubFOp::create(b, loc, e, top))),
+            ArrayRef<int64_t>{0});
+        denom = arith::AddFOp::create(
+            b, loc, arith::MulFOp::create(b, loc, l, keep), sinkW);
+      }
+      factor = arith::DivFOp::create(b, loc, keep, denom);
+      // LSE = ln(sum e^s) = (M + log2 l') ln 2
+      lseValue = arith::MulFOp::create(
+          b, loc,
+          arith::AddFOp::create(b, loc, top, math::Log2Op::create(b, loc, denom)),
+          cF32(kLn2));
+    } else if (norm == attn::NormKind::linear) {
+      empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, l,
+                                    cF32(0.0));
+      factor = arith::DivFOp::create(b, loc, cF32(1.0), l);
+    } else {
+      empty = arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
+      factor = cF32(1.0);
+    }
+    factor = arith::SelectOp::create(b, loc, empty, cF32(0.0), factor);
+    forLoop(cIdx(0), cIdx(cfg.valueDim), 1, [&](Value c) {
+      Value a = memref::LoadOp::create(
+          b, loc, oacc, ValueRange{arith::AddIOp::create(
+                            b, loc, offset(nullptr, dvp, r), c)});
+      Value out = arith::MulFOp::create(b, loc, a, factor);
+      if (!elementType.isF32())
+        out = arith::TruncFOp::create(b, loc, elementType, out);
+      memref::StoreOp::create(b, loc, out, o, ValueRange{bi, hi, row, c});
+    });
+    if (norm == attn::NormKind::softmax) {
+      Value wantLse = arith::CmpIOp::create(
+          b, loc, arith::CmpIPredicate::ne,
+          arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
+      scf::IfOp::create(b, loc, wantLse, [&](OpBuilder &, Location) {
+        Value value = arith::SelectOp::create(b, loc, empty, cF32(-INFINITY),
+                                              lseValue);
+        memref::StoreOp::create(b, loc, value, lse, ValueRange{bi, hi, row});
+        scf::YieldOp::create(b, loc);
+      });
+    }
+  });
+}
+
+func::FuncOp TiledKernelBuilder::build() {
+  loc = variant.getLoc();
+  MLIRContext *ctx = variant.getContext();
+  norm = variant.getNormKind();
+  SmallVector<Type> inputs(4, stridedMemRef(elementType, 4));
+  inputs.push_back(stridedMemRef(b.getF32Type(), 3));
+  SmallVector<attn::ParamOp> runtimeParams;
+  for (attn::ParamOp p : variant.getParams())
+    if (!p.getIsConst()) {
+      runtimeParams.push_back(p);
+      inputs.push_back(kernelParamType(b, p));
+    }
+  inputs.push_back(b.getI32Type());
+  inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
+  // The work item: (b, h, q-tile).
+  inputs.append(3, b.getIndexType());
+  auto fn = func::FuncOp::create(b, loc, variant.getSymName(),
+                                 FunctionType::get(ctx, inputs, {}));
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  unsigned n = entry->getNumArguments();
+  q = entry->getArgument(0);
+  k = entry->getArgument(1);
+  v = entry->getArgument(2);
+  o = entry->getArgument(3);
+  lse = entry->getArgument(4);
+  for (auto [i, p] : llvm::enumerate(runtimeParams))
+    kctx.params[p.getSymName()] = {entry->getArgument(5 + i),
+                                   static_cast<int>(i)};
+  flags = entry->getArgument(n - 5);
+  status = entry->getArgument(n - 4);
+  bi = entry->getArgument(n - 3);
+  hi = entry->getArgument(n - 2);
+  Value qt = entry->getArgument(n - 1);
+
+  std::pair<Value, int64_t> dims[7] = {{q, 0}, {q, 1}, {k, 1}, {q, 2},
+                                       {k, 2}, {q, 3}, {v, 3}};
+  for (int i = 0; i < 7; ++i) {
+    sizeIdx[i] = memref::DimOp::create(b, loc, dims[i].first, dims[i].second);
+    sizeI32[i] = toI32(sizeIdx[i]);
+    sizeI64[i] = toI64(sizeIdx[i]);
+  }
+  kctx.variant = variant;
+  kctx.status = status;
+  for (int i = 0; i < 7; ++i)
+    kctx.sizeI32[i] = sizeI32[i];
+  b32 = toI32(bi);
+  h32 = toI32(hi);
+  hkv = arith::DivUIOp::create(
+      b, loc, hi, arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]));
+
+  auto scratch = [&](int64_t size) {
+    auto op = memref::AllocaOp::create(b, loc,
+                                       MemRefType::get({size}, b.getF32Type()));
+    op.setAlignment(64);
+    return op->getResult(0);
+  };
+  qp = scratch(cfg.tq * cfg.headDim);
+  kt = scratch(cfg.headDim * cfg.tk);
+  s = scratch(cfg.tq * cfg.tk);
+  vp = scratch(cfg.tk * dvp);
+  oacc = scratch(cfg.tq * dvp);
+  mrow = scratch(cfg.tq);
+  lrow = scratch(cfg.tq);
+
+  // scale, with log2(e) folded in when no score modifier needs the true
+  // scaled dot product.
+  Value scale;
+  if (attn::ScaleOp scaleOp = variant.getScaleOp())
+    scale = inlineItemRegion(b, scaleOp.getBody(), {});
+  else
+    scale = arith::DivFOp::create(
+        b, loc, cF32(1.0),
+        math::SqrtOp::create(b, loc,
+                             arith::SIToFPOp::create(b, loc, b.getF32Type(),
+                                                     sizeI32[5])));
+  foldLog2e = !variant.getScoreOp() && norm == attn::NormKind::softmax;
+  Value qscale = foldLog2e ? arith::MulFOp::create(b, loc, scale, cF32(kLog2e))
+                                 .getResult()
+                           : scale;
+
+  Value q0 = arith::MulIOp::create(b, loc, qt, cIdx(cfg.tq));
+  Value rows = minIdx(cIdx(cfg.tq),
+                      arith::SubIOp::create(b, loc, sizeIdx[3], q0));
+  packQ(q0, rows, qscale);
+  forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
+    memref::StoreOp::create(b, loc, cF32(-INFINITY), mrow, ValueRange{r});
+    memref::StoreOp::create(b, loc, cF32(0.0), lrow, ValueRange{r});
+  });
+  forLoop(cIdx(0), cIdx(cfg.tq * dvp), cfg.vw,
+          [&](Value i) { vstore(splatF(0.0), oacc, i); });
+
+  // The tile abstraction: params as the kernel sees them.
+  attn::MaskOp maskOp = variant.getMaskOp();
+  TileEnv env;
+  env.b = toI64(bi);
+  env.h = toI64(hi);
+  for (int i = 0; i < 7; ++i)
+    env.sizes[i] = sizeI64[i];
+  env.scalarParam = [&](attn::ParamOp p) -> Value {
+    auto it = kctx.params.find(p.getSymName());
+    if (it == kctx.params.end() || !it->second.arg.getType().isInteger(32))
+      return Value();
+    return arith::ExtSIOp::create(b, loc, b.getI64Type(), it->second.arg);
+  };
+  env.tensorRange = [&](attn::ParamOp p, ArrayRef<IntervalValues> idx)
+      -> std::optional<IntervalValues> {
+    // min/max over the index box, read directly when the box is within
+    // the tensor and holds at most 4096 entries; otherwise unknown.
+    auto it = kctx.params.find(p.getSymName());
+    if (it == kctx.params.end())
+      return std::nullopt;
+    Value t = it->second.arg;
+    Value inside = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+    Value count = cI64(1);
+    SmallVector<Value> lo, hiB;
+    for (auto [d, range] : llvm::enumerate(idx)) {
+      Value dim = toI64(memref::DimOp::create(b, loc, t, d));
+      inside = arith::AndIOp::create(
+          b, loc, inside,
+          arith::AndIOp::create(
+              b, loc,
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
+                                    range.lo, cI64(0)),
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                    range.hi, dim)));
+      count = arith::MulIOp::create(
+          b, loc, count,
+          arith::AddIOp::create(
+              b, loc, arith::SubIOp::create(b, loc, range.hi, range.lo),
+              cI64(1)));
+      lo.push_back(range.lo);
+      hiB.push_back(range.hi);
+    }
+    Value small = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                        count, cI64(4096));
+    Value ok = arith::AndIOp::create(b, loc, inside, small);
+    bool isBool = p.getElementType().isInteger(1);
+    int64_t topLo = isBool ? 0 : INT32_MIN, topHi = isBool ? 1 : INT32_MAX;
+    auto ifOp = scf::IfOp::create(
+        b, loc, ok,
+        [&](OpBuilder &, Location) {
+          // Nested loops over the box (rank 1 or 2 in practice).
+          SmallVector<Value> acc = {cI64(INT64_MAX), cI64(INT64_MIN)};
+          std::function<void(unsigned, SmallVector<Value> &)> rec =
+              [&](unsigned d, SmallVector<Value> &ivs) {
+                if (d == idx.size()) {
+                  Value x = memref::LoadOp::create(b, loc, t, ivs);
+                  x = arith::ExtSIOp::create(b, loc, b.getI64Type(), x);
+                  if (isBool) // i8 bytes: any non-zero is true
+                    x = arith::MinSIOp::create(b, loc, x, cI64(1));
+                  acc = {arith::MinSIOp::create(b, loc, acc[0], x),
+                         arith::MaxSIOp::create(b, loc, acc[1], x)};
+                  return;
+                }
+                Value lb = arith::IndexCastOp::create(b, loc, b.getIndexType(),
+                                                      lo[d]);
+                Value ub = arith::IndexCastOp::create(
+                    b, loc, b.getIndexType(),
+                    arith::AddIOp::create(b, loc, hiB[d], cI64(1)));
+                auto loop = scf::ForOp::create(
+                    b, loc, lb, ub, cIdx(1), acc,
+                    [&](OpBuilder &, Location, Value iv, ValueRange a) {
+                      acc.assign(a.begin(), a.end());
+                      ivs.push_back(iv);
+                      rec(d + 1, ivs);
+                      ivs.pop_back();
+                      scf::YieldOp::create(b, loc, acc);
+                    });
+                acc.assign(loop.getResults().begin(), loop.getResults().end());
+              };
+          SmallVector<Value> ivs;
+          rec(0, ivs);
+          scf::YieldOp::create(b, loc, acc);
+        },
+        [&](OpBuilder &, Location) {
+          scf::YieldOp::create(b, loc, ValueRange{cI64(topLo), cI64(topHi)});
+        });
+    return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
+  };
+
+  // Closed-form kv range of this q-tile: loop bounds over kv-tiles.
+  Value qLast = arith::SubIOp::create(b, loc, toI64(arith::AddIOp::create(
+                                                  b, loc, q0, rows)),
+                                      cI64(1));
+  env.q = {toI64(q0), qLast};
+  env.kv = {cI64(0), arith::SubIOp::create(b, loc, sizeI64[4], cI64(1))};
+  TileFacts rowFacts = emitTileFacts(b, loc, maskOp, env);
+  Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                         rowFacts.kvLo, rowFacts.kvHi);
+  Value ktBegin = arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo,
+                                              cI64(cfg.tk));
+  Value ktEnd = arith::SelectOp::create(
+      b, loc, nonEmpty,
+      arith::AddIOp::create(
+          b, loc, arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(cfg.tk)),
+          cI64(1)),
+      ktBegin);
+  Value ktB = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktBegin);
+  Value ktE = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktEnd);
+  countTiles(kStatusTilesInRange,
+             arith::TruncIOp::create(b, loc, b.getI32Type(),
+                                     arith::SubIOp::create(b, loc, ktEnd,
+                                                           ktBegin)));
+  forLoop(ktB, ktE, 1, [&](Value ktIdx) {
+    Value k0 = arith::MulIOp::create(b, loc, ktIdx, cIdx(cfg.tk));
+    Value cols = minIdx(cIdx(cfg.tk),
+                        arith::SubIOp::create(b, loc, sizeIdx[4], k0));
+    TileEnv tileEnv = env;
+    tileEnv.kv = {toI64(k0),
+                  arith::SubIOp::create(
+                      b, loc, toI64(arith::AddIOp::create(b, loc, k0, cols)),
+                      cI64(1))};
+    TileFacts facts = emitTileFacts(b, loc, maskOp, tileEnv);
+    // All-false tiles are skipped; all-true ones run without the mask.
+    scf::IfOp::create(b, loc, facts.mayBeTrue, [&](OpBuilder &, Location) {
+      countTiles(kStatusTilesComputed, cI32(1));
+      packKV(k0, cols);
+      microQK(rows);
+      Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                            cols, cIdx(cfg.tk));
+      Value needMask = arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
+      if (variant.getScoreOp() || maskOp) {
+        forLoop(cIdx(0), rows, 1, [&](Value r) {
+          Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
+          modifyScores(offset(nullptr, cfg.tk, r), q32, k0, cols, needMask);
+        });
+      } else {
+        // No mask: only the padding of a partial tile is masked out.
+        scf::IfOp::create(b, loc, partial, [&](OpBuilder &, Location) {
+          forLoop(cIdx(0), rows, 1, [&](Value r) {
+            forLoop(cols, cIdx(cfg.tk), 1, [&](Value j) {
+              memref::StoreOp::create(
+                  b, loc, cF32(-INFINITY), s,
+                  ValueRange{arith::AddIOp::create(
+                      b, loc, offset(nullptr, cfg.tk, r), j)});
+            });
+          });
+          scf::YieldOp::create(b, loc);
+        });
+      }
+      softmaxRows(rows);
+      microPV(rows);
+      scf::YieldOp::create(b, loc);
+    });
+  });
+  epilogue(q0, rows);
+  func::ReturnOp::create(b, loc);
+  expandAttnOps(fn, kctx);
+  return fn;
+}
+
+struct ConvertAttnToTiledKernelPass
+    : public attnc::impl::ConvertAttnToTiledKernelBase<
+          ConvertAttnToTiledKernelPass> {
+  using Base::Base;
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    Builder b(module.getContext());
+    Type elemType = elementType == "f16"   ? Type(b.getF16Type())
+                    : elementType == "f32" ? Type(b.getF32Type())
+                                           : Type();
+    if (!elemType) {
+      module.emitError() << "convert-attn-to-tiled-kernel: element-type must "
+                            "be f32 or f16, got '"
+                         << elementType << "'";
+      return signalPassFailure();
+    }
+    TileConfig cfg;
+    cfg.tq = tileQ;
+    cfg.tk = tileKV;
+    cfg.vw = vectorWidth;
+    cfg.headDim = headDim;
+    cfg.valueDim = valueDim;
+    if (cfg.vw <= 0 || cfg.tk % cfg.vw != 0 || cfg.tq % cfg.rows != 0 ||
+        cfg.headDim <= 0 || cfg.valueDim <= 0) {
+      module.emitError() << "convert-attn-to-tiled-kernel: tile-kv must be a "
+                            "multiple of vector-width, tile-q a multiple of "
+                         << cfg.rows << ", and head dims positive";
+      return signalPassFailure();
+    }
+    SmallVector<attn::VariantOp> variants(module.getOps<attn::VariantOp>());
+    for (attn::VariantOp variant : variants) {
+      TiledKernelBuilder(variant, elemType, cfg).build();
+      variant.erase();
+    }
+  }
+};
+
+} // namespace

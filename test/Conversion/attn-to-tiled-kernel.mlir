@@ -1,0 +1,73 @@
+// convert-attn-to-tiled-kernel: one work item (b, h, q-tile) per call, the
+// kv loop bounded by the mask's closed-form range, all-false tiles skipped,
+// the mask evaluated only where a tile is mixed, online softmax in log2
+// units with vector micro-kernels.
+// RUN: attn-opt %s --split-input-file --convert-attn-to-tiled-kernel="head-dim=64 value-dim=32 tile-q=64 tile-kv=32 vector-width=16" | FileCheck %s
+// RUN: not attn-opt %s --split-input-file --convert-attn-to-tiled-kernel="tile-kv=24 vector-width=16" 2>&1 | FileCheck %s --check-prefix=BAD
+
+// BAD: tile-kv must be a multiple of vector-width
+
+// CHECK-LABEL: func.func @causal(
+// CHECK-SAME: memref<8xi32>, %[[B:.+]]: index, %[[H:.+]]: index, %[[QT:.+]]: index)
+// CHECK-NOT: attn.
+// Scratch tiles on the stack: Q (64 x 64), K^T (64 x 32), S (64 x 32),
+// V (32 x 32), O (64 x 32), row max and sum.
+// CHECK-DAG: memref.alloca() {alignment = 64 : i64} : memref<4096xf32>
+// CHECK-DAG: memref.alloca() {alignment = 64 : i64} : memref<2048xf32>
+// CHECK-DAG: memref.alloca() {alignment = 64 : i64} : memref<1024xf32>
+// The kv-tile loop runs from the closed-form bounds (floor division of the
+// kv range by the tile) and skips tiles the abstraction proves all false.
+// CHECK: arith.floordivsi %{{.+}}, %c32_i64{{.*}} : i64
+// CHECK: scf.for %{{.+}} = %{{.+}} to %{{.+}} step %c1{{.*}} {
+// CHECK: scf.if %{{.+}} {
+// Q K^T: 4 rows x 2 vectors of accumulators carried through the d loop.
+// CHECK: %{{.+}}:8 = scf.for %{{.+}} = %c0{{.*}} to %c64{{.*}} step %c1{{.*}} iter_args({{.+}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: vector.fma
+// The mask only where the tile is mixed or partial.
+// CHECK: scf.if %{{.+}} -> (vector<16xf32>) {
+// CHECK: arith.cmpi sle, %{{.+}}, %{{.+}} : vector<16xi32>
+// Online softmax: row max, exp2 as a polynomial (bit tricks), row sum.
+// CHECK: vector.reduction <maximumf>
+// CHECK: arith.shli
+// CHECK: arith.bitcast %{{.+}} : vector<16xi32> to vector<16xf32>
+// CHECK: vector.reduction <add>
+// P V accumulates into O.
+// CHECK: vector.fma
+// Epilogue: O / l and LSE = (m + log2 l) ln 2.
+// CHECK: math.log2
+attn.variant @causal {
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    %m = arith.cmpi sle, %kv, %q : i32
+    attn.yield %m : i1
+  }
+}
+
+// -----
+
+// A score reading a tensor by head is uniform per row: a scalar checked
+// load (scf.if) broadcast into the vector expression.
+// CHECK-LABEL: func.func @alibi(
+// CHECK: memref.load %arg5[%{{.+}}] : memref<?xf32, strided<[?], offset: ?>>
+// CHECK: vector.broadcast %{{.+}} : f32 to vector<16xf32>
+// CHECK: arith.sitofp %{{.+}} : vector<16xi32> to vector<16xf32>
+attn.variant @alibi {
+  attn.param @slopes : f32[H]
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    %slope = attn.param_load @slopes[%h] : f32
+    %d = arith.subi %kv, %q : i32
+    %df = arith.sitofp %d : i32 to f32
+    %bias = arith.mulf %slope, %df : f32
+    %r = arith.addf %s, %bias : f32
+    attn.yield %r : f32
+  }
+}
+
+// -----
+
+// Sigmoid: plain weights, no running max.
+// CHECK-LABEL: func.func @sig(
+// CHECK-NOT: vector.reduction <maximumf>
+// CHECK: arith.divf %{{.+}}, %{{.+}} : vector<16xf32>
+attn.variant @sig {
+  attn.normalize sigmoid
+}
