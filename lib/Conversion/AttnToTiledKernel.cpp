@@ -14,9 +14,11 @@
 // Scores are kept in log2 units: log2(e) is folded into the Q scale when
 // there is no score modifier (else applied after it) and exp2 is a vector
 // polynomial. Sigmoid and relu accumulate plain weights, linear a running
-// sum. Head dimensions are compile-time constants; Q, K and V are packed
-// (K transposed) into float32 tiles, so float16 is converted once per tile.
-// The host runs the work items over a thread pool.
+// sum. Head dimensions are compile-time constants. The host hands the
+// kernel K transposed and V as zero-padded float32 copies made once per call
+// (O(L D) work and memory), so the micro-kernels load whole vectors with no
+// per-tile packing or bounds; Q is packed once per work item. The host runs
+// the work items over a thread pool.
 //
 //===----------------------------------------------------------------------===//
 
@@ -188,9 +190,8 @@ private:
     memref::StoreOp::create(b, loc, arith::AddIOp::create(b, loc, old, n),
                             status, ValueRange{w});
   }
-  void packKV(Value k0, Value cols);
-  void microQK(Value rows);
-  void microPV(Value rows);
+  void microQK(Value rows, Value k0);
+  void microPV(Value rows, Value k0);
   void softmaxRows(Value rows);
   void epilogue(Value q0, Value rows);
 
@@ -207,7 +208,7 @@ private:
   Value sizeIdx[7], sizeI32[7], sizeI64[7];
   Value b32, h32;
   KernelContext kctx;
-  // Scratch tiles (flat f32 memrefs).
+  // Scratch tiles (flat f32 memrefs) and the host-prepared K^T and V.
   Value qp, kt, s, vp, oacc, mrow, lrow;
   bool foldLog2e = false;
   attn::NormKind norm = attn::NormKind::softmax;
@@ -308,37 +309,15 @@ void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
   });
 }
 
-void TiledKernelBuilder::packKV(Value k0, Value cols) {
-  // Kt[d][j] = K[b, hkv, k0 + j, d];  Vp[j][c] = V[b, hkv, k0 + j, c];
-  // zero past the last key and the last value column.
-  forLoop(cIdx(0), cIdx(cfg.tk), 1, [&](Value j) {
-    Value inCol = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, j,
-                                        cols);
-    Value key = arith::SelectOp::create(
-        b, loc, inCol, arith::AddIOp::create(b, loc, k0, j), cIdx(0));
-    forLoop(cIdx(0), cIdx(cfg.headDim), 1, [&](Value d) {
-      Value x = arith::SelectOp::create(b, loc, inCol,
-                                        loadF32(k, {bi, hkv, key, d}),
-                                        cF32(0.0));
-      memref::StoreOp::create(b, loc, x, kt, ValueRange{offset(j, cfg.tk, d)});
-    });
-    forLoop(cIdx(0), cIdx(dvp), 1, [&](Value c) {
-      Value inV = arith::AndIOp::create(
-          b, loc, inCol,
-          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, c,
-                                cIdx(cfg.valueDim)));
-      Value safeC = arith::SelectOp::create(b, loc, inV, c, cIdx(0));
-      Value x = arith::SelectOp::create(
-          b, loc, inV, loadF32(v, {bi, hkv, key, safeC}), cF32(0.0));
-      memref::StoreOp::create(b, loc, x, vp, ValueRange{offset(c, dvp, j)});
-    });
-  });
-}
-
-void TiledKernelBuilder::microQK(Value rows) {
-  // S[r][j] = sum_d Qp[r][d] Kt[d][j], R rows x Tk columns per block, the
-  // accumulators held in vector registers across the d loop.
+void TiledKernelBuilder::microQK(Value rows, Value k0) {
+  // S[r][j] = sum_d Qp[r][d] K[b][hkv][k0 + j][d], R rows x Tk columns per
+  // block, the accumulators held in vector registers across the d loop. The
+  // host lays K^T out tile-major, [B, Hkv, kvTiles * D, Tk], so that one
+  // kv-tile is one contiguous block.
   int64_t R = cfg.rows, nv = cfg.tk / cfg.vw;
+  Value ktRow = arith::MulIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, k0, cIdx(cfg.tk)),
+      cIdx(cfg.headDim));
   Value ub = arith::MulIOp::create(
       b, loc,
       arith::DivUIOp::create(b, loc,
@@ -352,7 +331,10 @@ void TiledKernelBuilder::microQK(Value rows) {
         [&](OpBuilder &, Location, Value d, ValueRange acc) {
           SmallVector<Value> kvec, next(acc.begin(), acc.end());
           for (int64_t jv = 0; jv < nv; ++jv)
-            kvec.push_back(vload(kt, offset(nullptr, cfg.tk, d, jv * cfg.vw)));
+            kvec.push_back(vector::LoadOp::create(
+                b, loc, vf, kt,
+                ValueRange{bi, hkv, arith::AddIOp::create(b, loc, ktRow, d),
+                           cIdx(jv * cfg.vw)}));
           for (int64_t r = 0; r < R; ++r) {
             Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
             Value qs = memref::LoadOp::create(
@@ -373,9 +355,9 @@ void TiledKernelBuilder::microQK(Value rows) {
   });
 }
 
-void TiledKernelBuilder::microPV(Value rows) {
-  // Oacc[r][c] += sum_j P[r][j] Vp[j][c], R rows x up to 4 vectors of
-  // columns per block, accumulators in registers across the j loop.
+void TiledKernelBuilder::microPV(Value rows, Value k0) {
+  // Oacc[r][c] += sum_j P[r][j] Vf[b][hkv][k0 + j][c], R rows x up to 4
+  // vectors of columns per block, accumulators in registers across j.
   int64_t R = cfg.rows, nvd = dvp / cfg.vw, group = 4;
   Value ub = arith::MulIOp::create(
       b, loc,
@@ -397,9 +379,11 @@ void TiledKernelBuilder::microPV(Value rows) {
           b, loc, cIdx(0), cIdx(cfg.tk), cIdx(1), init,
           [&](OpBuilder &, Location, Value j, ValueRange acc) {
             SmallVector<Value> vvec, next(acc.begin(), acc.end());
+            Value key = arith::AddIOp::create(b, loc, k0, j);
             for (int64_t c = 0; c < gn; ++c)
-              vvec.push_back(
-                  vload(vp, offset(nullptr, dvp, j, (g0 + c) * cfg.vw)));
+              vvec.push_back(vector::LoadOp::create(
+                  b, loc, vf, vp,
+                  ValueRange{bi, hkv, key, cIdx((g0 + c) * cfg.vw)}));
             for (int64_t r = 0; r < R; ++r) {
               Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
               Value p = memref::LoadOp::create(
@@ -544,12 +528,14 @@ void TiledKernelBuilder::softmaxRows(Value rows) {
     }
     // m' = max(m, rowmax S); alpha = 2^(m - m'); P = 2^(S - m').
     Value m = memref::LoadOp::create(b, loc, mrow, ValueRange{r});
+    // maxnum (one vmaxps) rather than NaN-propagating maximum: a NaN score
+    // still reaches the output through exp2(NaN - m).
     Value mx = sv[0];
     for (int64_t jv = 1; jv < nv; ++jv)
-      mx = arith::MaximumFOp::create(b, loc, mx, sv[jv]);
+      mx = arith::MaxNumFOp::create(b, loc, mx, sv[jv]);
     Value tileMax = vector::ReductionOp::create(
-        b, loc, vector::CombiningKind::MAXIMUMF, mx);
-    Value mNew = arith::MaximumFOp::create(b, loc, m, tileMax);
+        b, loc, vector::CombiningKind::MAXNUMF, mx);
+    Value mNew = arith::MaxNumFOp::create(b, loc, m, tileMax);
     // While every entry so far is masked, m' = -inf: use 0 so that
     // -inf - m' stays -inf (P = 0) and never NaN.
     Value allMasked = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
@@ -668,8 +654,14 @@ func::FuncOp TiledKernelBuilder::build() {
     }
   inputs.push_back(b.getI32Type());
   inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
-  // The work item: (b, h, q-tile).
+  // The work item: (b, h, q-tile), then K transposed and V, converted to
+  // f32 and zero-padded once per call by the host: Kt [B, Hkv, kvTiles * D,
+  // Tk] (each kv-tile's K^T one contiguous block) and Vf [B, Hkv, LkvP, DvP]
+  // with LkvP, DvP multiples of tile-kv and the vector width, so the
+  // micro-kernels load whole vectors.
   inputs.append(3, b.getIndexType());
+  SmallVector<int64_t> dyn4(4, ShapedType::kDynamic);
+  inputs.append(2, MemRefType::get(dyn4, b.getF32Type()));
   auto fn = func::FuncOp::create(b, loc, variant.getSymName(),
                                  FunctionType::get(ctx, inputs, {}));
   Block *entry = fn.addEntryBlock();
@@ -683,11 +675,13 @@ func::FuncOp TiledKernelBuilder::build() {
   for (auto [i, p] : llvm::enumerate(runtimeParams))
     kctx.params[p.getSymName()] = {entry->getArgument(5 + i),
                                    static_cast<int>(i)};
-  flags = entry->getArgument(n - 5);
-  status = entry->getArgument(n - 4);
-  bi = entry->getArgument(n - 3);
-  hi = entry->getArgument(n - 2);
-  Value qt = entry->getArgument(n - 1);
+  flags = entry->getArgument(n - 7);
+  status = entry->getArgument(n - 6);
+  bi = entry->getArgument(n - 5);
+  hi = entry->getArgument(n - 4);
+  Value qt = entry->getArgument(n - 3);
+  kt = entry->getArgument(n - 2);
+  vp = entry->getArgument(n - 1);
 
   std::pair<Value, int64_t> dims[7] = {{q, 0}, {q, 1}, {k, 1}, {q, 2},
                                        {k, 2}, {q, 3}, {v, 3}};
@@ -712,9 +706,7 @@ func::FuncOp TiledKernelBuilder::build() {
     return op->getResult(0);
   };
   qp = scratch(cfg.tq * cfg.headDim);
-  kt = scratch(cfg.headDim * cfg.tk);
   s = scratch(cfg.tq * cfg.tk);
-  vp = scratch(cfg.tk * dvp);
   oacc = scratch(cfg.tq * dvp);
   mrow = scratch(cfg.tq);
   lrow = scratch(cfg.tq);
@@ -871,8 +863,7 @@ func::FuncOp TiledKernelBuilder::build() {
     // All-false tiles are skipped; all-true ones run without the mask.
     scf::IfOp::create(b, loc, facts.mayBeTrue, [&](OpBuilder &, Location) {
       countTiles(kStatusTilesComputed, cI32(1));
-      packKV(k0, cols);
-      microQK(rows);
+      microQK(rows, k0);
       Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
                                             cols, cIdx(cfg.tk));
       Value needMask = arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
@@ -896,7 +887,7 @@ func::FuncOp TiledKernelBuilder::build() {
         });
       }
       softmaxRows(rows);
-      microPV(rows);
+      microPV(rows, k0);
       scf::YieldOp::create(b, loc);
     });
   });

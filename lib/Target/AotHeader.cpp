@@ -70,7 +70,9 @@ std::string AotKernelShape::spec() const {
   if (!tiled)
     return "reference";
   return "tiled tile_q=" + std::to_string(tileQ) +
-         " d=" + std::to_string(headDim) + " dv=" + std::to_string(valueDim);
+         " d=" + std::to_string(headDim) + " dv=" + std::to_string(valueDim) +
+         " tile_kv=" + std::to_string(tileKV) +
+         " vw=" + std::to_string(vectorWidth);
 }
 
 std::string attnc::emitAotHeader(const KernelSignature &sig, DType elementType,

@@ -136,6 +136,7 @@ LaunchStatus CpuKernel::launch(const RunArgs &args, std::string &error) const {
   TiledKernelShape shape;
   shape.tileQ = options.tileQ;
   shape.tileKV = options.tileKV;
+  shape.vectorWidth = hostVectorWidth(options.vectorWidth);
   shape.headDim = options.headDim;
   shape.valueDim = options.valueDim;
   return launchTiledKernel(sig, options.elementType, entry, shape, args,

@@ -4,9 +4,78 @@
 #include "attnc/Target/ThreadPool.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 using namespace attnc;
+
+namespace {
+
+float halfToFloat(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f,
+           man = h & 0x3ff, bits;
+  if (exp == 0x1f) { // inf, nan
+    bits = sign | 0x7f800000 | (man << 13);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else { // subnormal: renormalise
+    exp = 113;
+    while (!(man & 0x400)) {
+      man <<= 1;
+      --exp;
+    }
+    bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+/// Element (i0, i1, i2, i3) of a rank-4 view as float.
+float elementAt(const TensorView &t, int64_t i0, int64_t i1, int64_t i2,
+                int64_t i3) {
+  int64_t off = i0 * t.strides[0] + i1 * t.strides[1] + i2 * t.strides[2] +
+                i3 * t.strides[3];
+  if (t.dtype == DType::F16) {
+    uint16_t h;
+    std::memcpy(&h, static_cast<const char *>(t.data) + off * 2, 2);
+    return halfToFloat(h);
+  }
+  float f;
+  std::memcpy(&f, static_cast<const char *>(t.data) + off * 4, 4);
+  return f;
+}
+
+/// A contiguous f32 buffer and its memref descriptor as packed pointers.
+struct Operand {
+  std::vector<float> data;
+  void *ptr = nullptr;
+  int64_t offset = 0, sizes[4] = {}, strides[4] = {};
+
+  void init(std::array<int64_t, 4> shape) {
+    int64_t n = 1;
+    for (int i = 3; i >= 0; --i) {
+      sizes[i] = shape[i];
+      strides[i] = n;
+      n *= shape[i];
+    }
+    data.assign(n, 0.0f);
+    ptr = data.data();
+  }
+  void append(std::vector<void *> &args) {
+    args.push_back(&ptr); // allocated
+    args.push_back(&ptr); // aligned
+    args.push_back(&offset);
+    for (int64_t &x : sizes)
+      args.push_back(&x);
+    for (int64_t &x : strides)
+      args.push_back(&x);
+  }
+};
+
+} // namespace
 
 LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
                                       DType elementType, PackedKernelFn entry,
@@ -25,6 +94,56 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
             std::to_string(sz.value[6]);
     return LaunchStatus::InvalidArguments;
   }
+  // K^T tile-major [B, Hkv, kvTiles * D, Tk] and V [B, Hkv, LkvP, DvP] as
+  // padded f32, filled in parallel one kv-tile of one KV head at a time.
+  int64_t B = sz.value[0], Hkv = sz.value[2], Lkv = sz.value[4];
+  int64_t D = sz.value[5], Dv = sz.value[6];
+  int64_t kvTiles = (Lkv + shape.tileKV - 1) / shape.tileKV;
+  int64_t lkvP = kvTiles * shape.tileKV;
+  int64_t dvP = (Dv + shape.vectorWidth - 1) / shape.vectorWidth *
+                shape.vectorWidth;
+  Operand kt, vf;
+  kt.init({B, Hkv, kvTiles * D, shape.tileKV});
+  vf.init({B, Hkv, lkvP, dvP});
+  int prepThreads = args.numThreads > 0 ? args.numThreads : defaultThreadCount();
+  parallelFor(B * Hkv * kvTiles, prepThreads, [&](int64_t item, int) {
+    int64_t bh = item / kvTiles, tile = item % kvTiles;
+    int64_t b = bh / Hkv, h = bh % Hkv;
+    int64_t j0 = tile * shape.tileKV,
+            j1 = std::min(Lkv, j0 + shape.tileKV);
+    float *ktBase = kt.data.data() + (b * Hkv + h) * kvTiles * D * shape.tileKV +
+                    tile * D * shape.tileKV;
+    float *vfBase = vf.data.data() + (b * Hkv + h) * lkvP * dvP;
+    const TensorView &K = args.k, &V = args.v;
+    bool fastK = K.dtype == DType::F32 && K.strides[3] == 1;
+    bool fastV = V.dtype == DType::F32 && V.strides[3] == 1;
+    for (int64_t j = j0; j < j1; ++j) {
+      float *ktCol = ktBase + (j - j0);
+      if (fastK) {
+        const float *row = static_cast<const float *>(K.data) + b * K.strides[0] +
+                           h * K.strides[1] + j * K.strides[2];
+        for (int64_t d = 0; d < D; ++d)
+          ktCol[d * shape.tileKV] = row[d];
+      } else {
+        for (int64_t d = 0; d < D; ++d)
+          ktCol[d * shape.tileKV] = elementAt(K, b, h, j, d);
+      }
+      if (fastV) {
+        const float *row = static_cast<const float *>(V.data) + b * V.strides[0] +
+                           h * V.strides[1] + j * V.strides[2];
+        std::memcpy(vfBase + j * dvP, row, Dv * sizeof(float));
+      } else {
+        for (int64_t c = 0; c < Dv; ++c)
+          vfBase[j * dvP + c] = elementAt(V, b, h, j, c);
+      }
+    }
+  });
+
+  // Their descriptors are only read by the kernels: one copy for all.
+  std::vector<void *> shared;
+  kt.append(shared);
+  vf.append(shared);
+
   int64_t bh = sz.value[0] * sz.value[1];
   int64_t tiles = (sz.value[3] + shape.tileQ - 1) / shape.tileQ;
   int64_t items = bh * tiles;
@@ -48,6 +167,7 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
     local[n - 4] = &statusPtr;
     for (int64_t &x : idx)
       local.push_back(&x);
+    local.insert(local.end(), shared.begin(), shared.end());
     entry(local.data());
   });
   if (args.stats) {

@@ -115,7 +115,7 @@ const KernelSignature *parsedSignature(const char *text, std::string &error) {
   return result;
 }
 
-/// Parses "reference" or "tiled tile_q=N d=D dv=DV".
+/// Parses "reference" or "tiled tile_q=N d=D dv=DV [tile_kv=N] [vw=N]".
 bool parseKernelSpec(const char *spec, bool &tiled, TiledKernelShape &shape,
                      std::string &error) {
   std::istringstream in(spec ? spec : "");
@@ -141,6 +141,10 @@ bool parseKernelSpec(const char *spec, bool &tiled, TiledKernelShape &shape,
         shape.headDim = value, d = true;
       else if (name == "dv")
         shape.valueDim = value, dv = true;
+      else if (name == "tile_kv")
+        shape.tileKV = value;
+      else if (name == "vw")
+        shape.vectorWidth = value;
     }
     if (q && d && dv)
       return true;

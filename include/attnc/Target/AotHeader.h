@@ -18,7 +18,7 @@ namespace attnc {
 /// How the object's kernel was built (what attn_launch must know).
 struct AotKernelShape {
   bool tiled = false; // else the reference kernel
-  int64_t tileQ = 0, headDim = 0, valueDim = 0;
+  int64_t tileQ = 0, headDim = 0, valueDim = 0, tileKV = 64, vectorWidth = 16;
 
   /// attn_launch's kernel description: "reference" or
   /// "tiled tile_q=64 d=64 dv=64".

@@ -2,7 +2,9 @@
 //
 // A kernel from convert-attn-to-tiled-kernel computes one work item
 // (b, h, q-tile) per call. launchTiledKernel checks and packs the arguments
-// once (KernelLaunch.h), then spreads the B x H x ceil(Lq / tileQ) items over
+// once (KernelLaunch.h), converts K (transposed) and V into zero-padded
+// float32 buffers that every work item shares, then spreads the
+// B x H x ceil(Lq / tileQ) items over
 // the persistent thread pool, last q-tiles first (for causal masks those are
 // the longest), each thread with its own status word. No MLIR or LLVM here:
 // ahead-of-time programs link it too.
@@ -19,6 +21,7 @@ namespace attnc {
 struct TiledKernelShape {
   int64_t tileQ = 128;
   int64_t tileKV = 64;
+  int64_t vectorWidth = 16;
   int64_t headDim = 0;
   int64_t valueDim = 0;
 };
