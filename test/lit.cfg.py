@@ -23,3 +23,17 @@ config.substitutions.append(("%srcroot", config.attnc_src_root))
 if config.ptxas and os.path.exists(config.ptxas):
     config.available_features.add("ptxas")
     config.substitutions.append(("%ptxas", config.ptxas))
+
+# `cuda`: a CUDA driver with at least one GPU, for end-to-end GPU tests.
+def _has_cuda_device():
+    try:
+        import ctypes
+        lib = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        return lib.cuInit(0) == 0 and \
+            lib.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+    except OSError:
+        return False
+
+if _has_cuda_device():
+    config.available_features.add("cuda")

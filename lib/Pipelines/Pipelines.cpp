@@ -13,7 +13,13 @@
 #include "attnc/Transforms/Passes.h"
 
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
+#include "mlir/Conversion/GPUToNVVM/GPUToNVVM.h"
+#include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
+#include "mlir/Conversion/NVVMToLLVM/NVVMToLLVM.h"
+#include "mlir/Conversion/UBToLLVM/UBToLLVM.h"
+#include "mlir/Conversion/IndexToLLVM/IndexToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
+#include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVM.h"
 #include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVMPass.h"
 #include "mlir/Conversion/MathToLLVM/MathToLLVM.h"
 #include "mlir/Conversion/MathToLibm/MathToLibm.h"
@@ -26,12 +32,21 @@
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/UB/IR/UBOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Pass/PassRegistry.h"
+#include "mlir/Target/LLVM/NVVM/Target.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/GPU/GPUToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/NVVM/NVVMToLLVMIRTranslation.h"
 #include "mlir/Transforms/Passes.h"
 
 using namespace mlir;
@@ -40,7 +55,25 @@ void attnc::registerDialects(DialectRegistry &registry) {
   registry.insert<attn::AttnDialect, arith::ArithDialect, cf::ControlFlowDialect,
                   func::FuncDialect, LLVM::LLVMDialect, math::MathDialect,
                   memref::MemRefDialect, scf::SCFDialect,
-                  vector::VectorDialect>();
+                  vector::VectorDialect, gpu::GPUDialect, NVVM::NVVMDialect,
+                  ub::UBDialect>();
+  // What convert-gpu-to-nvvm and gpu-module-to-binary need: the
+  // to-LLVM conversion interfaces, the NVVM target and the translations to
+  // LLVM IR.
+  arith::registerConvertArithToLLVMInterface(registry);
+  cf::registerConvertControlFlowToLLVMInterface(registry);
+  registerConvertFuncToLLVMInterface(registry);
+  registerConvertMemRefToLLVMInterface(registry);
+  registerConvertMathToLLVMInterface(registry);
+  index::registerConvertIndexToLLVMInterface(registry);
+  ub::registerConvertUBToLLVMInterface(registry);
+  registerConvertNVVMToLLVMInterface(registry);
+  NVVM::registerConvertGpuToNVVMInterface(registry);
+  NVVM::registerNVVMTargetInterfaceExternalModels(registry);
+  registerBuiltinDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  registerGPUDialectTranslation(registry);
+  registerNVVMDialectTranslation(registry);
 }
 
 void attnc::buildReferenceLoopsPipeline(OpPassManager &pm,
@@ -82,7 +115,92 @@ void attnc::buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
 }
 
+void attnc::buildGpuKernelPipeline(OpPassManager &pm,
+                                   const GpuPipelineOptions &options) {
+  ConvertAttnToGPUKernelOptions o;
+  o.elementType = options.elementType;
+  o.headDim = options.headDim;
+  o.valueDim = options.valueDim;
+  o.tileQ = options.tileQ;
+  o.tileKV = options.tileKV;
+  pm.addPass(createConvertAttnToGPUKernel(o));
+  pm.addPass(createAttnApproximateMath());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+void attnc::buildGpuLowerToNVVMPipeline(OpPassManager &pm) {
+  OpPassManager &gm = pm.nest<gpu::GPUModuleOp>();
+  gm.addPass(createSCFToControlFlowPass());
+  gm.addPass(arith::createArithExpandOpsPass());
+  gm.addPass(memref::createExpandStridedMetadataPass());
+  // exp2, sqrt, fma, floor, fabs: NVPTX instructions, not libdevice calls.
+  gm.addPass(createConvertAttnMathToNVVMIntrinsics());
+  gm.addPass(createConvertGpuOpsToNVVMOps());
+  gm.addPass(createCanonicalizerPass());
+  gm.addPass(createCSEPass());
+  gm.addPass(createReconcileUnrealizedCastsPass());
+}
+
+std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
+  // PTX ISA 8.0 (CUDA 12.0) covers sm_80 .. sm_90a; newer chips need more.
+  unsigned sm = 0;
+  llvm::StringRef digits = chip;
+  if (digits.consume_front("sm_"))
+    digits.take_while([](char c) { return c >= '0' && c <= '9'; })
+        .getAsInteger(10, sm);
+  if (sm >= 120)
+    return "+ptx87";
+  if (sm >= 100)
+    return "+ptx86";
+  return "+ptx80";
+}
+
+void attnc::buildGpuToPtxPipeline(OpPassManager &pm,
+                                  const GpuPipelineOptions &options) {
+  GpuNVVMAttachTargetOptions target;
+  target.chip = options.chip;
+  target.features = ptxFeaturesFor(options.chip);
+  target.optLevel = options.optLevel;
+  pm.addPass(createGpuNVVMAttachTarget(target));
+  GpuModuleToBinaryPassOptions binary;
+  binary.compilationTarget = "isa";
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+}
+
+std::string attnc::extractPtx(ModuleOp module) {
+  std::string ptx;
+  module.walk([&](gpu::BinaryOp binary) {
+    for (Attribute a : binary.getObjects())
+      if (auto object = llvm::dyn_cast<gpu::ObjectAttr>(a))
+        ptx += object.getObject().getValue().str();
+  });
+  return ptx;
+}
+
 namespace {
+struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
+  Option<std::string> elementType{*this, "element-type",
+                                  llvm::cl::desc("f16, bf16 or f32"),
+                                  llvm::cl::init("f16")};
+  Option<int64_t> headDim{*this, "head-dim", llvm::cl::init(64)};
+  Option<int64_t> valueDim{*this, "value-dim", llvm::cl::init(64)};
+  Option<std::string> chip{*this, "chip", llvm::cl::desc("sm_80, sm_90, ..."),
+                           llvm::cl::init("sm_80")};
+  attnc::GpuPipelineOptions get() const {
+    attnc::GpuPipelineOptions o;
+    o.elementType = elementType;
+    o.headDim = headDim;
+    o.valueDim = valueDim;
+    o.chip = chip;
+    return o;
+  }
+};
+struct GpuChipOptions : public PassPipelineOptions<GpuChipOptions> {
+  Option<std::string> chip{*this, "chip", llvm::cl::desc("sm_80, sm_90, ..."),
+                           llvm::cl::init("sm_80")};
+};
+
 struct ReferencePipelineOptions
     : public PassPipelineOptions<ReferencePipelineOptions> {
   Option<std::string> elementType{*this, "element-type",
@@ -104,11 +222,40 @@ void attnc::registerAllPassesAndPipelines() {
                     createConvertFuncToLLVMPass,
                     createReconcileUnrealizedCastsPass})
     registerPass(make);
+  registerPass([] { return createConvertGpuOpsToNVVMOps(); });
+  registerPass([] { return createGpuNVVMAttachTarget(); });
+  registerPass([] { return createGpuModuleToBinaryPass(); });
   PassPipelineRegistration<ReferencePipelineOptions>(
       "attn-reference-loops",
       "Lower attn variants to the reference scf loop kernels",
       [](OpPassManager &pm, const ReferencePipelineOptions &options) {
         buildReferenceLoopsPipeline(pm, options.elementType);
+      });
+  PassPipelineRegistration<GpuPipelineCLOptions>(
+      "attn-gpu-kernel", "Lower attn variants to gpu.func kernels",
+      [](OpPassManager &pm, const GpuPipelineCLOptions &options) {
+        buildGpuKernelPipeline(pm, options.get());
+      });
+  PassPipelineRegistration<>(
+      "attn-gpu-lower-to-nvvm",
+      "Lower gpu.module kernels to the LLVM and NVVM dialects",
+      buildGpuLowerToNVVMPipeline);
+  PassPipelineRegistration<GpuChipOptions>(
+      "attn-nvvm-to-ptx",
+      "Attach an NVVM target and serialise gpu.modules to PTX (gpu.binary)",
+      [](OpPassManager &pm, const GpuChipOptions &options) {
+        GpuPipelineOptions o;
+        o.chip = options.chip;
+        buildGpuToPtxPipeline(pm, o);
+      });
+  PassPipelineRegistration<GpuPipelineCLOptions>(
+      "attn-gpu-to-ptx",
+      "Lower attn variants all the way to PTX (gpu.binary, format isa)",
+      [](OpPassManager &pm, const GpuPipelineCLOptions &options) {
+        GpuPipelineOptions o = options.get();
+        buildGpuKernelPipeline(pm, o);
+        buildGpuLowerToNVVMPipeline(pm);
+        buildGpuToPtxPipeline(pm, o);
       });
   PassPipelineRegistration<>("attn-lower-to-llvm",
                              "Lower kernels of scf/arith/math/memref to LLVM",

@@ -247,7 +247,7 @@ bool toView(const char *what, const Tensor &t, attnc::TensorView &out,
 
 Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
                                std::string &error) {
-  if (a.stream) {
+  if (a.stream && !k.gpu) {
     error = "a CUDA stream was given, but kernel '" + k.signature.name +
             "' runs on the CPU";
     return Status::InvalidArgument;
@@ -273,7 +273,9 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
     }
   }
   args.numThreads = a.threads;
-  switch (k.cpu->launch(args, error)) {
+  attnc::LaunchStatus launched = k.gpu ? k.gpu->launch(args, a.stream, error)
+                                       : k.cpu->launch(args, error);
+  switch (launched) {
   case attnc::LaunchStatus::Ok:
     return Status::Ok;
   case attnc::LaunchStatus::InvalidArguments:
@@ -345,20 +347,6 @@ std::string optionsKey(const CompileOptions &o) {
   return s;
 }
 
-/// Why the nvptx target cannot be used in this process.
-std::string nvptxUnavailable() {
-  void *cuda = ::dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (!cuda) {
-    const char *why = ::dlerror();
-    return std::string("no CUDA driver found (cannot load libcuda.so.1") +
-           (why ? std::string(": ") + why : std::string()) +
-           "); the nvptx target needs an NVIDIA GPU and its driver";
-  }
-  ::dlclose(cuda);
-  return "the nvptx target is not available in this build of libattn yet "
-         "(a CUDA driver is present); use the cpu target";
-}
-
 } // namespace
 
 struct __attribute__((visibility("hidden"))) Runtime::Impl {
@@ -379,6 +367,9 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
   Status build(const std::string &key, KeyedModule &keyed,
                const attnc::CompileOptions &copts, DType dtype, KernelPtr &out,
                std::string &error);
+  Status compileGpu(const std::string &source, const std::string &bufferName,
+                    const CompileOptions &options, KernelPtr &out,
+                    std::string &error);
   Status compileAndLoad(const std::string &key, KeyedModule &keyed,
                         const attnc::CompileOptions &copts, DType dtype,
                         DiskCache *store, KernelPtr &out, std::string &error);
@@ -554,10 +545,8 @@ Status Runtime::Impl::compile(const std::string &source,
                               const CompileOptions &options, KernelPtr &out,
                               std::string &error) {
   // Options first: they need no front end.
-  if (options.target == Target::NVPTX) {
-    error = nvptxUnavailable();
-    return Status::Unavailable;
-  }
+  if (options.target == Target::NVPTX)
+    return compileGpu(source, bufferName, options, out, error);
   if (options.target != Target::CPU) {
     error =
         "unknown target " + std::to_string(static_cast<int>(options.target));
@@ -702,6 +691,79 @@ Status Runtime::Impl::compile(const std::string &source,
   flight->cv.notify_all();
   out = std::move(kernel);
   return status;
+}
+
+/// The nvptx target: PTX compiled in memory (no disk cache yet) and loaded
+/// into device 0's primary context; kernels are cached by text per process.
+Status Runtime::Impl::compileGpu(const std::string &source,
+                                 const std::string &bufferName,
+                                 const CompileOptions &options, KernelPtr &out,
+                                 std::string &error) {
+  attnc::cuda::Driver *driver = attnc::cuda::Driver::get(error);
+  if (!driver)
+    return Status::Unavailable;
+  if (options.dtype != DType::F32 && options.dtype != DType::F16) {
+    error = std::string("kernels take float32 or float16 Q, K and V, not ") +
+            dtypeName(options.dtype);
+    return Status::InvalidArgument;
+  }
+  if (options.headDim <= 0 || options.valueDim <= 0) {
+    error = "nvptx kernels are specialised for the head dims: set "
+            "CompileOptions::headDim and valueDim";
+    return Status::InvalidArgument;
+  }
+  if (options.tiling.mode == Tiling::Mode::Reference) {
+    error = "the nvptx target has no reference kernel; use the cpu target";
+    return Status::InvalidArgument;
+  }
+  std::string textKey = optionsKey(options) + '\n' + source;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = byText.find(textKey);
+    if (it != byText.end()) {
+      ++memoryHits;
+      out = it->second;
+      return Status::Ok;
+    }
+  }
+  KeyedModule keyed;
+  switch (buildKeyedModule(source, bufferName, options.variant, options.consts,
+                           keyed, error)) {
+  case FrontEndStatus::Ok:
+    break;
+  case FrontEndStatus::LanguageError:
+    return Status::CompileError;
+  case FrontEndStatus::InvalidArgument:
+    return Status::InvalidArgument;
+  case FrontEndStatus::Internal:
+    return Status::Internal;
+  }
+  attnc::GpuCompileOptions g;
+  g.elementType = toInternal(options.dtype);
+  g.headDim = options.headDim;
+  g.valueDim = options.valueDim;
+  if (options.tiling.mode == Tiling::Mode::Fixed && options.tiling.blockQ > 0)
+    g.tileQ = options.tiling.blockQ;
+  g.chip = driver->chip();
+  attnc::GpuArtifact artifact;
+  if (!attnc::GpuKernel::compileToPtx(*keyed.module, keyed.variant, g,
+                                      artifact, error))
+    return Status::Internal;
+  ++compiles;
+  auto kernel = std::make_shared<Kernel::Impl>();
+  kernel->key = sha256Hex("attn-gpu-kernel 1\n" + g.describe() + "\n" +
+                          artifact.ptx);
+  kernel->signature = publicSignature(artifact.signature, options.dtype);
+  kernel->signature.target = Target::NVPTX;
+  kernel->gpu = attnc::GpuKernel::load(artifact, error);
+  if (!kernel->gpu)
+    return Status::Unavailable;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    byText[textKey] = kernel;
+  }
+  out = std::move(kernel);
+  return Status::Ok;
 }
 
 Status attn::detail::readSourceFile(const std::string &path,

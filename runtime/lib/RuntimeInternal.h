@@ -5,6 +5,7 @@
 #include "attn/attn.hpp"
 
 #include "attnc/Target/CpuKernel.h"
+#include "attnc/Target/GpuKernel.h"
 
 #include <memory>
 #include <string>
@@ -14,7 +15,8 @@ namespace attn {
 struct Kernel::Impl {
   Signature signature;
   std::string key;
-  std::unique_ptr<attnc::CpuKernel> cpu;
+  std::unique_ptr<attnc::CpuKernel> cpu; // target cpu
+  std::unique_ptr<attnc::GpuKernel> gpu; // target nvptx
 };
 
 namespace detail {

@@ -15,6 +15,7 @@
 #include "attnc/Support/Npy.h"
 #include "attnc/Target/AotHeader.h"
 #include "attnc/Target/CpuKernel.h"
+#include "attnc/Target/CudaDriver.h"
 
 #include "attn/attn.hpp"
 
@@ -69,6 +70,11 @@ STAGES (--emit)
            with the attn_launcher library (see docs/runtime.md). Both give
            the reference kernel, or the tiled one for --head-dim N
            [--value-dim N]; use the same options for both.
+  gpu      the GPU kernel: a gpu.module with one gpu.func per variant
+  nvvm     the GPU kernel in the LLVM and NVVM dialects
+  ptx      the GPU kernel as PTX text for --gpu-arch (default sm_80); the
+           GPU stages take --dtype f16 (default for them), bf16 or f32 and
+           --head-dim N [--value-dim N] (default 64); no CUDA toolkit needed
 
 CACHE
   attnc run keeps compiled kernels in $ATTN_CACHE_DIR (default
@@ -89,6 +95,7 @@ OPTIONS
   --loc            print source locations in MLIR output
   --reference      run the reference loop lowering instead of the tiled,
                    vectorised, multi-threaded kernel
+  --gpu-arch SM    the GPU to compile for: sm_80 (default), sm_90, ...
   --threads N      worker threads for attnc run (default: all cores, or
                    $ATTN_NUM_THREADS)
 
@@ -108,7 +115,8 @@ struct Options {
   std::string variant;
   std::string emit;
   std::string output;
-  std::string dtype = "f32";
+  std::string dtype; // f32 (CPU) or f16 (GPU stages) unless given
+  std::string gpuArch = "sm_80";
   std::string q, k, v, lse, target = "cpu";
   std::string threads;
   std::string headDim, valueDim; // --emit=obj/header: a tiled kernel
@@ -165,6 +173,7 @@ Options parseArgs(int argc, char **argv) {
         value(a, "--lse", o.lse) || value(a, "--target", o.target) ||
         value(a, "--threads", o.threads) ||
         value(a, "--head-dim", o.headDim) ||
+        value(a, "--gpu-arch", o.gpuArch) ||
         value(a, "--value-dim", o.valueDim))
       continue;
     if (value(a, "--param", param)) {
@@ -179,8 +188,20 @@ Options parseArgs(int argc, char **argv) {
   }
   if (o.input.empty())
     fail("no input file (see attnc --help)");
-  if (o.dtype != "f32" && o.dtype != "f16")
-    fail("--dtype must be f32 or f16, got '" + o.dtype + "'");
+  bool gpuStage = o.emit == "gpu" || o.emit == "nvvm" || o.emit == "ptx";
+  if (o.dtype.empty())
+    o.dtype = gpuStage ? "f16" : "f32";
+  if (o.dtype != "f32" && o.dtype != "f16" && !(gpuStage && o.dtype == "bf16"))
+    fail("--dtype must be f32 or f16" +
+         std::string(gpuStage ? " or bf16" : "") + ", got '" + o.dtype + "'");
+  {
+    llvm::StringRef sm(o.gpuArch);
+    unsigned n = 0;
+    if (!sm.consume_front("sm_") || sm.take_while(llvm::isDigit).getAsInteger(10, n) ||
+        n < 80)
+      fail("--gpu-arch must be sm_80 or later (sm_80, sm_90, ...), got '" +
+           o.gpuArch + "'");
+  }
   if (o.run) {
     if (!o.emit.empty())
       fail("'--emit' is not an option of 'attnc run'");
@@ -198,13 +219,13 @@ Options parseArgs(int argc, char **argv) {
     if (o.emit.empty())
       fail("nothing to do: give --emit=STAGE or use 'attnc run' (see attnc "
            "--help)");
-    static const char *stages[] = {"ast",     "mlir", "loops", "llvm",
-                                   "llvm-ir", "obj",  "header"};
+    static const char *stages[] = {"ast",    "mlir", "loops", "llvm", "llvm-ir",
+                                   "obj",    "header", "gpu", "nvvm", "ptx"};
     if (std::find(std::begin(stages), std::end(stages), o.emit) ==
         std::end(stages))
       fail("unknown stage '" + o.emit +
-           "' for --emit (expected ast, mlir, loops, llvm, llvm-ir, obj or "
-           "header)");
+           "' for --emit (expected ast, mlir, loops, llvm, llvm-ir, obj, "
+           "header, gpu, nvvm or ptx)");
     for (const std::string *dim : {&o.headDim, &o.valueDim})
       if (!dim->empty() &&
           (dim->find_first_not_of("0123456789") != std::string::npos ||
@@ -288,14 +309,11 @@ NpyArray readOrFail(const std::string &path) {
 
 int runVariant(const Options &o, mlir::ModuleOp module,
                const std::string &source) {
-  if (o.target == "nvptx") {
-    // The runtime says why: no CUDA driver, or no GPU backend in this build.
-    attn::CompileOptions nvptx;
-    nvptx.target = attn::Target::NVPTX;
-    attn::Kernel none;
+  bool gpu = o.target == "nvptx";
+  if (gpu) {
+    // Before reading any input: without a driver, say so first.
     std::string why;
-    if (attn::Runtime::global().compile(source, nvptx, none, why) !=
-        attn::Status::Ok)
+    if (!cuda::Driver::get(why))
       fail(why);
   }
   std::string name = chooseVariant(module, o.variant, o.input);
@@ -326,6 +344,8 @@ int runVariant(const Options &o, mlir::ModuleOp module,
   ropts.dtype = q.dtype == DType::F16 ? attn::DType::F16 : attn::DType::F32;
   ropts.tiling =
       o.reference ? attn::Tiling::reference() : attn::Tiling::automatic();
+  if (gpu)
+    ropts.target = attn::Target::NVPTX;
   ropts.headDim = q.shape[3];
   ropts.valueDim = v.shape[3];
   std::string err;
@@ -419,8 +439,42 @@ int runVariant(const Options &o, mlir::ModuleOp module,
     }
   }
 
-  if (kernel.run(args, err) != attn::Status::Ok)
+  if (gpu) {
+    // Every tensor to device memory (contiguous, same bytes), run, and O and
+    // LSE back.
+    cuda::Driver *d = cuda::Driver::get(err);
+    if (!d || !d->makeCurrent(err))
+      fail(err);
+    std::vector<std::unique_ptr<cuda::DeviceBuffer>> buffers;
+    auto toDevice = [&](attn::Tensor &t, NpyArray &a) {
+      auto buf = std::make_unique<cuda::DeviceBuffer>();
+      if (!buf->allocate(*d, a.data.size(), err) ||
+          !d->check(d->cuMemcpyHtoD(buf->ptr(), dataOf(a), a.data.size()),
+                    "cuMemcpyHtoD", err))
+        fail(err);
+      t.data = buf->data();
+      buffers.push_back(std::move(buf));
+      return buffers.back()->ptr();
+    };
+    toDevice(args.q, q);
+    toDevice(args.k, k);
+    toDevice(args.v, v);
+    cuda::CUdeviceptr dO = toDevice(args.o, out);
+    cuda::CUdeviceptr dL = 0;
+    if (args.lse)
+      dL = toDevice(*args.lse, lse);
+    for (auto &[pname, arr] : tensorParams)
+      toDevice(std::get<attn::Tensor>(args.params[pname]), arr);
+    if (kernel.run(args, err) != attn::Status::Ok)
+      fail(err);
+    if (!d->check(d->cuMemcpyDtoH(dataOf(out), dO, out.data.size()),
+                  "cuMemcpyDtoH", err) ||
+        (dL && !d->check(d->cuMemcpyDtoH(dataOf(lse), dL, lse.data.size()),
+                         "cuMemcpyDtoH", err)))
+      fail(err);
+  } else if (kernel.run(args, err) != attn::Status::Ok) {
     fail(err);
+  }
   if (!writeNpy(o.output, out, err))
     fail(err);
   if (!o.lse.empty() && !writeNpy(o.lse, lse, err))
@@ -502,6 +556,8 @@ int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
     copts.valueDim = o.valueDim.empty() ? copts.headDim : std::stoi(o.valueDim);
     shape.tiled = true;
     shape.tileQ = copts.tileQ;
+    shape.tileKV = copts.tileKV;
+    shape.vectorWidth = hostVectorWidth(copts.vectorWidth);
     shape.headDim = copts.headDim;
     shape.valueDim = copts.valueDim;
   } else {
@@ -592,9 +648,24 @@ int main(int argc, char **argv) {
     registerDialects(registry);
     ctx.appendDialectRegistry(registry);
     mlir::PassManager pm(&ctx);
-    buildReferenceLoopsPipeline(pm, o.dtype);
-    if (o.emit != "loops")
-      buildLowerToLLVMPipeline(pm);
+    if (o.emit == "gpu" || o.emit == "nvvm" || o.emit == "ptx") {
+      GpuPipelineOptions gopts;
+      gopts.elementType = o.dtype;
+      if (!o.headDim.empty())
+        gopts.headDim = gopts.valueDim = std::stoi(o.headDim);
+      if (!o.valueDim.empty())
+        gopts.valueDim = std::stoi(o.valueDim);
+      gopts.chip = o.gpuArch;
+      buildGpuKernelPipeline(pm, gopts);
+      if (o.emit != "gpu")
+        buildGpuLowerToNVVMPipeline(pm);
+      if (o.emit == "ptx")
+        buildGpuToPtxPipeline(pm, gopts);
+    } else {
+      buildReferenceLoopsPipeline(pm, o.dtype);
+      if (o.emit != "loops")
+        buildLowerToLLVMPipeline(pm);
+    }
     if (mlir::failed(pm.run(*module)))
       return 1;
   } else if (!o.variant.empty()) {
@@ -606,7 +677,12 @@ int main(int argc, char **argv) {
   }
 
   auto out = openOutput(o.output);
-  if (o.emit == "llvm-ir") {
+  if (o.emit == "ptx") {
+    std::string ptx = extractPtx(*module);
+    if (ptx.empty())
+      fail("no PTX was produced");
+    out->os() << ptx;
+  } else if (o.emit == "llvm-ir") {
     mlir::registerBuiltinDialectTranslation(ctx);
     mlir::registerLLVMDialectTranslation(ctx);
     llvm::LLVMContext llvmCtx;

@@ -93,4 +93,83 @@ def ConvertAttnToTiledKernel
   ];
 }
 
+def ConvertAttnToGPUKernel
+    : Pass<"convert-attn-to-gpu-kernel", "mlir::ModuleOp"> {
+  let summary = "Lower each attn.variant to a flash-attention GPU kernel (gpu.func)";
+  let description = [{
+    Replaces every `attn.variant @name` by `gpu.module @name` holding the
+    kernel `gpu.func @name`, and marks the module `gpu.container_module`.
+    The kernel takes the arguments of `convert-attn-to-loops` (Q, K, V, O,
+    LSE, the runtime params, the flag word and the status memref); there
+    are no index arguments: the host launches `B * H * ceil(Lq / tile-q)`
+    blocks of `tile-q` threads and block `i` takes the q-tile
+    `ceil(Lq / tile-q) - 1 - i / (B * H)` of `(b, h) = ((i mod B H) / H,
+    i mod H)`, so the last q-tiles (the longest under causal masks) start
+    first.
+
+    Each thread owns one query row. For every kv-tile inside the closed-form
+    kv range of the q-tile (loop bounds from the tile abstraction) that the
+    abstraction does not prove all false, the block stages the K and V rows
+    of the tile in shared memory (`#gpu.address_space<workgroup>`
+    attributions, in the element type), then every thread computes its
+    scores, applies the score modifier and (only in mixed or partial tiles)
+    the mask per element, and updates its online softmax in f32 with `exp2`
+    (log2(e) folded into the scale). Sigmoid, relu and linear accumulate
+    plain weights; the sink joins the denominator at the end. Run-time
+    errors go to the global status buffer; thread 0 of each block counts
+    tiles in status words 5 and 6 with atomics.
+
+    ```mlir
+    // attn-opt --convert-attn-to-gpu-kernel="element-type=f16"
+    attn.variant @causal { ... }
+    // becomes
+    module attributes {gpu.container_module} {
+      gpu.module @causal {
+        gpu.func @causal(...) workgroup(%kt : memref<4096xf16, #gpu.address_space<workgroup>>, ...)
+            kernel attributes {known_block_size = array<i32: 128, 1, 1>} { ... }
+      }
+    }
+    ```
+  }];
+  let options = [
+    Option<"elementType", "element-type", "std::string", "\"f16\"",
+           "Element type of Q, K, V and O: f16, bf16 or f32">,
+    Option<"headDim", "head-dim", "int64_t", "64", "Head dimension D">,
+    Option<"valueDim", "value-dim", "int64_t", "64", "Value head dimension Dv">,
+    Option<"tileQ", "tile-q", "int64_t", "128",
+           "Rows per q-tile, which is also the number of threads per block">,
+    Option<"tileKV", "tile-kv", "int64_t", "0",
+           "Keys per kv-tile (0: the largest power of two up to 64 whose K "
+           "and V tiles fit in 32 KiB of shared memory)">,
+  ];
+  let dependentDialects = [
+    "mlir::arith::ArithDialect", "mlir::gpu::GPUDialect",
+    "mlir::math::MathDialect", "mlir::memref::MemRefDialect",
+    "mlir::scf::SCFDialect"
+  ];
+}
+
+def ConvertAttnMathToNVVMIntrinsics
+    : Pass<"convert-attn-math-to-nvvm-intrinsics"> {
+  let summary = "Lower f32 math ops to NVPTX instructions instead of libdevice";
+  let description = [{
+    Replaces f32 `math.exp2`, `math.log2`, `math.sqrt`, `math.floor`,
+    `math.ceil`, `math.trunc`, `math.roundeven`, `math.fma` and
+    `math.absf` by `llvm.call_intrinsic` of the NVVM intrinsics that NVPTX
+    selects to single instructions (`ex2.approx.f32`, `lg2.approx.f32`,
+    `sqrt.rn.f32`, `cvt.rmi/rpi/rzi/rni.f32.f32`, `fma.rn.f32`,
+    `abs.f32`). Run it inside gpu.modules before `convert-gpu-to-nvvm`,
+    which would otherwise call libdevice (`__nv_exp2f`, ...) and need a
+    CUDA toolkit at compile time. Other math ops are left alone (run
+    `attn-approximate-math` first for exp, log, tanh and friends).
+
+    ```mlir
+    %y = math.exp2 %x : f32
+    // becomes
+    %y = llvm.call_intrinsic "llvm.nvvm.ex2.approx.f32"(%x) : (f32) -> f32
+    ```
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect"];
+}
+
 #endif // ATTNC_CONVERSION_PASSES

@@ -7,6 +7,7 @@
 #ifndef ATTNC_PIPELINES_PIPELINES_H
 #define ATTNC_PIPELINES_PIPELINES_H
 
+#include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/Pass/PassManager.h"
 #include "llvm/ADT/StringRef.h"
@@ -40,6 +41,35 @@ void buildTiledKernelPipeline(mlir::OpPassManager &pm,
 
 /// scf/arith/math/memref/func -> LLVM dialect.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
+
+struct GpuPipelineOptions {
+  std::string elementType = "f16"; // f16, bf16 or f32
+  int64_t headDim = 64, valueDim = 64, tileQ = 128, tileKV = 0;
+  std::string chip = "sm_80"; // sm_80 or later
+  unsigned optLevel = 3;
+};
+
+/// attn -> gpu.module/gpu.func kernels (convert-attn-to-gpu-kernel) ->
+/// polynomial math -> cleanups.
+void buildGpuKernelPipeline(mlir::OpPassManager &pm,
+                            const GpuPipelineOptions &options);
+
+/// gpu.module kernels of scf/arith/math/memref -> the LLVM and NVVM dialects
+/// (convert-gpu-to-nvvm); math ops that NVPTX implements natively (exp2,
+/// sqrt, fma) become LLVM intrinsics, so libdevice is never needed.
+void buildGpuLowerToNVVMPipeline(mlir::OpPassManager &pm);
+
+/// NVVM-dialect gpu.modules -> gpu.binary holding PTX text
+/// (nvvm-attach-target, gpu-module-to-binary{format=isa}).
+void buildGpuToPtxPipeline(mlir::OpPassManager &pm,
+                           const GpuPipelineOptions &options);
+
+/// The PTX text of the gpu.binary ops of `module` (after
+/// buildGpuToPtxPipeline), concatenated; empty when there is none.
+std::string extractPtx(mlir::ModuleOp module);
+
+/// The PTX `.target`/`.version` features for an `sm_XY` chip.
+std::string ptxFeaturesFor(llvm::StringRef chip);
 
 } // namespace attnc
 

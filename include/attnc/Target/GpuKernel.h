@@ -1,0 +1,68 @@
+//===- GpuKernel.h - Compiling and running a variant on an NVIDIA GPU -----===//
+//
+// Compiles one attn.variant to PTX (convert-attn-to-gpu-kernel, the NVVM
+// lowering and gpu-module-to-binary{format=isa}; no CUDA toolkit), loads
+// the PTX through the CUDA driver (CudaDriver.h) and launches it on device
+// memory: one block of tile-q threads per (b, h, q-tile), B * H *
+// ceil(Lq / tile-q) blocks, the last q-tiles first. Arguments are checked
+// and packed exactly as for CPU kernels (KernelLaunch.h); only the status
+// words live in device memory.
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTNC_TARGET_GPUKERNEL_H
+#define ATTNC_TARGET_GPUKERNEL_H
+
+#include "attnc/Target/CudaDriver.h"
+#include "attnc/Target/KernelLaunch.h"
+#include "attnc/Target/Signature.h"
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <memory>
+#include <string>
+
+namespace attnc {
+
+struct GpuCompileOptions {
+  DType elementType = DType::F16; // F16 or F32
+  int64_t headDim = 64, valueDim = 64;
+  int64_t tileQ = 128; // rows per block = threads per block
+  std::string chip = "sm_80";
+  std::string describe() const;
+};
+
+struct GpuArtifact {
+  KernelSignature signature;
+  GpuCompileOptions options;
+  std::string ptx;
+};
+
+class GpuKernel {
+public:
+  ~GpuKernel();
+  /// Lowers the variant named `name` in `module` (which it modifies) to PTX.
+  static bool compileToPtx(mlir::ModuleOp module, const std::string &name,
+                           const GpuCompileOptions &options, GpuArtifact &out,
+                           std::string &error);
+  /// Loads the PTX into device 0's primary context.
+  static std::unique_ptr<GpuKernel> load(const GpuArtifact &artifact,
+                                         std::string &error);
+
+  const KernelSignature &signature() const { return art.signature; }
+  const std::string &ptx() const { return art.ptx; }
+
+  /// Runs on tensors in device memory (TensorView::data are device
+  /// pointers) on `stream` (null: the default stream) and waits for it.
+  LaunchStatus launch(const RunArgs &args, void *stream, std::string &error);
+
+private:
+  GpuKernel() = default;
+  GpuArtifact art;
+  cuda::Driver *driver = nullptr;
+  cuda::CUmodule module = nullptr;
+  cuda::CUfunction function = nullptr;
+};
+
+} // namespace attnc
+
+#endif // ATTNC_TARGET_GPUKERNEL_H

@@ -1,0 +1,643 @@
+//===- AttnToGPUKernel.cpp - Flash-attention GPU kernel (gpu dialect) -----===//
+//
+// Lowers each attn.variant to a `gpu.func` kernel inside a `gpu.module` of
+// the same name. One thread block computes one q-tile (Tq rows of one
+// (b, h)); each of its Tq threads owns one query row:
+//
+//   for each kv-tile in the closed-form range of the q-tile (loop bounds):
+//     skip it when the tile abstraction proves the mask all false;
+//     stage K and V of the tile in shared memory (all threads, coalesced);
+//     s_j = score(q . k_j), masked to -inf only where the tile is mixed
+//     m' = max(m, max_j s_j);  p_j = 2^(s_j - m');  l = l 2^(m - m') + sum p_j
+//     o = o 2^(m - m') + sum_j p_j v_j
+//   o /= l (with the sink folded in), LSE = (m + log2 l) ln 2
+//
+// Scores are in log2 units (log2(e) folded into the Q scale when there is no
+// score modifier) so that softmax needs only exp2, which NVPTX lowers to
+// ex2.approx. Blocks are numbered longest-first: block 0 takes the last
+// q-tile, which under causal-like masks has the most kv-tiles. Q, K, V may
+// be f16 or f32; all arithmetic is f32. Head dimensions are compile-time
+// constants.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attnc/Analysis/TileAbstraction.h"
+#include "attnc/Conversion/ExpandAttnOps.h"
+#include "attnc/Conversion/KernelABI.h"
+#include "attnc/Conversion/Passes.h"
+
+#include "attn/AttnDialect.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/Builders.h"
+
+#include <cmath>
+
+namespace attnc {
+#define GEN_PASS_DEF_CONVERTATTNTOGPUKERNEL
+#include "attnc/Conversion/Passes.h.inc"
+} // namespace attnc
+
+using namespace mlir;
+using namespace attnc;
+
+namespace {
+
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+struct GpuTileConfig {
+  int64_t tq = 128, tk = 64, headDim = 64, valueDim = 64;
+};
+
+class GpuKernelBuilder {
+public:
+  GpuKernelBuilder(attn::VariantOp variant, Type elementType,
+                   const GpuTileConfig &cfg)
+      : variant(variant), elementType(elementType), cfg(cfg), b(variant) {}
+
+  void build();
+
+private:
+  Value cIdx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value cI32(int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
+  }
+  Value cI64(int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
+  }
+  Value cF32(double v) {
+    return arith::ConstantOp::create(b, loc,
+                                     b.getF32FloatAttr(static_cast<float>(v)));
+  }
+  Value cBool(bool v) {
+    return arith::ConstantOp::create(b, loc, b.getBoolAttr(v));
+  }
+  Value toI32(Value idx) {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), idx);
+  }
+  Value toI64(Value idx) {
+    return arith::IndexCastOp::create(b, loc, b.getI64Type(), idx);
+  }
+  Value toIdx(Value i) {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), i);
+  }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value lt(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
+  }
+  Value toF32(Value x) {
+    return x.getType().isF32()
+               ? x
+               : arith::ExtFOp::create(b, loc, b.getF32Type(), x).getResult();
+  }
+  Value load(Value memref, ValueRange idx) {
+    return memref::LoadOp::create(b, loc, memref, idx);
+  }
+  void store(Value v, Value memref, ValueRange idx) {
+    memref::StoreOp::create(b, loc, v, memref, idx);
+  }
+  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
+  void forLoop(Value lb, Value ub, Value step,
+               llvm::function_ref<void(Value)> body) {
+    scf::ForOp::create(b, loc, lb, ub, step, ValueRange{},
+                       [&](OpBuilder &, Location, Value iv, ValueRange) {
+                         body(iv);
+                         scf::YieldOp::create(b, loc);
+                       });
+  }
+  void ifThen(Value cond, llvm::function_ref<void()> body) {
+    scf::IfOp::create(b, loc, cond, [&](OpBuilder &, Location) {
+      body();
+      scf::YieldOp::create(b, loc);
+    });
+  }
+  /// status[word] += n, atomically (one thread per block calls it).
+  void countTiles(int word, Value n) {
+    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, n, status,
+                                ValueRange{cIdx(word)});
+  }
+  /// tile[j][c] = X[b, hkv, k0 + j, c] for j < cols, else 0; all threads.
+  void stageTile(Value x, Value tile, int64_t width, Value k0, Value cols);
+  /// The score of key `j` of the tile for this thread's row, in the units
+  /// the normalisation works in, or -inf where the entry is masked out.
+  Value scoreOf(Value j, Value k0, Value cols, Value needMask);
+  void epilogue(Value row);
+  std::function<std::optional<IntervalValues>(attn::ParamOp,
+                                              ArrayRef<IntervalValues>)>
+  tensorRangeFn();
+
+  attn::VariantOp variant;
+  Type elementType;
+  GpuTileConfig cfg;
+  OpBuilder b;
+  Location loc = UnknownLoc::get(variant.getContext());
+
+  Value q, k, v, o, lse, flags, status, bi, hi, hkv, tid;
+  Value sizeIdx[7], sizeI32[7], sizeI64[7];
+  Value b32, h32, q32;
+  KernelContext kctx;
+  // Shared tiles (element type) and per-thread arrays (f32).
+  Value kTile, vTile, qRow, oAcc, sRow, ml;
+  bool foldLog2e = false;
+  attn::NormKind norm = attn::NormKind::softmax;
+};
+
+void GpuKernelBuilder::stageTile(Value x, Value tile, int64_t width, Value k0,
+                                 Value cols) {
+  // Consecutive threads take consecutive columns: coalesced global loads.
+  forLoop(tid, cIdx(cfg.tk * width), cIdx(cfg.tq), [&](Value i) {
+    Value j = arith::DivUIOp::create(b, loc, i, cIdx(width));
+    Value c = arith::RemUIOp::create(b, loc, i, cIdx(width));
+    Value inCol = lt(j, cols);
+    auto ifOp = scf::IfOp::create(
+        b, loc, inCol,
+        [&](OpBuilder &, Location) {
+          scf::YieldOp::create(b, loc, load(x, {bi, hkv, add(k0, j), c}));
+        },
+        [&](OpBuilder &, Location) {
+          scf::YieldOp::create(
+              b, loc,
+              arith::ConstantOp::create(b, loc, b.getZeroAttr(elementType))
+                  .getResult());
+        });
+    store(ifOp.getResult(0), tile, {i});
+  });
+}
+
+Value GpuKernelBuilder::scoreOf(Value j, Value k0, Value cols,
+                                Value needMask) {
+  attn::ScoreOp scoreOp = variant.getScoreOp();
+  attn::MaskOp maskOp = variant.getMaskOp();
+  // s = q . k_j (q already scaled)
+  Value kBase = mul(j, cIdx(cfg.headDim));
+  auto dot = scf::ForOp::create(
+      b, loc, cIdx(0), cIdx(cfg.headDim), cIdx(1), ValueRange{cF32(0.0)},
+      [&](OpBuilder &, Location, Value d, ValueRange acc) {
+        Value kd = toF32(load(kTile, {add(kBase, d)}));
+        scf::YieldOp::create(
+            b, loc,
+            math::FmaOp::create(b, loc, load(qRow, {d}), kd, acc[0])
+                .getResult());
+      });
+  Value s = dot.getResult(0);
+  Value kv32 = toI32(add(k0, j));
+  Value inCol = lt(j, cols);
+  // The mask only in mixed or partial tiles; the score only where the mask
+  // keeps the entry (so its checked reads never fire on masked entries).
+  auto keepIf = scf::IfOp::create(
+      b, loc, arith::AndIOp::create(b, loc, needMask, inCol),
+      [&](OpBuilder &, Location) {
+        Value keep = maskOp ? inlineItemRegion(b, maskOp.getBody(),
+                                               {b32, h32, q32, kv32})
+                            : cBool(true);
+        scf::YieldOp::create(b, loc, keep);
+      },
+      [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, inCol); });
+  auto sIf = scf::IfOp::create(
+      b, loc, keepIf.getResult(0),
+      [&](OpBuilder &, Location) {
+        Value x = s;
+        if (scoreOp) {
+          x = inlineItemRegion(b, scoreOp.getBody(), {b32, h32, q32, kv32, x});
+          if (norm == attn::NormKind::softmax)
+            x = arith::MulFOp::create(b, loc, x, cF32(kLog2e));
+        }
+        scf::YieldOp::create(b, loc, x);
+      },
+      [&](OpBuilder &, Location) {
+        scf::YieldOp::create(b, loc, cF32(-INFINITY));
+      });
+  return sIf.getResult(0);
+}
+
+void GpuKernelBuilder::epilogue(Value row) {
+  attn::NormalizeOp normOp = variant.getNormalizeOp();
+  Value l = load(ml, {cIdx(1)});
+  Value factor, lseValue, empty;
+  if (norm == attn::NormKind::softmax) {
+    Value m = load(ml, {cIdx(0)});
+    empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m,
+                                  cF32(-INFINITY));
+    Value mSafe = arith::SelectOp::create(b, loc, empty, cF32(0.0), m);
+    Value denom = l, top = mSafe, keep = cF32(1.0);
+    if (normOp && normOp.hasSink()) {
+      // The sink joins at the end: M = max(m, e); l' = l 2^(m-M) + 2^(e-M).
+      Value e = arith::MulFOp::create(
+          b, loc, inlineItemRegion(b, normOp.getSink(), {b32, h32}),
+          cF32(kLog2e));
+      top = arith::MaximumFOp::create(b, loc, mSafe, e);
+      keep = exp2(arith::SubFOp::create(b, loc, mSafe, top));
+      Value sinkW = exp2(arith::SubFOp::create(b, loc, e, top));
+      denom = arith::AddFOp::create(
+          b, loc, arith::MulFOp::create(b, loc, l, keep), sinkW);
+    }
+    factor = arith::DivFOp::create(b, loc, keep, denom);
+    // LSE = ln(sum e^s) = (M + log2 l') ln 2
+    lseValue = arith::MulFOp::create(
+        b, loc, arith::AddFOp::create(b, loc, top,
+                                      math::Log2Op::create(b, loc, denom)),
+        cF32(kLn2));
+  } else if (norm == attn::NormKind::linear) {
+    empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, l,
+                                  cF32(0.0));
+    factor = arith::DivFOp::create(b, loc, cF32(1.0), l);
+  } else {
+    empty = cBool(false);
+    factor = cF32(1.0);
+  }
+  factor = arith::SelectOp::create(b, loc, empty, cF32(0.0), factor);
+  forLoop(cIdx(0), cIdx(cfg.valueDim), cIdx(1), [&](Value c) {
+    Value out = arith::MulFOp::create(b, loc, load(oAcc, {c}), factor);
+    if (!elementType.isF32())
+      out = arith::TruncFOp::create(b, loc, elementType, out);
+    store(out, o, {bi, hi, row, c});
+  });
+  if (norm == attn::NormKind::softmax) {
+    Value wantLse = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ne,
+        arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
+    ifThen(wantLse, [&] {
+      Value value =
+          arith::SelectOp::create(b, loc, empty, cF32(-INFINITY), lseValue);
+      store(value, lse, {bi, hi, row});
+    });
+  }
+}
+
+std::function<std::optional<IntervalValues>(attn::ParamOp,
+                                            ArrayRef<IntervalValues>)>
+GpuKernelBuilder::tensorRangeFn() {
+  // min/max over the index box, read directly when the box is within the
+  // tensor and holds at most 4096 entries; otherwise unknown. Every thread
+  // of the block reads the same entries (broadcast loads).
+  return [this](attn::ParamOp p, ArrayRef<IntervalValues> idx)
+             -> std::optional<IntervalValues> {
+    auto it = kctx.params.find(p.getSymName());
+    if (it == kctx.params.end())
+      return std::nullopt;
+    Value t = it->second.arg;
+    Value inside = cBool(true);
+    Value count = cI64(1);
+    for (auto [d, range] : llvm::enumerate(idx)) {
+      Value dim = toI64(memref::DimOp::create(b, loc, t, d));
+      inside = arith::AndIOp::create(
+          b, loc, inside,
+          arith::AndIOp::create(
+              b, loc,
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
+                                    range.lo, cI64(0)),
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                    range.hi, dim)));
+      count = mul(count, add(arith::SubIOp::create(b, loc, range.hi, range.lo),
+                             cI64(1)));
+    }
+    Value small = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                        count, cI64(4096));
+    Value ok = arith::AndIOp::create(b, loc, inside, small);
+    bool isBool = p.getElementType().isInteger(1);
+    int64_t topLo = isBool ? 0 : INT32_MIN, topHi = isBool ? 1 : INT32_MAX;
+    SmallVector<IntervalValues> box(idx.begin(), idx.end());
+    auto ifOp = scf::IfOp::create(
+        b, loc, ok,
+        [&](OpBuilder &, Location) {
+          SmallVector<Value> acc = {cI64(INT64_MAX), cI64(INT64_MIN)};
+          std::function<void(unsigned, SmallVector<Value> &)> rec =
+              [&](unsigned d, SmallVector<Value> &ivs) {
+                if (d == box.size()) {
+                  Value x = arith::ExtSIOp::create(b, loc, b.getI64Type(),
+                                                   load(t, ivs));
+                  if (isBool) // i8 bytes: any non-zero is true
+                    x = arith::MinSIOp::create(b, loc, x, cI64(1));
+                  acc = {arith::MinSIOp::create(b, loc, acc[0], x),
+                         arith::MaxSIOp::create(b, loc, acc[1], x)};
+                  return;
+                }
+                auto loop = scf::ForOp::create(
+                    b, loc, toIdx(box[d].lo), toIdx(add(box[d].hi, cI64(1))),
+                    cIdx(1), acc,
+                    [&](OpBuilder &, Location, Value iv, ValueRange a) {
+                      acc.assign(a.begin(), a.end());
+                      ivs.push_back(iv);
+                      rec(d + 1, ivs);
+                      ivs.pop_back();
+                      scf::YieldOp::create(b, loc, acc);
+                    });
+                acc.assign(loop.getResults().begin(), loop.getResults().end());
+              };
+          SmallVector<Value> ivs;
+          rec(0, ivs);
+          scf::YieldOp::create(b, loc, acc);
+        },
+        [&](OpBuilder &, Location) {
+          scf::YieldOp::create(b, loc, ValueRange{cI64(topLo), cI64(topHi)});
+        });
+    return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
+  };
+}
+
+void GpuKernelBuilder::build() {
+  loc = variant.getLoc();
+  MLIRContext *ctx = variant.getContext();
+  norm = variant.getNormKind();
+
+  SmallVector<Type> inputs(4, stridedMemRef(elementType, 4));
+  inputs.push_back(stridedMemRef(b.getF32Type(), 3));
+  SmallVector<attn::ParamOp> runtimeParams;
+  for (attn::ParamOp p : variant.getParams())
+    if (!p.getIsConst()) {
+      runtimeParams.push_back(p);
+      inputs.push_back(kernelParamType(b, p));
+    }
+  inputs.push_back(b.getI32Type());
+  inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
+
+  auto module = gpu::GPUModuleOp::create(b, loc, variant.getSymName());
+  b.setInsertionPointToStart(module.getBody());
+  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto sharedTile = [&](int64_t width) {
+    return MemRefType::get({cfg.tk * width}, elementType,
+                           MemRefLayoutAttrInterface(), workgroup);
+  };
+  auto fn = gpu::GPUFuncOp::create(
+      b, loc, variant.getSymName(), FunctionType::get(ctx, inputs, {}),
+      TypeRange{sharedTile(cfg.headDim), sharedTile(cfg.valueDim)});
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr(
+      {static_cast<int32_t>(cfg.tq), 1, 1}));
+  Block *entry = &fn.getBody().front();
+  b.setInsertionPointToStart(entry);
+  unsigned n = fn.getNumArguments();
+  q = entry->getArgument(0);
+  k = entry->getArgument(1);
+  v = entry->getArgument(2);
+  o = entry->getArgument(3);
+  lse = entry->getArgument(4);
+  for (auto [i, p] : llvm::enumerate(runtimeParams))
+    kctx.params[p.getSymName()] = {entry->getArgument(5 + i),
+                                   static_cast<int>(i)};
+  flags = entry->getArgument(n - 2);
+  status = entry->getArgument(n - 1);
+  kTile = fn.getWorkgroupAttributions()[0];
+  vTile = fn.getWorkgroupAttributions()[1];
+
+  std::pair<Value, int64_t> dims[7] = {{q, 0}, {q, 1}, {k, 1}, {q, 2},
+                                       {k, 2}, {q, 3}, {v, 3}};
+  for (int i = 0; i < 7; ++i) {
+    sizeIdx[i] = memref::DimOp::create(b, loc, dims[i].first, dims[i].second);
+    sizeI32[i] = toI32(sizeIdx[i]);
+    sizeI64[i] = toI64(sizeIdx[i]);
+  }
+  kctx.variant = variant;
+  kctx.status = status;
+  for (int i = 0; i < 7; ++i)
+    kctx.sizeI32[i] = sizeI32[i];
+
+  // Block -> (b, h, q-tile), longest first: the first blocks take the last
+  // q-tiles. block = (numQTiles - 1 - qt) * B * H + b * H + h.
+  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value numQTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.tq));
+  Value bh = mul(sizeIdx[0], sizeIdx[1]);
+  Value rev = arith::DivUIOp::create(b, loc, block, bh);
+  Value qt = arith::SubIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, numQTiles, cIdx(1)), rev);
+  Value bhIdx = arith::RemUIOp::create(b, loc, block, bh);
+  bi = arith::DivUIOp::create(b, loc, bhIdx, sizeIdx[1]);
+  hi = arith::RemUIOp::create(b, loc, bhIdx, sizeIdx[1]);
+  b32 = toI32(bi);
+  h32 = toI32(hi);
+  hkv = arith::DivUIOp::create(
+      b, loc, hi, arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]));
+
+  Value q0 = mul(qt, cIdx(cfg.tq));
+  Value rows = arith::MinSIOp::create(
+      b, loc, cIdx(cfg.tq), arith::SubIOp::create(b, loc, sizeIdx[3], q0));
+  Value row = add(q0, tid);
+  Value active = lt(tid, rows);
+  q32 = toI32(row);
+
+  auto privateArray = [&](int64_t size) {
+    return memref::AllocaOp::create(b, loc,
+                                    MemRefType::get({size}, b.getF32Type()))
+        .getResult();
+  };
+  qRow = privateArray(cfg.headDim);
+  oAcc = privateArray(cfg.valueDim);
+  sRow = privateArray(cfg.tk);
+  ml = privateArray(2); // m (running max, log2 units), l (denominator)
+
+  // scale, with log2(e) folded in when no score modifier needs the true
+  // scaled dot product.
+  Value scale;
+  if (attn::ScaleOp scaleOp = variant.getScaleOp())
+    scale = inlineItemRegion(b, scaleOp.getBody(), {});
+  else
+    scale = arith::DivFOp::create(
+        b, loc, cF32(1.0),
+        math::SqrtOp::create(
+            b, loc,
+            arith::SIToFPOp::create(b, loc, b.getF32Type(), sizeI32[5])));
+  foldLog2e = !variant.getScoreOp() && norm == attn::NormKind::softmax;
+  Value qscale = foldLog2e
+                     ? arith::MulFOp::create(b, loc, scale, cF32(kLog2e))
+                           .getResult()
+                     : scale;
+
+  // q = Q[b, h, row, :] * qscale; o = 0; m = -inf; l = 0.
+  Value safeRow = arith::SelectOp::create(b, loc, active, row, cIdx(0));
+  forLoop(cIdx(0), cIdx(cfg.headDim), cIdx(1), [&](Value d) {
+    Value x = toF32(load(q, {bi, hi, safeRow, d}));
+    store(arith::MulFOp::create(b, loc, x, qscale), qRow, {d});
+  });
+  forLoop(cIdx(0), cIdx(cfg.valueDim), cIdx(1),
+          [&](Value c) { store(cF32(0.0), oAcc, {c}); });
+  store(cF32(-INFINITY), ml, {cIdx(0)});
+  store(cF32(0.0), ml, {cIdx(1)});
+
+  // The tile abstraction, with params as the kernel sees them.
+  attn::MaskOp maskOp = variant.getMaskOp();
+  TileEnv env;
+  env.b = toI64(bi);
+  env.h = toI64(hi);
+  for (int i = 0; i < 7; ++i)
+    env.sizes[i] = sizeI64[i];
+  env.scalarParam = [&](attn::ParamOp p) -> Value {
+    auto it = kctx.params.find(p.getSymName());
+    if (it == kctx.params.end() || !it->second.arg.getType().isInteger(32))
+      return Value();
+    return arith::ExtSIOp::create(b, loc, b.getI64Type(), it->second.arg);
+  };
+  env.tensorRange = tensorRangeFn();
+
+  // Closed-form kv range of this q-tile: loop bounds over kv-tiles. Every
+  // value here is uniform over the block, so barriers inside are safe.
+  Value qLast = arith::SubIOp::create(b, loc, toI64(add(q0, rows)), cI64(1));
+  env.q = {toI64(q0), qLast};
+  env.kv = {cI64(0), arith::SubIOp::create(b, loc, sizeI64[4], cI64(1))};
+  TileFacts rowFacts = emitTileFacts(b, loc, maskOp, env);
+  Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                         rowFacts.kvLo, rowFacts.kvHi);
+  Value ktBegin =
+      arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo, cI64(cfg.tk));
+  Value ktEnd = arith::SelectOp::create(
+      b, loc, nonEmpty,
+      add(arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(cfg.tk)),
+          cI64(1)),
+      ktBegin);
+  Value leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
+                                       cIdx(0));
+  ifThen(leader, [&] {
+    countTiles(kStatusTilesInRange,
+               arith::TruncIOp::create(
+                   b, loc, b.getI32Type(),
+                   arith::SubIOp::create(b, loc, ktEnd, ktBegin)));
+  });
+
+  forLoop(toIdx(ktBegin), toIdx(ktEnd), cIdx(1), [&](Value ktIdx) {
+    Value k0 = mul(ktIdx, cIdx(cfg.tk));
+    Value cols = arith::MinSIOp::create(
+        b, loc, cIdx(cfg.tk), arith::SubIOp::create(b, loc, sizeIdx[4], k0));
+    TileEnv tileEnv = env;
+    tileEnv.kv = {toI64(k0), arith::SubIOp::create(b, loc, toI64(add(k0, cols)),
+                                                   cI64(1))};
+    TileFacts facts = emitTileFacts(b, loc, maskOp, tileEnv);
+    // All-false tiles are never loaded; all-true ones run without the mask.
+    ifThen(facts.mayBeTrue, [&] {
+      ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
+      gpu::BarrierOp::create(b, loc); // the previous tile is consumed
+      stageTile(k, kTile, cfg.headDim, k0, cols);
+      stageTile(v, vTile, cfg.valueDim, k0, cols);
+      gpu::BarrierOp::create(b, loc);
+      Value partial = lt(cols, cIdx(cfg.tk));
+      Value needMask = arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
+      ifThen(active, [&] {
+        // Pass 1: the scores of the tile and their maximum.
+        auto maxLoop = scf::ForOp::create(
+            b, loc, cIdx(0), cIdx(cfg.tk), cIdx(1),
+            ValueRange{cF32(-INFINITY)},
+            [&](OpBuilder &, Location, Value j, ValueRange mx) {
+              Value s = scoreOf(j, k0, cols, needMask);
+              store(s, sRow, {j});
+              scf::YieldOp::create(
+                  b, loc,
+                  arith::MaximumFOp::create(b, loc, mx[0], s).getResult());
+            });
+        Value l = load(ml, {cIdx(1)});
+        Value mSafe, alpha;
+        if (norm == attn::NormKind::softmax) {
+          // m' = max(m, max_j s_j); alpha = 2^(m - m'). While every entry so
+          // far is masked, m' = -inf: use 0 so that p stays 0, never NaN.
+          Value m = load(ml, {cIdx(0)});
+          Value mNew = arith::MaximumFOp::create(b, loc, m, maxLoop.getResult(0));
+          Value allMasked = arith::CmpFOp::create(
+              b, loc, arith::CmpFPredicate::OEQ, mNew, cF32(-INFINITY));
+          mSafe = arith::SelectOp::create(b, loc, allMasked, cF32(0.0), mNew);
+          alpha = exp2(arith::SubFOp::create(b, loc, m, mSafe));
+          store(mNew, ml, {cIdx(0)});
+          Value rescale = arith::CmpFOp::create(
+              b, loc, arith::CmpFPredicate::UNE, alpha, cF32(1.0));
+          ifThen(rescale, [&] {
+            forLoop(cIdx(0), cIdx(cfg.valueDim), cIdx(1), [&](Value c) {
+              store(arith::MulFOp::create(b, loc, load(oAcc, {c}), alpha),
+                    oAcc, {c});
+            });
+          });
+          l = arith::MulFOp::create(b, loc, l, alpha);
+        }
+        // Pass 2: the weights p_j; o += p_j v_j; l += p_j.
+        auto sumLoop = scf::ForOp::create(
+            b, loc, cIdx(0), cIdx(cfg.tk), cIdx(1), ValueRange{l},
+            [&](OpBuilder &, Location, Value j, ValueRange sum) {
+              Value s = load(sRow, {j}), p;
+              Value masked = arith::CmpFOp::create(
+                  b, loc, arith::CmpFPredicate::OEQ, s, cF32(-INFINITY));
+              if (norm == attn::NormKind::softmax) {
+                p = exp2(arith::SubFOp::create(b, loc, s, mSafe));
+              } else if (norm == attn::NormKind::sigmoid) {
+                // 1 / (1 + 2^(-s log2 e))
+                p = arith::DivFOp::create(
+                    b, loc, cF32(1.0),
+                    arith::AddFOp::create(
+                        b, loc, cF32(1.0),
+                        exp2(arith::MulFOp::create(b, loc, s,
+                                                   cF32(-kLog2e)))));
+              } else if (norm == attn::NormKind::relu) {
+                p = arith::MaximumFOp::create(b, loc, s, cF32(0.0));
+              } else {
+                p = s;
+              }
+              p = arith::SelectOp::create(b, loc, masked, cF32(0.0), p);
+              Value vBase = mul(j, cIdx(cfg.valueDim));
+              forLoop(cIdx(0), cIdx(cfg.valueDim), cIdx(1), [&](Value c) {
+                Value vc = toF32(load(vTile, {add(vBase, c)}));
+                store(math::FmaOp::create(b, loc, p, vc, load(oAcc, {c})),
+                      oAcc, {c});
+              });
+              scf::YieldOp::create(
+                  b, loc, arith::AddFOp::create(b, loc, sum[0], p).getResult());
+            });
+        store(sumLoop.getResult(0), ml, {cIdx(1)});
+      });
+    });
+  });
+  ifThen(active, [&] { epilogue(row); });
+  gpu::ReturnOp::create(b, loc);
+  expandAttnOps(fn, kctx);
+}
+
+struct ConvertAttnToGPUKernelPass
+    : public attnc::impl::ConvertAttnToGPUKernelBase<
+          ConvertAttnToGPUKernelPass> {
+  using Base::Base;
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    Builder b(module.getContext());
+    Type elemType = elementType == "f16"    ? Type(b.getF16Type())
+                    : elementType == "bf16" ? Type(b.getBF16Type())
+                    : elementType == "f32"  ? Type(b.getF32Type())
+                                            : Type();
+    if (!elemType) {
+      module.emitError() << "convert-attn-to-gpu-kernel: element-type must be "
+                            "f32, f16 or bf16, got '"
+                         << elementType << "'";
+      return signalPassFailure();
+    }
+    GpuTileConfig cfg;
+    cfg.tq = tileQ;
+    cfg.headDim = headDim;
+    cfg.valueDim = valueDim;
+    cfg.tk = tileKV;
+    if (cfg.tk == 0) {
+      // The largest power of two up to 64 whose K and V tiles fit in 32 KiB
+      // of shared memory.
+      int64_t bytes = elemType.getIntOrFloatBitWidth() / 8;
+      cfg.tk = 64;
+      while (cfg.tk > 1 && cfg.tk * (cfg.headDim + cfg.valueDim) * bytes >
+                               32 * 1024)
+        cfg.tk /= 2;
+    }
+    if (cfg.tq <= 0 || cfg.tq > 1024 || cfg.tk <= 0 || cfg.headDim <= 0 ||
+        cfg.valueDim <= 0) {
+      module.emitError() << "convert-attn-to-gpu-kernel: tile-q must be in "
+                            "[1, 1024] (one thread per row), tile-kv and "
+                            "the head dims positive";
+      return signalPassFailure();
+    }
+    SmallVector<attn::VariantOp> variants(module.getOps<attn::VariantOp>());
+    if (!variants.empty())
+      module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                      b.getUnitAttr());
+    for (attn::VariantOp variant : variants) {
+      GpuKernelBuilder(variant, elemType, cfg).build();
+      variant.erase();
+    }
+  }
+};
+
+} // namespace

@@ -1,0 +1,167 @@
+//===- GpuKernel.cpp - Compiling and running a variant on an NVIDIA GPU ---===//
+
+#include "attnc/Target/GpuKernel.h"
+
+#include "attnc/Pipelines/Pipelines.h"
+#include "attnc/Support/Npy.h"
+
+#include "attn/AttnDialect.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/Pass/PassManager.h"
+
+using namespace attnc;
+
+std::string GpuCompileOptions::describe() const {
+  return std::string("dtype=") + dtypeName(elementType) +
+         " lowering=gpu d=" + std::to_string(headDim) +
+         " dv=" + std::to_string(valueDim) + " tq=" + std::to_string(tileQ) +
+         " chip=" + chip;
+}
+
+GpuKernel::~GpuKernel() {
+  if (module && driver)
+    driver->cuModuleUnload(module);
+}
+
+bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
+                             const GpuCompileOptions &options,
+                             GpuArtifact &out, std::string &error) {
+  if (options.elementType != DType::F16 && options.elementType != DType::F32) {
+    error = "GPU kernels take float16 or float32 Q, K and V";
+    return false;
+  }
+  auto variant = llvm::dyn_cast_or_null<mlir::attn::VariantOp>(
+      mlir::SymbolTable::lookupSymbolIn(module, name));
+  if (!variant) {
+    error = "internal error: no variant '" + name + "' to compile";
+    return false;
+  }
+  out.signature = KernelSignature::fromVariant(variant);
+  out.options = options;
+  for (mlir::Operation &op : llvm::make_early_inc_range(*module.getBody()))
+    if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
+      if (v.getSymName() != name)
+        op.erase();
+  mlir::MLIRContext *ctx = module.getContext();
+  mlir::DialectRegistry registry;
+  registerDialects(registry);
+  ctx->appendDialectRegistry(registry);
+  std::string diagnostics;
+  mlir::ScopedDiagnosticHandler handler(ctx, [&](mlir::Diagnostic &d) {
+    if (d.getSeverity() == mlir::DiagnosticSeverity::Error &&
+        diagnostics.empty())
+      diagnostics = d.str();
+    return mlir::success();
+  });
+  GpuPipelineOptions g;
+  g.elementType = options.elementType == DType::F16 ? "f16" : "f32";
+  g.headDim = options.headDim;
+  g.valueDim = options.valueDim;
+  g.tileQ = options.tileQ;
+  g.chip = options.chip;
+  mlir::PassManager pm(ctx);
+  buildGpuKernelPipeline(pm, g);
+  buildGpuLowerToNVVMPipeline(pm);
+  buildGpuToPtxPipeline(pm, g);
+  if (mlir::failed(pm.run(module))) {
+    error = "internal error: GPU lowering of '" + name + "' failed" +
+            (diagnostics.empty() ? "" : ": " + diagnostics);
+    return false;
+  }
+  out.ptx = extractPtx(module);
+  if (out.ptx.empty()) {
+    error = "internal error: no PTX for '" + name + "'";
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<GpuKernel> GpuKernel::load(const GpuArtifact &artifact,
+                                           std::string &error) {
+  cuda::Driver *d = cuda::Driver::get(error);
+  if (!d || !d->makeCurrent(error))
+    return nullptr;
+  std::unique_ptr<GpuKernel> k(new GpuKernel());
+  k->art = artifact;
+  k->driver = d;
+  // The PTX is JIT-compiled by the driver; keep its error log.
+  char log[4096] = {0};
+  int options[] = {/*CU_JIT_ERROR_LOG_BUFFER*/ 5,
+                   /*CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES*/ 6};
+  void *values[] = {log, reinterpret_cast<void *>(sizeof log)};
+  std::string ptx = artifact.ptx; // NUL-terminated
+  if (!d->check(d->cuModuleLoadDataEx(&k->module, ptx.c_str(), 2, options,
+                                      values),
+                "cuModuleLoadDataEx", error)) {
+    if (log[0])
+      error += " (" + std::string(log) + ")";
+    return nullptr;
+  }
+  if (!d->check(d->cuModuleGetFunction(&k->function, k->module,
+                                       artifact.signature.name.c_str()),
+                "cuModuleGetFunction", error))
+    return nullptr;
+  return k;
+}
+
+LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
+                               std::string &error) {
+  const GpuCompileOptions &o = art.options;
+  if (args.q.shape.size() == 4 && args.q.shape[3] != o.headDim) {
+    error = "this GPU kernel is compiled for head dim D = " +
+            std::to_string(o.headDim) + ", got Q of shape [" +
+            std::to_string(args.q.shape[0]) + ", ..., " +
+            std::to_string(args.q.shape[3]) + "]";
+    return LaunchStatus::InvalidArguments;
+  }
+  if (args.v.shape.size() == 4 && args.v.shape[3] != o.valueDim) {
+    error = "this GPU kernel is compiled for value dim Dv = " +
+            std::to_string(o.valueDim) + ", got " +
+            std::to_string(args.v.shape[3]);
+    return LaunchStatus::InvalidArguments;
+  }
+  PackedKernelArgs packed;
+  if (!packKernelArgs(art.signature, o.elementType, args, packed, error))
+    return LaunchStatus::InvalidArguments;
+  if (!driver->makeCurrent(error))
+    return LaunchStatus::KernelError;
+  int64_t b = args.q.shape[0], h = args.q.shape[1], lq = args.q.shape[2];
+  int64_t blocks = b * h * ((lq + o.tileQ - 1) / o.tileQ);
+  if (blocks == 0)
+    return LaunchStatus::Ok;
+  if (blocks > 0x7fffffff) {
+    error = "the problem needs " + std::to_string(blocks) +
+            " thread blocks, more than a grid holds";
+    return LaunchStatus::InvalidArguments;
+  }
+  // The status words in device memory: the last memref of the ABI (two
+  // pointers, offset, size, stride).
+  cuda::DeviceBuffer status;
+  auto s = static_cast<cuda::CUstream>(stream);
+  if (!status.allocate(*driver, sizeof packed.status, error) ||
+      !driver->check(driver->cuMemsetD8Async(status.ptr(), 0,
+                                             sizeof packed.status, s),
+                     "cuMemsetD8Async", error))
+    return LaunchStatus::KernelError;
+  size_t n = packed.args.size();
+  *static_cast<void **>(packed.args[n - 5]) = status.data();
+  *static_cast<void **>(packed.args[n - 4]) = status.data();
+  if (!driver->check(driver->cuLaunchKernel(
+                         function, static_cast<unsigned>(blocks), 1, 1,
+                         static_cast<unsigned>(o.tileQ), 1, 1, 0, s,
+                         packed.args.data(), nullptr),
+                     "cuLaunchKernel", error) ||
+      !driver->check(driver->cuMemcpyDtoHAsync(packed.status, status.ptr(),
+                                               sizeof packed.status, s),
+                     "cuMemcpyDtoHAsync", error) ||
+      !driver->check(driver->cuStreamSynchronize(s), "the kernel", error))
+    return LaunchStatus::KernelError;
+  if (args.stats) {
+    args.stats->tilesInRange += packed.status[kStatusTilesInRange];
+    args.stats->tilesComputed += packed.status[kStatusTilesComputed];
+  }
+  if (!decodeKernelStatus(art.signature, packed, error))
+    return LaunchStatus::KernelError;
+  return LaunchStatus::Ok;
+}

@@ -1,0 +1,26 @@
+// attn-gpu-kernel then attn-gpu-lower-to-nvvm: the kernel in the LLVM and
+// NVVM dialects, shared tiles as address-space-3 globals, memrefs passed as
+// expanded descriptors, exp2 as ex2.approx and no libdevice call.
+// RUN: attn-opt %s --attn-gpu-kernel="element-type=f16 head-dim=64 value-dim=64" | attn-opt --attn-gpu-lower-to-nvvm | FileCheck %s
+
+// CHECK: gpu.module @causal
+// CHECK-DAG: llvm.mlir.global internal @__wg_causal_0() {addr_space = 3 : i32} : !llvm.array<4096 x f16>
+// CHECK-DAG: llvm.mlir.global internal @__wg_causal_1() {addr_space = 3 : i32} : !llvm.array<4096 x f16>
+// Q, K, V, O: 11 words each (2 pointers, offset, 4 sizes, 4 strides).
+// CHECK: llvm.func @causal(%{{.+}}: !llvm.ptr, %{{.+}}: !llvm.ptr, %{{.+}}: i64,
+// CHECK-SAME: gpu.kernel
+// CHECK-SAME: nvvm.kernel
+// CHECK-SAME: nvvm.maxntid = array<i32: 128, 1, 1>
+// CHECK: nvvm.read.ptx.sreg.ctaid.x
+// CHECK: nvvm.read.ptx.sreg.tid.x
+// CHECK: nvvm.barrier
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.f32"
+// CHECK-NOT: llvm.call @__nv_
+// CHECK-NOT: math.
+// CHECK-NOT: memref.
+attn.variant @causal {
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    %m = arith.cmpi sle, %kv, %q : i32
+    attn.yield %m : i1
+  }
+}
