@@ -11,5 +11,6 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build ccache git \
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools clang-22 lld-22 \
   libclang-rt-22-dev libgtest-dev libopenblas-dev \
+  zlib1g-dev libzstd-dev libxml2-dev liblzma-dev libicu-dev \
   python3 python3-numpy >/dev/null
 echo "install-deps: done"
