@@ -40,6 +40,7 @@
 #include "mlir/IR/Matchers.h"
 
 #include <cmath>
+#include <map>
 
 namespace attnc {
 #define GEN_PASS_DEF_CONVERTATTNTOTILEDKERNEL
@@ -455,7 +456,13 @@ void TiledKernelBuilder::modifyScores(Value sRow, Value q32, Value k0,
     return;
   }
   // Scalar path: the mask first, the score only where the mask keeps the
-  // entry (so its checked reads never fire on masked entries).
+  // entry (so its checked reads never fire on masked entries). Without a
+  // score modifier, all-true tiles need none of it.
+  scf::IfOp guard;
+  if (!scoreOp) {
+    guard = scf::IfOp::create(b, loc, needMask, /*withElseRegion=*/false);
+    b.setInsertionPointToStart(guard.thenBlock());
+  }
   forLoop(cIdx(0), cIdx(cfg.tk), 1, [&](Value j) {
     Value off = arith::AddIOp::create(b, loc, sRow, j);
     Value sv = memref::LoadOp::create(b, loc, s, ValueRange{off});
@@ -488,6 +495,8 @@ void TiledKernelBuilder::modifyScores(Value sRow, Value q32, Value k0,
         [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, negInf); });
     memref::StoreOp::create(b, loc, sIf.getResult(0), s, ValueRange{off});
   });
+  if (guard)
+    b.setInsertionPointAfter(guard);
 }
 
 void TiledKernelBuilder::softmaxRows(Value rows) {
@@ -751,8 +760,23 @@ func::FuncOp TiledKernelBuilder::build() {
       return Value();
     return arith::ExtSIOp::create(b, loc, b.getI64Type(), it->second.arg);
   };
-  env.tensorRange = [&](attn::ParamOp p, ArrayRef<IntervalValues> idx)
+  // Ranges over index boxes, memoised by the box's SSA bounds: the q-side
+  // box of a q-tile (e.g. doc[q_idx]) is first computed for the row of
+  // tiles, before the kv loop, and reused by every kv-tile's facts.
+  std::map<std::pair<std::string, SmallVector<void *>>, IntervalValues> memo;
+  env.tensorRange = [&, memoRef = &memo](attn::ParamOp p,
+                                         ArrayRef<IntervalValues> idx)
       -> std::optional<IntervalValues> {
+    std::pair<std::string, SmallVector<void *>> key;
+    key.first = p.getSymName().str();
+    for (const IntervalValues &r : idx) {
+      key.second.push_back(r.lo.getAsOpaquePointer());
+      key.second.push_back(r.hi.getAsOpaquePointer());
+    }
+    if (auto it = memoRef->find(key); it != memoRef->end())
+      return it->second;
+    std::optional<IntervalValues> result = [&]()
+        -> std::optional<IntervalValues> {
     // min/max over the index box, read directly when the box is within
     // the tensor and holds at most 4096 entries; otherwise unknown.
     auto it = kctx.params.find(p.getSymName());
@@ -825,6 +849,16 @@ func::FuncOp TiledKernelBuilder::build() {
           scf::YieldOp::create(b, loc, ValueRange{cI64(topLo), cI64(topHi)});
         });
     return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
+    }();
+    // Only a box bounded by values of the function body (not of a loop
+    // iteration) is reused: those dominate every later use.
+    bool functionLevel = llvm::all_of(idx, [&](const IntervalValues &r) {
+      return Value(r.lo).getParentBlock() == entry &&
+             Value(r.hi).getParentBlock() == entry;
+    });
+    if (result && functionLevel && b.getInsertionBlock() == entry)
+      (*memoRef)[key] = *result;
+    return result;
   };
 
   // Closed-form kv range of this q-tile: loop bounds over kv-tiles.

@@ -49,10 +49,16 @@ float elementAt(const TensorView &t, int64_t i0, int64_t i1, int64_t i2,
 }
 
 /// A contiguous f32 buffer and its memref descriptor as packed pointers.
+/// The storage is the launching thread's and is kept between launches:
+/// allocating (and first touching) megabytes per call costs more than the
+/// kernels of sparse masks. Every element is written by the fill, padding
+/// included, so the buffer is never cleared.
 struct Operand {
-  std::vector<float> data;
+  std::vector<float> &data;
   void *ptr = nullptr;
   int64_t offset = 0, sizes[4] = {}, strides[4] = {};
+
+  explicit Operand(std::vector<float> &storage) : data(storage) {}
 
   void init(std::array<int64_t, 4> shape) {
     int64_t n = 1;
@@ -61,7 +67,8 @@ struct Operand {
       strides[i] = n;
       n *= shape[i];
     }
-    data.assign(n, 0.0f);
+    if (static_cast<int64_t>(data.size()) < n)
+      data.resize(n);
     ptr = data.data();
   }
   void append(std::vector<void *> &args) {
@@ -102,7 +109,8 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   int64_t lkvP = kvTiles * shape.tileKV;
   int64_t dvP = (Dv + shape.vectorWidth - 1) / shape.vectorWidth *
                 shape.vectorWidth;
-  Operand kt, vf;
+  thread_local std::vector<float> ktStorage, vfStorage;
+  Operand kt(ktStorage), vf(vfStorage);
   kt.init({B, Hkv, kvTiles * D, shape.tileKV});
   vf.init({B, Hkv, lkvP, dvP});
   int prepThreads = args.numThreads > 0 ? args.numThreads : defaultThreadCount();
@@ -136,6 +144,13 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
         for (int64_t c = 0; c < Dv; ++c)
           vfBase[j * dvP + c] = elementAt(V, b, h, j, c);
       }
+      std::fill(vfBase + j * dvP + Dv, vfBase + (j + 1) * dvP, 0.0f);
+    }
+    // Keys past Lkv in the last tile are zero.
+    for (int64_t j = j1; j < j0 + shape.tileKV; ++j) {
+      for (int64_t d = 0; d < D; ++d)
+        ktBase[d * shape.tileKV + (j - j0)] = 0.0f;
+      std::fill(vfBase + j * dvP, vfBase + (j + 1) * dvP, 0.0f);
     }
   });
 
