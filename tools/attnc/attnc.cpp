@@ -63,8 +63,11 @@ STAGES (--emit)
   ast      the parsed syntax tree, before any checks
   mlir     the `attn` dialect: one attn.variant per attention block
   loops    the reference kernel: scf loops over memrefs (--dtype picks f32/f16)
-  llvm     the kernel in the LLVM dialect
-  llvm-ir  the kernel as LLVM IR
+  tiled    the optimised CPU kernel: one (b, h, q-tile) work item with the
+           mask's kv bounds, tile skipping, online softmax and vector
+           micro-kernels (--head-dim N [--value-dim N], default 64)
+  llvm     the kernel in the LLVM dialect (the tiled one with --head-dim)
+  llvm-ir  the kernel as LLVM IR (the tiled one with --head-dim)
   obj      a relocatable object for this CPU (-o FILE.o; ahead of time)
   header   a C header with a typed entry point for that object: link both
            with the attn_launcher library (see docs/runtime.md). Both give
@@ -101,7 +104,8 @@ OPTIONS
 
 EXAMPLE
   attnc examples/alibi.attn --variant alibi --emit=mlir
-  attnc run examples/causal.attn --q q.npy --k k.npy --v v.npy -o o.npy
+  attnc run examples/variants.attn --variant causal_lm \
+      --q examples/data/q.npy --k examples/data/k.npy --v examples/data/v.npy -o o.npy
 )";
 
 [[noreturn]] void fail(const llvm::Twine &msg) {
@@ -219,13 +223,14 @@ Options parseArgs(int argc, char **argv) {
     if (o.emit.empty())
       fail("nothing to do: give --emit=STAGE or use 'attnc run' (see attnc "
            "--help)");
-    static const char *stages[] = {"ast",    "mlir", "loops", "llvm", "llvm-ir",
-                                   "obj",    "header", "gpu", "nvvm", "ptx"};
+    static const char *stages[] = {"ast",    "mlir",    "loops", "tiled",
+                                   "llvm",   "llvm-ir", "obj",   "header",
+                                   "gpu",    "nvvm",    "ptx"};
     if (std::find(std::begin(stages), std::end(stages), o.emit) ==
         std::end(stages))
       fail("unknown stage '" + o.emit +
-           "' for --emit (expected ast, mlir, loops, llvm, llvm-ir, obj, "
-           "header, gpu, nvvm or ptx)");
+           "' for --emit (expected ast, mlir, loops, tiled, llvm, llvm-ir, "
+           "obj, header, gpu, nvvm or ptx)");
     for (const std::string *dim : {&o.headDim, &o.valueDim})
       if (!dim->empty() &&
           (dim->find_first_not_of("0123456789") != std::string::npos ||
@@ -661,6 +666,17 @@ int main(int argc, char **argv) {
         buildGpuLowerToNVVMPipeline(pm);
       if (o.emit == "ptx")
         buildGpuToPtxPipeline(pm, gopts);
+    } else if (o.emit == "tiled" || !o.headDim.empty()) {
+      // The optimised CPU kernel: one (b, h, q-tile) work item.
+      TiledPipelineOptions t;
+      t.elementType = o.dtype;
+      t.headDim = t.valueDim = o.headDim.empty() ? 64 : std::stoi(o.headDim);
+      if (!o.valueDim.empty())
+        t.valueDim = std::stoi(o.valueDim);
+      t.vectorWidth = hostVectorWidth(0);
+      buildTiledKernelPipeline(pm, t);
+      if (o.emit != "tiled")
+        buildLowerToLLVMPipeline(pm);
     } else {
       buildReferenceLoopsPipeline(pm, o.dtype);
       if (o.emit != "loops")
