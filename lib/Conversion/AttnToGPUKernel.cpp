@@ -346,16 +346,9 @@ void GpuKernelBuilder::build() {
   MLIRContext *ctx = variant.getContext();
   norm = variant.getNormKind();
 
-  SmallVector<Type> inputs(4, stridedMemRef(elementType, 4));
-  inputs.push_back(stridedMemRef(b.getF32Type(), 3));
   SmallVector<attn::ParamOp> runtimeParams;
-  for (attn::ParamOp p : variant.getParams())
-    if (!p.getIsConst()) {
-      runtimeParams.push_back(p);
-      inputs.push_back(kernelParamType(b, p));
-    }
-  inputs.push_back(b.getI32Type());
-  inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
+  SmallVector<Type> inputs =
+      kernelArgumentTypes(b, variant, elementType, runtimeParams);
 
   auto module = gpu::GPUModuleOp::create(b, loc, variant.getSymName());
   b.setInsertionPointToStart(module.getBody());

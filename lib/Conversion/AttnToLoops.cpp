@@ -257,16 +257,9 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
 func::FuncOp KernelBuilder::build() {
   Location loc = variant.getLoc();
   MLIRContext *ctx = variant.getContext();
-  SmallVector<Type> inputs(4, stridedMemRef(elementType, 4));
-  inputs.push_back(stridedMemRef(b.getF32Type(), 3));
   SmallVector<attn::ParamOp> runtimeParams;
-  for (attn::ParamOp p : variant.getParams())
-    if (!p.getIsConst()) {
-      runtimeParams.push_back(p);
-      inputs.push_back(kernelParamType(b, p));
-    }
-  inputs.push_back(b.getI32Type());
-  inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
+  SmallVector<Type> inputs =
+      kernelArgumentTypes(b, variant, elementType, runtimeParams);
   auto fn = func::FuncOp::create(b, loc, variant.getSymName(),
                                  FunctionType::get(ctx, inputs, {}));
   Block *entry = fn.addEntryBlock();

@@ -653,16 +653,9 @@ func::FuncOp TiledKernelBuilder::build() {
   loc = variant.getLoc();
   MLIRContext *ctx = variant.getContext();
   norm = variant.getNormKind();
-  SmallVector<Type> inputs(4, stridedMemRef(elementType, 4));
-  inputs.push_back(stridedMemRef(b.getF32Type(), 3));
   SmallVector<attn::ParamOp> runtimeParams;
-  for (attn::ParamOp p : variant.getParams())
-    if (!p.getIsConst()) {
-      runtimeParams.push_back(p);
-      inputs.push_back(kernelParamType(b, p));
-    }
-  inputs.push_back(b.getI32Type());
-  inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
+  SmallVector<Type> inputs =
+      kernelArgumentTypes(b, variant, elementType, runtimeParams);
   // The work item: (b, h, q-tile), then K transposed and V, converted to
   // f32 and zero-padded once per call by the host: Kt [B, Hkv, kvTiles * D,
   // Tk] (each kv-tile's K^T one contiguous block) and Vf [B, Hkv, LkvP, DvP]

@@ -32,6 +32,22 @@ Type attnc::kernelParamType(Builder &b, attn::ParamOp p) {
   return t.isInteger(1) ? b.getI32Type() : t;
 }
 
+SmallVector<Type>
+attnc::kernelArgumentTypes(Builder &b, attn::VariantOp variant,
+                           Type elementType,
+                           SmallVectorImpl<attn::ParamOp> &runtimeParams) {
+  SmallVector<Type> inputs(4, stridedMemRef(elementType, 4));
+  inputs.push_back(stridedMemRef(b.getF32Type(), 3));
+  for (attn::ParamOp p : variant.getParams())
+    if (!p.getIsConst()) {
+      runtimeParams.push_back(p);
+      inputs.push_back(kernelParamType(b, p));
+    }
+  inputs.push_back(b.getI32Type());
+  inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
+  return inputs;
+}
+
 Value attnc::inlineItemRegion(OpBuilder &b, Region &region, ValueRange args) {
   Block &block = region.front();
   IRMapping map;

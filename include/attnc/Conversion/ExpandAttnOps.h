@@ -34,6 +34,15 @@ struct KernelContext {
 /// The kernel argument type of a runtime param (KernelABI.h).
 mlir::Type kernelParamType(mlir::Builder &b, mlir::attn::ParamOp param);
 
+/// The leading argument types of every kernel (KernelABI.h): Q, K, V, O
+/// (strided rank-4 memrefs of `elementType`), LSE, the runtime params of
+/// `variant` in declaration order, the flag word and the status memref.
+/// `runtimeParams` receives those params.
+llvm::SmallVector<mlir::Type>
+kernelArgumentTypes(mlir::Builder &b, mlir::attn::VariantOp variant,
+                    mlir::Type elementType,
+                    llvm::SmallVectorImpl<mlir::attn::ParamOp> &runtimeParams);
+
 /// A strided memref of dynamic shape, as kernels take every tensor.
 mlir::MemRefType stridedMemRef(mlir::Type elementType, unsigned rank);
 
