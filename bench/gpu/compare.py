@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Times attnc's GPU kernels beside PyTorch's on the same tensors.
+
+Runs each variant through libattn's C API (ctypes, on torch's device
+pointers and current stream) and, where they apply, SDPA's FlashAttention-2
+and cuDNN backends and FlexAttention (torch.compile'd; its block-mask
+construction timed separately and reported without and with it). Prints a
+table of TFLOP/s over unmasked score entries only and ratios, and writes
+JSON. Needs a CUDA GPU, PyTorch and a libattn built for it; use a fresh
+cache directory per run (ATTN_CACHE_DIR) so compile times are honest.
+
+  python3 bench/gpu/compare.py --lib build/lib/libattn.so --json out.json
+"""
+import argparse
+import ctypes as C
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+ATTN_F32, ATTN_F16 = 0, 1
+ATTN_TARGET_NVPTX = 1
+
+
+class Tensor(C.Structure):
+    _fields_ = [("data", C.c_void_p), ("dtype", C.c_int), ("rank", C.c_int32),
+                ("shape", C.POINTER(C.c_int64)), ("strides", C.POINTER(C.c_int64))]
+
+
+def load(lib_path):
+    lib = C.CDLL(lib_path)
+    lib.attn_last_error.restype = C.c_char_p
+    for name, args in [
+        ("attn_runtime_create", [C.POINTER(C.c_void_p)]),
+        ("attn_compile_options_create", [C.POINTER(C.c_void_p)]),
+        ("attn_compile_options_set_target", [C.c_void_p, C.c_int]),
+        ("attn_compile_options_set_dtype", [C.c_void_p, C.c_int]),
+        ("attn_compile_options_set_head_dims", [C.c_void_p, C.c_int64, C.c_int64]),
+        ("attn_compile", [C.c_void_p, C.c_char_p, C.c_void_p, C.POINTER(C.c_void_p)]),
+        ("attn_run_args_create", [C.POINTER(C.c_void_p)]),
+        ("attn_run_args_set_tensors", [C.c_void_p] + [C.POINTER(Tensor)] * 5),
+        ("attn_run_args_set_tensor", [C.c_void_p, C.c_char_p, C.POINTER(Tensor)]),
+        ("attn_run_args_set_stream", [C.c_void_p, C.c_void_p]),
+        ("attn_kernel_run", [C.c_void_p, C.c_void_p]),
+    ]:
+        getattr(lib, name).argtypes = args
+        getattr(lib, name).restype = C.c_int
+    return lib
+
+
+def check(lib, status, what):
+    if status != 0:
+        raise RuntimeError("%s: %s" % (what, lib.attn_last_error().decode()))
+
+
+def view(t, keep):
+    shape = (C.c_int64 * t.dim())(*t.shape)
+    strides = (C.c_int64 * t.dim())(*t.stride())
+    keep += [shape, strides]
+    dtype = {torch.float16: ATTN_F16, torch.float32: ATTN_F32, torch.int32: 2,
+             torch.bool: 3}[t.dtype]
+    return Tensor(t.data_ptr(), dtype, t.dim(), shape, strides)
+
+
+def cuda_time(fn, reps):
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(True), torch.cuda.Event(True)
+    times = []
+    for _ in range(reps):
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return times[len(times) // 2]  # median, ms
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lib", required=True)
+    ap.add_argument("--B", type=int, default=4)
+    ap.add_argument("--H", type=int, default=16)
+    ap.add_argument("--L", type=int, default=4096)
+    ap.add_argument("--D", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    B, H, L, D = a.B, a.H, a.L, a.D
+    lib = load(a.lib)
+    rt = C.c_void_p()
+    check(lib, lib.attn_runtime_create(C.byref(rt)), "runtime")
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(B, H, L, D, device="cuda", dtype=torch.float16) for _ in range(3))
+    ndoc = 16
+    doc = (torch.arange(L, device="cuda", dtype=torch.int32) * ndoc // L).contiguous()
+    slopes = torch.tensor([2.0 ** (-8.0 * (h + 1) / H) for h in range(H)],
+                          device="cuda", dtype=torch.float32)
+    idx = torch.arange(L, device="cuda")
+
+    # name, .attn source, entries kept per (b, h), FlexAttention score_mod / mask_mod
+    def causal_m(b, h, qi, ki):
+        return ki <= qi
+    variants = [
+        ("dense", "attention v {}", L * L, None, None),
+        ("causal", "attention v { mask = causal(); }", L * (L + 1) // 2, None, causal_m),
+        ("sliding_window_1024", "attention v { mask = sliding_window(1024); }",
+         sum(min(i + 1, 1024) for i in range(L)), None,
+         lambda b, h, qi, ki: (ki <= qi) & (qi - ki < 1024)),
+        ("documents_16", "attention v { param doc: i32[Lkv]; mask = doc[q_idx] == doc[kv_idx]; }",
+         ndoc * (L // ndoc) ** 2, None, lambda b, h, qi, ki: doc[qi] == doc[ki]),
+        ("prefix_lm_1024", "attention v { mask = prefix_lm(1024); }",
+         sum(max(1024, i + 1) for i in range(L)), None,
+         lambda b, h, qi, ki: (ki < 1024) | (ki <= qi)),
+        ("alibi_causal", "attention v { param slopes: f32[H]; score = score + slopes[h] * f32(kv_idx - q_idx); mask = causal(); }",
+         L * (L + 1) // 2, lambda s, b, h, qi, ki: s + slopes[h] * (ki - qi), causal_m),
+        ("softcap_causal", "attention v { score = softcap(score, 50.0); mask = causal(); }",
+         L * (L + 1) // 2, lambda s, b, h, qi, ki: 50.0 * torch.tanh(s / 50.0), causal_m),
+    ]
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+        flex = torch.compile(flex_attention)
+    except Exception as e:  # FlexAttention missing: report, go on
+        print("FlexAttention unavailable:", e)
+        flex = None
+
+    rows, results = [], []
+    for name, src, kept, score_mod, mask_mod in variants:
+        flops = 4.0 * B * H * kept * D
+        tf = lambda ms: flops / (ms * 1e-3) / 1e12 if ms else float("nan")
+        r = {"variant": name, "gflop": flops / 1e9}
+        # attnc
+        opts = C.c_void_p()
+        check(lib, lib.attn_compile_options_create(C.byref(opts)), "options")
+        lib.attn_compile_options_set_target(opts, ATTN_TARGET_NVPTX)
+        lib.attn_compile_options_set_dtype(opts, ATTN_F16)
+        lib.attn_compile_options_set_head_dims(opts, D, D)
+        kern = C.c_void_p()
+        t0 = time.time()
+        check(lib, lib.attn_compile(rt, src.encode(), opts, C.byref(kern)), name)
+        r["attnc_compile_s"] = time.time() - t0
+        o = torch.full_like(q, float("nan"))
+        keep = []
+        args = C.c_void_p()
+        check(lib, lib.attn_run_args_create(C.byref(args)), "args")
+        tq, tk, tv, to = (view(t, keep) for t in (q, k, v, o))
+        check(lib, lib.attn_run_args_set_tensors(args, C.byref(tq), C.byref(tk), C.byref(tv),
+                                                 C.byref(to), None), "tensors")
+        if "doc" in src:
+            td = view(doc, keep)
+            check(lib, lib.attn_run_args_set_tensor(args, b"doc", C.byref(td)), "doc")
+        if "slopes" in src:
+            ts = view(slopes, keep)
+            check(lib, lib.attn_run_args_set_tensor(args, b"slopes", C.byref(ts)), "slopes")
+        check(lib, lib.attn_run_args_set_stream(args, C.c_void_p(torch.cuda.current_stream().cuda_stream)), "stream")
+        run = lambda: check(lib, lib.attn_kernel_run(kern, args), name)
+        r["attnc_ms"] = cuda_time(run, a.reps)
+        # correctness against an fp32 reference (masked softmax)
+        s = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(D)
+        qi, ki = idx[:, None], idx[None, :]
+        if score_mod:
+            s = score_mod(s, None, torch.arange(H, device="cuda")[None, :, None, None], qi, ki)
+        if mask_mod:
+            s = s.masked_fill(~mask_mod(None, None, qi, ki), float("-inf"))
+        ref = torch.softmax(s, -1) @ v.float()
+        r["attnc_relerr"] = ((o.float() - ref).norm() / ref.norm()).item()
+        del s, ref
+        # SDPA backends (dense and causal only)
+        if name in ("dense", "causal"):
+            for backend, label in [(SDPBackend.FLASH_ATTENTION, "fa2"), (SDPBackend.CUDNN_ATTENTION, "cudnn")]:
+                try:
+                    with sdpa_kernel(backend):
+                        r[label + "_ms"] = cuda_time(lambda: F.scaled_dot_product_attention(
+                            q, k, v, is_causal=(name == "causal")), a.reps)
+                except Exception as e:
+                    r[label + "_error"] = str(e)[:200]
+        if flex is not None:
+            try:
+                bm = None
+                if mask_mod is not None:
+                    torch.cuda.synchronize()
+                    t0 = time.time()
+                    bm = create_block_mask(mask_mod, None, None, L, L, device="cuda")
+                    torch.cuda.synchronize()
+                    r["flex_blockmask_ms"] = (time.time() - t0) * 1e3
+                sm = (lambda s, b, h, qi, ki: score_mod(s, b, h, qi, ki)) if score_mod else None
+                r["flex_ms"] = cuda_time(lambda: flex(q, k, v, score_mod=sm, block_mask=bm), a.reps)
+            except Exception as e:
+                r["flex_error"] = str(e)[:200]
+        results.append(r)
+        line = "%-20s attnc %8.3f ms %7.1f TF/s (err %.1e)" % (name, r["attnc_ms"], tf(r["attnc_ms"]), r["attnc_relerr"])
+        for label in ("fa2", "cudnn", "flex"):
+            if label + "_ms" in r:
+                line += " | %s %7.1f TF/s x%.2f" % (label, tf(r[label + "_ms"]), r[label + "_ms"] / r["attnc_ms"])
+        if "flex_blockmask_ms" in r:
+            line += " | flex+mask x%.2f" % ((r["flex_ms"] + r["flex_blockmask_ms"]) / r["attnc_ms"])
+        print(line, flush=True)
+    out = {"gpu": torch.cuda.get_device_name(), "B": B, "H": H, "L": L, "D": D,
+           "dtype": "float16", "results": results}
+    if a.json:
+        json.dump(out, open(a.json, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
