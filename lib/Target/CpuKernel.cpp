@@ -32,6 +32,25 @@ std::string CompileOptions::describe() const {
   return s;
 }
 
+std::string attnc::tiledOptionsError(const CompileOptions &options) {
+  if (options.headDim <= 0 || options.valueDim <= 0)
+    return "a tiled kernel needs its head dimensions D and Dv";
+  if (options.headDim > kMaxTiledHeadDim || options.valueDim > kMaxTiledHeadDim)
+    return "tiled CPU kernels support head dims up to " +
+           std::to_string(kMaxTiledHeadDim) + ", got D = " +
+           std::to_string(options.headDim) + ", Dv = " +
+           std::to_string(options.valueDim) + "; use the reference kernel";
+  int64_t stackBytes = 4 * options.tileQ *
+                       (options.headDim + options.valueDim + 16 + options.tileKV);
+  if (options.tileQ <= 0 || options.tileKV <= 0 ||
+      stackBytes > kMaxTiledStackBytes)
+    return "tiles of " + std::to_string(options.tileQ) + " x " +
+           std::to_string(options.tileKV) + " need " +
+           std::to_string(stackBytes) + " bytes of stack per thread (at most " +
+           std::to_string(kMaxTiledStackBytes) + "); choose smaller tiles";
+  return "";
+}
+
 int attnc::hostVectorWidth(int requested) {
   if (requested > 0)
     return requested;
@@ -75,10 +94,9 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
   if (options.reference) {
     buildReferenceLoopsPipeline(pm, elem);
   } else {
-    if (options.headDim <= 0 || options.valueDim <= 0) {
-      error = "a tiled kernel needs its head dimensions D and Dv";
+    error = tiledOptionsError(options);
+    if (!error.empty())
       return false;
-    }
     TiledPipelineOptions tiled;
     tiled.elementType = elem;
     tiled.headDim = options.headDim;

@@ -568,7 +568,10 @@ Status Runtime::Impl::compile(const std::string &source,
   bool dimsKnown = options.headDim > 0 && options.valueDim > 0;
   switch (options.tiling.mode) {
   case Tiling::Mode::Auto:
-    copts.reference = !dimsKnown;
+    // The tiled kernel when it applies; very wide heads use the reference.
+    copts.reference = !dimsKnown ||
+                      options.headDim > attnc::kMaxTiledHeadDim ||
+                      options.valueDim > attnc::kMaxTiledHeadDim;
     break;
   case Tiling::Mode::Reference:
     copts.reference = true;
@@ -593,6 +596,11 @@ Status Runtime::Impl::compile(const std::string &source,
   if (!copts.reference) {
     copts.headDim = options.headDim;
     copts.valueDim = options.valueDim;
+    if (options.target == Target::CPU) {
+      error = attnc::tiledOptionsError(copts);
+      if (!error.empty())
+        return Status::InvalidArgument;
+    }
   }
 
   // 1. Memory, by text.

@@ -184,6 +184,38 @@ TEST(Numerics, StridedViewsThroughBothKernels) {
   }
 }
 
+TEST(Numerics, WideHeadsUseTheReferenceKernel) {
+  // Tiled kernels keep their tiles on the stack: Auto tiling falls back to
+  // the reference kernel for D > kMaxTiledHeadDim and still computes.
+  attn::Runtime rt(memoryOnly());
+  attn::CompileOptions opts;
+  opts.headDim = 600;
+  opts.valueDim = 8;
+  attn::Kernel k = rt.compile("attention w { mask = kv_idx <= q_idx; }", opts);
+  Problem p(1, 2, 1, 9, 11, 600, 8, 21);
+  k.run(p.args());
+  EXPECT_LT(
+      p.maxError([](double s, int64_t, int64_t, int64_t, int64_t) { return s; },
+                 [](int64_t, int64_t, int64_t i, int64_t j) { return j <= i; }),
+      1e-4);
+}
+
+TEST(Errors, TiledKernelsRefuseWhatWouldOverflowTheStack) {
+  attn::Runtime rt(memoryOnly());
+  std::string error;
+  attn::CompileOptions wide;
+  wide.headDim = wide.valueDim = 600;
+  wide.tiling = attn::Tiling::fixed(64, 64);
+  EXPECT_EQ(compileStatus(rt, "attention a {}", wide, error),
+            Status::InvalidArgument);
+  EXPECT_NE(error.find("head dims up to 512"), std::string::npos) << error;
+  attn::CompileOptions huge;
+  huge.headDim = huge.valueDim = 64;
+  huge.tiling = attn::Tiling::fixed(65536, 64);
+  EXPECT_NE(compileStatus(rt, "attention a {}", huge, error), Status::Ok);
+  EXPECT_NE(error.find("choose smaller tiles"), std::string::npos) << error;
+}
+
 TEST(Numerics, RuntimeScalarNeverRecompiles) {
   attn::Runtime rt(memoryOnly());
   const char *src = "attention win { param window: i32 = 4; "

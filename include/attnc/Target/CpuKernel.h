@@ -43,6 +43,18 @@ struct CompileOptions {
 };
 
 /// A compiled variant, free of MLIR: what is stored in the kernel cache.
+/// Tiled kernels keep their Q, S and O tiles on the stack of the worker
+/// threads; head dims beyond this use the reference kernel (Auto) or are
+/// rejected (explicit tiling), and a tiling whose tiles exceed
+/// kMaxTiledStackBytes is rejected, so that no shape can overflow a stack.
+constexpr int64_t kMaxTiledHeadDim = 512;
+constexpr int64_t kMaxTiledStackBytes = 2 << 20;
+
+struct CompileOptions;
+/// Why `options` cannot build a tiled kernel (head dims unknown or too wide,
+/// tiles too large), or "" when they can.
+std::string tiledOptionsError(const CompileOptions &options);
+
 /// f32 lanes per vector for tiled kernels: `requested` if positive, else 16
 /// on hosts with AVX-512 and 8 elsewhere.
 int hostVectorWidth(int requested);
