@@ -211,6 +211,11 @@ private:
   KernelContext kctx;
   // Scratch tiles (flat f32 memrefs) and the host-prepared K^T and V.
   Value qp, kt, s, vp, oacc, mrow, lrow;
+  // Tile summaries (per q-tile, per kv-tile) of rank-1 integer params, and
+  // the bounds of the current q-tile and kv-tile that select their rows.
+  SmallVector<attn::ParamOp> summarized;
+  llvm::StringMap<std::pair<Value, Value>> summaries;
+  Value qtIdx, rowQLo, rowQHi, curKvLo, curKvHi, curKtIdx;
   bool foldLog2e = false;
   attn::NormKind norm = attn::NormKind::softmax;
 };
@@ -664,6 +669,17 @@ func::FuncOp TiledKernelBuilder::build() {
   inputs.append(3, b.getIndexType());
   SmallVector<int64_t> dyn4(4, ShapedType::kDynamic);
   inputs.append(2, MemRefType::get(dyn4, b.getF32Type()));
+  // Tile summaries of data-dependent masks: for every rank-1 i32 or bool
+  // tensor param, its (min, max) per tile of tile-q entries and per tile of
+  // tile-kv entries, computed by the host in O(length) once per call (or
+  // reused across calls), so that classifying a tile is O(1) whenever the
+  // mask reads the param at q_idx or kv_idx.
+  for (attn::ParamOp p : runtimeParams)
+    if (p.isTensor() && p.getRank() == 1 && !p.getElementType().isF32()) {
+      summarized.push_back(p);
+      inputs.append(2, MemRefType::get({ShapedType::kDynamic, 2},
+                                       b.getI32Type()));
+    }
   auto fn = func::FuncOp::create(b, loc, variant.getSymName(),
                                  FunctionType::get(ctx, inputs, {}));
   Block *entry = fn.addEntryBlock();
@@ -677,13 +693,19 @@ func::FuncOp TiledKernelBuilder::build() {
   for (auto [i, p] : llvm::enumerate(runtimeParams))
     kctx.params[p.getSymName()] = {entry->getArgument(5 + i),
                                    static_cast<int>(i)};
-  flags = entry->getArgument(n - 7);
-  status = entry->getArgument(n - 6);
-  bi = entry->getArgument(n - 5);
-  hi = entry->getArgument(n - 4);
-  Value qt = entry->getArgument(n - 3);
-  kt = entry->getArgument(n - 2);
-  vp = entry->getArgument(n - 1);
+  unsigned prefix = 7 + runtimeParams.size(); // through the status memref
+  (void)n;
+  flags = entry->getArgument(prefix - 2);
+  status = entry->getArgument(prefix - 1);
+  bi = entry->getArgument(prefix);
+  hi = entry->getArgument(prefix + 1);
+  Value qt = entry->getArgument(prefix + 2);
+  kt = entry->getArgument(prefix + 3);
+  vp = entry->getArgument(prefix + 4);
+  for (auto [i, p] : llvm::enumerate(summarized))
+    summaries[p.getSymName()] = {entry->getArgument(prefix + 5 + 2 * i),
+                                 entry->getArgument(prefix + 6 + 2 * i)};
+  qtIdx = qt;
 
   std::pair<Value, int64_t> dims[7] = {{q, 0}, {q, 1}, {k, 1}, {q, 2},
                                        {k, 2}, {q, 3}, {v, 3}};
@@ -770,6 +792,44 @@ func::FuncOp TiledKernelBuilder::build() {
       return it->second;
     std::optional<IntervalValues> result = [&]()
         -> std::optional<IntervalValues> {
+    // p[q_idx] over this q-tile or p[kv_idx] over this kv-tile: one row
+    // of the host's tile summary (its tile covers the box, possibly more).
+    auto sum = summaries.find(p.getSymName());
+    if (sum != summaries.end() && idx.size() == 1) {
+      Value table, row;
+      if (idx[0].lo == rowQLo && idx[0].hi == rowQHi) {
+        table = sum->second.first;
+        row = qtIdx;
+      } else if (curKvLo && idx[0].lo == curKvLo && idx[0].hi == curKvHi) {
+        table = sum->second.second;
+        row = curKtIdx;
+      }
+      if (table) {
+        Value t = kctx.params.find(p.getSymName())->second.arg;
+        Value len = toI64(memref::DimOp::create(b, loc, t, 0));
+        Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                             idx[0].hi, len);
+        bool isBool = p.getElementType().isInteger(1);
+        auto ifOp = scf::IfOp::create(
+            b, loc, inside,
+            [&](OpBuilder &, Location) {
+              auto word = [&](int64_t col) {
+                Value x = memref::LoadOp::create(b, loc, table,
+                                                 ValueRange{row, cIdx(col)});
+                return arith::ExtSIOp::create(b, loc, b.getI64Type(), x)
+                    .getResult();
+              };
+              scf::YieldOp::create(b, loc, ValueRange{word(0), word(1)});
+            },
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(
+                  b, loc,
+                  ValueRange{cI64(isBool ? 0 : INT32_MIN),
+                             cI64(isBool ? 1 : INT32_MAX)});
+            });
+        return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
+      }
+    }
     // min/max over the index box, read directly when the box is within
     // the tensor and holds at most 4096 entries; otherwise unknown.
     auto it = kctx.params.find(p.getSymName());
@@ -859,6 +919,8 @@ func::FuncOp TiledKernelBuilder::build() {
                                                   b, loc, q0, rows)),
                                       cI64(1));
   env.q = {toI64(q0), qLast};
+  rowQLo = env.q.lo;
+  rowQHi = env.q.hi;
   env.kv = {cI64(0), arith::SubIOp::create(b, loc, sizeI64[4], cI64(1))};
   TileFacts rowFacts = emitTileFacts(b, loc, maskOp, env);
   Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
@@ -886,7 +948,11 @@ func::FuncOp TiledKernelBuilder::build() {
                   arith::SubIOp::create(
                       b, loc, toI64(arith::AddIOp::create(b, loc, k0, cols)),
                       cI64(1))};
+    curKvLo = tileEnv.kv.lo;
+    curKvHi = tileEnv.kv.hi;
+    curKtIdx = ktIdx;
     TileFacts facts = emitTileFacts(b, loc, maskOp, tileEnv);
+    curKvLo = curKvHi = curKtIdx = Value();
     // All-false tiles are skipped; all-true ones run without the mask.
     scf::IfOp::create(b, loc, facts.mayBeTrue, [&](OpBuilder &, Location) {
       countTiles(kStatusTilesComputed, cI32(1));

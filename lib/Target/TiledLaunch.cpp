@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <map>
+#include <variant>
 
 using namespace attnc;
 
@@ -79,6 +81,56 @@ struct Operand {
       args.push_back(&x);
     for (int64_t &x : strides)
       args.push_back(&x);
+  }
+};
+
+/// Per-tile (min, max) of a rank-1 int32 or bool tensor, as a [rows, 2]
+/// int32 memref descriptor.
+struct Summary {
+  const void *data = nullptr;
+  int64_t length = 0, stride = 0, tile = 0;
+  std::vector<int32_t> table;
+  void *ptr = nullptr;
+  int64_t offset = 0, sizes[2] = {}, strides[2] = {2, 1};
+
+  void compute(const TensorView &t, int64_t tileSize) {
+    data = t.data;
+    length = t.shape[0];
+    stride = t.strides[0];
+    tile = tileSize;
+    int64_t rows = (length + tile - 1) / tile;
+    table.assign(2 * rows, 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      int32_t lo = INT32_MAX, hi = INT32_MIN;
+      for (int64_t i = r * tile; i < std::min(length, (r + 1) * tile); ++i) {
+        int32_t x;
+        if (t.dtype == DType::Bool) {
+          x = static_cast<const uint8_t *>(t.data)[i * stride] != 0;
+        } else {
+          std::memcpy(&x, static_cast<const char *>(t.data) + i * stride * 4, 4);
+        }
+        lo = std::min(lo, x);
+        hi = std::max(hi, x);
+      }
+      table[2 * r] = lo;
+      table[2 * r + 1] = hi;
+    }
+  }
+  bool matches(const TensorView &t, int64_t tileSize) const {
+    return data == t.data && length == t.shape[0] && stride == t.strides[0] &&
+           tile == tileSize;
+  }
+  void append(std::vector<void *> &args) {
+    ptr = table.data();
+    sizes[0] = static_cast<int64_t>(table.size() / 2);
+    sizes[1] = 2;
+    args.push_back(&ptr);
+    args.push_back(&ptr);
+    args.push_back(&offset);
+    args.push_back(&sizes[0]);
+    args.push_back(&sizes[1]);
+    args.push_back(&strides[0]);
+    args.push_back(&strides[1]);
   }
 };
 
@@ -158,6 +210,23 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   std::vector<void *> shared;
   kt.append(shared);
   vf.append(shared);
+  // Tile summaries of rank-1 integer params (per q-tile, per kv-tile), in
+  // the kernel's order; this thread keeps them for reuse.
+  thread_local std::map<std::string, std::pair<Summary, Summary>> summaryCache;
+  for (const SignatureParam &p : sig.params) {
+    if (p.isConst || !p.isTensor || p.dims.size() != 1 ||
+        p.type == ParamType::F32)
+      continue;
+    const TensorView &t = std::get<TensorView>(args.params.at(p.name));
+    auto &[sq, sk] = summaryCache[p.name];
+    if (!(args.reuseTileSummaries && sq.matches(t, shape.tileQ) &&
+          sk.matches(t, shape.tileKV))) {
+      sq.compute(t, shape.tileQ);
+      sk.compute(t, shape.tileKV);
+    }
+    sq.append(shared);
+    sk.append(shared);
+  }
 
   int64_t bh = sz.value[0] * sz.value[1];
   int64_t tiles = (sz.value[3] + shape.tileQ - 1) / shape.tileQ;

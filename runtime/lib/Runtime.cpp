@@ -273,6 +273,7 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
     }
   }
   args.numThreads = a.threads;
+  args.reuseTileSummaries = a.paramsUnchanged;
   attnc::LaunchStatus launched = k.gpu ? k.gpu->launch(args, a.stream, error)
                                        : k.cpu->launch(args, error);
   switch (launched) {

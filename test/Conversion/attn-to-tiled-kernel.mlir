@@ -72,3 +72,24 @@ attn.variant @alibi {
 attn.variant @sig {
   attn.normalize sigmoid
 }
+
+// -----
+
+// A data-dependent mask: the kernel takes the host's per-tile (min, max)
+// summaries of the rank-1 param (per q-tile, per kv-tile) and classifies a
+// tile from one row of each, instead of scanning the param.
+// CHECK-LABEL: func.func @documents(
+// CHECK-SAME: %[[SQ:[a-z0-9]+]]: memref<?x2xi32>, %[[SK:[a-z0-9]+]]: memref<?x2xi32>)
+// CHECK: memref.load %[[SQ]][%{{.+}}, %c0{{.*}}] : memref<?x2xi32>
+// CHECK: memref.load %[[SQ]][%{{.+}}, %c1{{.*}}] : memref<?x2xi32>
+// CHECK: scf.for
+// CHECK: memref.load %[[SK]][%{{.+}}, %c0{{.*}}] : memref<?x2xi32>
+attn.variant @documents {
+  attn.param @doc : i32[Lkv]
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    %dq = attn.param_load @doc[%q] : i32
+    %dk = attn.param_load @doc[%kv] : i32
+    %m = arith.cmpi eq, %dq, %dk : i32
+    attn.yield %m : i1
+  }
+}

@@ -216,6 +216,40 @@ TEST(Errors, TiledKernelsRefuseWhatWouldOverflowTheStack) {
   EXPECT_NE(error.find("choose smaller tiles"), std::string::npos) << error;
 }
 
+TEST(Numerics, DocumentMaskSummariesAndTheirReuse) {
+  // Document ids are summarised per tile by the launcher; with
+  // paramsUnchanged the summaries of the previous run are reused (same
+  // output), and without it changed ids are honoured.
+  attn::Runtime rt(memoryOnly());
+  attn::CompileOptions opts;
+  opts.headDim = opts.valueDim = 16;
+  attn::Kernel k = rt.compile(
+      "attention d { param doc: i32[Lkv]; mask = doc[q_idx] == doc[kv_idx]; }",
+      opts);
+  Problem p(1, 2, 2, 300, 300, 16, 16, 31);
+  std::vector<int32_t> doc(300);
+  auto check = [&](bool unchanged) {
+    p.poison();
+    attn::RunArgs args = p.args();
+    args.params["doc"] = attn::Tensor::contiguous(doc.data(), attn::DType::I32,
+                                                  {int64_t(doc.size())});
+    args.paramsUnchanged = unchanged;
+    k.run(args);
+    return p.maxError(
+        [](double s, int64_t, int64_t, int64_t, int64_t) { return s; },
+        [&](int64_t, int64_t, int64_t i, int64_t j) { return doc[i] == doc[j]; });
+  };
+  for (int64_t i = 0; i < 300; ++i)
+    doc[i] = int32_t(i / 37); // documents of 37 tokens
+  EXPECT_LT(check(false), 1e-4);
+  std::vector<float> first = p.o;
+  EXPECT_LT(check(true), 1e-4);
+  EXPECT_EQ(first, p.o);
+  for (int64_t i = 0; i < 300; ++i)
+    doc[i] = int32_t(i / 90); // new contents, same buffer
+  EXPECT_LT(check(false), 1e-4);
+}
+
 TEST(Numerics, RuntimeScalarNeverRecompiles) {
   attn::Runtime rt(memoryOnly());
   const char *src = "attention win { param window: i32 = 4; "

@@ -60,6 +60,11 @@ struct RunArgs {
   int numThreads = 0;
   /// Optional: receives tile statistics from tiled kernels.
   RunStats *stats = nullptr;
+  /// Tiled kernels summarise rank-1 integer tensor params per tile (O(L));
+  /// true promises that such params have the same contents as in this
+  /// thread's previous run with the same buffers, so the summaries are
+  /// reused.
+  bool reuseTileSummaries = false;
 };
 
 /// The packed entry point of a kernel: `args[i]` points at the i-th scalar

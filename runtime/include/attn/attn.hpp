@@ -152,6 +152,11 @@ struct RunArgs {
   std::map<std::string, ParamValue> params; // runtime params by name
   int threads = 0;        // CPU worker threads; 0: the kernel chooses
   void *stream = nullptr; // CUDA stream for nvptx kernels
+  /// True promises that the rank-1 integer tensor params (document ids,
+  /// block masks) hold what they held in this thread's previous run with
+  /// the same buffers: the tiled CPU kernel then reuses its per-tile
+  /// summaries of them instead of recomputing them (O(length)).
+  bool paramsUnchanged = false;
 };
 
 /// A compiled kernel: a cheap, copyable handle, usable from any thread.
