@@ -1,5 +1,5 @@
 """Float64 NumPy reference of one attention variant, written from section 1 of
-the language contract (docs: /work/shared/spec/attn-language.md) and nothing
+the language contract (../shared/spec/attn-language.md) and nothing
 else: no code is shared with the compiler.
 
 For every (b, h, i) and key index j:
