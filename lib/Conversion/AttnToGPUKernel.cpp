@@ -281,63 +281,8 @@ GpuKernelBuilder::tensorRangeFn() {
     auto it = kctx.params.find(p.getSymName());
     if (it == kctx.params.end())
       return std::nullopt;
-    Value t = it->second.arg;
-    Value inside = cBool(true);
-    Value count = cI64(1);
-    for (auto [d, range] : llvm::enumerate(idx)) {
-      Value dim = toI64(memref::DimOp::create(b, loc, t, d));
-      inside = arith::AndIOp::create(
-          b, loc, inside,
-          arith::AndIOp::create(
-              b, loc,
-              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
-                                    range.lo, cI64(0)),
-              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                    range.hi, dim)));
-      count = mul(count, add(arith::SubIOp::create(b, loc, range.hi, range.lo),
-                             cI64(1)));
-    }
-    Value small = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
-                                        count, cI64(4096));
-    Value ok = arith::AndIOp::create(b, loc, inside, small);
-    bool isBool = p.getElementType().isInteger(1);
-    int64_t topLo = isBool ? 0 : INT32_MIN, topHi = isBool ? 1 : INT32_MAX;
-    SmallVector<IntervalValues> box(idx.begin(), idx.end());
-    auto ifOp = scf::IfOp::create(
-        b, loc, ok,
-        [&](OpBuilder &, Location) {
-          SmallVector<Value> acc = {cI64(INT64_MAX), cI64(INT64_MIN)};
-          std::function<void(unsigned, SmallVector<Value> &)> rec =
-              [&](unsigned d, SmallVector<Value> &ivs) {
-                if (d == box.size()) {
-                  Value x = arith::ExtSIOp::create(b, loc, b.getI64Type(),
-                                                   load(t, ivs));
-                  if (isBool) // i8 bytes: any non-zero is true
-                    x = arith::MinSIOp::create(b, loc, x, cI64(1));
-                  acc = {arith::MinSIOp::create(b, loc, acc[0], x),
-                         arith::MaxSIOp::create(b, loc, acc[1], x)};
-                  return;
-                }
-                auto loop = scf::ForOp::create(
-                    b, loc, toIdx(box[d].lo), toIdx(add(box[d].hi, cI64(1))),
-                    cIdx(1), acc,
-                    [&](OpBuilder &, Location, Value iv, ValueRange a) {
-                      acc.assign(a.begin(), a.end());
-                      ivs.push_back(iv);
-                      rec(d + 1, ivs);
-                      ivs.pop_back();
-                      scf::YieldOp::create(b, loc, acc);
-                    });
-                acc.assign(loop.getResults().begin(), loop.getResults().end());
-              };
-          SmallVector<Value> ivs;
-          rec(0, ivs);
-          scf::YieldOp::create(b, loc, acc);
-        },
-        [&](OpBuilder &, Location) {
-          scf::YieldOp::create(b, loc, ValueRange{cI64(topLo), cI64(topHi)});
-        });
-    return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
+    return emitTensorBoxRange(b, loc, it->second.arg,
+                              p.getElementType().isInteger(1), idx);
   };
 }
 

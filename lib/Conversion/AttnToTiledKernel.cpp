@@ -830,78 +830,12 @@ func::FuncOp TiledKernelBuilder::build() {
         return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
       }
     }
-    // min/max over the index box, read directly when the box is within
-    // the tensor and holds at most 4096 entries; otherwise unknown.
+    // Other boxes: scanned when small, unknown otherwise.
     auto it = kctx.params.find(p.getSymName());
     if (it == kctx.params.end())
       return std::nullopt;
-    Value t = it->second.arg;
-    Value inside = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
-    Value count = cI64(1);
-    SmallVector<Value> lo, hiB;
-    for (auto [d, range] : llvm::enumerate(idx)) {
-      Value dim = toI64(memref::DimOp::create(b, loc, t, d));
-      inside = arith::AndIOp::create(
-          b, loc, inside,
-          arith::AndIOp::create(
-              b, loc,
-              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
-                                    range.lo, cI64(0)),
-              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                    range.hi, dim)));
-      count = arith::MulIOp::create(
-          b, loc, count,
-          arith::AddIOp::create(
-              b, loc, arith::SubIOp::create(b, loc, range.hi, range.lo),
-              cI64(1)));
-      lo.push_back(range.lo);
-      hiB.push_back(range.hi);
-    }
-    Value small = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
-                                        count, cI64(4096));
-    Value ok = arith::AndIOp::create(b, loc, inside, small);
-    bool isBool = p.getElementType().isInteger(1);
-    int64_t topLo = isBool ? 0 : INT32_MIN, topHi = isBool ? 1 : INT32_MAX;
-    auto ifOp = scf::IfOp::create(
-        b, loc, ok,
-        [&](OpBuilder &, Location) {
-          // Nested loops over the box (rank 1 or 2 in practice).
-          SmallVector<Value> acc = {cI64(INT64_MAX), cI64(INT64_MIN)};
-          std::function<void(unsigned, SmallVector<Value> &)> rec =
-              [&](unsigned d, SmallVector<Value> &ivs) {
-                if (d == idx.size()) {
-                  Value x = memref::LoadOp::create(b, loc, t, ivs);
-                  x = arith::ExtSIOp::create(b, loc, b.getI64Type(), x);
-                  if (isBool) // i8 bytes: any non-zero is true
-                    x = arith::MinSIOp::create(b, loc, x, cI64(1));
-                  acc = {arith::MinSIOp::create(b, loc, acc[0], x),
-                         arith::MaxSIOp::create(b, loc, acc[1], x)};
-                  return;
-                }
-                Value lb = arith::IndexCastOp::create(b, loc, b.getIndexType(),
-                                                      lo[d]);
-                Value ub = arith::IndexCastOp::create(
-                    b, loc, b.getIndexType(),
-                    arith::AddIOp::create(b, loc, hiB[d], cI64(1)));
-                auto loop = scf::ForOp::create(
-                    b, loc, lb, ub, cIdx(1), acc,
-                    [&](OpBuilder &, Location, Value iv, ValueRange a) {
-                      acc.assign(a.begin(), a.end());
-                      ivs.push_back(iv);
-                      rec(d + 1, ivs);
-                      ivs.pop_back();
-                      scf::YieldOp::create(b, loc, acc);
-                    });
-                acc.assign(loop.getResults().begin(), loop.getResults().end());
-              };
-          SmallVector<Value> ivs;
-          rec(0, ivs);
-          scf::YieldOp::create(b, loc, acc);
-        },
-        [&](OpBuilder &, Location) {
-          scf::YieldOp::create(b, loc, ValueRange{cI64(topLo), cI64(topHi)});
-        });
-    return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
+    return emitTensorBoxRange(b, loc, it->second.arg,
+                              p.getElementType().isInteger(1), idx);
     }();
     // Only a box bounded by values of the function body (not of a loop
     // iteration) is reused: those dominate every later use.

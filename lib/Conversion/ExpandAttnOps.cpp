@@ -15,6 +15,8 @@
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/IRMapping.h"
 
+#include <functional>
+
 using namespace mlir;
 using namespace attnc;
 
@@ -46,6 +48,79 @@ attnc::kernelArgumentTypes(Builder &b, attn::VariantOp variant,
   inputs.push_back(b.getI32Type());
   inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
   return inputs;
+}
+
+IntervalValues attnc::emitTensorBoxRange(OpBuilder &b, Location loc,
+                                         Value tensor, bool isBool,
+                                         ArrayRef<IntervalValues> box,
+                                         int64_t maxEntries) {
+  auto c64 = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
+  };
+  auto toIndex = [&](Value v) -> Value {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+  };
+  // inside = 0 <= lo_d and hi_d < dim_d for every d; count = prod (hi - lo + 1)
+  Value inside = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+  Value count = c64(1);
+  for (auto [d, range] : llvm::enumerate(box)) {
+    Value dim = arith::IndexCastOp::create(
+        b, loc, b.getI64Type(), memref::DimOp::create(b, loc, tensor, d));
+    inside = arith::AndIOp::create(
+        b, loc, inside,
+        arith::AndIOp::create(
+            b, loc,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, range.lo,
+                                  c64(0)),
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, range.hi,
+                                  dim)));
+    count = arith::MulIOp::create(
+        b, loc, count,
+        arith::AddIOp::create(
+            b, loc, arith::SubIOp::create(b, loc, range.hi, range.lo), c64(1)));
+  }
+  Value ok = arith::AndIOp::create(
+      b, loc, inside,
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, count,
+                            c64(maxEntries)));
+  int64_t topLo = isBool ? 0 : INT32_MIN, topHi = isBool ? 1 : INT32_MAX;
+  auto ifOp = scf::IfOp::create(
+      b, loc, ok,
+      [&](OpBuilder &, Location) {
+        SmallVector<Value> acc = {c64(INT64_MAX), c64(INT64_MIN)};
+        std::function<void(unsigned, SmallVector<Value> &)> rec =
+            [&](unsigned d, SmallVector<Value> &ivs) {
+              if (d == box.size()) {
+                Value x = arith::ExtSIOp::create(
+                    b, loc, b.getI64Type(),
+                    memref::LoadOp::create(b, loc, tensor, ivs));
+                if (isBool) // i8 bytes: any non-zero is true
+                  x = arith::MinSIOp::create(b, loc, x, c64(1));
+                acc = {arith::MinSIOp::create(b, loc, acc[0], x),
+                       arith::MaxSIOp::create(b, loc, acc[1], x)};
+                return;
+              }
+              auto loop = scf::ForOp::create(
+                  b, loc, toIndex(box[d].lo),
+                  toIndex(arith::AddIOp::create(b, loc, box[d].hi, c64(1))),
+                  arith::ConstantIndexOp::create(b, loc, 1), acc,
+                  [&](OpBuilder &, Location, Value iv, ValueRange a) {
+                    acc.assign(a.begin(), a.end());
+                    ivs.push_back(iv);
+                    rec(d + 1, ivs);
+                    ivs.pop_back();
+                    scf::YieldOp::create(b, loc, acc);
+                  });
+              acc.assign(loop.getResults().begin(), loop.getResults().end());
+            };
+        SmallVector<Value> ivs;
+        rec(0, ivs);
+        scf::YieldOp::create(b, loc, acc);
+      },
+      [&](OpBuilder &, Location) {
+        scf::YieldOp::create(b, loc, ValueRange{c64(topLo), c64(topHi)});
+      });
+  return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
 }
 
 Value attnc::inlineItemRegion(OpBuilder &b, Region &region, ValueRange args) {

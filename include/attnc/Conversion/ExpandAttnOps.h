@@ -11,6 +11,8 @@
 #ifndef ATTNC_CONVERSION_EXPANDATTNOPS_H
 #define ATTNC_CONVERSION_EXPANDATTNOPS_H
 
+#include "attnc/Analysis/TileAbstraction.h"
+
 #include "attn/AttnDialect.h"
 
 #include "mlir/IR/Builders.h"
@@ -50,6 +52,16 @@ mlir::MemRefType stridedMemRef(mlir::Type elementType, unsigned rank);
 /// its arguments bound to `args`; returns the value it yields.
 mlir::Value inlineItemRegion(mlir::OpBuilder &b, mlir::Region &region,
                              mlir::ValueRange args);
+
+/// The range of the elements of `tensor` (a memref of i32, or of i8 holding
+/// bools when `isBool`) over an index box (i64 bounds), read with nested
+/// loops when the box lies inside the tensor and holds at most `maxEntries`
+/// entries, and the whole range of the type otherwise. Emitted at the
+/// builder's insertion point; the tile abstraction's tensorRange hook.
+IntervalValues emitTensorBoxRange(mlir::OpBuilder &b, mlir::Location loc,
+                                  mlir::Value tensor, bool isBool,
+                                  llvm::ArrayRef<IntervalValues> box,
+                                  int64_t maxEntries = 4096);
 
 /// Replaces every attn expression op nested in `root`.
 void expandAttnOps(mlir::Operation *root, const KernelContext &ctx);
