@@ -310,31 +310,21 @@ void GpuKernelBuilder::build() {
       {static_cast<int32_t>(cfg.tq), 1, 1}));
   Block *entry = &fn.getBody().front();
   b.setInsertionPointToStart(entry);
-  unsigned n = fn.getNumArguments();
-  q = entry->getArgument(0);
-  k = entry->getArgument(1);
-  v = entry->getArgument(2);
-  o = entry->getArgument(3);
-  lse = entry->getArgument(4);
-  for (auto [i, p] : llvm::enumerate(runtimeParams))
-    kctx.params[p.getSymName()] = {entry->getArgument(5 + i),
-                                   static_cast<int>(i)};
-  flags = entry->getArgument(n - 2);
-  status = entry->getArgument(n - 1);
-  kTile = fn.getWorkgroupAttributions()[0];
-  vTile = fn.getWorkgroupAttributions()[1];
-
-  std::pair<Value, int64_t> dims[7] = {{q, 0}, {q, 1}, {k, 1}, {q, 2},
-                                       {k, 2}, {q, 3}, {v, 3}};
+  KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
+  q = e.q;
+  k = e.k;
+  v = e.v;
+  o = e.o;
+  lse = e.lse;
+  flags = e.flags;
+  status = e.status;
   for (int i = 0; i < 7; ++i) {
-    sizeIdx[i] = memref::DimOp::create(b, loc, dims[i].first, dims[i].second);
-    sizeI32[i] = toI32(sizeIdx[i]);
+    sizeIdx[i] = e.sizeIdx[i];
+    sizeI32[i] = e.sizeI32[i];
     sizeI64[i] = toI64(sizeIdx[i]);
   }
-  kctx.variant = variant;
-  kctx.status = status;
-  for (int i = 0; i < 7; ++i)
-    kctx.sizeI32[i] = sizeI32[i];
+  kTile = fn.getWorkgroupAttributions()[0];
+  vTile = fn.getWorkgroupAttributions()[1];
 
   // Block -> (b, h, q-tile), longest first: the first blocks take the last
   // q-tiles. block = (numQTiles - 1 - qt) * B * H + b * H + h.

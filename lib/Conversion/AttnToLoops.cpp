@@ -264,25 +264,16 @@ func::FuncOp KernelBuilder::build() {
                                  FunctionType::get(ctx, inputs, {}));
   Block *entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
-  q = entry->getArgument(0);
-  k = entry->getArgument(1);
-  v = entry->getArgument(2);
-  o = entry->getArgument(3);
-  lse = entry->getArgument(4);
-  for (auto [i, p] : llvm::enumerate(runtimeParams))
-    kctx.params[p.getSymName()] = {entry->getArgument(5 + i),
-                                   static_cast<int>(i)};
-  flags = entry->getArgument(entry->getNumArguments() - 2);
-  status = entry->getArgument(entry->getNumArguments() - 1);
-
-  // Sizes, in attn::SizeKind order: B, H, Hkv, Lq, Lkv, D, Dv.
-  std::pair<Value, int64_t> dims[7] = {{q, 0}, {q, 1}, {k, 1}, {q, 2},
-                                       {k, 2}, {q, 3}, {v, 3}};
-  for (int s = 0; s < 7; ++s) {
-    sizeIdx[s] = memref::DimOp::create(b, loc, dims[s].first, dims[s].second);
-    sizeI32[s] =
-        arith::IndexCastOp::create(b, loc, b.getI32Type(), sizeIdx[s]);
-  }
+  KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
+  q = e.q;
+  k = e.k;
+  v = e.v;
+  o = e.o;
+  lse = e.lse;
+  flags = e.flags;
+  status = e.status;
+  std::copy(std::begin(e.sizeIdx), std::end(e.sizeIdx), sizeIdx);
+  std::copy(std::begin(e.sizeI32), std::end(e.sizeI32), sizeI32);
   // Scale: the item's expression, or 1 / sqrt(D).
   Value scale;
   if (attn::ScaleOp scaleOp = variant.getScaleOp())
@@ -330,10 +321,6 @@ func::FuncOp KernelBuilder::build() {
   memref::DeallocOp::create(b, loc, mrow);
   memref::DeallocOp::create(b, loc, acc);
   func::ReturnOp::create(b, loc);
-  kctx.variant = variant;
-  kctx.status = status;
-  for (int s = 0; s < 7; ++s)
-    kctx.sizeI32[s] = sizeI32[s];
   expandAttnOps(fn, kctx);
   return fn;
 }

@@ -684,40 +684,28 @@ func::FuncOp TiledKernelBuilder::build() {
                                  FunctionType::get(ctx, inputs, {}));
   Block *entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
-  unsigned n = entry->getNumArguments();
-  q = entry->getArgument(0);
-  k = entry->getArgument(1);
-  v = entry->getArgument(2);
-  o = entry->getArgument(3);
-  lse = entry->getArgument(4);
-  for (auto [i, p] : llvm::enumerate(runtimeParams))
-    kctx.params[p.getSymName()] = {entry->getArgument(5 + i),
-                                   static_cast<int>(i)};
-  unsigned prefix = 7 + runtimeParams.size(); // through the status memref
-  (void)n;
-  flags = entry->getArgument(prefix - 2);
-  status = entry->getArgument(prefix - 1);
+  KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
+  q = e.q;
+  k = e.k;
+  v = e.v;
+  o = e.o;
+  lse = e.lse;
+  flags = e.flags;
+  status = e.status;
+  for (int i = 0; i < 7; ++i) {
+    sizeIdx[i] = e.sizeIdx[i];
+    sizeI32[i] = e.sizeI32[i];
+    sizeI64[i] = toI64(sizeIdx[i]);
+  }
+  unsigned prefix = e.numLeading;
   bi = entry->getArgument(prefix);
   hi = entry->getArgument(prefix + 1);
-  Value qt = entry->getArgument(prefix + 2);
+  qtIdx = entry->getArgument(prefix + 2);
   kt = entry->getArgument(prefix + 3);
   vp = entry->getArgument(prefix + 4);
   for (auto [i, p] : llvm::enumerate(summarized))
     summaries[p.getSymName()] = {entry->getArgument(prefix + 5 + 2 * i),
                                  entry->getArgument(prefix + 6 + 2 * i)};
-  qtIdx = qt;
-
-  std::pair<Value, int64_t> dims[7] = {{q, 0}, {q, 1}, {k, 1}, {q, 2},
-                                       {k, 2}, {q, 3}, {v, 3}};
-  for (int i = 0; i < 7; ++i) {
-    sizeIdx[i] = memref::DimOp::create(b, loc, dims[i].first, dims[i].second);
-    sizeI32[i] = toI32(sizeIdx[i]);
-    sizeI64[i] = toI64(sizeIdx[i]);
-  }
-  kctx.variant = variant;
-  kctx.status = status;
-  for (int i = 0; i < 7; ++i)
-    kctx.sizeI32[i] = sizeI32[i];
   b32 = toI32(bi);
   h32 = toI32(hi);
   hkv = arith::DivUIOp::create(
@@ -751,7 +739,7 @@ func::FuncOp TiledKernelBuilder::build() {
                                  .getResult()
                            : scale;
 
-  Value q0 = arith::MulIOp::create(b, loc, qt, cIdx(cfg.tq));
+  Value q0 = arith::MulIOp::create(b, loc, qtIdx, cIdx(cfg.tq));
   Value rows = minIdx(cIdx(cfg.tq),
                       arith::SubIOp::create(b, loc, sizeIdx[3], q0));
   packQ(q0, rows, qscale);

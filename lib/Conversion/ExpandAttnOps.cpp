@@ -50,6 +50,38 @@ attnc::kernelArgumentTypes(Builder &b, attn::VariantOp variant,
   return inputs;
 }
 
+KernelEntry attnc::bindKernelEntry(OpBuilder &b, Location loc,
+                                   attn::VariantOp variant, Block *entry,
+                                   ArrayRef<attn::ParamOp> runtimeParams,
+                                   KernelContext &ctx) {
+  KernelEntry e;
+  e.q = entry->getArgument(0);
+  e.k = entry->getArgument(1);
+  e.v = entry->getArgument(2);
+  e.o = entry->getArgument(3);
+  e.lse = entry->getArgument(4);
+  for (auto [i, p] : llvm::enumerate(runtimeParams))
+    ctx.params[attn::ParamOp(p).getSymName()] = {entry->getArgument(5 + i),
+                                  static_cast<int>(i)};
+  e.numLeading = 7 + runtimeParams.size();
+  e.flags = entry->getArgument(e.numLeading - 2);
+  e.status = entry->getArgument(e.numLeading - 1);
+  // Sizes, in attn::SizeKind order: B, H, Hkv, Lq, Lkv, D, Dv.
+  std::pair<Value, int64_t> dims[7] = {{e.q, 0}, {e.q, 1}, {e.k, 1},
+                                       {e.q, 2}, {e.k, 2}, {e.q, 3},
+                                       {e.v, 3}};
+  for (int i = 0; i < 7; ++i) {
+    e.sizeIdx[i] =
+        memref::DimOp::create(b, loc, dims[i].first, dims[i].second);
+    e.sizeI32[i] =
+        arith::IndexCastOp::create(b, loc, b.getI32Type(), e.sizeIdx[i]);
+    ctx.sizeI32[i] = e.sizeI32[i];
+  }
+  ctx.variant = variant;
+  ctx.status = e.status;
+  return e;
+}
+
 IntervalValues attnc::emitTensorBoxRange(OpBuilder &b, Location loc,
                                          Value tensor, bool isBool,
                                          ArrayRef<IntervalValues> box,

@@ -45,6 +45,21 @@ kernelArgumentTypes(mlir::Builder &b, mlir::attn::VariantOp variant,
                     mlir::Type elementType,
                     llvm::SmallVectorImpl<mlir::attn::ParamOp> &runtimeParams);
 
+/// The leading arguments of a kernel's entry block, in kernelArgumentTypes
+/// order, and the problem's sizes read off Q, K and V.
+struct KernelEntry {
+  mlir::Value q, k, v, o, lse, flags, status;
+  mlir::Value sizeIdx[7], sizeI32[7]; // B, H, Hkv, Lq, Lkv, D, Dv
+  unsigned numLeading = 0;            // arguments up to the status memref
+};
+
+/// Binds the leading arguments of `entry`, emits the sizes at the builder's
+/// insertion point and fills `ctx` (variant, runtime params, status, sizes).
+KernelEntry bindKernelEntry(mlir::OpBuilder &b, mlir::Location loc,
+                            mlir::attn::VariantOp variant, mlir::Block *entry,
+                            llvm::ArrayRef<mlir::attn::ParamOp> runtimeParams,
+                            KernelContext &ctx);
+
 /// A strided memref of dynamic shape, as kernels take every tensor.
 mlir::MemRefType stridedMemRef(mlir::Type elementType, unsigned rank);
 
