@@ -348,6 +348,20 @@ std::string optionsKey(const CompileOptions &o) {
   return s;
 }
 
+/// The runtime's status for a front end that did not give a module.
+Status frontEndFailure(FrontEndStatus status) {
+  switch (status) {
+  case FrontEndStatus::LanguageError:
+    return Status::CompileError;
+  case FrontEndStatus::InvalidArgument:
+    return Status::InvalidArgument;
+  case FrontEndStatus::Ok:
+  case FrontEndStatus::Internal:
+    break;
+  }
+  return Status::Internal;
+}
+
 } // namespace
 
 struct __attribute__((visibility("hidden"))) Runtime::Impl {
@@ -371,6 +385,16 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
   Status compileGpu(const std::string &source, const std::string &bufferName,
                     const CompileOptions &options, KernelPtr &out,
                     std::string &error);
+  /// The kernel already compiled from exactly this text and these options.
+  bool lookupText(const std::string &textKey, KernelPtr &out) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = byText.find(textKey);
+    if (it == byText.end())
+      return false;
+    ++memoryHits;
+    out = it->second;
+    return true;
+  }
   Status compileAndLoad(const std::string &key, KeyedModule &keyed,
                         const attnc::CompileOptions &copts, DType dtype,
                         DiskCache *store, KernelPtr &out, std::string &error);
@@ -608,29 +632,15 @@ Status Runtime::Impl::compile(const std::string &source,
   std::string textKey = optionsKey(options);
   textKey += '\n';
   textKey += source;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = byText.find(textKey);
-    if (it != byText.end()) {
-      ++memoryHits;
-      out = it->second;
-      return Status::Ok;
-    }
-  }
+  if (lookupText(textKey, out))
+    return Status::Ok;
 
   // 2. Front end and key; memory, by key.
   KeyedModule keyed;
-  switch (buildKeyedModule(source, bufferName, options.variant, options.consts,
-                           keyed, error)) {
-  case FrontEndStatus::Ok:
-    break;
-  case FrontEndStatus::LanguageError:
-    return Status::CompileError;
-  case FrontEndStatus::InvalidArgument:
-    return Status::InvalidArgument;
-  case FrontEndStatus::Internal:
-    return Status::Internal;
-  }
+  FrontEndStatus fe = buildKeyedModule(source, bufferName, options.variant,
+                                       options.consts, keyed, error);
+  if (fe != FrontEndStatus::Ok)
+    return frontEndFailure(fe);
   std::string key = sha256Hex(
       "attn-kernel-key 1\nbuild " + std::string(ATTN_BUILD_ID) + "\ntarget " +
       attnc::HostTarget::native().describe() + "\noptions " + copts.describe() +
@@ -726,27 +736,13 @@ Status Runtime::Impl::compileGpu(const std::string &source,
     return Status::InvalidArgument;
   }
   std::string textKey = optionsKey(options) + '\n' + source;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = byText.find(textKey);
-    if (it != byText.end()) {
-      ++memoryHits;
-      out = it->second;
-      return Status::Ok;
-    }
-  }
+  if (lookupText(textKey, out))
+    return Status::Ok;
   KeyedModule keyed;
-  switch (buildKeyedModule(source, bufferName, options.variant, options.consts,
-                           keyed, error)) {
-  case FrontEndStatus::Ok:
-    break;
-  case FrontEndStatus::LanguageError:
-    return Status::CompileError;
-  case FrontEndStatus::InvalidArgument:
-    return Status::InvalidArgument;
-  case FrontEndStatus::Internal:
-    return Status::Internal;
-  }
+  FrontEndStatus fe = buildKeyedModule(source, bufferName, options.variant,
+                                       options.consts, keyed, error);
+  if (fe != FrontEndStatus::Ok)
+    return frontEndFailure(fe);
   attnc::GpuCompileOptions g;
   g.elementType = toInternal(options.dtype);
   g.headDim = options.headDim;
