@@ -191,6 +191,16 @@ private:
     memref::StoreOp::create(b, loc, arith::AddIOp::create(b, loc, old, n),
                             status, ValueRange{w});
   }
+  /// `rows` rounded up to whole register blocks of cfg.rows rows (the
+  /// extra rows of the Q tile are zero).
+  Value rowsInBlocks(Value rows) {
+    int64_t R = cfg.rows;
+    return arith::MulIOp::create(
+        b, loc,
+        arith::DivUIOp::create(
+            b, loc, arith::AddIOp::create(b, loc, rows, cIdx(R - 1)), cIdx(R)),
+        cIdx(R));
+  }
   void microQK(Value rows, Value k0);
   void microPV(Value rows, Value k0);
   void softmaxRows(Value rows);
@@ -324,12 +334,7 @@ void TiledKernelBuilder::microQK(Value rows, Value k0) {
   Value ktRow = arith::MulIOp::create(
       b, loc, arith::DivUIOp::create(b, loc, k0, cIdx(cfg.tk)),
       cIdx(cfg.headDim));
-  Value ub = arith::MulIOp::create(
-      b, loc,
-      arith::DivUIOp::create(b, loc,
-                             arith::AddIOp::create(b, loc, rows, cIdx(R - 1)),
-                             cIdx(R)),
-      cIdx(R));
+  Value ub = rowsInBlocks(rows);
   forLoop(cIdx(0), ub, R, [&](Value rb) {
     SmallVector<Value> init(R * nv, splatF(0.0));
     auto loop = scf::ForOp::create(
@@ -365,12 +370,7 @@ void TiledKernelBuilder::microPV(Value rows, Value k0) {
   // Oacc[r][c] += sum_j P[r][j] Vf[b][hkv][k0 + j][c], R rows x up to 4
   // vectors of columns per block, accumulators in registers across j.
   int64_t R = cfg.rows, nvd = dvp / cfg.vw, group = 4;
-  Value ub = arith::MulIOp::create(
-      b, loc,
-      arith::DivUIOp::create(b, loc,
-                             arith::AddIOp::create(b, loc, rows, cIdx(R - 1)),
-                             cIdx(R)),
-      cIdx(R));
+  Value ub = rowsInBlocks(rows);
   forLoop(cIdx(0), ub, R, [&](Value rb) {
     for (int64_t g0 = 0; g0 < nvd; g0 += group) {
       int64_t gn = std::min(group, nvd - g0);
