@@ -30,6 +30,8 @@ const char *dtypeName(DType dtype) {
     return "int32";
   case DType::Bool:
     return "bool";
+  case DType::BF16:
+    return "bfloat16";
   }
   return "?";
 }
@@ -40,6 +42,7 @@ int64_t dtypeSize(DType dtype) {
   case DType::I32:
     return 4;
   case DType::F16:
+  case DType::BF16:
     return 2;
   case DType::Bool:
     return 1;
@@ -57,6 +60,8 @@ const char *dtypeDescr(DType dtype) {
     return "<i4";
   case DType::Bool:
     return "|b1";
+  case DType::BF16:
+    return "<V2"; // NumPy has no bfloat16; never written by the tools
   }
   return "?";
 }

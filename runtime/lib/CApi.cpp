@@ -78,6 +78,9 @@ bool toDType(attn_dtype d, DType &out) {
   case ATTN_BOOL:
     out = DType::Bool;
     return true;
+  case ATTN_BF16:
+    out = DType::BF16;
+    return true;
   }
   return false;
 }
@@ -92,6 +95,8 @@ attn_dtype toC(DType d) {
     return ATTN_I32;
   case DType::Bool:
     return ATTN_BOOL;
+  case DType::BF16:
+    return ATTN_BF16;
   }
   return ATTN_F32;
 }
@@ -243,10 +248,11 @@ attn_status attn_compile_options_set_dtype(attn_compile_options *options,
     if (!options)
       return nullArgument("attn_compile_options_set_dtype", "options");
     DType d;
-    if (!toDType(dtype, d) || (d != DType::F32 && d != DType::F16))
+    if (!toDType(dtype, d) ||
+        (d != DType::F32 && d != DType::F16 && d != DType::BF16))
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
-                  "attn_compile_options_set_dtype: kernels take ATTN_F32 or "
-                  "ATTN_F16 tensors, got code " +
+                  "attn_compile_options_set_dtype: kernels take ATTN_F32, "
+                  "ATTN_F16 or ATTN_BF16 tensors, got code " +
                       std::to_string(static_cast<int>(dtype)));
     options->options.dtype = d;
     return ATTN_OK;

@@ -67,6 +67,8 @@ bool toDType(attn_dtype d, DType &out) {
   case ATTN_BOOL:
     out = DType::Bool;
     return true;
+  case ATTN_BF16: // CPU objects take float32 or float16
+    return false;
   }
   return false;
 }

@@ -79,6 +79,8 @@ attnc::DType attn::detail::toInternal(DType d) {
     return attnc::DType::I32;
   case DType::Bool:
     return attnc::DType::Bool;
+  case DType::BF16:
+    return attnc::DType::BF16;
   }
   return attnc::DType::F32;
 }
@@ -93,6 +95,8 @@ DType attn::detail::fromInternal(attnc::DType d) {
     return DType::I32;
   case attnc::DType::Bool:
     return DType::Bool;
+  case attnc::DType::BF16:
+    return DType::BF16;
   }
   return DType::F32;
 }
@@ -578,8 +582,11 @@ Status Runtime::Impl::compile(const std::string &source,
     return Status::InvalidArgument;
   }
   if (options.dtype != DType::F32 && options.dtype != DType::F16) {
-    error = std::string("kernels take float32 or float16 Q, K and V, not ") +
-            dtypeName(options.dtype);
+    error = std::string("cpu kernels take float32 or float16 Q, K and V, "
+                        "not ") +
+            dtypeName(options.dtype) +
+            (options.dtype == DType::BF16 ? " (bfloat16 runs on the nvptx target)"
+                                          : "");
     return Status::InvalidArgument;
   }
   attnc::CompileOptions copts;
@@ -721,8 +728,10 @@ Status Runtime::Impl::compileGpu(const std::string &source,
   attnc::cuda::Driver *driver = attnc::cuda::Driver::get(error);
   if (!driver)
     return Status::Unavailable;
-  if (options.dtype != DType::F32 && options.dtype != DType::F16) {
-    error = std::string("kernels take float32 or float16 Q, K and V, not ") +
+  if (options.dtype != DType::F32 && options.dtype != DType::F16 &&
+      options.dtype != DType::BF16) {
+    error = std::string("nvptx kernels take float32, float16 or bfloat16 Q, "
+                        "K and V, not ") +
             dtypeName(options.dtype);
     return Status::InvalidArgument;
   }
@@ -749,6 +758,8 @@ Status Runtime::Impl::compileGpu(const std::string &source,
   g.valueDim = options.valueDim;
   if (options.tiling.mode == Tiling::Mode::Fixed && options.tiling.blockQ > 0)
     g.tileQ = options.tiling.blockQ;
+  if (options.tiling.mode == Tiling::Mode::Fixed && options.tiling.blockKV > 0)
+    g.tileKV = options.tiling.blockKV;
   g.chip = driver->chip();
   attnc::GpuArtifact artifact;
   if (!attnc::GpuKernel::compileToPtx(*keyed.module, keyed.variant, g,

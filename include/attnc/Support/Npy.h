@@ -18,7 +18,7 @@
 namespace attnc {
 
 /// Element types a .npy file may hold.
-enum class DType { F32, F16, I32, Bool };
+enum class DType { F32, F16, I32, Bool, BF16 };
 
 /// NumPy's name of a dtype: "float32", "float16", "int32", "bool".
 const char *dtypeName(DType dtype);

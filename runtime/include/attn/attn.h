@@ -96,7 +96,8 @@ ATTN_API attn_status attn_compile_options_create(attn_compile_options **out);
 ATTN_API void attn_compile_options_destroy(attn_compile_options *options);
 ATTN_API attn_status attn_compile_options_set_target(
     attn_compile_options *options, attn_target target);
-/* ATTN_F32 or ATTN_F16: the element type of Q, K, V and O. */
+/* ATTN_F32 or ATTN_F16 (or ATTN_BF16 for the nvptx target): the element
+ * type of Q, K, V and O. */
 ATTN_API attn_status
 attn_compile_options_set_dtype(attn_compile_options *options, attn_dtype dtype);
 /* The attention block to compile; needed when the source has several. */

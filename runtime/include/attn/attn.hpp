@@ -38,7 +38,7 @@ namespace attn {
 
 /// Element types. Q, K, V and O are F32 or F16; LSE is F32; params are
 /// F32, I32 or Bool (one byte per element).
-enum class DType { F32, F16, I32, Bool };
+enum class DType { F32, F16, I32, Bool, BF16 };
 /// NumPy's name: "float32", "float16", "int32", "bool".
 ATTN_API const char *dtypeName(DType dtype);
 

@@ -44,13 +44,15 @@ typedef enum attn_status {
 /* "ok", "invalid argument", ... (never NULL). */
 ATTN_API const char *attn_status_name(attn_status status);
 
-/* Element types. Q, K, V and O are F32 or F16; LSE is F32; params are F32,
- * I32 or BOOL (one byte per element, 0 or 1). */
+/* Element types. Q, K, V and O are F32 or F16 (and BF16 on the nvptx
+ * target); LSE is F32; params are F32, I32 or BOOL (one byte per element,
+ * 0 or 1). */
 typedef enum attn_dtype {
   ATTN_F32 = 0,
   ATTN_F16 = 1,
   ATTN_I32 = 2,
-  ATTN_BOOL = 3
+  ATTN_BOOL = 3,
+  ATTN_BF16 = 4
 } attn_dtype;
 
 /* A strided view of a tensor in host memory. The caller owns every array;
