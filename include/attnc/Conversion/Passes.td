@@ -149,6 +149,72 @@ def ConvertAttnToGPUKernel
   ];
 }
 
+def ConvertAttnToMMAKernel
+    : Pass<"convert-attn-to-mma-kernel", "mlir::ModuleOp"> {
+  let summary = "Lower each attn.variant to a tensor-core flash-attention GPU kernel";
+  let description = [{
+    Replaces every `attn.variant @name` by `gpu.module @name` holding the
+    kernel `gpu.func @name` (same arguments and block numbering as
+    `convert-attn-to-gpu-kernel`), computed on tensor cores: Q K^T and P V
+    are `nvvm.mma.sync` m16n8k16 operations on f16 or bf16 fragments with
+    f32 accumulators. The launch shape comes from `MMAKernelConfig.h`: 4
+    warps per block, each owning 32 query rows (two m16 tiles, so that every
+    K or V fragment read from shared memory feeds two mma) when Dv <= 128
+    and 16 otherwise; the host launches `B * H * ceil(Lq / rows)` blocks of
+    128 threads with `sharedBytes()` of dynamic shared memory.
+
+    The Q tile and K and V tiles of `tile-kv` rows live in
+    `gpu.dynamic_shared_memory`, padded to `D + 8` elements per row
+    (conflict-free `nvgpu.ldmatrix`), filled by `nvgpu.device_async_copy`
+    (cp.async, 16 bytes, zero fill past Lq and Lkv): V of tile j is copied
+    while S = Q K_j^T is computed, K of the next live tile while
+    O += P V_j is. Q and K fragments come from `ldmatrix`, V fragments from
+    `ldmatrix.trans`, and P goes from the S accumulators to A fragments in
+    registers.
+
+    The score modifier and mask are inlined per accumulator element from its
+    (q_idx, kv_idx); the mask runs only in mixed or partial tiles (an
+    `scf.if` over the whole tile), and the score only on kept entries there.
+    kv-tiles outside the closed-form range of the tile abstraction are never
+    visited, all-false tiles inside it are never loaded. Softmax runs online
+    in log2 units (`exp2`), with the row max and sum reduced over the four
+    lanes of a quad by `gpu.shuffle xor`; sigmoid, relu and linear
+    accumulate plain weights; the sink joins at the end.
+
+    Q, K and V must have a unit inner stride and 16-byte aligned rows (the
+    launcher checks it). Head dims must be multiples of 16; `tile-kv`
+    defaults to 64 when D + Dv <= 256 and to 32 otherwise.
+
+    ```mlir
+    // attn-opt --convert-attn-to-mma-kernel="element-type=bf16 head-dim=128 value-dim=128"
+    gpu.module @causal {
+      gpu.func @causal(...) kernel attributes {known_block_size = array<i32: 128, 1, 1>} {
+        %smem = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
+        ... nvgpu.device_async_copy ... nvgpu.ldmatrix ... nvvm.mma.sync ...
+      }
+    }
+    ```
+  }];
+  let options = [
+    Option<"elementType", "element-type", "std::string", "\"f16\"",
+           "Element type of Q, K, V and O: f16 or bf16">,
+    Option<"headDim", "head-dim", "int64_t", "64",
+           "Head dimension D (a multiple of 16)">,
+    Option<"valueDim", "value-dim", "int64_t", "64",
+           "Value head dimension Dv (a multiple of 16)">,
+    Option<"tileKV", "tile-kv", "int64_t", "0",
+           "Keys per kv-tile, a multiple of 16 (0: 64 when D + Dv <= 256, "
+           "else 32)">,
+  ];
+  let dependentDialects = [
+    "mlir::arith::ArithDialect", "mlir::gpu::GPUDialect",
+    "mlir::LLVM::LLVMDialect", "mlir::math::MathDialect",
+    "mlir::memref::MemRefDialect", "mlir::NVVM::NVVMDialect",
+    "mlir::nvgpu::NVGPUDialect", "mlir::scf::SCFDialect",
+    "mlir::vector::VectorDialect"
+  ];
+}
+
 def ConvertAttnMathToNVVMIntrinsics
     : Pass<"convert-attn-math-to-nvvm-intrinsics"> {
   let summary = "Lower f32 math ops to NVPTX instructions instead of libdevice";

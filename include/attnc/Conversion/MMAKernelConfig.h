@@ -1,0 +1,61 @@
+//===- MMAKernelConfig.h - Launch shape of the tensor-core kernel ---------===//
+//
+// The one place that derives the tile shape, the threads and the dynamic
+// shared memory of the kernel that convert-attn-to-mma-kernel emits, so
+// that the pass and the launcher that runs its output always agree.
+//
+//===----------------------------------------------------------------------===//
+#ifndef ATTNC_CONVERSION_MMAKERNELCONFIG_H
+#define ATTNC_CONVERSION_MMAKERNELCONFIG_H
+
+#include <cstdint>
+#include <string>
+
+namespace attnc {
+
+struct MmaKernelConfig {
+  int64_t headDim = 128, valueDim = 128;
+  int64_t warps = 4;
+  int64_t mTiles = 2; // m16 tiles per warp: 16 * mTiles query rows each
+  int64_t tk = 64;    // keys per kv-tile
+  int64_t rows() const { return 16 * mTiles * warps; }
+  int64_t threads() const { return 32 * warps; }
+  /// Row pitch of the shared tiles, in elements: 8 elements (16 bytes) of
+  /// padding make the 8 row addresses of an ldmatrix hit 8 bank quads.
+  static int64_t pitch(int64_t width) { return width + 8; }
+  int64_t qOffset() const { return 0; }
+  int64_t kOffset() const { return 2 * rows() * pitch(headDim); }
+  int64_t vOffset() const { return kOffset() + 2 * tk * pitch(headDim); }
+  /// Dynamic shared memory of a block: Q, K and V tiles of 2-byte elements.
+  int64_t sharedBytes() const { return vOffset() + 2 * tk * pitch(valueDim); }
+};
+
+/// The configuration for head dims D and Dv: 4 warps; 32 rows per warp
+/// where the accumulators fit in registers (Dv <= 128), else 16; `tileKV`
+/// keys per tile, or when 0, 64 (D + Dv <= 256) or 32. Returns false with
+/// `error` when the dims or the tile are not multiples of 16 or the tiles
+/// need more than 200 KiB of shared memory.
+inline bool chooseMmaKernelConfig(int64_t headDim, int64_t valueDim,
+                                  int64_t tileKV, MmaKernelConfig &c,
+                                  std::string &error) {
+  c.headDim = headDim;
+  c.valueDim = valueDim;
+  c.warps = 4;
+  c.mTiles = valueDim <= 128 ? 2 : 1;
+  c.tk = tileKV ? tileKV : (headDim + valueDim <= 256 ? 64 : 32);
+  if (headDim <= 0 || headDim % 16 || valueDim <= 0 || valueDim % 16 ||
+      c.tk <= 0 || c.tk % 16) {
+    error = "the head dims and tile-kv must be positive multiples of 16";
+    return false;
+  }
+  if (c.sharedBytes() > 200 * 1024) {
+    error = "the Q, K and V tiles need " + std::to_string(c.sharedBytes()) +
+            " bytes of shared memory, more than 200 KiB";
+    return false;
+  }
+  return true;
+}
+
+} // namespace attnc
+
+#endif // ATTNC_CONVERSION_MMAKERNELCONFIG_H

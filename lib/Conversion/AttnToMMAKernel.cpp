@@ -1,0 +1,933 @@
+//===- AttnToMMAKernel.cpp - Tensor-core flash-attention GPU kernel -------===//
+//
+// Lowers each attn.variant to a `gpu.func` kernel that computes Q K^T and
+// P V on tensor cores (`mma.sync.m16n8k16`, f16 or bf16 inputs, f32
+// accumulators), in the class of FlashAttention-2's forward kernel:
+//
+//   * one block of 4 warps per (b, h, q-tile); each warp owns 16 * mTiles
+//     query rows (32 where the accumulators fit in registers, so that every
+//     K or V fragment read from shared memory feeds two mma) and keeps
+//     their running max and sum and output accumulators in registers;
+//   * the Q tile, and K and V tiles streaming past it, live in padded
+//     dynamic shared memory (rows of D + 8 elements: ldmatrix reads of 8
+//     rows hit 8 different bank quads), filled with `cp.async` (16-byte
+//     copies, zero fill past Lq and Lkv); V of tile j is loaded while
+//     S = Q K_j^T is computed, and K of the next live tile while O += P V_j
+//     is computed;
+//   * A fragments of Q come from `ldmatrix`, B fragments from `ldmatrix`
+//     (K) and `ldmatrix.trans` (V); the probabilities P go from the S
+//     accumulators to A fragments in registers, without shared memory;
+//   * score and mask expressions are inlined per accumulator element from
+//     that element's (q_idx, kv_idx); the mask runs only in mixed or
+//     partial tiles; kv-tiles outside the closed-form range are never
+//     visited and all-false tiles inside it are never loaded;
+//   * online softmax in log2 units with exp2 (ex2.approx), row statistics
+//     reduced across the four lanes that share a row with shuffles;
+//   * blocks are numbered longest-first (the last q-tile first).
+//
+// The host guarantees Q, K and V rows with unit inner stride, 16-byte
+// aligned, and launches with MmaKernelConfig::sharedBytes() of dynamic
+// shared memory (GpuKernel.cpp).
+//
+//===----------------------------------------------------------------------===//
+
+#include "attnc/Analysis/TileAbstraction.h"
+#include "attnc/Conversion/ExpandAttnOps.h"
+#include "attnc/Conversion/KernelABI.h"
+#include "attnc/Conversion/MMAKernelConfig.h"
+#include "attnc/Conversion/Passes.h"
+
+#include "attn/AttnDialect.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
+
+#include <cmath>
+
+namespace attnc {
+#define GEN_PASS_DEF_CONVERTATTNTOMMAKERNEL
+#include "attnc/Conversion/Passes.h.inc"
+} // namespace attnc
+
+using namespace mlir;
+using namespace attnc;
+
+namespace {
+
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+/// Four f32 accumulators of one m16n8 tile: c0, c1 (row g) and c2, c3
+/// (row g + 8), columns 2 * (lane % 4) and 2 * (lane % 4) + 1.
+using Acc = std::array<Value, 4>;
+
+class MmaKernelBuilder {
+public:
+  MmaKernelBuilder(attn::VariantOp variant, Type elementType,
+                   const MmaKernelConfig &cfg)
+      : variant(variant), elementType(elementType), cfg(cfg), b(variant) {}
+
+  void build();
+
+private:
+  Value cIdx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value cI32(int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
+  }
+  Value cI64(int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
+  }
+  Value cF32(double v) {
+    return arith::ConstantOp::create(b, loc,
+                                     b.getF32FloatAttr(static_cast<float>(v)));
+  }
+  Value cBool(bool v) {
+    return arith::ConstantOp::create(b, loc, b.getBoolAttr(v));
+  }
+  Value toI32(Value idx) {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), idx);
+  }
+  Value toI64(Value idx) {
+    return arith::IndexCastOp::create(b, loc, b.getI64Type(), idx);
+  }
+  Value toIdx(Value i) {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), i);
+  }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value lt(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
+  }
+  Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
+  Value select(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, c, x, y);
+  }
+  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
+  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
+  Value fmax(Value x, Value y) {
+    return arith::MaximumFOp::create(b, loc, x, y);
+  }
+  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
+  Value isNegInf(Value x) {
+    return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x,
+                                 cF32(-INFINITY));
+  }
+  void ifThen(Value cond, llvm::function_ref<void()> body) {
+    scf::IfOp::create(b, loc, cond, [&](OpBuilder &, Location) {
+      body();
+      scf::YieldOp::create(b, loc);
+    });
+  }
+  /// An scf.if yielding `n` f32 values from each branch.
+  SmallVector<Value> ifElse(Value cond, unsigned n,
+                            llvm::function_ref<SmallVector<Value>()> thenFn,
+                            llvm::function_ref<SmallVector<Value>()> elseFn) {
+    auto op = scf::IfOp::create(b, loc, SmallVector<Type>(n, b.getF32Type()),
+                                cond, /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&op.getThenRegion().front());
+      scf::YieldOp::create(b, loc, thenFn());
+      b.setInsertionPointToStart(&op.getElseRegion().front());
+      scf::YieldOp::create(b, loc, elseFn());
+    }
+    return SmallVector<Value>(op.getResults());
+  }
+  Value shuffleXor(Value x, int64_t offset) {
+    return gpu::ShuffleOp::create(b, loc, x, cI32(offset), cI32(32),
+                                  gpu::ShuffleMode::XOR)
+        .getShuffleResult();
+  }
+  /// x combined with the other three lanes of its quad (the lanes that hold
+  /// the same rows).
+  Value quadReduce(Value x, bool isMax) {
+    for (int64_t offset : {1, 2}) {
+      Value y = shuffleXor(x, offset);
+      x = isMax ? fmax(x, y) : fadd(x, y);
+    }
+    return x;
+  }
+  void countTiles(int word, Value n) {
+    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, n, status,
+                                ValueRange{cIdx(word)});
+  }
+
+  bool isBF16() const { return elementType.isBF16(); }
+  /// A pair of elements as an mma operand register: vector<2xf16> for f16,
+  /// i32 for bf16 (the NVVM op's operand types).
+  Value operand(Value pair) {
+    if (!isBF16())
+      return pair;
+    return LLVM::BitcastOp::create(b, loc, b.getI32Type(), pair);
+  }
+  Value pack(Value lo, Value hi) {
+    auto vt = VectorType::get({2}, elementType);
+    Value l = arith::TruncFOp::create(b, loc, elementType, lo);
+    Value h = arith::TruncFOp::create(b, loc, elementType, hi);
+    return operand(vector::FromElementsOp::create(b, loc, vt, ValueRange{l, h}));
+  }
+  /// ldmatrix of `tiles` 8x8 matrices; returns the per-matrix registers.
+  SmallVector<Value> ldmatrix(Value tile, Value row, Value col, int tiles,
+                              bool transpose) {
+    auto vt = VectorType::get({tiles, 2}, elementType);
+    Value m = nvgpu::LdMatrixOp::create(b, loc, vt, tile, ValueRange{row, col},
+                                        transpose, tiles);
+    SmallVector<Value> regs;
+    for (int i = 0; i < tiles; ++i)
+      regs.push_back(operand(vector::ExtractOp::create(b, loc, m, i)));
+    return regs;
+  }
+  Acc mma(ArrayRef<Value> a, ArrayRef<Value> bOps, const Acc &c) {
+    Type f32 = b.getF32Type();
+    auto st = LLVM::LLVMStructType::getLiteral(b.getContext(),
+                                               {f32, f32, f32, f32});
+    NVVM::MMATypes t = isBF16() ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
+    Value r = NVVM::MmaOp::create(
+        b, loc, st, a, bOps, ValueRange(c), {16, 8, 16}, std::nullopt,
+        std::nullopt, std::array<NVVM::MMATypes, 2>{t, t},
+        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                       NVVM::MMALayout::col});
+    Acc out;
+    for (int i = 0; i < 4; ++i)
+      out[i] = LLVM::ExtractValueOp::create(b, loc, r, i);
+    return out;
+  }
+
+  /// Starts the cp.async copies of rows [r0, r0 + rows) of head `head` of
+  /// `src` (rows at or past `limit` are zero-filled) into `tile` and
+  /// commits them as one group.
+  void loadTile(Value src, Value head, Value tile, int64_t width,
+                int64_t rows, Value r0, Value limit);
+  /// The first kv-tile t >= from with t < ktEnd that the tile abstraction
+  /// does not prove all false, or ktEnd.
+  Value firstLiveTile(Value from);
+  TileFacts tileFacts(Value kt);
+  /// The scores of one kv-tile (already scaled) -> masked, modified scores
+  /// in the units the normalisation works in.
+  void scoreTile(SmallVector<Acc> &s, const Value rowIdx[2], Value k0,
+                 Value needMask);
+  Value scoreOf(Value s, Value q32, Value kv32);
+  /// The range of rank-1 `tensor` over [box.lo, box.hi], read by the 32
+  /// lanes of each warp in parallel and reduced with shuffles (the whole
+  /// range of the type when the box leaves the tensor or holds more than
+  /// 4096 entries). Called at block-uniform points only.
+  IntervalValues warpBoxRange(Value tensor, bool isBool, IntervalValues box);
+  /// Clones, at the insertion point, the ops of an item region that depend
+  /// on its first two arguments (b, h) only, so that per-element inlining
+  /// reuses them (a per-head slope is read once, not once per entry).
+  IRMapping hoistUniform(Region &region);
+  /// inlineItemRegion with the hoisted ops of `pre` reused.
+  Value inlineHoisted(Region &region, const IRMapping &pre, ValueRange args);
+
+  attn::VariantOp variant;
+  Type elementType;
+  MmaKernelConfig cfg;
+  OpBuilder b;
+  Location loc = UnknownLoc::get(variant.getContext());
+
+  Value q, k, v, o, lse, flags, status, bi, hi, hkv, tid, lane, warp, g, tig;
+  Value sizeIdx[7], sizeI32[7], sizeI64[7];
+  Value b32, h32;
+  Value ktEnd;
+  TileEnv env;
+  KernelContext kctx;
+  Value kTile, vTile;
+  attn::NormKind norm = attn::NormKind::softmax;
+  IRMapping scorePre, maskPre;
+};
+
+IRMapping MmaKernelBuilder::hoistUniform(Region &region) {
+  Block &block = region.front();
+  IRMapping map;
+  map.map(block.getArgument(0), b32);
+  map.map(block.getArgument(1), h32);
+  llvm::SmallPtrSet<Operation *, 16> uniform;
+  for (Operation &op : block.without_terminator()) {
+    if (op.getNumRegions() != 0)
+      continue;
+    bool ok = llvm::all_of(op.getOperands(), [&](Value v) {
+      if (auto arg = llvm::dyn_cast<BlockArgument>(v))
+        return arg.getOwner() == &block && arg.getArgNumber() < 2;
+      Operation *def = v.getDefiningOp();
+      return def && (uniform.count(def) || def->getBlock() != &block);
+    });
+    if (!ok)
+      continue;
+    uniform.insert(&op);
+    b.clone(op, map);
+  }
+  // Keep only the mappings of hoisted results (not the b, h arguments, which
+  // inlining binds anew).
+  IRMapping pre;
+  for (Operation *op : uniform)
+    for (Value r : op->getResults())
+      pre.map(r, map.lookup(r));
+  return pre;
+}
+
+Value MmaKernelBuilder::inlineHoisted(Region &region, const IRMapping &pre,
+                                      ValueRange args) {
+  Block &block = region.front();
+  IRMapping map = pre;
+  map.map(block.getArguments(), args);
+  for (Operation &op : block.without_terminator()) {
+    if (op.getNumResults() && llvm::all_of(op.getResults(), [&](Value r) {
+          return pre.contains(r);
+        }))
+      continue;
+    b.clone(op, map);
+  }
+  return map.lookup(
+      llvm::cast<attn::YieldOp>(block.getTerminator()).getValue());
+}
+
+IntervalValues MmaKernelBuilder::warpBoxRange(Value tensor, bool isBool,
+                                              IntervalValues box) {
+  Value dim = arith::IndexCastOp::create(
+      b, loc, b.getI64Type(), memref::DimOp::create(b, loc, tensor, 0));
+  Value count = arith::AddIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, box.hi, box.lo), cI64(1));
+  Value ok = andI(andI(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
+                                             box.lo, cI64(0)),
+                       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                             box.hi, dim)),
+                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                        count, cI64(4096)));
+  int64_t topLo = isBool ? 0 : INT32_MIN, topHi = isBool ? 1 : INT32_MAX;
+  auto ifOp = scf::IfOp::create(
+      b, loc, ok,
+      [&](OpBuilder &, Location) {
+        Value lo = add(toIdx(box.lo), lane);
+        Value end = toIdx(arith::AddIOp::create(b, loc, box.hi, cI64(1)));
+        auto loop = scf::ForOp::create(
+            b, loc, lo, end, cIdx(32), ValueRange{cI32(INT32_MAX), cI32(INT32_MIN)},
+            [&](OpBuilder &, Location, Value i, ValueRange acc) {
+              Value x = memref::LoadOp::create(b, loc, tensor, ValueRange{i});
+              if (isBool) // i8 bytes: any non-zero is true
+                x = arith::MinUIOp::create(
+                    b, loc, arith::ExtUIOp::create(b, loc, b.getI32Type(), x),
+                    cI32(1));
+              scf::YieldOp::create(
+                  b, loc,
+                  ValueRange{arith::MinSIOp::create(b, loc, acc[0], x),
+                             arith::MaxSIOp::create(b, loc, acc[1], x)});
+            });
+        Value mn = loop.getResult(0), mx = loop.getResult(1);
+        for (int64_t offset : {16, 8, 4, 2, 1}) {
+          mn = arith::MinSIOp::create(b, loc, mn, shuffleXor(mn, offset));
+          mx = arith::MaxSIOp::create(b, loc, mx, shuffleXor(mx, offset));
+        }
+        scf::YieldOp::create(
+            b, loc,
+            ValueRange{arith::ExtSIOp::create(b, loc, b.getI64Type(), mn),
+                       arith::ExtSIOp::create(b, loc, b.getI64Type(), mx)});
+      },
+      [&](OpBuilder &, Location) {
+        scf::YieldOp::create(b, loc, ValueRange{cI64(topLo), cI64(topHi)});
+      });
+  return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
+}
+
+void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
+                                int64_t width, int64_t rows, Value r0,
+                                Value limit) {
+  int64_t perRow = width / 8, chunks = rows * perRow;
+  scf::ForOp::create(
+      b, loc, tid, cIdx(chunks), cIdx(cfg.threads()), ValueRange{},
+      [&](OpBuilder &, Location, Value c, ValueRange) {
+        Value row = arith::DivUIOp::create(b, loc, c, cIdx(perRow));
+        Value col = mul(arith::RemUIOp::create(b, loc, c, cIdx(perRow)),
+                        cIdx(8));
+        Value srcRow = add(r0, row);
+        Value valid = lt(srcRow, limit);
+        srcRow = select(valid, srcRow, cIdx(0));
+        Value srcElements = select(valid, cIdx(8), cIdx(0));
+        nvgpu::DeviceAsyncCopyOp::create(
+            b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile,
+            ValueRange{row, col}, src, ValueRange{bi, head, srcRow, col},
+            b.getIndexAttr(8), srcElements, b.getUnitAttr());
+        scf::YieldOp::create(b, loc);
+      });
+  NVVM::CpAsyncCommitGroupOp::create(b, loc);
+}
+
+TileFacts MmaKernelBuilder::tileFacts(Value kt) {
+  Value k0 = mul(kt, cIdx(cfg.tk));
+  Value cols = arith::MinSIOp::create(
+      b, loc, cIdx(cfg.tk), arith::SubIOp::create(b, loc, sizeIdx[4], k0));
+  TileEnv tileEnv = env;
+  tileEnv.kv = {toI64(k0),
+                arith::SubIOp::create(b, loc, toI64(add(k0, cols)), cI64(1))};
+  return emitTileFacts(b, loc, variant.getMaskOp(), tileEnv);
+}
+
+Value MmaKernelBuilder::firstLiveTile(Value from) {
+  auto whileOp = scf::WhileOp::create(b, loc, TypeRange{b.getIndexType()},
+                                      ValueRange{from});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    Block *before = b.createBlock(&whileOp.getBefore(), {},
+                                  {b.getIndexType()}, {loc});
+    Value t = before->getArgument(0);
+    Value inRange = lt(t, ktEnd);
+    auto dead = scf::IfOp::create(
+        b, loc, inRange,
+        [&](OpBuilder &, Location) {
+          Value mayBeTrue = tileFacts(t).mayBeTrue;
+          scf::YieldOp::create(
+              b, loc,
+              arith::XOrIOp::create(b, loc, mayBeTrue, cBool(true))
+                  .getResult());
+        },
+        [&](OpBuilder &, Location) {
+          scf::YieldOp::create(b, loc, cBool(false));
+        });
+    scf::ConditionOp::create(b, loc, dead.getResult(0), ValueRange{t});
+    Block *after = b.createBlock(&whileOp.getAfter(), {}, {b.getIndexType()},
+                                 {loc});
+    scf::YieldOp::create(b, loc, add(after->getArgument(0), cIdx(1)));
+  }
+  return whileOp.getResult(0);
+}
+
+Value MmaKernelBuilder::scoreOf(Value s, Value q32, Value kv32) {
+  attn::ScoreOp scoreOp = variant.getScoreOp();
+  if (!scoreOp)
+    return s;
+  Value x = inlineHoisted(scoreOp.getBody(), scorePre, {b32, h32, q32, kv32, s});
+  if (norm == attn::NormKind::softmax)
+    x = fmul(x, cF32(kLog2e));
+  return x;
+}
+
+void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
+                                 Value k0, Value needMask) {
+  attn::MaskOp maskOp = variant.getMaskOp();
+  bool hasScore = static_cast<bool>(variant.getScoreOp());
+  // Element (j, i) of the tile: row rowIdx[i / 2], column k0 + 8 j + 2 tig
+  // + i % 2.
+  Value colBase = add(k0, mul(tig, cIdx(2)));
+  auto column = [&](size_t j, int i) {
+    return add(colBase, cIdx(8 * static_cast<int64_t>(j) + i % 2));
+  };
+  unsigned n = static_cast<unsigned>(s.size() * 4);
+  auto flat = [&]() {
+    SmallVector<Value> all;
+    for (Acc &a : s)
+      all.append(a.begin(), a.end());
+    return all;
+  };
+  SmallVector<Value> out = ifElse(
+      needMask, n,
+      [&]() {
+        SmallVector<Value> r;
+        Value inRow[2] = {lt(rowIdx[0], sizeIdx[3]), lt(rowIdx[1], sizeIdx[3])};
+        for (size_t j = 0; j < s.size(); ++j)
+          for (int i = 0; i < 4; ++i) {
+            Value col = column(j, i);
+            Value inside = andI(inRow[i / 2], lt(col, sizeIdx[4]));
+            Value q32 = toI32(rowIdx[i / 2]), kv32 = toI32(col);
+            Value keep = inside;
+            if (maskOp) {
+              auto keepIf = scf::IfOp::create(
+                  b, loc, inside,
+                  [&](OpBuilder &, Location) {
+                    scf::YieldOp::create(
+                        b, loc,
+                        inlineHoisted(maskOp.getBody(), maskPre,
+                                      {b32, h32, q32, kv32}));
+                  },
+                  [&](OpBuilder &, Location) {
+                    scf::YieldOp::create(b, loc, cBool(false));
+                  });
+              keep = keepIf.getResult(0);
+            }
+            Value x = s[j][i];
+            if (hasScore) {
+              // The score only where the entry is kept, so that its
+              // checked reads never fire on masked entries.
+              r.push_back(ifElse(
+                  keep, 1, [&]() -> SmallVector<Value> {
+                    return {scoreOf(x, q32, kv32)};
+                  },
+                  [&]() -> SmallVector<Value> {
+                    return {cF32(-INFINITY)};
+                  })[0]);
+            } else {
+              r.push_back(select(keep, x, cF32(-INFINITY)));
+            }
+          }
+        return r;
+      },
+      [&]() {
+        if (!hasScore)
+          return flat();
+        SmallVector<Value> r;
+        for (size_t j = 0; j < s.size(); ++j)
+          for (int i = 0; i < 4; ++i)
+            r.push_back(scoreOf(s[j][i], toI32(rowIdx[i / 2]),
+                                toI32(column(j, i))));
+        return r;
+      });
+  for (size_t j = 0; j < s.size(); ++j)
+    for (int i = 0; i < 4; ++i)
+      s[j][i] = out[4 * j + i];
+}
+
+void MmaKernelBuilder::build() {
+  loc = variant.getLoc();
+  MLIRContext *ctx = variant.getContext();
+  norm = variant.getNormKind();
+  const int64_t D = cfg.headDim, Dv = cfg.valueDim, tk = cfg.tk;
+  const int64_t mt = cfg.mTiles;
+
+  SmallVector<attn::ParamOp> runtimeParams;
+  SmallVector<Type> inputs =
+      kernelArgumentTypes(b, variant, elementType, runtimeParams);
+
+  auto module = gpu::GPUModuleOp::create(b, loc, variant.getSymName());
+  b.setInsertionPointToStart(module.getBody());
+  auto fn = gpu::GPUFuncOp::create(b, loc, variant.getSymName(),
+                                   FunctionType::get(ctx, inputs, {}));
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr(
+      {static_cast<int32_t>(cfg.threads()), 1, 1}));
+  Block *entry = &fn.getBody().front();
+  b.setInsertionPointToStart(entry);
+  KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
+  o = e.o;
+  lse = e.lse;
+  flags = e.flags;
+  status = e.status;
+  for (int i = 0; i < 7; ++i) {
+    sizeIdx[i] = e.sizeIdx[i];
+    sizeI32[i] = e.sizeI32[i];
+    sizeI64[i] = toI64(sizeIdx[i]);
+  }
+
+  // The Q, K and V tiles: views of the dynamic shared memory.
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  Value shared = gpu::DynamicSharedMemoryOp::create(
+      b, loc,
+      MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                      MemRefLayoutAttrInterface(), workgroup));
+  auto sharedTile = [&](int64_t rows, int64_t width, int64_t offset) {
+    auto type = MemRefType::get({rows, MmaKernelConfig::pitch(width)},
+                                elementType, MemRefLayoutAttrInterface(),
+                                workgroup);
+    return memref::ViewOp::create(b, loc, type, shared, cIdx(offset),
+                                  ValueRange{})
+        .getResult();
+  };
+  Value qTile = sharedTile(cfg.rows(), D, cfg.qOffset());
+  kTile = sharedTile(tk, D, cfg.kOffset());
+  vTile = sharedTile(tk, Dv, cfg.vOffset());
+
+  // Q, K and V with the unit inner stride the host guarantees (cp.async
+  // copies 16 contiguous bytes).
+  auto unitInner = [&](Value x) -> Value {
+    auto meta = memref::ExtractStridedMetadataOp::create(b, loc, x);
+    int64_t dyn = ShapedType::kDynamic;
+    auto type = MemRefType::get(
+        {dyn, dyn, dyn, dyn}, elementType,
+        StridedLayoutAttr::get(ctx, dyn, {dyn, dyn, dyn, 1}));
+    SmallVector<OpFoldResult> sizes(meta.getSizes()), strides;
+    for (int i = 0; i < 3; ++i)
+      strides.push_back(meta.getStrides()[i]);
+    strides.push_back(b.getIndexAttr(1));
+    return memref::ReinterpretCastOp::create(b, loc, type, x,
+                                             OpFoldResult(meta.getOffset()),
+                                             sizes, strides);
+  };
+  q = unitInner(e.q);
+  k = unitInner(e.k);
+  v = unitInner(e.v);
+
+  // Block -> (b, h, q-tile), longest first (as convert-attn-to-gpu-kernel).
+  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  warp = arith::DivUIOp::create(b, loc, tid, cIdx(32));
+  lane = arith::RemUIOp::create(b, loc, tid, cIdx(32));
+  g = arith::DivUIOp::create(b, loc, lane, cIdx(4));
+  tig = arith::RemUIOp::create(b, loc, lane, cIdx(4));
+  Value mi = arith::DivUIOp::create(b, loc, lane, cIdx(8));
+  Value r8 = arith::RemUIOp::create(b, loc, lane, cIdx(8));
+  Value miLow = arith::RemUIOp::create(b, loc, mi, cIdx(2));
+  Value miHigh = arith::DivUIOp::create(b, loc, mi, cIdx(2));
+  Value numQTiles =
+      arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows()));
+  Value bh = mul(sizeIdx[0], sizeIdx[1]);
+  Value rev = arith::DivUIOp::create(b, loc, block, bh);
+  Value qt = arith::SubIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, numQTiles, cIdx(1)), rev);
+  Value bhIdx = arith::RemUIOp::create(b, loc, block, bh);
+  bi = arith::DivUIOp::create(b, loc, bhIdx, sizeIdx[1]);
+  hi = arith::RemUIOp::create(b, loc, bhIdx, sizeIdx[1]);
+  b32 = toI32(bi);
+  h32 = toI32(hi);
+  hkv = arith::DivUIOp::create(
+      b, loc, hi, arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]));
+
+  Value q0 = mul(qt, cIdx(cfg.rows()));
+  Value rows = arith::MinSIOp::create(
+      b, loc, cIdx(cfg.rows()), arith::SubIOp::create(b, loc, sizeIdx[3], q0));
+  // M-tile t of the warp: tile rows (warp * mt + t) * 16 + [0, 16); the
+  // lane holds rows g and g + 8 of it.
+  SmallVector<Value> tileRow(mt);
+  SmallVector<std::array<Value, 2>> rowIdx(mt);
+  for (int64_t t = 0; t < mt; ++t) {
+    tileRow[t] = mul(add(mul(warp, cIdx(mt)), cIdx(t)), cIdx(16));
+    rowIdx[t][0] = add(add(q0, tileRow[t]), g);
+    rowIdx[t][1] = add(rowIdx[t][0], cIdx(8));
+  }
+
+  // The scale, with log2(e) folded in when no score modifier needs the true
+  // scaled dot product.
+  Value scale;
+  if (attn::ScaleOp scaleOp = variant.getScaleOp())
+    scale = inlineItemRegion(b, scaleOp.getBody(), {});
+  else
+    scale = arith::DivFOp::create(
+        b, loc, cF32(1.0),
+        math::SqrtOp::create(
+            b, loc,
+            arith::SIToFPOp::create(b, loc, b.getF32Type(), sizeI32[5])));
+  bool foldLog2e = !variant.getScoreOp() && norm == attn::NormKind::softmax;
+  Value qscale = foldLog2e ? fmul(scale, cF32(kLog2e)) : scale;
+
+  // The tile abstraction, with params as the kernel sees them.
+  env.b = toI64(bi);
+  env.h = toI64(hi);
+  for (int i = 0; i < 7; ++i)
+    env.sizes[i] = sizeI64[i];
+  env.scalarParam = [&](attn::ParamOp p) -> Value {
+    auto it = kctx.params.find(p.getSymName());
+    if (it == kctx.params.end() || !it->second.arg.getType().isInteger(32))
+      return Value();
+    return arith::ExtSIOp::create(b, loc, b.getI64Type(), it->second.arg);
+  };
+  env.tensorRange = [this](attn::ParamOp p, ArrayRef<IntervalValues> idx)
+      -> std::optional<IntervalValues> {
+    auto it = kctx.params.find(p.getSymName());
+    if (it == kctx.params.end())
+      return std::nullopt;
+    if (idx.size() == 1)
+      return warpBoxRange(it->second.arg, p.getElementType().isInteger(1),
+                          idx[0]);
+    return emitTensorBoxRange(b, loc, it->second.arg,
+                              p.getElementType().isInteger(1), idx);
+  };
+  // The uniform parts of the score and mask, once per block.
+  if (attn::ScoreOp scoreOp = variant.getScoreOp())
+    scorePre = hoistUniform(scoreOp.getBody());
+  if (attn::MaskOp maskOp = variant.getMaskOp())
+    maskPre = hoistUniform(maskOp.getBody());
+  Value qLast = arith::SubIOp::create(b, loc, toI64(add(q0, rows)), cI64(1));
+  env.q = {toI64(q0), qLast};
+  env.kv = {cI64(0), arith::SubIOp::create(b, loc, sizeI64[4], cI64(1))};
+  TileFacts rowFacts = emitTileFacts(b, loc, variant.getMaskOp(), env);
+  Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                         rowFacts.kvLo, rowFacts.kvHi);
+  Value ktBegin64 = arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo, cI64(tk));
+  Value ktEnd64 = select(
+      nonEmpty,
+      add(arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(tk)),
+          cI64(1)),
+      ktBegin64);
+  Value ktBegin = toIdx(ktBegin64);
+  ktEnd = toIdx(ktEnd64);
+  Value leader =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, cIdx(0));
+  ifThen(leader, [&] {
+    countTiles(kStatusTilesInRange,
+               arith::TruncIOp::create(
+                   b, loc, b.getI32Type(),
+                   arith::SubIOp::create(b, loc, ktEnd64, ktBegin64)));
+  });
+
+  // Prologue: the Q tile and K of the first live tile in flight.
+  loadTile(q, hi, qTile, D, cfg.rows(), q0, sizeIdx[3]);
+  Value kt0 = firstLiveTile(ktBegin);
+  ifThen(lt(kt0, ktEnd), [&] {
+    loadTile(k, hkv, kTile, D, tk, mul(kt0, cIdx(tk)), sizeIdx[4]);
+  });
+
+  // Loop state: kt; per m-tile m[2], l[2] (this lane's partial sums) and
+  // the O accumulators.
+  const int64_t nS = tk / 8, nO = Dv / 8;
+  const int64_t perTile = 4 + 4 * nO;
+  SmallVector<Value> init = {kt0};
+  for (int64_t t = 0; t < mt; ++t) {
+    init.append({cF32(-INFINITY), cF32(-INFINITY), cF32(0.0), cF32(0.0)});
+    for (int64_t j = 0; j < nO * 4; ++j)
+      init.push_back(cF32(0.0));
+  }
+  SmallVector<Type> types;
+  for (Value x : init)
+    types.push_back(x.getType());
+  auto loop = scf::WhileOp::create(b, loc, types, init);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    SmallVector<Location> locs(types.size(), loc);
+    Block *before = b.createBlock(&loop.getBefore(), {}, types, locs);
+    scf::ConditionOp::create(b, loc, lt(before->getArgument(0), ktEnd),
+                             before->getArguments());
+    Block *after = b.createBlock(&loop.getAfter(), {}, types, locs);
+    Value kt = after->getArgument(0);
+    SmallVector<std::array<Value, 2>> m(mt), l(mt);
+    SmallVector<SmallVector<Acc>> oAcc(mt, SmallVector<Acc>(nO));
+    for (int64_t t = 0; t < mt; ++t) {
+      unsigned base = 1 + t * perTile;
+      m[t] = {after->getArgument(base), after->getArgument(base + 1)};
+      l[t] = {after->getArgument(base + 2), after->getArgument(base + 3)};
+      for (int64_t j = 0; j < nO; ++j)
+        for (int i = 0; i < 4; ++i)
+          oAcc[t][j][i] = after->getArgument(base + 4 + 4 * j + i);
+    }
+
+    Value k0 = mul(kt, cIdx(tk));
+    TileFacts facts = tileFacts(kt);
+    ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+    gpu::BarrierOp::create(b, loc); // Q and K_j are in shared memory
+    loadTile(v, hkv, vTile, Dv, tk, k0, sizeIdx[4]);
+
+    // S = Q K_j^T, two k-steps at a time: the A fragments of both m-tiles
+    // from the Q tile, then per n-tile (8 keys) one ldmatrix.x4 of K
+    // feeding 2 * mt mma.
+    SmallVector<SmallVector<Acc>> s(mt, SmallVector<Acc>(nS));
+    for (int64_t t = 0; t < mt; ++t)
+      for (int64_t j = 0; j < nS; ++j)
+        s[t][j] = {cF32(0.0), cF32(0.0), cF32(0.0), cF32(0.0)};
+    for (int64_t kk = 0; kk < D / 16; kk += 2) {
+      bool pair = kk + 1 < D / 16;
+      SmallVector<SmallVector<SmallVector<Value>>> a(mt);
+      for (int64_t t = 0; t < mt; ++t)
+        for (int64_t step = 0; step < (pair ? 2 : 1); ++step) {
+          Value row = add(add(tileRow[t], r8), mul(miLow, cIdx(8)));
+          Value col = add(cIdx(16 * (kk + step)), mul(miHigh, cIdx(8)));
+          a[t].push_back(ldmatrix(qTile, row, col, 4, false));
+        }
+      for (int64_t j = 0; j < nS; ++j) {
+        Value row = add(cIdx(8 * j), r8);
+        Value col = add(cIdx(16 * kk), mul(pair ? mi : miLow, cIdx(8)));
+        SmallVector<Value> bf = ldmatrix(kTile, row, col, pair ? 4 : 2, false);
+        for (int64_t t = 0; t < mt; ++t) {
+          s[t][j] = mma(a[t][0], {bf[0], bf[1]}, s[t][j]);
+          if (pair)
+            s[t][j] = mma(a[t][1], {bf[2], bf[3]}, s[t][j]);
+        }
+      }
+    }
+    for (auto &st : s)
+      for (Acc &acc : st)
+        for (Value &x : acc)
+          x = fmul(x, qscale);
+
+    // Score modifier and (in mixed or partial tiles) the mask.
+    Value partial = arith::OrIOp::create(
+        b, loc, lt(sizeIdx[4], add(k0, cIdx(tk))),
+        lt(sizeIdx[3], add(q0, cIdx(cfg.rows()))));
+    Value needMask = arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
+    for (int64_t t = 0; t < mt; ++t) {
+      Value rowPair[2] = {rowIdx[t][0], rowIdx[t][1]};
+      scoreTile(s[t], rowPair, k0, needMask);
+    }
+
+    // Online softmax (or plain weights) for the lane's rows.
+    SmallVector<std::array<Value, 2>> mNew = m, lNew = l, mSafe(mt);
+    SmallVector<SmallVector<Acc>> p(mt, SmallVector<Acc>(nS));
+    for (int64_t t = 0; t < mt; ++t) {
+      if (norm == attn::NormKind::softmax) {
+        for (int r = 0; r < 2; ++r) {
+          Value mx = cF32(-INFINITY);
+          for (int64_t j = 0; j < nS; ++j)
+            mx = fmax(mx, fmax(s[t][j][2 * r], s[t][j][2 * r + 1]));
+          mNew[t][r] = fmax(m[t][r], quadReduce(mx, /*isMax=*/true));
+          // While every entry so far is masked, use 0 so that p stays 0.
+          mSafe[t][r] = select(isNegInf(mNew[t][r]), cF32(0.0), mNew[t][r]);
+          Value alpha = exp2(fsub(m[t][r], mSafe[t][r]));
+          lNew[t][r] = fmul(l[t][r], alpha);
+          for (int64_t j = 0; j < nO; ++j) {
+            oAcc[t][j][2 * r] = fmul(oAcc[t][j][2 * r], alpha);
+            oAcc[t][j][2 * r + 1] = fmul(oAcc[t][j][2 * r + 1], alpha);
+          }
+        }
+      }
+      for (int64_t j = 0; j < nS; ++j)
+        for (int i = 0; i < 4; ++i) {
+          Value x = s[t][j][i], w;
+          switch (norm) {
+          case attn::NormKind::softmax:
+            w = exp2(fsub(x, mSafe[t][i / 2]));
+            break;
+          case attn::NormKind::sigmoid:
+            w = arith::DivFOp::create(
+                b, loc, cF32(1.0),
+                fadd(cF32(1.0), exp2(fmul(x, cF32(-kLog2e)))));
+            break;
+          case attn::NormKind::relu:
+            w = fmax(x, cF32(0.0));
+            break;
+          default:
+            w = x;
+            break;
+          }
+          if (norm != attn::NormKind::softmax)
+            w = select(isNegInf(x), cF32(0.0), w);
+          p[t][j][i] = w;
+          lNew[t][i / 2] = fadd(lNew[t][i / 2], w);
+        }
+    }
+
+    Value ktNext = firstLiveTile(add(kt, cIdx(1)));
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+    gpu::BarrierOp::create(b, loc); // V_j landed; every warp is done with K_j
+    ifThen(lt(ktNext, ktEnd), [&] {
+      loadTile(k, hkv, kTile, D, tk, mul(ktNext, cIdx(tk)), sizeIdx[4]);
+    });
+
+    // O += P V_j: P from the S accumulators (two n-tiles = one k-step of
+    // A), V fragments by ldmatrix.trans, two n-tiles of O per x4, each
+    // feeding mt m-tiles.
+    for (int64_t kk = 0; kk < tk / 16; ++kk) {
+      SmallVector<SmallVector<Value>> a(mt);
+      for (int64_t t = 0; t < mt; ++t)
+        a[t] = {pack(p[t][2 * kk][0], p[t][2 * kk][1]),
+                pack(p[t][2 * kk][2], p[t][2 * kk][3]),
+                pack(p[t][2 * kk + 1][0], p[t][2 * kk + 1][1]),
+                pack(p[t][2 * kk + 1][2], p[t][2 * kk + 1][3])};
+      for (int64_t jd = 0; jd < nO; jd += 2) {
+        bool pair = jd + 1 < nO;
+        Value row = add(cIdx(16 * kk), add(mul(miLow, cIdx(8)), r8));
+        Value col = cIdx(8 * jd);
+        if (pair)
+          col = add(col, mul(miHigh, cIdx(8)));
+        SmallVector<Value> bf = ldmatrix(vTile, row, col, pair ? 4 : 2, true);
+        for (int64_t t = 0; t < mt; ++t) {
+          oAcc[t][jd] = mma(a[t], {bf[0], bf[1]}, oAcc[t][jd]);
+          if (pair)
+            oAcc[t][jd + 1] = mma(a[t], {bf[2], bf[3]}, oAcc[t][jd + 1]);
+        }
+      }
+    }
+    SmallVector<Value> next = {ktNext};
+    for (int64_t t = 0; t < mt; ++t) {
+      next.append({mNew[t][0], mNew[t][1], lNew[t][0], lNew[t][1]});
+      for (Acc &acc : oAcc[t])
+        next.append(acc.begin(), acc.end());
+    }
+    scf::YieldOp::create(b, loc, next);
+  }
+  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+
+  // Epilogue: per row, the lane's partial sums joined across the quad, the
+  // sink folded in, O / l written by every lane, LSE by the first lane of
+  // the quad.
+  attn::NormalizeOp normOp = variant.getNormalizeOp();
+  Value wantLse = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::ne,
+      arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
+  Value firstOfQuad =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tig, cIdx(0));
+  Value sinkLog2;
+  if (norm == attn::NormKind::softmax && normOp && normOp.hasSink())
+    sinkLog2 = fmul(inlineItemRegion(b, normOp.getSink(), {b32, h32}),
+                    cF32(kLog2e));
+  for (int64_t t = 0; t < mt; ++t)
+    for (int r = 0; r < 2; ++r) {
+      unsigned base = 1 + t * perTile;
+      Value mRow = loop.getResult(base + r);
+      Value lRow = quadReduce(loop.getResult(base + 2 + r), /*isMax=*/false);
+      Value factor, lseValue, empty;
+      if (norm == attn::NormKind::softmax) {
+        empty = isNegInf(mRow);
+        Value mSafeRow = select(empty, cF32(0.0), mRow);
+        Value denom = lRow, top = mSafeRow, keep = cF32(1.0);
+        if (sinkLog2) {
+          // M = max(m, e); l' = l 2^(m - M) + 2^(e - M).
+          top = fmax(mSafeRow, sinkLog2);
+          keep = exp2(fsub(mSafeRow, top));
+          denom = fadd(fmul(lRow, keep), exp2(fsub(sinkLog2, top)));
+        }
+        factor = arith::DivFOp::create(b, loc, keep, denom);
+        lseValue = fmul(fadd(top, math::Log2Op::create(b, loc, denom)),
+                        cF32(kLn2));
+      } else if (norm == attn::NormKind::linear) {
+        empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, lRow,
+                                      cF32(0.0));
+        factor = arith::DivFOp::create(b, loc, cF32(1.0), lRow);
+      } else {
+        empty = cBool(false);
+        factor = cF32(1.0);
+      }
+      factor = select(empty, cF32(0.0), factor);
+      Value row = rowIdx[t][r];
+      ifThen(lt(row, sizeIdx[3]), [&] {
+        Value colBase = mul(tig, cIdx(2));
+        for (int64_t j = 0; j < nO; ++j)
+          for (int e2 = 0; e2 < 2; ++e2) {
+            Value x =
+                fmul(loop.getResult(base + 4 + 4 * j + 2 * r + e2), factor);
+            x = arith::TruncFOp::create(b, loc, elementType, x);
+            memref::StoreOp::create(
+                b, loc, x, o,
+                ValueRange{bi, hi, row, add(colBase, cIdx(8 * j + e2))});
+          }
+        if (norm == attn::NormKind::softmax)
+          ifThen(andI(wantLse, firstOfQuad), [&] {
+            memref::StoreOp::create(b, loc,
+                                    select(empty, cF32(-INFINITY), lseValue),
+                                    lse, ValueRange{bi, hi, row});
+          });
+      });
+    }
+  gpu::ReturnOp::create(b, loc);
+  expandAttnOps(fn, kctx);
+}
+
+struct ConvertAttnToMMAKernelPass
+    : public attnc::impl::ConvertAttnToMMAKernelBase<
+          ConvertAttnToMMAKernelPass> {
+  using Base::Base;
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    Builder b(module.getContext());
+    Type elemType = elementType == "f16"    ? Type(b.getF16Type())
+                    : elementType == "bf16" ? Type(b.getBF16Type())
+                                            : Type();
+    if (!elemType) {
+      module.emitError() << "convert-attn-to-mma-kernel: element-type must be "
+                            "f16 or bf16, got '"
+                         << elementType << "'";
+      return signalPassFailure();
+    }
+    MmaKernelConfig cfg;
+    std::string error;
+    if (!chooseMmaKernelConfig(headDim, valueDim, tileKV, cfg, error)) {
+      module.emitError() << "convert-attn-to-mma-kernel: " << error;
+      return signalPassFailure();
+    }
+    SmallVector<attn::VariantOp> variants(module.getOps<attn::VariantOp>());
+    if (!variants.empty())
+      module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                      b.getUnitAttr());
+    for (attn::VariantOp variant : variants) {
+      MmaKernelBuilder(variant, elemType, cfg).build();
+      variant.erase();
+    }
+  }
+};
+
+} // namespace

@@ -1,0 +1,120 @@
+// convert-attn-to-mma-kernel: the tensor-core kernel. One block of 4 warps
+// (32 query rows each when Dv <= 128, else 16) per (b, h, q-tile); Q, K and
+// V tiles in padded dynamic shared memory filled by cp.async (V of the tile
+// while S = Q K^T runs, K of the next live tile while P V runs); ldmatrix
+// (Q, K) and ldmatrix.trans (V) fragments; mma.sync m16n8k16 with f32
+// accumulators; the row statistics reduced over a quad with shuffles; the
+// mask only in mixed tiles.
+// RUN: attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=bf16 head-dim=128 value-dim=64" | FileCheck %s
+// RUN: attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=64 value-dim=64" | FileCheck %s --check-prefix=F16
+// RUN: attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=256 value-dim=256" | FileCheck %s --check-prefix=D256
+// RUN: not attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f32" 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: not attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=72" 2>&1 | FileCheck %s --check-prefix=BADDIM
+// RUN: not attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=256 value-dim=256 tile-kv=256" 2>&1 | FileCheck %s --check-prefix=BADSMEM
+
+// BAD: element-type must be f16 or bf16, got 'f32'
+// BADDIM: the head dims and tile-kv must be positive multiples of 16
+// BADSMEM: the Q, K and V tiles need 304128 bytes of shared memory, more than 200 KiB
+
+// CHECK: module attributes {gpu.container_module}
+// CHECK-LABEL: gpu.module @causal
+// CHECK: gpu.func @causal(%[[Q:.+]]: memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>,
+// CHECK-SAME: %[[STATUS:.+]]: memref<8xi32>)
+// CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// CHECK-NOT: attn.
+// Q (128 rows), K and V (64 keys) tiles, rows padded by 8 elements.
+// CHECK: %[[SMEM:.+]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
+// CHECK: %[[QT:.+]] = memref.view %[[SMEM]][%c0{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<128x136xbf16, #gpu.address_space<workgroup>>
+// CHECK: %[[KT:.+]] = memref.view %[[SMEM]][%c34816][] : {{.+}} to memref<64x136xbf16, #gpu.address_space<workgroup>>
+// CHECK: %[[VT:.+]] = memref.view %[[SMEM]][%c52224][] : {{.+}} to memref<64x72xbf16, #gpu.address_space<workgroup>>
+// K and V seen with a unit inner stride (cp.async needs contiguous rows).
+// CHECK: memref.reinterpret_cast {{.+}} to memref<?x?x?x?xbf16, strided<[?, ?, ?, 1], offset: ?>>
+// The prologue: Q, then K of the first live tile.
+// CHECK: nvgpu.device_async_copy {{.+}}, %[[QT]][{{.+}}], 8, {{.+}} {bypassL1}
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: scf.while
+// CHECK: nvgpu.device_async_copy {{.+}}, %[[KT]][{{.+}}], 8, {{.+}} {bypassL1}
+// CHECK: nvvm.cp.async.commit.group
+// The kv-tile loop carries kt and, per m-tile, m and l of two rows and
+// 8 x 4 accumulators.
+// CHECK: %{{.+}}:73 = scf.while
+// CHECK: nvvm.cp.async.wait.group 0
+// CHECK-NEXT: gpu.barrier
+// V of this tile is copied while the scores are computed.
+// CHECK: nvgpu.device_async_copy {{.+}}, %[[VT]][{{.+}}], 8
+// CHECK: nvgpu.ldmatrix %[[QT]][{{.+}}] {numTiles = 4 : i32, transpose = false} : memref<128x136xbf16, #gpu.address_space<workgroup>> -> vector<4x2xbf16>
+// CHECK: nvgpu.ldmatrix %[[KT]][{{.+}}] {numTiles = 4 : i32, transpose = false} : memref<64x136xbf16, #gpu.address_space<workgroup>> -> vector<4x2xbf16>
+// CHECK: llvm.bitcast {{.+}} : vector<2xbf16> to i32
+// CHECK: nvvm.mma.sync A[{{.+}}] B[{{.+}}] C[{{.+}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>
+// The mask only where the tile is mixed or partial.
+// CHECK: scf.if %{{.+}} -> (f32,
+// CHECK: arith.cmpi sle
+// The row max over the quad.
+// CHECK: gpu.shuffle xor %{{.+}}, %c1_i32{{.*}}, %c32_i32
+// CHECK: gpu.shuffle xor %{{.+}}, %c2_i32{{.*}}, %c32_i32
+// CHECK: math.exp2
+// The next live tile's K is copied while P V runs.
+// CHECK: nvvm.cp.async.wait.group 0
+// CHECK-NEXT: gpu.barrier
+// CHECK: nvgpu.device_async_copy {{.+}}, %[[KT]][{{.+}}], 8
+// CHECK: nvgpu.ldmatrix %[[VT]][{{.+}}] {numTiles = 4 : i32, transpose = true}
+// CHECK: nvvm.mma.sync
+// CHECK: scf.yield
+// Epilogue: sums over the quad, O and LSE stored.
+// CHECK: gpu.shuffle xor
+// CHECK: memref.store {{.+}} : memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
+
+// F16-LABEL: gpu.module @causal
+// F16: memref.view {{.+}} to memref<128x72xf16, #gpu.address_space<workgroup>>
+// F16: memref.view {{.+}} to memref<64x72xf16, #gpu.address_space<workgroup>>
+// f16 operands stay vector<2xf16>.
+// F16: nvvm.mma.sync {{.+}} : (vector<2xf16>, vector<2xf16>, f32) -> !llvm.struct<(f32, f32, f32, f32)>
+
+// D256-LABEL: gpu.module @causal
+// D = Dv = 256: 16 rows per warp (the accumulators of 32 would not fit in
+// registers) and 32 keys per tile.
+// D256: memref.view {{.+}} to memref<64x264xf16, #gpu.address_space<workgroup>>
+// D256: memref.view {{.+}} to memref<32x264xf16, #gpu.address_space<workgroup>>
+attn.variant @causal {
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    %m = arith.cmpi sle, %kv, %q : i32
+    attn.yield %m : i1
+  }
+}
+
+// -----
+
+// A score modifier: its uniform part (the slope of the head) read once per
+// block, the rest inlined per accumulator element in both the masked and
+// the all-true path, and only on kept entries in the masked one.
+// CHECK-LABEL: gpu.module @alibi
+// CHECK: memref.load %{{.+}}[%{{.+}}] : memref<?xf32, strided<[?], offset: ?>>
+// CHECK: scf.while
+// CHECK: scf.if %{{.+}} -> (f32,
+// CHECK: scf.if %{{.+}} -> (f32) {
+// CHECK-NOT: memref.load
+// CHECK: arith.sitofp
+// CHECK: } else {
+// CHECK: arith.constant 0xFF800000 : f32
+attn.variant @alibi {
+  attn.param @slopes : f32[H]
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    %slope = attn.param_load @slopes[%h] : f32
+    %d = arith.subi %kv, %q : i32
+    %df = arith.sitofp %d : i32 to f32
+    %bias = arith.mulf %slope, %df : f32
+    %r = arith.addf %s, %bias : f32
+    attn.yield %r : f32
+  }
+}
+
+// -----
+
+// Sigmoid: plain weights, no running max, no rescaling shuffles before exp2.
+// CHECK-LABEL: gpu.module @sig
+// CHECK: scf.while
+// CHECK-NOT: arith.maximumf
+// CHECK: math.exp2
+attn.variant @sig {
+  attn.normalize sigmoid
+}
