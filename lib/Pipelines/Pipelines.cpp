@@ -15,6 +15,10 @@
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/GPUToNVVM/GPUToNVVM.h"
 #include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
+#include "attnc/Conversion/MMAKernelConfig.h"
+#include "mlir/Conversion/NVGPUToNVVM/NVGPUToNVVM.h"
+#include "mlir/Conversion/VectorToLLVM/ConvertVectorToLLVM.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Conversion/NVVMToLLVM/NVVMToLLVM.h"
 #include "mlir/Conversion/UBToLLVM/UBToLLVM.h"
 #include "mlir/Conversion/IndexToLLVM/IndexToLLVM.h"
@@ -56,7 +60,7 @@ void attnc::registerDialects(DialectRegistry &registry) {
                   func::FuncDialect, LLVM::LLVMDialect, math::MathDialect,
                   memref::MemRefDialect, scf::SCFDialect,
                   vector::VectorDialect, gpu::GPUDialect, NVVM::NVVMDialect,
-                  ub::UBDialect>();
+                  nvgpu::NVGPUDialect, ub::UBDialect>();
   // What convert-gpu-to-nvvm and gpu-module-to-binary need: the
   // to-LLVM conversion interfaces, the NVVM target and the translations to
   // LLVM IR.
@@ -65,6 +69,7 @@ void attnc::registerDialects(DialectRegistry &registry) {
   registerConvertFuncToLLVMInterface(registry);
   registerConvertMemRefToLLVMInterface(registry);
   registerConvertMathToLLVMInterface(registry);
+  vector::registerConvertVectorToLLVMInterface(registry);
   index::registerConvertIndexToLLVMInterface(registry);
   ub::registerConvertUBToLLVMInterface(registry);
   registerConvertNVVMToLLVMInterface(registry);
@@ -115,8 +120,57 @@ void attnc::buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
 }
 
+bool attnc::resolveGpuKernel(const GpuPipelineOptions &options,
+                             GpuLaunchShape &shape, std::string &error) {
+  auto fits = [](int64_t d) { return d > 0 && d % 16 == 0 && d <= 256; };
+  bool mmaOk = (options.elementType == "f16" || options.elementType == "bf16") &&
+               fits(options.headDim) && fits(options.valueDim);
+  shape.kernel = options.kernel;
+  if (shape.kernel == "auto")
+    shape.kernel = mmaOk ? "mma" : "simt";
+  if (shape.kernel == "mma") {
+    if (!mmaOk) {
+      error = "the tensor-core GPU kernel needs f16 or bf16 and head dims "
+              "that are multiples of 16 up to 256 (got " +
+              options.elementType + ", D = " +
+              std::to_string(options.headDim) +
+              ", Dv = " + std::to_string(options.valueDim) + ")";
+      return false;
+    }
+    MmaKernelConfig c;
+    if (!chooseMmaKernelConfig(options.headDim, options.valueDim,
+                               options.tileKV, c, error))
+      return false;
+    shape.rowsPerBlock = c.rows();
+    shape.threadsPerBlock = c.threads();
+    shape.sharedBytes = c.sharedBytes();
+    return true;
+  }
+  if (shape.kernel == "simt") {
+    shape.rowsPerBlock = shape.threadsPerBlock = options.tileQ;
+    return true;
+  }
+  error = "unknown GPU kernel '" + options.kernel +
+          "' (expected auto, mma or simt)";
+  return false;
+}
+
 void attnc::buildGpuKernelPipeline(OpPassManager &pm,
                                    const GpuPipelineOptions &options) {
+  GpuLaunchShape shape;
+  std::string error;
+  if (resolveGpuKernel(options, shape, error) && shape.kernel == "mma") {
+    ConvertAttnToMMAKernelOptions o;
+    o.elementType = options.elementType;
+    o.headDim = options.headDim;
+    o.valueDim = options.valueDim;
+    o.tileKV = options.tileKV;
+    pm.addPass(createConvertAttnToMMAKernel(o));
+    pm.addPass(createAttnApproximateMath());
+    pm.addPass(createCanonicalizerPass());
+    pm.addPass(createCSEPass());
+    return;
+  }
   ConvertAttnToGPUKernelOptions o;
   o.elementType = options.elementType;
   o.headDim = options.headDim;
@@ -136,6 +190,7 @@ void attnc::buildGpuLowerToNVVMPipeline(OpPassManager &pm) {
   gm.addPass(memref::createExpandStridedMetadataPass());
   // exp2, sqrt, fma, floor, fabs: NVPTX instructions, not libdevice calls.
   gm.addPass(createConvertAttnMathToNVVMIntrinsics());
+  gm.addPass(createConvertNVGPUToNVVMPass());
   gm.addPass(createConvertGpuOpsToNVVMOps());
   gm.addPass(createCanonicalizerPass());
   gm.addPass(createCSEPass());
@@ -187,8 +242,12 @@ struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
   Option<int64_t> valueDim{*this, "value-dim", llvm::cl::init(64)};
   Option<std::string> chip{*this, "chip", llvm::cl::desc("sm_80, sm_90, ..."),
                            llvm::cl::init("sm_80")};
+  Option<std::string> kernel{*this, "kernel",
+                             llvm::cl::desc("auto, mma (tensor cores) or simt"),
+                             llvm::cl::init("auto")};
   attnc::GpuPipelineOptions get() const {
     attnc::GpuPipelineOptions o;
+    o.kernel = kernel;
     o.elementType = elementType;
     o.headDim = headDim;
     o.valueDim = valueDim;
@@ -223,6 +282,7 @@ void attnc::registerAllPassesAndPipelines() {
                     createReconcileUnrealizedCastsPass})
     registerPass(make);
   registerPass([] { return createConvertGpuOpsToNVVMOps(); });
+  registerPass([] { return createConvertNVGPUToNVVMPass(); });
   registerPass([] { return createGpuNVVMAttachTarget(); });
   registerPass([] { return createGpuModuleToBinaryPass(); });
   PassPipelineRegistration<ReferencePipelineOptions>(

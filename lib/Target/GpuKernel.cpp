@@ -14,8 +14,9 @@ using namespace attnc;
 
 std::string GpuCompileOptions::describe() const {
   return std::string("dtype=") + dtypeName(elementType) +
-         " lowering=gpu d=" + std::to_string(headDim) +
+         " lowering=gpu kernel=" + kernel + " d=" + std::to_string(headDim) +
          " dv=" + std::to_string(valueDim) + " tq=" + std::to_string(tileQ) +
+         " tk=" + std::to_string(tileKV) +
          " chip=" + chip;
 }
 
@@ -27,8 +28,9 @@ GpuKernel::~GpuKernel() {
 bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
                              const GpuCompileOptions &options,
                              GpuArtifact &out, std::string &error) {
-  if (options.elementType != DType::F16 && options.elementType != DType::F32) {
-    error = "GPU kernels take float16 or float32 Q, K and V";
+  if (options.elementType != DType::F16 && options.elementType != DType::F32 &&
+      options.elementType != DType::BF16) {
+    error = "GPU kernels take float16, bfloat16 or float32 Q, K and V";
     return false;
   }
   auto variant = llvm::dyn_cast_or_null<mlir::attn::VariantOp>(
@@ -55,11 +57,22 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
     return mlir::success();
   });
   GpuPipelineOptions g;
-  g.elementType = options.elementType == DType::F16 ? "f16" : "f32";
+  g.elementType = options.elementType == DType::F16    ? "f16"
+                  : options.elementType == DType::BF16 ? "bf16"
+                                                       : "f32";
   g.headDim = options.headDim;
   g.valueDim = options.valueDim;
   g.tileQ = options.tileQ;
+  g.tileKV = options.tileKV;
+  g.kernel = options.kernel;
   g.chip = options.chip;
+  GpuLaunchShape shape;
+  if (!resolveGpuKernel(g, shape, error))
+    return false;
+  out.kernel = shape.kernel;
+  out.rowsPerBlock = shape.rowsPerBlock;
+  out.threadsPerBlock = shape.threadsPerBlock;
+  out.sharedBytes = shape.sharedBytes;
   mlir::PassManager pm(ctx);
   buildGpuKernelPipeline(pm, g);
   buildGpuLowerToNVVMPipeline(pm);
@@ -102,6 +115,14 @@ std::unique_ptr<GpuKernel> GpuKernel::load(const GpuArtifact &artifact,
                                        artifact.signature.name.c_str()),
                 "cuModuleGetFunction", error))
     return nullptr;
+  // More than 48 KiB of dynamic shared memory must be asked for.
+  if (artifact.sharedBytes > 48 * 1024 &&
+      !d->check(d->cuFuncSetAttribute(
+                    k->function,
+                    /*CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES*/ 8,
+                    static_cast<int>(artifact.sharedBytes)),
+                "cuFuncSetAttribute(max dynamic shared memory)", error))
+    return nullptr;
   return k;
 }
 
@@ -127,7 +148,24 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   if (!driver->makeCurrent(error))
     return LaunchStatus::KernelError;
   int64_t b = args.q.shape[0], h = args.q.shape[1], lq = args.q.shape[2];
-  int64_t blocks = b * h * ((lq + o.tileQ - 1) / o.tileQ);
+  if (art.kernel == "mma") {
+    // cp.async copies 16 contiguous, aligned bytes of K and V rows.
+    for (const TensorView *t : {&args.q, &args.k, &args.v}) {
+      const char *name = t == &args.q ? "Q" : t == &args.k ? "K" : "V";
+      bool aligned = reinterpret_cast<uintptr_t>(t->data) % 16 == 0;
+      for (int i = 0; i < 3; ++i)
+        aligned = aligned && t->strides[i] % 8 == 0;
+      if (t->strides[3] != 1 || !aligned) {
+        error = std::string("the tensor-core GPU kernel needs ") + name +
+                " with unit inner stride, 16-byte aligned data and strides "
+                "that are multiples of 8 elements (make it contiguous, or "
+                "compile with kernel=simt)";
+        return LaunchStatus::InvalidArguments;
+      }
+    }
+  }
+  int64_t rowsPerBlock = art.rowsPerBlock;
+  int64_t blocks = b * h * ((lq + rowsPerBlock - 1) / rowsPerBlock);
   if (blocks == 0)
     return LaunchStatus::Ok;
   if (blocks > 0x7fffffff) {
@@ -137,9 +175,9 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   }
   // The status words in device memory: the last memref of the ABI (two
   // pointers, offset, size, stride).
-  cuda::DeviceBuffer status;
+  std::lock_guard<std::mutex> lock(launchMutex);
   auto s = static_cast<cuda::CUstream>(stream);
-  if (!status.allocate(*driver, sizeof packed.status, error) ||
+  if ((!status.ptr() && !status.allocate(*driver, sizeof packed.status, error)) ||
       !driver->check(driver->cuMemsetD8Async(status.ptr(), 0,
                                              sizeof packed.status, s),
                      "cuMemsetD8Async", error))
@@ -149,7 +187,8 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   *static_cast<void **>(packed.args[n - 4]) = status.data();
   if (!driver->check(driver->cuLaunchKernel(
                          function, static_cast<unsigned>(blocks), 1, 1,
-                         static_cast<unsigned>(o.tileQ), 1, 1, 0, s,
+                         static_cast<unsigned>(art.threadsPerBlock), 1, 1,
+                         static_cast<unsigned>(art.sharedBytes), s,
                          packed.args.data(), nullptr),
                      "cuLaunchKernel", error) ||
       !driver->check(driver->cuMemcpyDtoHAsync(packed.status, status.ptr(),

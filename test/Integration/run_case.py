@@ -779,6 +779,9 @@ def main():
     ap.add_argument("--reference", action="store_true",
                     help="run attnc's reference loop lowering (--reference)")
     ap.add_argument("--threads", type=int, help="forwarded as --threads")
+    ap.add_argument("--dtype", choices=["float16"],
+                    help="run every non-error case with Q, K, V of this "
+                         "dtype (and its tolerance)")
     ap.add_argument("--seed", type=int, help="input seed (default: random)")
     ap.add_argument("--timeout", type=int, default=300)
     ap.add_argument("--list", action="store_true")
@@ -789,6 +792,10 @@ def main():
                     help="keep temp files of failed cases")
     opts = ap.parse_args()
     names = select(opts.cases)
+    if opts.dtype:
+        for n in names:
+            if not CASES[n].error and not CASES[n].dtypes:
+                CASES[n].dtype = opts.dtype
     if opts.list:
         for n in names:
             print(n)

@@ -1,7 +1,20 @@
 // attn-gpu-kernel then attn-gpu-lower-to-nvvm: the kernel in the LLVM and
 // NVVM dialects, shared tiles as address-space-3 globals, memrefs passed as
 // expanded descriptors, exp2 as ex2.approx and no libdevice call.
-// RUN: attn-opt %s --attn-gpu-kernel="element-type=f16 head-dim=64 value-dim=64" | attn-opt --attn-gpu-lower-to-nvvm | FileCheck %s
+// RUN: attn-opt %s --attn-gpu-kernel="element-type=f16 head-dim=64 value-dim=64 kernel=simt" | attn-opt --attn-gpu-lower-to-nvvm | FileCheck %s
+// RUN: attn-opt %s --attn-gpu-kernel="element-type=f16 head-dim=64 value-dim=64" | attn-opt --attn-gpu-lower-to-nvvm | FileCheck %s --check-prefix=MMA
+
+// The tensor-core kernel: nvgpu ops become NVVM ops, dynamic shared memory
+// a zero-sized address-space-3 global.
+// MMA: gpu.module @causal
+// MMA: llvm.mlir.global internal @__dynamic_shmem__0() {addr_space = 3 : i32, alignment = 16 : i64} : !llvm.array<0 x i8>
+// MMA: llvm.func @causal(
+// MMA-SAME: nvvm.maxntid = array<i32: 128, 1, 1>
+// MMA-DAG: nvvm.cp.async.shared.global
+// MMA-DAG: nvvm.ldmatrix
+// MMA-DAG: nvvm.mma.sync
+// MMA-DAG: nvvm.shfl.sync bfly
+// MMA-NOT: nvgpu.
 
 // CHECK: gpu.module @causal
 // CHECK-DAG: llvm.mlir.global internal @__wg_causal_0() {addr_space = 3 : i32} : !llvm.array<4096 x f16>

@@ -99,6 +99,9 @@ OPTIONS
   --reference      run the reference loop lowering instead of the tiled,
                    vectorised, multi-threaded kernel
   --gpu-arch SM    the GPU to compile for: sm_80 (default), sm_90, ...
+  --gpu-kernel K   the GPU kernel for --emit=gpu|nvvm|ptx: auto (default:
+                   mma where it applies), mma (tensor cores; f16 or bf16,
+                   head dims multiples of 16) or simt (one thread per row)
   --threads N      worker threads for attnc run (default: all cores, or
                    $ATTN_NUM_THREADS)
 
@@ -121,6 +124,7 @@ struct Options {
   std::string output;
   std::string dtype; // f32 (CPU) or f16 (GPU stages) unless given
   std::string gpuArch = "sm_80";
+  std::string gpuKernel = "auto";
   std::string q, k, v, lse, target = "cpu";
   std::string threads;
   std::string headDim, valueDim; // --emit=obj/header: a tiled kernel
@@ -178,6 +182,7 @@ Options parseArgs(int argc, char **argv) {
         value(a, "--threads", o.threads) ||
         value(a, "--head-dim", o.headDim) ||
         value(a, "--gpu-arch", o.gpuArch) ||
+        value(a, "--gpu-kernel", o.gpuKernel) ||
         value(a, "--value-dim", o.valueDim))
       continue;
     if (value(a, "--param", param)) {
@@ -661,6 +666,11 @@ int main(int argc, char **argv) {
       if (!o.valueDim.empty())
         gopts.valueDim = std::stoi(o.valueDim);
       gopts.chip = o.gpuArch;
+      gopts.kernel = o.gpuKernel;
+      GpuLaunchShape shape;
+      std::string why;
+      if (!resolveGpuKernel(gopts, shape, why))
+        fail(why);
       buildGpuKernelPipeline(pm, gopts);
       if (o.emit != "gpu")
         buildGpuLowerToNVVMPipeline(pm);

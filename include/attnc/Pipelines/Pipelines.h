@@ -45,12 +45,29 @@ void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 struct GpuPipelineOptions {
   std::string elementType = "f16"; // f16, bf16 or f32
   int64_t headDim = 64, valueDim = 64, tileQ = 128, tileKV = 0;
+  /// "mma" (tensor cores, convert-attn-to-mma-kernel), "simt" (one thread
+  /// per row, convert-attn-to-gpu-kernel) or "auto": mma where it applies
+  /// (f16 or bf16, head dims multiples of 16 up to 256), else simt.
+  std::string kernel = "auto";
   std::string chip = "sm_80"; // sm_80 or later
   unsigned optLevel = 3;
 };
 
-/// attn -> gpu.module/gpu.func kernels (convert-attn-to-gpu-kernel) ->
-/// polynomial math -> cleanups.
+/// The launch shape of the kernel that `options` selects: the kernel kind
+/// ("mma" or "simt"), the query rows per block and the threads per block.
+struct GpuLaunchShape {
+  std::string kernel;
+  int64_t rowsPerBlock = 0, threadsPerBlock = 0;
+  int64_t sharedBytes = 0; // dynamic shared memory per block
+};
+/// Resolves options.kernel; false (with `error`) when the requested kernel
+/// cannot take these options.
+bool resolveGpuKernel(const GpuPipelineOptions &options, GpuLaunchShape &shape,
+                      std::string &error);
+
+/// attn -> gpu.module/gpu.func kernels (convert-attn-to-mma-kernel or
+/// convert-attn-to-gpu-kernel, see resolveGpuKernel) -> polynomial math ->
+/// cleanups.
 void buildGpuKernelPipeline(mlir::OpPassManager &pm,
                             const GpuPipelineOptions &options);
 

@@ -19,14 +19,19 @@
 #include "mlir/IR/BuiltinOps.h"
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace attnc {
 
 struct GpuCompileOptions {
-  DType elementType = DType::F16; // F16 or F32
+  DType elementType = DType::F16; // F16, BF16 or F32
   int64_t headDim = 64, valueDim = 64;
-  int64_t tileQ = 128; // rows per block = threads per block
+  /// simt: rows per block = threads per block (the mma kernel's shape is
+  /// fixed by MMAKernelConfig.h).
+  int64_t tileQ = 128;
+  int64_t tileKV = 0; // keys per kv-tile; 0: the compiler's choice
+  std::string kernel = "auto"; // auto, mma (tensor cores) or simt
   std::string chip = "sm_80";
   std::string describe() const;
 };
@@ -34,6 +39,9 @@ struct GpuCompileOptions {
 struct GpuArtifact {
   KernelSignature signature;
   GpuCompileOptions options;
+  /// The launch configuration the compiler chose (resolveGpuKernel).
+  std::string kernel; // "mma" or "simt"
+  int64_t rowsPerBlock = 0, threadsPerBlock = 0, sharedBytes = 0;
   std::string ptx;
 };
 
@@ -61,6 +69,10 @@ private:
   cuda::Driver *driver = nullptr;
   cuda::CUmodule module = nullptr;
   cuda::CUfunction function = nullptr;
+  /// The status words in device memory, allocated at the first launch and
+  /// reused; launches of one kernel are serialised on this mutex.
+  std::mutex launchMutex;
+  cuda::DeviceBuffer status;
 };
 
 } // namespace attnc
