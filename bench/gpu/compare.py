@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-ATTN_F32, ATTN_F16 = 0, 1
+ATTN_F32, ATTN_F16, ATTN_BF16 = 0, 1, 4
 ATTN_TARGET_NVPTX = 1
 
 
@@ -41,6 +41,7 @@ def load(lib_path):
         ("attn_compile_options_set_target", [C.c_void_p, C.c_int]),
         ("attn_compile_options_set_dtype", [C.c_void_p, C.c_int]),
         ("attn_compile_options_set_head_dims", [C.c_void_p, C.c_int64, C.c_int64]),
+        ("attn_compile_options_set_tiling", [C.c_void_p, C.c_int, C.c_int64, C.c_int64]),
         ("attn_compile", [C.c_void_p, C.c_char_p, C.c_void_p, C.POINTER(C.c_void_p)]),
         ("attn_run_args_create", [C.POINTER(C.c_void_p)]),
         ("attn_run_args_set_tensors", [C.c_void_p] + [C.POINTER(Tensor)] * 5),
@@ -62,8 +63,8 @@ def view(t, keep):
     shape = (C.c_int64 * t.dim())(*t.shape)
     strides = (C.c_int64 * t.dim())(*t.stride())
     keep += [shape, strides]
-    dtype = {torch.float16: ATTN_F16, torch.float32: ATTN_F32, torch.int32: 2,
-             torch.bool: 3}[t.dtype]
+    dtype = {torch.float16: ATTN_F16, torch.bfloat16: ATTN_BF16,
+             torch.float32: ATTN_F32, torch.int32: 2, torch.bool: 3}[t.dtype]
     return Tensor(t.data_ptr(), dtype, t.dim(), shape, strides)
 
 
@@ -90,6 +91,12 @@ def main():
     ap.add_argument("--L", type=int, default=4096)
     ap.add_argument("--D", type=int, default=128)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--dtype", choices=["bf16", "f16"], default="bf16")
+    ap.add_argument("--only", help="comma-separated variant names")
+    ap.add_argument("--tile-kv", type=int, default=0,
+                    help="keys per kv-tile of our kernel (0: the compiler's choice)")
+    ap.add_argument("--no-baselines", action="store_true",
+                    help="time our kernel only")
     ap.add_argument("--json")
     a = ap.parse_args()
     B, H, L, D = a.B, a.H, a.L, a.D
@@ -97,7 +104,8 @@ def main():
     rt = C.c_void_p()
     check(lib, lib.attn_runtime_create(C.byref(rt)), "runtime")
     torch.manual_seed(0)
-    q, k, v = (torch.randn(B, H, L, D, device="cuda", dtype=torch.float16) for _ in range(3))
+    tdt = torch.bfloat16 if a.dtype == "bf16" else torch.float16
+    q, k, v = (torch.randn(B, H, L, D, device="cuda", dtype=tdt) for _ in range(3))
     ndoc = 16
     doc = (torch.arange(L, device="cuda", dtype=torch.int32) * ndoc // L).contiguous()
     slopes = torch.tensor([2.0 ** (-8.0 * (h + 1) / H) for h in range(H)],
@@ -130,6 +138,8 @@ def main():
         print("FlexAttention unavailable:", e)
         flex = None
 
+    if a.only:
+        variants = [x for x in variants if x[0] in a.only.split(",")]
     rows, results = [], []
     for name, src, kept, score_mod, mask_mod in variants:
         flops = 4.0 * B * H * kept * D
@@ -139,8 +149,10 @@ def main():
         opts = C.c_void_p()
         check(lib, lib.attn_compile_options_create(C.byref(opts)), "options")
         lib.attn_compile_options_set_target(opts, ATTN_TARGET_NVPTX)
-        lib.attn_compile_options_set_dtype(opts, ATTN_F16)
+        lib.attn_compile_options_set_dtype(opts, ATTN_BF16 if a.dtype == "bf16" else ATTN_F16)
         lib.attn_compile_options_set_head_dims(opts, D, D)
+        if a.tile_kv:
+            check(lib, lib.attn_compile_options_set_tiling(opts, 2, 128, a.tile_kv), "tiling")
         kern = C.c_void_p()
         t0 = time.time()
         check(lib, lib.attn_compile(rt, src.encode(), opts, C.byref(kern)), name)
@@ -172,7 +184,7 @@ def main():
         r["attnc_relerr"] = ((o.float() - ref).norm() / ref.norm()).item()
         del s, ref
         # SDPA backends (dense and causal only)
-        if name in ("dense", "causal"):
+        if name in ("dense", "causal") and not a.no_baselines:
             for backend, label in [(SDPBackend.FLASH_ATTENTION, "fa2"), (SDPBackend.CUDNN_ATTENTION, "cudnn")]:
                 try:
                     with sdpa_kernel(backend):
@@ -180,7 +192,7 @@ def main():
                             q, k, v, is_causal=(name == "causal")), a.reps)
                 except Exception as e:
                     r[label + "_error"] = str(e)[:200]
-        if flex is not None:
+        if flex is not None and not a.no_baselines:
             try:
                 bm = None
                 if mask_mod is not None:
@@ -202,7 +214,7 @@ def main():
             line += " | flex+mask x%.2f" % ((r["flex_ms"] + r["flex_blockmask_ms"]) / r["attnc_ms"])
         print(line, flush=True)
     out = {"gpu": torch.cuda.get_device_name(), "B": B, "H": H, "L": L, "D": D,
-           "dtype": "float16", "results": results}
+           "dtype": "bfloat16" if a.dtype == "bf16" else "float16", "results": results}
     if a.json:
         json.dump(out, open(a.json, "w"), indent=1)
 
