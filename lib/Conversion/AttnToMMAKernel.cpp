@@ -502,6 +502,9 @@ void MmaKernelBuilder::build() {
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr(
       {static_cast<int32_t>(cfg.threads()), 1, 1}));
+  if (cfg.minBlocksPerSM > 0)
+    fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+                b.getI32IntegerAttr(static_cast<int32_t>(cfg.minBlocksPerSM)));
   Block *entry = &fn.getBody().front();
   b.setInsertionPointToStart(entry);
   KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);

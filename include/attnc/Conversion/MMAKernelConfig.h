@@ -18,6 +18,9 @@ struct MmaKernelConfig {
   int64_t warps = 4;
   int64_t mTiles = 2; // m16 tiles per warp: 16 * mTiles query rows each
   int64_t tk = 64;    // keys per kv-tile
+  /// Blocks that must fit on one SM at once (ptxas .minnctapersm; 0: no
+  /// bound), which caps the registers per thread.
+  int64_t minBlocksPerSM = 0;
   int64_t rows() const { return 16 * mTiles * warps; }
   int64_t threads() const { return 32 * warps; }
   /// Row pitch of the shared tiles, in elements: 8 elements (16 bytes) of
@@ -32,7 +35,8 @@ struct MmaKernelConfig {
 
 /// The configuration for head dims D and Dv: 4 warps; 32 rows per warp
 /// where the accumulators fit in registers (Dv <= 128), else 16; `tileKV`
-/// keys per tile, or when 0, 64 (D + Dv <= 256) or 32. Returns false with
+/// keys per tile, or when 0, 64 (D + Dv <= 256) or 32; three blocks per SM
+/// when D and Dv are at most 64. Returns false with
 /// `error` when the dims or the tile are not multiples of 16 or the tiles
 /// need more than 200 KiB of shared memory.
 inline bool chooseMmaKernelConfig(int64_t headDim, int64_t valueDim,
@@ -43,6 +47,8 @@ inline bool chooseMmaKernelConfig(int64_t headDim, int64_t valueDim,
   c.warps = 4;
   c.mTiles = valueDim <= 128 ? 2 : 1;
   c.tk = tileKV ? tileKV : (headDim + valueDim <= 256 ? 64 : 32);
+  // Small heads leave room for three blocks per SM at 168 registers.
+  c.minBlocksPerSM = headDim <= 64 && valueDim <= 64 ? 3 : 0;
   if (headDim <= 0 || headDim % 16 || valueDim <= 0 || valueDim % 16 ||
       c.tk <= 0 || c.tk % 16) {
     error = "the head dims and tile-kv must be positive multiples of 16";
