@@ -756,6 +756,39 @@ def check_case(cs, seed):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def ptxas_one(cs, opts):
+    """Emits the PTX of a case for each --gpu-arch and assembles it with
+    ptxas; returns a list of problems (empty when all assembled)."""
+    tmp = tempfile.mkdtemp(prefix="attnc-ptx-%s-" % cs.name)
+    try:
+        src = os.path.join(tmp, cs.name + ".attn")
+        with open(src, "w") as f:
+            f.write(cs.src)
+        s = cs.sizes
+        dt = {"float32": "f32", "float16": "f16"}[cs.dtype]
+        problems = []
+        for arch in opts.gpu_arch.split(","):
+            ptx = os.path.join(tmp, arch + ".ptx")
+            cmd = [opts.attnc, src, "--emit=ptx", "--dtype", dt,
+                   "--head-dim", str(s["D"]), "--value-dim", str(s["Dv"]),
+                   "--gpu-arch", arch, "-o", ptx]
+            if cs.variant:
+                cmd += ["--variant", cs.variant]
+            for step in (cmd, [opts.ptxas, "-arch=" + arch, ptx, "-o",
+                               ptx + ".cubin"]):
+                p = subprocess.run(step, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True,
+                                   errors="replace", timeout=opts.timeout)
+                if p.returncode != 0:
+                    problems.append("%s (%s): %s exited %d: %s" % (
+                        arch, dt, os.path.basename(step[0]), p.returncode,
+                        p.stdout.strip()[-400:]))
+                    break
+        return problems
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def select(names):
     if not names:
         return list(CASES)
@@ -788,6 +821,11 @@ def main():
     ap.add_argument("--ref-only", action="store_true",
                     help="check the cases' references without attnc")
     ap.add_argument("--keep", action="store_true", help="keep temp files")
+    ap.add_argument("--ptxas", help="instead of running: emit each case's "
+                    "PTX (--emit=ptx, the case's sizes and dtype) and "
+                    "assemble it with this ptxas")
+    ap.add_argument("--gpu-arch", default="sm_80,sm_90",
+                    help="comma-separated targets for --ptxas")
     ap.add_argument("--keep-failed", action="store_true",
                     help="keep temp files of failed cases")
     opts = ap.parse_args()
@@ -805,6 +843,19 @@ def main():
     if not opts.ref_only and not (os.path.isfile(opts.attnc) and
                                   os.access(opts.attnc, os.X_OK)):
         ap.error("cannot run --attnc %s: not an executable file" % opts.attnc)
+    if opts.ptxas:
+        import concurrent.futures
+        todo = [CASES[n] for n in names if not CASES[n].error]
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as ex:
+            results = list(ex.map(lambda cs: (cs, ptxas_one(cs, opts)), todo))
+        bad = 0
+        for cs, problems in results:
+            print("%s %s %s" % ("FAIL" if problems else "PASS", cs.name,
+                                "; ".join(problems)))
+            bad += bool(problems)
+        print("%d of %d cases assembled for %s" % (len(todo) - bad, len(todo),
+                                                   opts.gpu_arch))
+        return 1 if bad else 0
     failed = 0
     for n in names:
         seed = opts.seed if opts.seed is not None else \
