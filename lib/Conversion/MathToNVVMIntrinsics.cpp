@@ -9,6 +9,7 @@
 
 #include "attnc/Conversion/Passes.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/PatternMatch.h"
@@ -40,6 +41,77 @@ struct ToIntrinsic : public OpRewritePattern<MathOp> {
   std::string name;
 };
 
+/// |x| for i32 as arith (NVPTX selects abs.s32); convert-gpu-to-nvvm would
+/// call libdevice's __nv_abs.
+struct AbsIToArith : public OpRewritePattern<math::AbsIOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(math::AbsIOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value x = op.getOperand();
+    Value zero = arith::ConstantOp::create(rewriter, loc,
+                                           rewriter.getZeroAttr(x.getType()));
+    Value neg = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::slt,
+                                      x, zero);
+    Value minus = arith::SubIOp::create(rewriter, loc, zero, x);
+    rewriter.replaceOpWithNewOp<arith::SelectOp>(op, neg, minus, x);
+    return success();
+  }
+};
+
+/// powf(x, y) for f32 as 2^(y log2 |x|) on ex2.approx and lg2.approx, with
+/// C's special cases: pow(x, 0) = pow(1, y) = 1; a negative base gives the
+/// signed result for integral y and NaN otherwise; zero and infinite bases
+/// follow from the IEEE arithmetic of log2 and exp2.
+struct PowFToExp2 : public OpRewritePattern<math::PowFOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(math::PowFOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.getType().isF32())
+      return rewriter.notifyMatchFailure(op, "only f32 maps onto NVPTX");
+    Location loc = op.getLoc();
+    Type f32 = rewriter.getF32Type();
+    auto c = [&](double v) -> Value {
+      return arith::ConstantOp::create(rewriter, loc,
+                                       rewriter.getF32FloatAttr(v));
+    };
+    auto call = [&](StringRef name, Value v) -> Value {
+      return LLVM::CallIntrinsicOp::create(rewriter, loc, f32,
+                                           rewriter.getStringAttr(name),
+                                           ValueRange{v})
+          .getResult(0);
+    };
+    auto cmp = [&](arith::CmpFPredicate p, Value a, Value b) -> Value {
+      return arith::CmpFOp::create(rewriter, loc, p, a, b);
+    };
+    Value x = op.getLhs(), y = op.getRhs();
+    Value ax = call("llvm.fabs.f32", x);
+    Value r = call("llvm.nvvm.ex2.approx.f32",
+                   arith::MulFOp::create(rewriter, loc, y,
+                                         call("llvm.nvvm.lg2.approx.f", ax)));
+    // y integral: floor(y) == y; odd: floor(y / 2) * 2 != y.
+    Value yInt = cmp(arith::CmpFPredicate::OEQ,
+                     call("llvm.nvvm.floor.f", y), y);
+    Value half = call("llvm.nvvm.floor.f",
+                      arith::MulFOp::create(rewriter, loc, y, c(0.5)));
+    Value yOdd = arith::AndIOp::create(
+        rewriter, loc, yInt,
+        cmp(arith::CmpFPredicate::UNE,
+            arith::MulFOp::create(rewriter, loc, half, c(2.0)), y));
+    Value negBase = cmp(arith::CmpFPredicate::OLT, x, c(0.0));
+    Value signed_ = arith::SelectOp::create(
+        rewriter, loc, yOdd, arith::NegFOp::create(rewriter, loc, r), r);
+    Value forNeg = arith::SelectOp::create(rewriter, loc, yInt, signed_,
+                                           c(std::nan("")));
+    Value res = arith::SelectOp::create(rewriter, loc, negBase, forNeg, r);
+    Value one = arith::OrIOp::create(rewriter, loc,
+                                     cmp(arith::CmpFPredicate::OEQ, y, c(0.0)),
+                                     cmp(arith::CmpFPredicate::OEQ, x, c(1.0)));
+    rewriter.replaceOpWithNewOp<arith::SelectOp>(op, one, c(1.0), res);
+    return success();
+  }
+};
+
 struct ConvertAttnMathToNVVMIntrinsicsPass
     : public attnc::impl::ConvertAttnMathToNVVMIntrinsicsBase<
           ConvertAttnMathToNVVMIntrinsicsPass> {
@@ -55,6 +127,7 @@ struct ConvertAttnMathToNVVMIntrinsicsPass
     patterns.add<ToIntrinsic<math::RoundEvenOp>>(ctx, "llvm.nvvm.round.f");
     patterns.add<ToIntrinsic<math::FmaOp>>(ctx, "llvm.fma.f32");
     patterns.add<ToIntrinsic<math::AbsFOp>>(ctx, "llvm.fabs.f32");
+    patterns.add<AbsIToArith, PowFToExp2>(ctx);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();
   }

@@ -27,3 +27,29 @@ func.func @f64_stays(%x: f64) -> f64 {
   %a = math.exp2 %x : f64
   return %a : f64
 }
+
+// |x| on i32 as a compare and a select (no __nv_abs).
+// CHECK-LABEL: func.func @absi
+// CHECK: %[[NEG:.+]] = arith.cmpi slt, %[[X:.+]], %c0_i32
+// CHECK: %[[M:.+]] = arith.subi %c0_i32, %[[X]]
+// CHECK: arith.select %[[NEG]], %[[M]], %[[X]] : i32
+// CHECK-NOT: math.absi
+func.func @absi(%x: i32) -> i32 {
+  %a = math.absi %x : i32
+  return %a : i32
+}
+
+// powf as 2^(y log2 |x|) with the special cases (no __nv_powf).
+// CHECK-LABEL: func.func @powf
+// CHECK-DAG: arith.constant 0x7FC00000 : f32
+// CHECK-DAG: arith.constant 1.000000e+00 : f32
+// CHECK: llvm.call_intrinsic "llvm.fabs.f32"
+// CHECK: llvm.call_intrinsic "llvm.nvvm.lg2.approx.f"
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.f32"
+// CHECK: arith.cmpf olt
+// CHECK: arith.negf
+// CHECK-NOT: math.powf
+func.func @powf(%x: f32, %y: f32) -> f32 {
+  %a = math.powf %x, %y : f32
+  return %a : f32
+}

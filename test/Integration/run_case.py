@@ -784,6 +784,12 @@ def ptxas_one(cs, opts):
                         arch, dt, os.path.basename(step[0]), p.returncode,
                         p.stdout.strip()[-400:]))
                     break
+                if step is cmd:
+                    with open(ptx) as f:
+                        if "__nv_" in f.read():
+                            problems.append("%s (%s): the PTX calls libdevice"
+                                            % (arch, dt))
+                            break
         return problems
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

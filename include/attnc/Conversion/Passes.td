@@ -224,9 +224,14 @@ def ConvertAttnMathToNVVMIntrinsics
     `math.absf` by `llvm.call_intrinsic` of the NVVM intrinsics that NVPTX
     selects to single instructions (`ex2.approx.f32`, `lg2.approx.f32`,
     `sqrt.rn.f32`, `cvt.rmi/rpi/rzi/rni.f32.f32`, `fma.rn.f32`,
-    `abs.f32`). Run it inside gpu.modules before `convert-gpu-to-nvvm`,
-    which would otherwise call libdevice (`__nv_exp2f`, ...) and need a
-    CUDA toolkit at compile time. Other math ops are left alone (run
+    `abs.f32`). `math.absi` becomes arith (a compare and a select, which
+    NVPTX selects to `abs.s32`) and f32 `math.powf` becomes
+    `2^(y log2 |x|)` on `ex2.approx` and `lg2.approx` with C's special cases
+    (`pow(x, 0) = pow(1, y) = 1`; a negative base gives the signed result
+    for integral `y`, NaN otherwise). Run it inside gpu.modules before
+    `convert-gpu-to-nvvm`, which would otherwise call libdevice
+    (`__nv_exp2f`, `__nv_abs`, `__nv_powf`, ...) and need a CUDA toolkit
+    at compile time. Other math ops are left alone (run
     `attn-approximate-math` first for exp, log, tanh and friends).
 
     ```mlir
