@@ -52,6 +52,8 @@
 #include "mlir/IR/IRMapping.h"
 
 #include <cmath>
+#include <map>
+#include <tuple>
 
 namespace attnc {
 #define GEN_PASS_DEF_CONVERTATTNTOMMAKERNEL
@@ -65,6 +67,9 @@ namespace {
 
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
+/// kv-tiles per row that the shared-memory mask summaries cover (longer
+/// rows fall back to reading each tile's entries).
+constexpr int64_t kMaxSummaryTiles = 512;
 
 /// Four f32 accumulators of one m16n8 tile: c0, c1 (row g) and c2, c3
 /// (row g + 8), columns 2 * (lane % 4) and 2 * (lane % 4) + 1.
@@ -244,7 +249,110 @@ private:
   Value kTile, vTile;
   attn::NormKind norm = attn::NormKind::softmax;
   IRMapping scorePre, maskPre;
+
+  /// Data-dependent masks: per-kv-tile (min, max) of every rank-1 integer
+  /// tensor param, computed once per block into shared memory (when the
+  /// row has at most kMaxSummaryTiles kv-tiles), so that classifying a
+  /// kv-tile reads two words instead of the tile's entries.
+  struct Summary {
+    Value tensor, table; // table: memref<kMaxSummaryTiles x 2 x i32, 3>
+    bool isBool = false;
+  };
+  llvm::StringMap<Summary> summaries;
+  Value useSummaries;            // i1, block-uniform
+  Value curKt;                   // the kv-tile tileFacts is classifying
+  IntervalValues curKv;          // and its kv box (the Values in its env)
+  /// Ranges over boxes computed at function level, reused by later calls
+  /// with the same bound Values (the q-tile's entries, once per block).
+  std::map<std::tuple<void *, void *, void *>, IntervalValues> rangeCache;
+  Block *entryBlock = nullptr;
+  /// The tensorRange hook: summaries, the cache, then warp reads.
+  std::optional<IntervalValues> tensorRange(attn::ParamOp p,
+                                            ArrayRef<IntervalValues> idx);
+  void computeSummaries();
 };
+
+std::optional<IntervalValues>
+MmaKernelBuilder::tensorRange(attn::ParamOp p, ArrayRef<IntervalValues> idx) {
+  auto it = kctx.params.find(p.getSymName());
+  if (it == kctx.params.end())
+    return std::nullopt;
+  bool isBool = p.getElementType().isInteger(1);
+  if (idx.size() != 1)
+    return emitTensorBoxRange(b, loc, it->second.arg, isBool, idx);
+  auto sum = summaries.find(p.getSymName());
+  if (sum != summaries.end() && curKt && idx[0].lo == curKv.lo &&
+      idx[0].hi == curKv.hi) {
+    // The box is exactly the current kv-tile: its summary.
+    Value table = sum->second.table;
+    Value tensor = it->second.arg;
+    auto ifOp = scf::IfOp::create(
+        b, loc, useSummaries,
+        [&](OpBuilder &, Location) {
+          SmallVector<Value> r;
+          for (int64_t c = 0; c < 2; ++c)
+            r.push_back(arith::ExtSIOp::create(
+                b, loc, b.getI64Type(),
+                memref::LoadOp::create(b, loc, table,
+                                       ValueRange{curKt, cIdx(c)})));
+          scf::YieldOp::create(b, loc, r);
+        },
+        [&](OpBuilder &, Location) {
+          IntervalValues r = warpBoxRange(tensor, isBool, idx[0]);
+          scf::YieldOp::create(b, loc, ValueRange{r.lo, r.hi});
+        });
+    return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
+  }
+  auto key = std::make_tuple(p.getOperation(), idx[0].lo.getAsOpaquePointer(),
+                             idx[0].hi.getAsOpaquePointer());
+  auto cached = rangeCache.find(key);
+  if (cached != rangeCache.end())
+    return cached->second;
+  IntervalValues r = warpBoxRange(it->second.arg, isBool, idx[0]);
+  if (b.getInsertionBlock() == entryBlock)
+    rangeCache[key] = r;
+  return r;
+}
+
+void MmaKernelBuilder::computeSummaries() {
+  // Warp w summarises kv-tiles w, w + warps, ...: its lanes read the tile's
+  // entries in parallel and reduce them with shuffles; lane 0 stores.
+  Value numKvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
+  useSummaries = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
+                                       numKvTiles, cIdx(kMaxSummaryTiles));
+  ifThen(useSummaries, [&] {
+    scf::ForOp::create(
+        b, loc, warp, numKvTiles, cIdx(cfg.warps), ValueRange{},
+        [&](OpBuilder &, Location, Value t, ValueRange) {
+          Value k0 = mul(t, cIdx(cfg.tk));
+          Value last = arith::SubIOp::create(
+              b, loc,
+              arith::MinSIOp::create(b, loc, add(k0, cIdx(cfg.tk)),
+                                     sizeIdx[4]),
+              cIdx(1));
+          IntervalValues box{toI64(k0), toI64(last)};
+          for (auto &entry : summaries) {
+            IntervalValues r = warpBoxRange(entry.second.tensor,
+                                            entry.second.isBool, box);
+            Value lane0 = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                                lane, cIdx(0));
+            ifThen(lane0, [&] {
+              Value table = entry.second.table;
+              memref::StoreOp::create(
+                  b, loc,
+                  arith::TruncIOp::create(b, loc, b.getI32Type(), r.lo), table,
+                  ValueRange{t, cIdx(0)});
+              memref::StoreOp::create(
+                  b, loc,
+                  arith::TruncIOp::create(b, loc, b.getI32Type(), r.hi), table,
+                  ValueRange{t, cIdx(1)});
+            });
+          }
+          scf::YieldOp::create(b, loc);
+        });
+  });
+  gpu::BarrierOp::create(b, loc);
+}
 
 IRMapping MmaKernelBuilder::hoistUniform(Region &region) {
   Block &block = region.front();
@@ -368,7 +476,11 @@ TileFacts MmaKernelBuilder::tileFacts(Value kt) {
   TileEnv tileEnv = env;
   tileEnv.kv = {toI64(k0),
                 arith::SubIOp::create(b, loc, toI64(add(k0, cols)), cI64(1))};
-  return emitTileFacts(b, loc, variant.getMaskOp(), tileEnv);
+  curKt = kt;
+  curKv = tileEnv.kv;
+  TileFacts facts = emitTileFacts(b, loc, variant.getMaskOp(), tileEnv);
+  curKt = Value();
+  return facts;
 }
 
 Value MmaKernelBuilder::firstLiveTile(Value from) {
@@ -506,6 +618,7 @@ void MmaKernelBuilder::build() {
     fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
                 b.getI32IntegerAttr(static_cast<int32_t>(cfg.minBlocksPerSM)));
   Block *entry = &fn.getBody().front();
+  entryBlock = entry;
   b.setInsertionPointToStart(entry);
   KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
   o = e.o;
@@ -620,17 +733,40 @@ void MmaKernelBuilder::build() {
       return Value();
     return arith::ExtSIOp::create(b, loc, b.getI64Type(), it->second.arg);
   };
-  env.tensorRange = [this](attn::ParamOp p, ArrayRef<IntervalValues> idx)
-      -> std::optional<IntervalValues> {
-    auto it = kctx.params.find(p.getSymName());
-    if (it == kctx.params.end())
-      return std::nullopt;
-    if (idx.size() == 1)
-      return warpBoxRange(it->second.arg, p.getElementType().isInteger(1),
-                          idx[0]);
-    return emitTensorBoxRange(b, loc, it->second.arg,
-                              p.getElementType().isInteger(1), idx);
+  env.tensorRange = [this](attn::ParamOp p, ArrayRef<IntervalValues> idx) {
+    return tensorRange(p, idx);
   };
+  // Summaries of the rank-1 integer tensor params the mask reads.
+  int64_t sharedBytes = cfg.sharedBytes();
+  if (attn::MaskOp maskOp = variant.getMaskOp()) {
+    int64_t offset = cfg.sharedBytes();
+    maskOp.walk([&](attn::ParamLoadOp load) {
+      auto param = llvm::dyn_cast_or_null<attn::ParamOp>(
+          SymbolTable::lookupNearestSymbolFrom(load,
+                                               load.getParamAttr().getAttr()));
+      auto it = param ? kctx.params.find(param.getSymName())
+                      : kctx.params.end();
+      if (!param || it == kctx.params.end() || param.getRank() != 1 ||
+          !param.getElementType().isInteger() ||
+          summaries.count(param.getSymName()))
+        return;
+      Summary sum;
+      sum.tensor = it->second.arg;
+      sum.isBool = param.getElementType().isInteger(1);
+      sum.table = memref::ViewOp::create(
+          b, loc,
+          MemRefType::get({kMaxSummaryTiles, 2}, b.getI32Type(),
+                          MemRefLayoutAttrInterface(), workgroup),
+          shared, cIdx(offset), ValueRange{});
+      offset += kMaxSummaryTiles * 8;
+      summaries[param.getSymName()] = sum;
+    });
+    sharedBytes = offset;
+  }
+  // What the launcher must ask for (GpuKernel.cpp reads it).
+  fn->setAttr(kDynamicSharedBytesAttr, b.getI64IntegerAttr(sharedBytes));
+  if (!summaries.empty())
+    computeSummaries();
   // The uniform parts of the score and mask, once per block.
   if (attn::ScoreOp scoreOp = variant.getScoreOp())
     scorePre = hoistUniform(scoreOp.getBody());

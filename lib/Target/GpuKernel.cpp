@@ -2,11 +2,13 @@
 
 #include "attnc/Target/GpuKernel.h"
 
+#include "attnc/Conversion/MMAKernelConfig.h"
 #include "attnc/Pipelines/Pipelines.h"
 #include "attnc/Support/Npy.h"
 
 #include "attn/AttnDialect.h"
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
 
@@ -73,11 +75,20 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
   out.rowsPerBlock = shape.rowsPerBlock;
   out.threadsPerBlock = shape.threadsPerBlock;
   out.sharedBytes = shape.sharedBytes;
-  mlir::PassManager pm(ctx);
-  buildGpuKernelPipeline(pm, g);
+  mlir::PassManager kernelPm(ctx), pm(ctx);
+  buildGpuKernelPipeline(kernelPm, g);
   buildGpuLowerToNVVMPipeline(pm);
   buildGpuToPtxPipeline(pm, g);
-  if (mlir::failed(pm.run(module))) {
+  bool ok = mlir::succeeded(kernelPm.run(module));
+  if (ok)
+    // The kernel's own count of dynamic shared memory (it grows with the
+    // mask summaries of data-dependent masks).
+    module.walk([&](mlir::gpu::GPUFuncOp fn) {
+      if (auto bytes = fn->getAttrOfType<mlir::IntegerAttr>(
+              kDynamicSharedBytesAttr))
+        out.sharedBytes = bytes.getInt();
+    });
+  if (!ok || mlir::failed(pm.run(module))) {
     error = "internal error: GPU lowering of '" + name + "' failed" +
             (diagnostics.empty() ? "" : ": " + diagnostics);
     return false;

@@ -20,7 +20,7 @@
 // CHECK-LABEL: gpu.module @causal
 // CHECK: gpu.func @causal(%[[Q:.+]]: memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>,
 // CHECK-SAME: %[[STATUS:.+]]: memref<8xi32>)
-// CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// CHECK-SAME: kernel attributes {attnc.dynamic_shared_bytes = 61440 : i64, known_block_size = array<i32: 128, 1, 1>}
 // CHECK-NOT: attn.
 // Q (128 rows), K and V (64 keys) tiles, rows padded by 8 elements.
 // CHECK: %[[SMEM:.+]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
@@ -117,4 +117,29 @@ attn.variant @alibi {
 // CHECK: math.exp2
 attn.variant @sig {
   attn.normalize sigmoid
+}
+
+// -----
+
+// A data-dependent mask: per-kv-tile (min, max) of the document ids in
+// shared memory, filled once per block by warp-parallel reads and shuffles
+// (when the row has at most 512 kv-tiles), then read per tile; the q-tile's
+// range is read once. The launcher asks for the extra shared memory.
+// CHECK-LABEL: gpu.module @documents
+// CHECK: attnc.dynamic_shared_bytes = 65536 : i64
+// CHECK: %[[SUM:.+]] = memref.view %{{.+}}[%c61440][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<512x2xi32, #gpu.address_space<workgroup>>
+// CHECK: arith.cmpi ule, %{{.+}}, %c512
+// CHECK: gpu.shuffle xor
+// CHECK: memref.store %{{.+}}, %[[SUM]][%{{.+}}, %c0{{.*}}] : memref<512x2xi32, #gpu.address_space<workgroup>>
+// CHECK: gpu.barrier
+// CHECK: scf.while
+// CHECK: memref.load %[[SUM]][%{{.+}}, %c0{{.*}}] : memref<512x2xi32, #gpu.address_space<workgroup>>
+attn.variant @documents {
+  attn.param @doc : i32[Lkv]
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    %dq = attn.param_load @doc[%q] : i32
+    %dk = attn.param_load @doc[%kv] : i32
+    %m = arith.cmpi eq, %dq, %dk : i32
+    attn.yield %m : i1
+  }
 }

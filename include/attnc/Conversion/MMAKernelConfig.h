@@ -13,6 +13,11 @@
 
 namespace attnc {
 
+/// The gpu.func attribute (i64) with the dynamic shared memory a block of
+/// the tensor-core kernel needs: sharedBytes() plus the mask summaries.
+inline constexpr const char *kDynamicSharedBytesAttr =
+    "attnc.dynamic_shared_bytes";
+
 struct MmaKernelConfig {
   int64_t headDim = 128, valueDim = 128;
   int64_t warps = 4;

@@ -240,7 +240,8 @@ def ConvertAttnMathToNVVMIntrinsics
     %y = llvm.call_intrinsic "llvm.nvvm.ex2.approx.f32"(%x) : (f32) -> f32
     ```
   }];
-  let dependentDialects = ["mlir::LLVM::LLVMDialect"];
+  let dependentDialects = ["mlir::arith::ArithDialect",
+                           "mlir::LLVM::LLVMDialect"];
 }
 
 #endif // ATTNC_CONVERSION_PASSES
