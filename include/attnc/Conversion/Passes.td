@@ -176,10 +176,19 @@ def ConvertAttnToMMAKernel
     (q_idx, kv_idx); the mask runs only in mixed or partial tiles (an
     `scf.if` over the whole tile), and the score only on kept entries there.
     kv-tiles outside the closed-form range of the tile abstraction are never
-    visited, all-false tiles inside it are never loaded. Softmax runs online
-    in log2 units (`exp2`), with the row max and sum reduced over the four
-    lanes of a quad by `gpu.shuffle xor`; sigmoid, relu and linear
-    accumulate plain weights; the sink joins at the end.
+    visited, all-false tiles inside it are never loaded. Data-dependent
+    masks: for every rank-1 integer tensor param the mask reads, each block
+    first writes the (min, max) of every kv-tile into shared memory (the
+    lanes of a warp read a tile's entries in parallel and reduce them with
+    shuffles; rows of up to 512 kv-tiles), and a tile whose box is exactly
+    that kv-tile is classified from those two words; other boxes are read
+    by the 32 lanes of a warp in parallel, the q-tile's once per block. The
+    gpu.func's `attnc.dynamic_shared_bytes` says how much dynamic shared
+    memory a block needs (tiles plus summaries). Softmax runs online in log2
+    units (`exp2`), with the row max and sum reduced over the four lanes of
+    a quad by `gpu.shuffle xor`; sigmoid, relu and linear accumulate plain
+    weights; the sink joins at the end. The per-head parts of the score
+    and mask (a slope read, say) are computed once per block.
 
     Q, K and V must have a unit inner stride and 16-byte aligned rows (the
     launcher checks it). Head dims must be multiples of 16; `tile-kv`
