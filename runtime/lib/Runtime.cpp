@@ -719,8 +719,35 @@ Status Runtime::Impl::compile(const std::string &source,
   return status;
 }
 
-/// The nvptx target: PTX compiled in memory (no disk cache yet) and loaded
-/// into device 0's primary context; kernels are cached by text per process.
+namespace {
+/// A GPU kernel in the disk cache's object slot: one header line with the
+/// compiler's launch shape, then the PTX.
+std::string encodeGpuObject(const attnc::GpuArtifact &a) {
+  return "attn-ptx 1 " + a.kernel + " " + std::to_string(a.rowsPerBlock) +
+         " " + std::to_string(a.threadsPerBlock) + " " +
+         std::to_string(a.sharedBytes) + "\n" + a.ptx;
+}
+bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
+  size_t eol = object.find('\n');
+  if (eol == std::string::npos)
+    return false;
+  std::istringstream header(object.substr(0, eol));
+  std::string magic, version;
+  header >> magic >> version >> a.kernel >> a.rowsPerBlock >>
+      a.threadsPerBlock >> a.sharedBytes;
+  if (!header || magic != "attn-ptx" || version != "1" ||
+      (a.kernel != "mma" && a.kernel != "simt") || a.rowsPerBlock <= 0 ||
+      a.threadsPerBlock <= 0 || a.threadsPerBlock > 1024 ||
+      a.sharedBytes < 0 || a.sharedBytes > 228 * 1024)
+    return false;
+  a.ptx = object.substr(eol + 1);
+  return !a.ptx.empty();
+}
+} // namespace
+
+/// The nvptx target: PTX compiled in memory, kept in the disk cache with
+/// its launch shape, loaded into device 0's primary context; kernels are
+/// also cached by text per process.
 Status Runtime::Impl::compileGpu(const std::string &source,
                                  const std::string &bufferName,
                                  const CompileOptions &options, KernelPtr &out,
@@ -761,14 +788,75 @@ Status Runtime::Impl::compileGpu(const std::string &source,
   if (options.tiling.mode == Tiling::Mode::Fixed && options.tiling.blockKV > 0)
     g.tileKV = options.tiling.blockKV;
   g.chip = driver->chip();
+  // The disk cache holds the PTX with its launch shape, keyed like CPU
+  // objects (build, options with the chip, canonical IR); a hit skips MLIR
+  // and leaves only the driver's JIT.
+  std::string key = sha256Hex("attn-kernel-key 1\nbuild " +
+                              std::string(ATTN_BUILD_ID) + "\noptions " +
+                              g.describe() + " target=nvptx\nir\n" +
+                              keyed.canonicalIR);
   attnc::GpuArtifact artifact;
-  if (!attnc::GpuKernel::compileToPtx(*keyed.module, keyed.variant, g,
-                                      artifact, error))
-    return Status::Internal;
-  ++compiles;
+  bool fromDisk = false;
+  DiskCache::KeyLock lock;
+  std::string lockError;
+  bool useDisk = disk && disk->lock(key, lock, lockError);
+  if (useDisk) {
+    StoredKernel stored;
+    std::string why;
+    DiskCache::Lookup found = disk->read(key, stored, why);
+    if (found == DiskCache::Lookup::Hit) {
+      if (stored.build == ATTN_BUILD_ID && stored.options == g.describe() &&
+          attnc::KernelSignature::fromText(stored.signature,
+                                           artifact.signature, why) &&
+          decodeGpuObject(stored.object, artifact)) {
+        artifact.options = g;
+        fromDisk = true;
+        disk->touch(key);
+        ++diskHits;
+        DiskCounters delta;
+        delta.diskHits = 1;
+        disk->addCounters(delta);
+      } else {
+        found = DiskCache::Lookup::Corrupt;
+      }
+    }
+    if (found == DiskCache::Lookup::Corrupt) {
+      disk->remove(key);
+      ++corruptEntries;
+      DiskCounters delta;
+      delta.corruptEntries = 1;
+      disk->addCounters(delta);
+    }
+  }
+  if (!fromDisk) {
+    if (!attnc::GpuKernel::compileToPtx(*keyed.module, keyed.variant, g,
+                                        artifact, error))
+      return Status::Internal;
+    ++compiles;
+    DiskCounters delta;
+    delta.compiles = 1;
+    if (useDisk) {
+      StoredKernel stored;
+      stored.variant = keyed.variant;
+      stored.options = g.describe();
+      stored.target = "nvptx " + g.chip;
+      stored.build = ATTN_BUILD_ID;
+      stored.signature = artifact.signature.toText();
+      stored.object = encodeGpuObject(artifact);
+      std::string writeError;
+      if (disk->write(key, stored, writeError)) {
+        ++diskWrites;
+        delta.diskWrites = 1;
+        uint64_t evicted = disk->evict(key);
+        evictions += evicted;
+        delta.evictions = evicted;
+      }
+    }
+    if (disk)
+      disk->addCounters(delta);
+  }
   auto kernel = std::make_shared<Kernel::Impl>();
-  kernel->key = sha256Hex("attn-gpu-kernel 1\n" + g.describe() + "\n" +
-                          artifact.ptx);
+  kernel->key = key;
   kernel->signature = publicSignature(artifact.signature, options.dtype);
   kernel->signature.target = Target::NVPTX;
   kernel->gpu = attnc::GpuKernel::load(artifact, error);
