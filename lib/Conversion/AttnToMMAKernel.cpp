@@ -1034,6 +1034,24 @@ void MmaKernelBuilder::build() {
     }
   gpu::ReturnOp::create(b, loc);
   expandAttnOps(fn, kctx);
+  // tanh (softcap) as the hardware's tanh.approx.f32: one MUFU operation
+  // instead of a polynomial or an exp2 and a division per entry. Its
+  // relative error (2^-10.99) is far below the f16 and bf16 inputs'.
+  fn.walk([&](math::TanhOp op) {
+    if (!op.getType().isF32())
+      return;
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(op);
+    // llvm.tanh with `afn` is what NVPTX selects to tanh.approx.f32.
+    auto call = LLVM::CallIntrinsicOp::create(
+        b, op.getLoc(), b.getF32Type(), b.getStringAttr("llvm.tanh.f32"),
+        ValueRange{op.getOperand()});
+    call.setFastmathFlagsAttr(
+        LLVM::FastmathFlagsAttr::get(b.getContext(), LLVM::FastmathFlags::afn));
+    Value r = call.getResult(0);
+    op.replaceAllUsesWith(r);
+    op.erase();
+  });
 }
 
 struct ConvertAttnToMMAKernelPass

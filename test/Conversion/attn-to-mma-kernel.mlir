@@ -143,3 +143,20 @@ attn.variant @documents {
     attn.yield %m : i1
   }
 }
+
+// -----
+
+// tanh (softcap) becomes the hardware's tanh.approx.f32: llvm.tanh with
+// `afn`, which NVPTX selects to it.
+// CHECK-LABEL: gpu.module @softcap
+// CHECK: llvm.call_intrinsic "llvm.tanh.f32"(%{{.+}}) {fastmathFlags = #llvm.fastmath<afn>} : (f32) -> f32
+// CHECK-NOT: math.tanh
+attn.variant @softcap {
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    %c = arith.constant 50.0 : f32
+    %x = arith.divf %s, %c : f32
+    %t = math.tanh %x : f32
+    %r = arith.mulf %c, %t : f32
+    attn.yield %r : f32
+  }
+}

@@ -188,7 +188,9 @@ def ConvertAttnToMMAKernel
     units (`exp2`), with the row max and sum reduced over the four lanes of
     a quad by `gpu.shuffle xor`; sigmoid, relu and linear accumulate plain
     weights; the sink joins at the end. The per-head parts of the score
-    and mask (a slope read, say) are computed once per block.
+    and mask (a slope read, say) are computed once per block, and f32
+    `math.tanh` (softcap) becomes `llvm.tanh` with `afn`, which NVPTX
+    selects to `tanh.approx.f32`.
 
     Q, K and V must have a unit inner stride and 16-byte aligned rows (the
     launcher checks it). Head dims must be multiples of 16; `tile-kv`
