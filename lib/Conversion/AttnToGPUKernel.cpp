@@ -24,6 +24,7 @@
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
 #include "attnc/Conversion/KernelABI.h"
+#include "attnc/Conversion/KernelBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
 #include "attn/AttnDialect.h"
@@ -47,50 +48,20 @@ using namespace attnc;
 
 namespace {
 
-constexpr double kLog2e = 1.4426950408889634;
-constexpr double kLn2 = 0.6931471805599453;
-
 struct GpuTileConfig {
   int64_t tq = 128, tk = 64, headDim = 64, valueDim = 64;
 };
 
-class GpuKernelBuilder {
+class GpuKernelBuilder : public KernelIRBuilder {
 public:
   GpuKernelBuilder(attn::VariantOp variant, Type elementType,
                    const GpuTileConfig &cfg)
-      : variant(variant), elementType(elementType), cfg(cfg), b(variant) {}
+      : KernelIRBuilder(variant), variant(variant), elementType(elementType),
+        cfg(cfg) {}
 
   void build();
 
 private:
-  Value cIdx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  Value cI32(int64_t v) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
-  }
-  Value cI64(int64_t v) {
-    return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
-  }
-  Value cF32(double v) {
-    return arith::ConstantOp::create(b, loc,
-                                     b.getF32FloatAttr(static_cast<float>(v)));
-  }
-  Value cBool(bool v) {
-    return arith::ConstantOp::create(b, loc, b.getBoolAttr(v));
-  }
-  Value toI32(Value idx) {
-    return arith::IndexCastOp::create(b, loc, b.getI32Type(), idx);
-  }
-  Value toI64(Value idx) {
-    return arith::IndexCastOp::create(b, loc, b.getI64Type(), idx);
-  }
-  Value toIdx(Value i) {
-    return arith::IndexCastOp::create(b, loc, b.getIndexType(), i);
-  }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
-  Value lt(Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
-  }
   Value toF32(Value x) {
     return x.getType().isF32()
                ? x
@@ -102,7 +73,6 @@ private:
   void store(Value v, Value memref, ValueRange idx) {
     memref::StoreOp::create(b, loc, v, memref, idx);
   }
-  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
   void forLoop(Value lb, Value ub, Value step,
                llvm::function_ref<void(Value)> body) {
     scf::ForOp::create(b, loc, lb, ub, step, ValueRange{},
@@ -110,17 +80,6 @@ private:
                          body(iv);
                          scf::YieldOp::create(b, loc);
                        });
-  }
-  void ifThen(Value cond, llvm::function_ref<void()> body) {
-    scf::IfOp::create(b, loc, cond, [&](OpBuilder &, Location) {
-      body();
-      scf::YieldOp::create(b, loc);
-    });
-  }
-  /// status[word] += n, atomically (one thread per block calls it).
-  void countTiles(int word, Value n) {
-    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, n, status,
-                                ValueRange{cIdx(word)});
   }
   /// tile[j][c] = X[b, hkv, k0 + j, c] for j < cols, else 0; all threads.
   void stageTile(Value x, Value tile, int64_t width, Value k0, Value cols);
@@ -135,10 +94,8 @@ private:
   attn::VariantOp variant;
   Type elementType;
   GpuTileConfig cfg;
-  OpBuilder b;
-  Location loc = UnknownLoc::get(variant.getContext());
 
-  Value q, k, v, o, lse, flags, status, bi, hi, hkv, tid;
+  Value q, k, v, o, lse, flags, bi, hi, hkv, tid;
   Value sizeIdx[7], sizeI32[7], sizeI64[7];
   Value b32, h32, q32;
   KernelContext kctx;
@@ -217,41 +174,11 @@ Value GpuKernelBuilder::scoreOf(Value j, Value k0, Value cols,
 }
 
 void GpuKernelBuilder::epilogue(Value row) {
-  attn::NormalizeOp normOp = variant.getNormalizeOp();
   Value l = load(ml, {cIdx(1)});
-  Value factor, lseValue, empty;
-  if (norm == attn::NormKind::softmax) {
-    Value m = load(ml, {cIdx(0)});
-    empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m,
-                                  cF32(-INFINITY));
-    Value mSafe = arith::SelectOp::create(b, loc, empty, cF32(0.0), m);
-    Value denom = l, top = mSafe, keep = cF32(1.0);
-    if (normOp && normOp.hasSink()) {
-      // The sink joins at the end: M = max(m, e); l' = l 2^(m-M) + 2^(e-M).
-      Value e = arith::MulFOp::create(
-          b, loc, inlineItemRegion(b, normOp.getSink(), {b32, h32}),
-          cF32(kLog2e));
-      top = arith::MaximumFOp::create(b, loc, mSafe, e);
-      keep = exp2(arith::SubFOp::create(b, loc, mSafe, top));
-      Value sinkW = exp2(arith::SubFOp::create(b, loc, e, top));
-      denom = arith::AddFOp::create(
-          b, loc, arith::MulFOp::create(b, loc, l, keep), sinkW);
-    }
-    factor = arith::DivFOp::create(b, loc, keep, denom);
-    // LSE = ln(sum e^s) = (M + log2 l') ln 2
-    lseValue = arith::MulFOp::create(
-        b, loc, arith::AddFOp::create(b, loc, top,
-                                      math::Log2Op::create(b, loc, denom)),
-        cF32(kLn2));
-  } else if (norm == attn::NormKind::linear) {
-    empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, l,
-                                  cF32(0.0));
-    factor = arith::DivFOp::create(b, loc, cF32(1.0), l);
-  } else {
-    empty = cBool(false);
-    factor = cF32(1.0);
-  }
-  factor = arith::SelectOp::create(b, loc, empty, cF32(0.0), factor);
+  Value m = norm == attn::NormKind::softmax ? load(ml, {cIdx(0)}) : Value();
+  RowNormalization rn = emitRowNormalization(
+      b, loc, norm, m, l, emitSinkLog2(b, loc, variant, b32, h32));
+  Value factor = rn.factor, lseValue = rn.lse, empty = rn.empty;
   forLoop(cIdx(0), cIdx(cfg.valueDim), cIdx(1), [&](Value c) {
     Value out = arith::MulFOp::create(b, loc, load(oAcc, {c}), factor);
     if (!elementType.isF32())
@@ -330,22 +257,13 @@ void GpuKernelBuilder::build() {
   // q-tiles. block = (numQTiles - 1 - qt) * B * H + b * H + h.
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value numQTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.tq));
-  Value bh = mul(sizeIdx[0], sizeIdx[1]);
-  Value rev = arith::DivUIOp::create(b, loc, block, bh);
-  Value qt = arith::SubIOp::create(
-      b, loc, arith::SubIOp::create(b, loc, numQTiles, cIdx(1)), rev);
-  Value bhIdx = arith::RemUIOp::create(b, loc, block, bh);
-  bi = arith::DivUIOp::create(b, loc, bhIdx, sizeIdx[1]);
-  hi = arith::RemUIOp::create(b, loc, bhIdx, sizeIdx[1]);
-  b32 = toI32(bi);
-  h32 = toI32(hi);
-  hkv = arith::DivUIOp::create(
-      b, loc, hi, arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]));
-
-  Value q0 = mul(qt, cIdx(cfg.tq));
-  Value rows = arith::MinSIOp::create(
-      b, loc, cIdx(cfg.tq), arith::SubIOp::create(b, loc, sizeIdx[3], q0));
+  BlockTile tile = emitLongestFirstBlock(b, loc, block, sizeIdx, cfg.tq);
+  bi = tile.bi;
+  hi = tile.hi;
+  hkv = tile.hkv;
+  b32 = tile.b32;
+  h32 = tile.h32;
+  Value q0 = tile.q0, rows = tile.rows;
   Value row = add(q0, tid);
   Value active = lt(tid, rows);
   q32 = toI32(row);
@@ -360,22 +278,9 @@ void GpuKernelBuilder::build() {
   sRow = privateArray(cfg.tk);
   ml = privateArray(2); // m (running max, log2 units), l (denominator)
 
-  // scale, with log2(e) folded in when no score modifier needs the true
-  // scaled dot product.
-  Value scale;
-  if (attn::ScaleOp scaleOp = variant.getScaleOp())
-    scale = inlineItemRegion(b, scaleOp.getBody(), {});
-  else
-    scale = arith::DivFOp::create(
-        b, loc, cF32(1.0),
-        math::SqrtOp::create(
-            b, loc,
-            arith::SIToFPOp::create(b, loc, b.getF32Type(), sizeI32[5])));
-  foldLog2e = !variant.getScoreOp() && norm == attn::NormKind::softmax;
-  Value qscale = foldLog2e
-                     ? arith::MulFOp::create(b, loc, scale, cF32(kLog2e))
-                           .getResult()
-                     : scale;
+  // The scale, with log2(e) folded in when no score modifier needs the
+  // true scaled dot product.
+  Value qscale = emitQScale(b, loc, variant, sizeI32[5], foldLog2e);
 
   // q = Q[b, h, row, :] * qscale; o = 0; m = -inf; l = 0.
   Value safeRow = arith::SelectOp::create(b, loc, active, row, cIdx(0));
@@ -391,33 +296,13 @@ void GpuKernelBuilder::build() {
   // The tile abstraction, with params as the kernel sees them.
   attn::MaskOp maskOp = variant.getMaskOp();
   TileEnv env;
-  env.b = toI64(bi);
-  env.h = toI64(hi);
-  for (int i = 0; i < 7; ++i)
-    env.sizes[i] = sizeI64[i];
-  env.scalarParam = [&](attn::ParamOp p) -> Value {
-    auto it = kctx.params.find(p.getSymName());
-    if (it == kctx.params.end() || !it->second.arg.getType().isInteger(32))
-      return Value();
-    return arith::ExtSIOp::create(b, loc, b.getI64Type(), it->second.arg);
-  };
+  initTileEnv(env, b, loc, bi, hi, sizeI64, kctx);
   env.tensorRange = tensorRangeFn();
 
   // Closed-form kv range of this q-tile: loop bounds over kv-tiles. Every
   // value here is uniform over the block, so barriers inside are safe.
-  Value qLast = arith::SubIOp::create(b, loc, toI64(add(q0, rows)), cI64(1));
-  env.q = {toI64(q0), qLast};
-  env.kv = {cI64(0), arith::SubIOp::create(b, loc, sizeI64[4], cI64(1))};
-  TileFacts rowFacts = emitTileFacts(b, loc, maskOp, env);
-  Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
-                                         rowFacts.kvLo, rowFacts.kvHi);
-  Value ktBegin =
-      arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo, cI64(cfg.tk));
-  Value ktEnd = arith::SelectOp::create(
-      b, loc, nonEmpty,
-      add(arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(cfg.tk)),
-          cI64(1)),
-      ktBegin);
+  KvTileRange range = emitKvTileRange(b, loc, maskOp, env, q0, rows, cfg.tk);
+  Value ktBegin = range.begin, ktEnd = range.end;
   Value leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
                                        cIdx(0));
   ifThen(leader, [&] {
@@ -526,13 +411,11 @@ struct ConvertAttnToGPUKernelPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     Builder b(module.getContext());
-    Type elemType = elementType == "f16"    ? Type(b.getF16Type())
-                    : elementType == "bf16" ? Type(b.getBF16Type())
-                    : elementType == "f32"  ? Type(b.getF32Type())
-                                            : Type();
+    static constexpr llvm::StringRef kTypes[] = {"f32", "f16", "bf16"};
+    Type elemType = parseElementType(b, elementType, kTypes);
     if (!elemType) {
       module.emitError() << "convert-attn-to-gpu-kernel: element-type must be "
-                            "f32, f16 or bf16, got '"
+                         << elementTypeChoices(kTypes) << ", got '"
                          << elementType << "'";
       return signalPassFailure();
     }

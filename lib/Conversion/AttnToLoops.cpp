@@ -12,6 +12,7 @@
 
 #include "attnc/Conversion/ExpandAttnOps.h"
 #include "attnc/Conversion/KernelABI.h"
+#include "attnc/Conversion/KernelBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
 #include "attn/AttnDialect.h"
@@ -331,14 +332,11 @@ struct ConvertAttnToLoopsPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     Builder b(module.getContext());
-    Type elemType;
-    if (elementType == "f32")
-      elemType = b.getF32Type();
-    else if (elementType == "f16")
-      elemType = b.getF16Type();
-    else {
-      module.emitError() << "convert-attn-to-loops: element-type must be f32 "
-                            "or f16, got '"
+    static constexpr llvm::StringRef kTypes[] = {"f32", "f16"};
+    Type elemType = parseElementType(b, elementType, kTypes);
+    if (!elemType) {
+      module.emitError() << "convert-attn-to-loops: element-type must be "
+                         << elementTypeChoices(kTypes) << ", got '"
                          << elementType << "'";
       return signalPassFailure();
     }

@@ -34,6 +34,7 @@
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
 #include "attnc/Conversion/KernelABI.h"
+#include "attnc/Conversion/KernelBuilder.h"
 #include "attnc/Conversion/MMAKernelConfig.h"
 #include "attnc/Conversion/Passes.h"
 
@@ -65,8 +66,6 @@ using namespace attnc;
 
 namespace {
 
-constexpr double kLog2e = 1.4426950408889634;
-constexpr double kLn2 = 0.6931471805599453;
 /// kv-tiles per row that the shared-memory mask summaries cover (longer
 /// rows fall back to reading each tile's entries).
 constexpr int64_t kMaxSummaryTiles = 512;
@@ -75,43 +74,16 @@ constexpr int64_t kMaxSummaryTiles = 512;
 /// (row g + 8), columns 2 * (lane % 4) and 2 * (lane % 4) + 1.
 using Acc = std::array<Value, 4>;
 
-class MmaKernelBuilder {
+class MmaKernelBuilder : public KernelIRBuilder {
 public:
   MmaKernelBuilder(attn::VariantOp variant, Type elementType,
                    const MmaKernelConfig &cfg)
-      : variant(variant), elementType(elementType), cfg(cfg), b(variant) {}
+      : KernelIRBuilder(variant), variant(variant), elementType(elementType),
+        cfg(cfg) {}
 
   void build();
 
 private:
-  Value cIdx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  Value cI32(int64_t v) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
-  }
-  Value cI64(int64_t v) {
-    return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
-  }
-  Value cF32(double v) {
-    return arith::ConstantOp::create(b, loc,
-                                     b.getF32FloatAttr(static_cast<float>(v)));
-  }
-  Value cBool(bool v) {
-    return arith::ConstantOp::create(b, loc, b.getBoolAttr(v));
-  }
-  Value toI32(Value idx) {
-    return arith::IndexCastOp::create(b, loc, b.getI32Type(), idx);
-  }
-  Value toI64(Value idx) {
-    return arith::IndexCastOp::create(b, loc, b.getI64Type(), idx);
-  }
-  Value toIdx(Value i) {
-    return arith::IndexCastOp::create(b, loc, b.getIndexType(), i);
-  }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
-  Value lt(Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
-  }
   Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
   Value select(Value c, Value x, Value y) {
     return arith::SelectOp::create(b, loc, c, x, y);
@@ -122,16 +94,9 @@ private:
   Value fmax(Value x, Value y) {
     return arith::MaximumFOp::create(b, loc, x, y);
   }
-  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
   Value isNegInf(Value x) {
     return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x,
                                  cF32(-INFINITY));
-  }
-  void ifThen(Value cond, llvm::function_ref<void()> body) {
-    scf::IfOp::create(b, loc, cond, [&](OpBuilder &, Location) {
-      body();
-      scf::YieldOp::create(b, loc);
-    });
   }
   /// An scf.if yielding `n` f32 values from each branch.
   SmallVector<Value> ifElse(Value cond, unsigned n,
@@ -162,11 +127,6 @@ private:
     }
     return x;
   }
-  void countTiles(int word, Value n) {
-    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, n, status,
-                                ValueRange{cIdx(word)});
-  }
-
   bool isBF16() const { return elementType.isBF16(); }
   /// A pair of elements as an mma operand register: vector<2xf16> for f16,
   /// i32 for bf16 (the NVVM op's operand types).
@@ -237,10 +197,8 @@ private:
   attn::VariantOp variant;
   Type elementType;
   MmaKernelConfig cfg;
-  OpBuilder b;
-  Location loc = UnknownLoc::get(variant.getContext());
 
-  Value q, k, v, o, lse, flags, status, bi, hi, hkv, tid, lane, warp, g, tig;
+  Value q, k, v, o, lse, flags, bi, hi, hkv, tid, lane, warp, g, tig;
   Value sizeIdx[7], sizeI32[7], sizeI64[7];
   Value b32, h32;
   Value ktEnd;
@@ -681,23 +639,13 @@ void MmaKernelBuilder::build() {
   Value r8 = arith::RemUIOp::create(b, loc, lane, cIdx(8));
   Value miLow = arith::RemUIOp::create(b, loc, mi, cIdx(2));
   Value miHigh = arith::DivUIOp::create(b, loc, mi, cIdx(2));
-  Value numQTiles =
-      arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows()));
-  Value bh = mul(sizeIdx[0], sizeIdx[1]);
-  Value rev = arith::DivUIOp::create(b, loc, block, bh);
-  Value qt = arith::SubIOp::create(
-      b, loc, arith::SubIOp::create(b, loc, numQTiles, cIdx(1)), rev);
-  Value bhIdx = arith::RemUIOp::create(b, loc, block, bh);
-  bi = arith::DivUIOp::create(b, loc, bhIdx, sizeIdx[1]);
-  hi = arith::RemUIOp::create(b, loc, bhIdx, sizeIdx[1]);
-  b32 = toI32(bi);
-  h32 = toI32(hi);
-  hkv = arith::DivUIOp::create(
-      b, loc, hi, arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]));
-
-  Value q0 = mul(qt, cIdx(cfg.rows()));
-  Value rows = arith::MinSIOp::create(
-      b, loc, cIdx(cfg.rows()), arith::SubIOp::create(b, loc, sizeIdx[3], q0));
+  BlockTile tile = emitLongestFirstBlock(b, loc, block, sizeIdx, cfg.rows());
+  bi = tile.bi;
+  hi = tile.hi;
+  hkv = tile.hkv;
+  b32 = tile.b32;
+  h32 = tile.h32;
+  Value q0 = tile.q0, rows = tile.rows;
   // M-tile t of the warp: tile rows (warp * mt + t) * 16 + [0, 16); the
   // lane holds rows g and g + 8 of it.
   SmallVector<Value> tileRow(mt);
@@ -710,29 +658,11 @@ void MmaKernelBuilder::build() {
 
   // The scale, with log2(e) folded in when no score modifier needs the true
   // scaled dot product.
-  Value scale;
-  if (attn::ScaleOp scaleOp = variant.getScaleOp())
-    scale = inlineItemRegion(b, scaleOp.getBody(), {});
-  else
-    scale = arith::DivFOp::create(
-        b, loc, cF32(1.0),
-        math::SqrtOp::create(
-            b, loc,
-            arith::SIToFPOp::create(b, loc, b.getF32Type(), sizeI32[5])));
-  bool foldLog2e = !variant.getScoreOp() && norm == attn::NormKind::softmax;
-  Value qscale = foldLog2e ? fmul(scale, cF32(kLog2e)) : scale;
+  bool foldLog2e = false;
+  Value qscale = emitQScale(b, loc, variant, sizeI32[5], foldLog2e);
 
   // The tile abstraction, with params as the kernel sees them.
-  env.b = toI64(bi);
-  env.h = toI64(hi);
-  for (int i = 0; i < 7; ++i)
-    env.sizes[i] = sizeI64[i];
-  env.scalarParam = [&](attn::ParamOp p) -> Value {
-    auto it = kctx.params.find(p.getSymName());
-    if (it == kctx.params.end() || !it->second.arg.getType().isInteger(32))
-      return Value();
-    return arith::ExtSIOp::create(b, loc, b.getI64Type(), it->second.arg);
-  };
+  initTileEnv(env, b, loc, bi, hi, sizeI64, kctx);
   env.tensorRange = [this](attn::ParamOp p, ArrayRef<IntervalValues> idx) {
     return tensorRange(p, idx);
   };
@@ -772,18 +702,9 @@ void MmaKernelBuilder::build() {
     scorePre = hoistUniform(scoreOp.getBody());
   if (attn::MaskOp maskOp = variant.getMaskOp())
     maskPre = hoistUniform(maskOp.getBody());
-  Value qLast = arith::SubIOp::create(b, loc, toI64(add(q0, rows)), cI64(1));
-  env.q = {toI64(q0), qLast};
-  env.kv = {cI64(0), arith::SubIOp::create(b, loc, sizeI64[4], cI64(1))};
-  TileFacts rowFacts = emitTileFacts(b, loc, variant.getMaskOp(), env);
-  Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
-                                         rowFacts.kvLo, rowFacts.kvHi);
-  Value ktBegin64 = arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo, cI64(tk));
-  Value ktEnd64 = select(
-      nonEmpty,
-      add(arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(tk)),
-          cI64(1)),
-      ktBegin64);
+  KvTileRange range =
+      emitKvTileRange(b, loc, variant.getMaskOp(), env, q0, rows, tk);
+  Value ktBegin64 = range.begin, ktEnd64 = range.end;
   Value ktBegin = toIdx(ktBegin64);
   ktEnd = toIdx(ktEnd64);
   Value leader =
@@ -974,44 +895,21 @@ void MmaKernelBuilder::build() {
   // Epilogue: per row, the lane's partial sums joined across the quad, the
   // sink folded in, O / l written by every lane, LSE by the first lane of
   // the quad.
-  attn::NormalizeOp normOp = variant.getNormalizeOp();
   Value wantLse = arith::CmpIOp::create(
       b, loc, arith::CmpIPredicate::ne,
       arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
   Value firstOfQuad =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tig, cIdx(0));
-  Value sinkLog2;
-  if (norm == attn::NormKind::softmax && normOp && normOp.hasSink())
-    sinkLog2 = fmul(inlineItemRegion(b, normOp.getSink(), {b32, h32}),
-                    cF32(kLog2e));
+  Value sinkLog2 = emitSinkLog2(b, loc, variant, b32, h32);
   for (int64_t t = 0; t < mt; ++t)
     for (int r = 0; r < 2; ++r) {
       unsigned base = 1 + t * perTile;
       Value mRow = loop.getResult(base + r);
       Value lRow = quadReduce(loop.getResult(base + 2 + r), /*isMax=*/false);
-      Value factor, lseValue, empty;
-      if (norm == attn::NormKind::softmax) {
-        empty = isNegInf(mRow);
-        Value mSafeRow = select(empty, cF32(0.0), mRow);
-        Value denom = lRow, top = mSafeRow, keep = cF32(1.0);
-        if (sinkLog2) {
-          // M = max(m, e); l' = l 2^(m - M) + 2^(e - M).
-          top = fmax(mSafeRow, sinkLog2);
-          keep = exp2(fsub(mSafeRow, top));
-          denom = fadd(fmul(lRow, keep), exp2(fsub(sinkLog2, top)));
-        }
-        factor = arith::DivFOp::create(b, loc, keep, denom);
-        lseValue = fmul(fadd(top, math::Log2Op::create(b, loc, denom)),
-                        cF32(kLn2));
-      } else if (norm == attn::NormKind::linear) {
-        empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, lRow,
-                                      cF32(0.0));
-        factor = arith::DivFOp::create(b, loc, cF32(1.0), lRow);
-      } else {
-        empty = cBool(false);
-        factor = cF32(1.0);
-      }
-      factor = select(empty, cF32(0.0), factor);
+      RowNormalization rn = emitRowNormalization(
+          b, loc, norm, norm == attn::NormKind::softmax ? mRow : Value(), lRow,
+          sinkLog2);
+      Value factor = rn.factor, lseValue = rn.lse, empty = rn.empty;
       Value row = rowIdx[t][r];
       ifThen(lt(row, sizeIdx[3]), [&] {
         Value colBase = mul(tig, cIdx(2));
@@ -1061,12 +959,11 @@ struct ConvertAttnToMMAKernelPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     Builder b(module.getContext());
-    Type elemType = elementType == "f16"    ? Type(b.getF16Type())
-                    : elementType == "bf16" ? Type(b.getBF16Type())
-                                            : Type();
+    static constexpr llvm::StringRef kTypes[] = {"f16", "bf16"};
+    Type elemType = parseElementType(b, elementType, kTypes);
     if (!elemType) {
       module.emitError() << "convert-attn-to-mma-kernel: element-type must be "
-                            "f16 or bf16, got '"
+                         << elementTypeChoices(kTypes) << ", got '"
                          << elementType << "'";
       return signalPassFailure();
     }

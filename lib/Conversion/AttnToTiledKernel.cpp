@@ -25,6 +25,7 @@
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
 #include "attnc/Conversion/KernelABI.h"
+#include "attnc/Conversion/KernelBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
 #include "attn/AttnDialect.h"
@@ -51,9 +52,6 @@ using namespace mlir;
 using namespace attnc;
 
 namespace {
-
-constexpr double kLog2e = 1.4426950408889634;
-constexpr double kLn2 = 0.6931471805599453;
 
 struct TileConfig {
   int64_t tq = 64, tk = 64, vw = 16, rows = 4, headDim = 64, valueDim = 64;
@@ -725,19 +723,7 @@ func::FuncOp TiledKernelBuilder::build() {
 
   // scale, with log2(e) folded in when no score modifier needs the true
   // scaled dot product.
-  Value scale;
-  if (attn::ScaleOp scaleOp = variant.getScaleOp())
-    scale = inlineItemRegion(b, scaleOp.getBody(), {});
-  else
-    scale = arith::DivFOp::create(
-        b, loc, cF32(1.0),
-        math::SqrtOp::create(b, loc,
-                             arith::SIToFPOp::create(b, loc, b.getF32Type(),
-                                                     sizeI32[5])));
-  foldLog2e = !variant.getScoreOp() && norm == attn::NormKind::softmax;
-  Value qscale = foldLog2e ? arith::MulFOp::create(b, loc, scale, cF32(kLog2e))
-                                 .getResult()
-                           : scale;
+  Value qscale = emitQScale(b, loc, variant, sizeI32[5], foldLog2e);
 
   Value q0 = arith::MulIOp::create(b, loc, qtIdx, cIdx(cfg.tq));
   Value rows = minIdx(cIdx(cfg.tq),
@@ -919,12 +905,12 @@ struct ConvertAttnToTiledKernelPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     Builder b(module.getContext());
-    Type elemType = elementType == "f16"   ? Type(b.getF16Type())
-                    : elementType == "f32" ? Type(b.getF32Type())
-                                           : Type();
+    static constexpr llvm::StringRef kTypes[] = {"f32", "f16"};
+    Type elemType = parseElementType(b, elementType, kTypes);
     if (!elemType) {
       module.emitError() << "convert-attn-to-tiled-kernel: element-type must "
-                            "be f32 or f16, got '"
+                            "be "
+                         << elementTypeChoices(kTypes) << ", got '"
                          << elementType << "'";
       return signalPassFailure();
     }
