@@ -166,18 +166,15 @@ void attnc::buildGpuKernelPipeline(OpPassManager &pm,
     o.valueDim = options.valueDim;
     o.tileKV = options.tileKV;
     pm.addPass(createConvertAttnToMMAKernel(o));
-    pm.addPass(createAttnApproximateMath());
-    pm.addPass(createCanonicalizerPass());
-    pm.addPass(createCSEPass());
-    return;
+  } else {
+    ConvertAttnToGPUKernelOptions o;
+    o.elementType = options.elementType;
+    o.headDim = options.headDim;
+    o.valueDim = options.valueDim;
+    o.tileQ = options.tileQ;
+    o.tileKV = options.tileKV;
+    pm.addPass(createConvertAttnToGPUKernel(o));
   }
-  ConvertAttnToGPUKernelOptions o;
-  o.elementType = options.elementType;
-  o.headDim = options.headDim;
-  o.valueDim = options.valueDim;
-  o.tileQ = options.tileQ;
-  o.tileKV = options.tileKV;
-  pm.addPass(createConvertAttnToGPUKernel(o));
   pm.addPass(createAttnApproximateMath());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
