@@ -402,6 +402,42 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
   Status compileAndLoad(const std::string &key, KeyedModule &keyed,
                         const attnc::CompileOptions &copts, DType dtype,
                         DiskCache *store, KernelPtr &out, std::string &error);
+
+  // Disk-cache bookkeeping shared by CPU objects and GPU PTX: this
+  // runtime's counters and the folder's.
+  void noteDiskHit(const std::string &key) {
+    disk->touch(key);
+    ++diskHits;
+    DiskCounters delta;
+    delta.diskHits = 1;
+    disk->addCounters(delta);
+  }
+  void dropCorruptEntry(const std::string &key) {
+    disk->remove(key);
+    ++corruptEntries;
+    DiskCounters delta;
+    delta.corruptEntries = 1;
+    disk->addCounters(delta);
+  }
+  /// Counts a compile and, with a usable `store`, writes `stored` under
+  /// `key` and evicts down to the size cap.
+  void noteCompile(const std::string &key, const StoredKernel &stored,
+                   DiskCache *store) {
+    ++compiles;
+    if (!store)
+      return;
+    DiskCounters delta;
+    delta.compiles = 1;
+    std::string writeError;
+    if (store->write(key, stored, writeError)) {
+      ++diskWrites;
+      delta.diskWrites = 1;
+      uint64_t evicted = store->evict(key);
+      evictions += evicted;
+      delta.evictions = evicted;
+    }
+    store->addCounters(delta);
+  }
 };
 
 Runtime::Runtime(const CacheConfig &config) : impl_(new Impl()) {
@@ -488,27 +524,16 @@ Status Runtime::Impl::compileAndLoad(const std::string &key, KeyedModule &keyed,
   if (!attnc::CpuKernel::compileToObject(*keyed.module, keyed.variant, copts,
                                          artifact, error))
     return Status::Internal;
-  ++compiles;
-  DiskCounters delta;
-  delta.compiles = 1;
+  StoredKernel stored;
   if (store) {
-    StoredKernel stored;
     stored.variant = keyed.variant;
     stored.options = copts.describe();
     stored.target = attnc::HostTarget::native().describe();
     stored.build = ATTN_BUILD_ID;
     stored.signature = artifact.signature.toText();
     stored.object = artifact.object;
-    std::string writeError;
-    if (store->write(key, stored, writeError)) {
-      ++diskWrites;
-      delta.diskWrites = 1;
-      uint64_t evicted = store->evict(key);
-      evictions += evicted;
-      delta.evictions = evicted;
-    }
-    store->addCounters(delta);
   }
+  noteCompile(key, stored, store);
   auto kernel = std::make_shared<Kernel::Impl>();
   kernel->key = key;
   kernel->signature = publicSignature(artifact.signature, dtype);
@@ -545,11 +570,7 @@ Status Runtime::Impl::build(const std::string &key, KeyedModule &keyed,
     else if (!(cpu = attnc::CpuKernel::load(sig, stored.object, copts, why)))
       why = "the object does not load: " + why;
     if (cpu) {
-      disk->touch(key);
-      ++diskHits;
-      DiskCounters delta;
-      delta.diskHits = 1;
-      disk->addCounters(delta);
+      noteDiskHit(key);
       auto kernel = std::make_shared<Kernel::Impl>();
       kernel->key = key;
       kernel->signature = publicSignature(sig, dtype);
@@ -559,13 +580,8 @@ Status Runtime::Impl::build(const std::string &key, KeyedModule &keyed,
     }
     found = DiskCache::Lookup::Corrupt;
   }
-  if (found == DiskCache::Lookup::Corrupt) {
-    disk->remove(key);
-    ++corruptEntries;
-    DiskCounters delta;
-    delta.corruptEntries = 1;
-    disk->addCounters(delta);
-  }
+  if (found == DiskCache::Lookup::Corrupt)
+    dropCorruptEntry(key);
   return compileAndLoad(key, keyed, copts, dtype, disk.get(), out, error);
 }
 
@@ -811,49 +827,28 @@ Status Runtime::Impl::compileGpu(const std::string &source,
           decodeGpuObject(stored.object, artifact)) {
         artifact.options = g;
         fromDisk = true;
-        disk->touch(key);
-        ++diskHits;
-        DiskCounters delta;
-        delta.diskHits = 1;
-        disk->addCounters(delta);
+        noteDiskHit(key);
       } else {
         found = DiskCache::Lookup::Corrupt;
       }
     }
-    if (found == DiskCache::Lookup::Corrupt) {
-      disk->remove(key);
-      ++corruptEntries;
-      DiskCounters delta;
-      delta.corruptEntries = 1;
-      disk->addCounters(delta);
-    }
+    if (found == DiskCache::Lookup::Corrupt)
+      dropCorruptEntry(key);
   }
   if (!fromDisk) {
     if (!attnc::GpuKernel::compileToPtx(*keyed.module, keyed.variant, g,
                                         artifact, error))
       return Status::Internal;
-    ++compiles;
-    DiskCounters delta;
-    delta.compiles = 1;
+    StoredKernel stored;
     if (useDisk) {
-      StoredKernel stored;
       stored.variant = keyed.variant;
       stored.options = g.describe();
       stored.target = "nvptx " + g.chip;
       stored.build = ATTN_BUILD_ID;
       stored.signature = artifact.signature.toText();
       stored.object = encodeGpuObject(artifact);
-      std::string writeError;
-      if (disk->write(key, stored, writeError)) {
-        ++diskWrites;
-        delta.diskWrites = 1;
-        uint64_t evicted = disk->evict(key);
-        evictions += evicted;
-        delta.evictions = evicted;
-      }
     }
-    if (disk)
-      disk->addCounters(delta);
+    noteCompile(key, stored, useDisk ? disk.get() : nullptr);
   }
   auto kernel = std::make_shared<Kernel::Impl>();
   kernel->key = key;
