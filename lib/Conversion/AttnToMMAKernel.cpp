@@ -128,6 +128,9 @@ private:
     return x;
   }
   bool isBF16() const { return elementType.isBF16(); }
+  Value add64(Value x, int64_t c) {
+    return arith::AddIOp::create(b, loc, x, cI64(c));
+  }
   /// A pair of elements as an mma operand register: vector<2xf16> for f16,
   /// i32 for bf16 (the NVVM op's operand types).
   Value operand(Value pair) {
@@ -166,6 +169,115 @@ private:
     for (int i = 0; i < 4; ++i)
       out[i] = LLVM::ExtractValueOp::create(b, loc, r, i);
     return out;
+  }
+
+  /// Inline PTX with side effects (kept in order with the other memory
+  /// operations); returns its results.
+  SmallVector<Value> inlinePtx(TypeRange results, ValueRange operands,
+                               const std::string &text,
+                               const std::string &constraints) {
+    Type resultType;
+    if (results.size() == 1)
+      resultType = results[0];
+    else if (!results.empty())
+      resultType = LLVM::LLVMStructType::getLiteral(
+          b.getContext(), SmallVector<Type>(results.begin(), results.end()));
+    auto op = LLVM::InlineAsmOp::create(
+        b, loc, resultType, operands, text, constraints,
+        /*has_side_effects=*/true, /*is_align_stack=*/false,
+        LLVM::tailcallkind::TailCallKind::None,
+        LLVM::AsmDialectAttr::get(b.getContext(), LLVM::AsmDialect::AD_ATT),
+        ArrayAttr());
+    SmallVector<Value> out;
+    if (results.size() == 1)
+      out.push_back(op.getResult(0));
+    else
+      for (size_t i = 0; i < results.size(); ++i)
+        out.push_back(
+            LLVM::ExtractValueOp::create(b, loc, op.getResult(0), i));
+    return out;
+  }
+  void ptx(const std::string &text) {
+    inlinePtx({}, {}, text, "~{memory}");
+  }
+  /// The values passed through an empty asm statement, so that no use of
+  /// them moves across the wgmma fence or wait next to it (the registers
+  /// wgmma reads or writes asynchronously).
+  SmallVector<Value> pinRegisters(ArrayRef<Value> values) {
+    std::string outs, ins;
+    SmallVector<Type> types;
+    for (size_t i = 0; i < values.size(); ++i) {
+      Type t = values[i].getType();
+      types.push_back(t);
+      outs += std::string(i ? "," : "") + (t.isF32() ? "=f" : "=r");
+      ins += "," + std::to_string(i);
+    }
+    return inlinePtx(types, values, "", outs + ins);
+  }
+  /// A pair of elements as one 32-bit register (wgmma's A operand).
+  Value pack32(Value lo, Value hi) {
+    auto vt = VectorType::get({2}, elementType);
+    Value l = arith::TruncFOp::create(b, loc, elementType, lo);
+    Value h = arith::TruncFOp::create(b, loc, elementType, hi);
+    Value v = vector::FromElementsOp::create(b, loc, vt, ValueRange{l, h});
+    return LLVM::BitcastOp::create(b, loc, b.getI32Type(), v);
+  }
+  /// The wgmma matrix descriptor of a 128-byte-swizzled operand at shared
+  /// address `addr` (i64) with leading and stride byte offsets.
+  Value descriptor(Value addr, int64_t lbo, int64_t sbo) {
+    Value start = arith::AndIOp::create(
+        b, loc, arith::ShRUIOp::create(b, loc, addr, cI64(4)), cI64(0x3FFF));
+    int64_t fixed = ((lbo >> 4) & 0x3FFF) << 16 |
+                    (((sbo >> 4) & 0x3FFF) << 32) | (int64_t(1) << 62);
+    return arith::OrIOp::create(b, loc, start, cI64(fixed));
+  }
+  /// One wgmma.mma_async m64nNk16 with f32 accumulators `acc` (N / 2 per
+  /// thread; empty: start from zero). A is a descriptor (`aDesc`) or four
+  /// registers (`aRegs`); B a descriptor, transposed (N-major) when
+  /// `transB`.
+  SmallVector<Value> wgmma(ArrayRef<Value> acc, int64_t n, Value aDesc,
+                           ArrayRef<Value> aRegs, Value bDesc, bool transB) {
+    int64_t nr = n / 2;
+    const char *t = isBF16() ? "bf16" : "f16";
+    std::string regs, cons;
+    for (int64_t i = 0; i < nr; ++i) {
+      regs += (i ? ", $" : "$") + std::to_string(i);
+      cons += std::string(i ? "," : "") + "=f";
+    }
+    SmallVector<Value> operands;
+    std::string aText;
+    int64_t next = nr;
+    if (aDesc) {
+      aText = "$" + std::to_string(next++);
+      operands.push_back(aDesc);
+      cons += ",l";
+    } else {
+      aText = "{";
+      for (int i = 0; i < 4; ++i) {
+        aText += (i ? ", $" : "$") + std::to_string(next++);
+        operands.push_back(aRegs[i]);
+        cons += ",r";
+      }
+      aText += "}";
+    }
+    std::string bText = "$" + std::to_string(next++);
+    operands.push_back(bDesc);
+    cons += ",l";
+    std::string scaleText = "$" + std::to_string(next++);
+    operands.push_back(cI32(acc.empty() ? 0 : 1));
+    cons += ",r";
+    for (size_t i = 0; i < acc.size(); ++i) {
+      operands.push_back(acc[i]);
+      cons += "," + std::to_string(i);
+    }
+    std::string text =
+        "{\n.reg .pred p;\nsetp.ne.b32 p, " + scaleText +
+        ", 0;\nwgmma.mma_async.sync.aligned.m64n" + std::to_string(n) +
+        "k16.f32." + t + "." + t + " {" + regs + "}, " + aText + ", " + bText +
+        ", p, 1, 1" + (aDesc ? ", 0" : "") + (transB ? ", 1" : ", 0") +
+        ";\n}";
+    return inlinePtx(SmallVector<Type>(nr, b.getF32Type()), operands, text,
+                     cons);
   }
 
   /// Starts the cp.async copies of rows [r0, r0 + rows) of head `head` of
@@ -412,15 +524,27 @@ void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
       b, loc, tid, cIdx(chunks), cIdx(cfg.threads()), ValueRange{},
       [&](OpBuilder &, Location, Value c, ValueRange) {
         Value row = arith::DivUIOp::create(b, loc, c, cIdx(perRow));
-        Value col = mul(arith::RemUIOp::create(b, loc, c, cIdx(perRow)),
-                        cIdx(8));
+        Value chunk = arith::RemUIOp::create(b, loc, c, cIdx(perRow));
+        Value col = mul(chunk, cIdx(8));
+        Value dstRow = row, dstCol = col;
+        if (cfg.wgmma) {
+          // 128-byte swizzle: 64-element atoms stacked by rows, chunk c of
+          // row r of an atom at chunk c ^ (r % 8).
+          Value atom = arith::DivUIOp::create(b, loc, chunk, cIdx(8));
+          Value within = arith::RemUIOp::create(b, loc, chunk, cIdx(8));
+          dstRow = add(mul(atom, cIdx(rows)), row);
+          dstCol = mul(arith::XOrIOp::create(
+                           b, loc, within,
+                           arith::RemUIOp::create(b, loc, row, cIdx(8))),
+                       cIdx(8));
+        }
         Value srcRow = add(r0, row);
         Value valid = lt(srcRow, limit);
         srcRow = select(valid, srcRow, cIdx(0));
         Value srcElements = select(valid, cIdx(8), cIdx(0));
         nvgpu::DeviceAsyncCopyOp::create(
             b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile,
-            ValueRange{row, col}, src, ValueRange{bi, head, srcRow, col},
+            ValueRange{dstRow, dstCol}, src, ValueRange{bi, head, srcRow, col},
             b.getIndexAttr(8), srcElements, b.getUnitAttr());
         scf::YieldOp::create(b, loc);
       });
@@ -596,17 +720,37 @@ void MmaKernelBuilder::build() {
       b, loc,
       MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
                       MemRefLayoutAttrInterface(), workgroup));
+  // wgmma's swizzled tiles start at the first 1024-byte boundary (the
+  // config reserves the slack); their shared addresses feed descriptors.
+  Value pad = cIdx(0);
+  Value sharedAddr;
+  if (cfg.wgmma) {
+    sharedAddr = arith::IndexCastOp::create(
+        b, loc, b.getI64Type(),
+        memref::ExtractAlignedPointerAsIndexOp::create(b, loc, shared));
+    Value misalign =
+        arith::AndIOp::create(b, loc, sharedAddr, cI64(1023));
+    pad = toIdx(arith::AndIOp::create(
+        b, loc, arith::SubIOp::create(b, loc, cI64(1024), misalign),
+        cI64(1023)));
+    sharedAddr = arith::AddIOp::create(b, loc, sharedAddr, toI64(pad));
+  }
   auto sharedTile = [&](int64_t rows, int64_t width, int64_t offset) {
-    auto type = MemRefType::get({rows, MmaKernelConfig::pitch(width)},
-                                elementType, MemRefLayoutAttrInterface(),
-                                workgroup);
-    return memref::ViewOp::create(b, loc, type, shared, cIdx(offset),
-                                  ValueRange{})
+    SmallVector<int64_t> shape = {rows, MmaKernelConfig::pitch(width)};
+    if (cfg.wgmma)
+      shape = {rows * (width / 64), 64};
+    auto type = MemRefType::get(shape, elementType,
+                                MemRefLayoutAttrInterface(), workgroup);
+    return memref::ViewOp::create(b, loc, type, shared,
+                                  add(pad, cIdx(offset)), ValueRange{})
         .getResult();
   };
   Value qTile = sharedTile(cfg.rows(), D, cfg.qOffset());
   kTile = sharedTile(tk, D, cfg.kOffset());
   vTile = sharedTile(tk, Dv, cfg.vOffset());
+  auto tileAddr = [&](int64_t offset) {
+    return arith::AddIOp::create(b, loc, sharedAddr, cI64(offset)).getResult();
+  };
 
   // Q, K and V with the unit inner stride the host guarantees (cp.async
   // copies 16 contiguous bytes).
@@ -723,6 +867,20 @@ void MmaKernelBuilder::build() {
     loadTile(k, hkv, kTile, D, tk, mul(kt0, cIdx(tk)), sizeIdx[4]);
   });
 
+  // wgmma descriptors: this warpgroup's 64 rows of Q, K (both K-major)
+  // and V (N-major: its 64-column atoms lie tk * 128 bytes apart); 8-row
+  // groups 1024 bytes apart in all three.
+  Value qDesc, kDesc, vDesc;
+  if (cfg.wgmma) {
+    Value wg = toI64(arith::DivUIOp::create(b, loc, warp, cIdx(4)));
+    qDesc = descriptor(
+        arith::AddIOp::create(b, loc, tileAddr(cfg.qOffset()),
+                              arith::MulIOp::create(b, loc, wg, cI64(8192))),
+        16, 1024);
+    kDesc = descriptor(tileAddr(cfg.kOffset()), 16, 1024);
+    vDesc = descriptor(tileAddr(cfg.vOffset()), tk * 128, 1024);
+  }
+
   // Loop state: kt; per m-tile m[2], l[2] (this lane's partial sums) and
   // the O accumulators.
   const int64_t nS = tk / 8, nO = Dv / 8;
@@ -760,6 +918,8 @@ void MmaKernelBuilder::build() {
     TileFacts facts = tileFacts(kt);
     ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
     NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+    if (cfg.wgmma) // the copies, visible to wgmma's (async) proxy
+      ptx("fence.proxy.async.shared::cta;");
     gpu::BarrierOp::create(b, loc); // Q and K_j are in shared memory
     loadTile(v, hkv, vTile, Dv, tk, k0, sizeIdx[4]);
 
@@ -770,7 +930,25 @@ void MmaKernelBuilder::build() {
     for (int64_t t = 0; t < mt; ++t)
       for (int64_t j = 0; j < nS; ++j)
         s[t][j] = {cF32(0.0), cF32(0.0), cF32(0.0), cF32(0.0)};
-    for (int64_t kk = 0; kk < D / 16; kk += 2) {
+    if (cfg.wgmma) {
+      // One m64 x tk x 16 wgmma per 16 columns of D, both operands read
+      // from the swizzled tiles by descriptor.
+      ptx("wgmma.fence.sync.aligned;");
+      SmallVector<Value> acc;
+      for (int64_t kk = 0; kk < D / 16; ++kk) {
+        int64_t qOff = (kk / 4) * cfg.rows() * 128 + (kk % 4) * 32;
+        int64_t kOff = (kk / 4) * tk * 128 + (kk % 4) * 32;
+        acc = wgmma(acc, tk, add64(qDesc, qOff >> 4), {},
+                    add64(kDesc, kOff >> 4), /*transB=*/false);
+      }
+      ptx("wgmma.commit_group.sync.aligned;");
+      ptx("wgmma.wait_group.sync.aligned 0;");
+      acc = pinRegisters(acc);
+      for (int64_t j = 0; j < nS; ++j)
+        for (int i = 0; i < 4; ++i)
+          s[0][j][i] = acc[4 * j + i];
+    }
+    for (int64_t kk = 0; !cfg.wgmma && kk < D / 16; kk += 2) {
       bool pair = kk + 1 < D / 16;
       SmallVector<SmallVector<SmallVector<Value>>> a(mt);
       for (int64_t t = 0; t < mt; ++t)
@@ -853,6 +1031,8 @@ void MmaKernelBuilder::build() {
 
     Value ktNext = firstLiveTile(add(kt, cIdx(1)));
     NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+    if (cfg.wgmma)
+      ptx("fence.proxy.async.shared::cta;");
     gpu::BarrierOp::create(b, loc); // V_j landed; every warp is done with K_j
     ifThen(lt(ktNext, ktEnd), [&] {
       loadTile(k, hkv, kTile, D, tk, mul(ktNext, cIdx(tk)), sizeIdx[4]);
@@ -861,7 +1041,33 @@ void MmaKernelBuilder::build() {
     // O += P V_j: P from the S accumulators (two n-tiles = one k-step of
     // A), V fragments by ldmatrix.trans, two n-tiles of O per x4, each
     // feeding mt m-tiles.
-    for (int64_t kk = 0; kk < tk / 16; ++kk) {
+    if (cfg.wgmma) {
+      // One m64 x Dv x 16 wgmma per 16 keys: P from registers, V (N-major)
+      // by descriptor.
+      SmallVector<Value> regs;
+      for (Acc &acc : oAcc[0])
+        regs.append(acc.begin(), acc.end());
+      for (int64_t kk = 0; kk < tk / 16; ++kk) {
+        Acc &p0 = p[0][2 * kk], &p1 = p[0][2 * kk + 1];
+        regs.append({pack32(p0[0], p0[1]), pack32(p0[2], p0[3]),
+                     pack32(p1[0], p1[1]), pack32(p1[2], p1[3])});
+      }
+      regs = pinRegisters(regs);
+      SmallVector<Value> acc(regs.begin(), regs.begin() + nO * 4);
+      ptx("wgmma.fence.sync.aligned;");
+      for (int64_t kk = 0; kk < tk / 16; ++kk) {
+        ArrayRef<Value> a(regs.begin() + nO * 4 + 4 * kk, 4);
+        acc = wgmma(acc, Dv, Value(), a, add64(vDesc, (kk * 2048) >> 4),
+                    /*transB=*/true);
+      }
+      ptx("wgmma.commit_group.sync.aligned;");
+      ptx("wgmma.wait_group.sync.aligned 0;");
+      acc = pinRegisters(acc);
+      for (int64_t j = 0; j < nO; ++j)
+        for (int i = 0; i < 4; ++i)
+          oAcc[0][j][i] = acc[4 * j + i];
+    }
+    for (int64_t kk = 0; !cfg.wgmma && kk < tk / 16; ++kk) {
       SmallVector<SmallVector<Value>> a(mt);
       for (int64_t t = 0; t < mt; ++t)
         a[t] = {pack(p[t][2 * kk][0], p[t][2 * kk][1]),
@@ -969,7 +1175,8 @@ struct ConvertAttnToMMAKernelPass
     }
     MmaKernelConfig cfg;
     std::string error;
-    if (!chooseMmaKernelConfig(headDim, valueDim, tileKV, cfg, error)) {
+    if (!chooseMmaKernelConfig(headDim, valueDim, tileKV, cfg, error,
+                               wgmma)) {
       module.emitError() << "convert-attn-to-mma-kernel: " << error;
       return signalPassFailure();
     }

@@ -127,8 +127,13 @@ bool attnc::resolveGpuKernel(const GpuPipelineOptions &options,
                fits(options.headDim) && fits(options.valueDim);
   shape.kernel = options.kernel;
   if (shape.kernel == "auto")
-    shape.kernel = mmaOk ? "mma" : "simt";
-  if (shape.kernel == "mma") {
+    shape.kernel = !mmaOk ? "simt"
+                   : isHopperChip(options.chip) &&
+                           wgmmaTakesHeadDims(options.headDim,
+                                              options.valueDim)
+                       ? "wgmma"
+                       : "mma";
+  if (shape.kernel == "mma" || shape.kernel == "wgmma") {
     if (!mmaOk) {
       error = "the tensor-core GPU kernel needs f16 or bf16 and head dims "
               "that are multiples of 16 up to 256 (got " +
@@ -137,9 +142,14 @@ bool attnc::resolveGpuKernel(const GpuPipelineOptions &options,
               ", Dv = " + std::to_string(options.valueDim) + ")";
       return false;
     }
+    bool wgmma = shape.kernel == "wgmma";
+    if (wgmma && !isHopperChip(options.chip)) {
+      error = "the wgmma GPU kernel needs sm_90 (Hopper), not " + options.chip;
+      return false;
+    }
     MmaKernelConfig c;
     if (!chooseMmaKernelConfig(options.headDim, options.valueDim,
-                               options.tileKV, c, error))
+                               options.tileKV, c, error, wgmma))
       return false;
     shape.rowsPerBlock = c.rows();
     shape.threadsPerBlock = c.threads();
@@ -151,16 +161,21 @@ bool attnc::resolveGpuKernel(const GpuPipelineOptions &options,
     return true;
   }
   error = "unknown GPU kernel '" + options.kernel +
-          "' (expected auto, mma or simt)";
+          "' (expected auto, mma, wgmma or simt)";
   return false;
+}
+
+bool attnc::isHopperChip(llvm::StringRef chip) {
+  return chip == "sm_90" || chip == "sm_90a";
 }
 
 void attnc::buildGpuKernelPipeline(OpPassManager &pm,
                                    const GpuPipelineOptions &options) {
   GpuLaunchShape shape;
   std::string error;
-  if (resolveGpuKernel(options, shape, error) && shape.kernel == "mma") {
+  if (resolveGpuKernel(options, shape, error) && shape.kernel != "simt") {
     ConvertAttnToMMAKernelOptions o;
+    o.wgmma = shape.kernel == "wgmma";
     o.elementType = options.elementType;
     o.headDim = options.headDim;
     o.valueDim = options.valueDim;
@@ -212,6 +227,12 @@ void attnc::buildGpuToPtxPipeline(OpPassManager &pm,
                                   const GpuPipelineOptions &options) {
   GpuNVVMAttachTargetOptions target;
   target.chip = options.chip;
+  // wgmma exists only in the architecture-specific sm_90a.
+  GpuLaunchShape shape;
+  std::string error;
+  if (options.chip == "sm_90" && resolveGpuKernel(options, shape, error) &&
+      shape.kernel == "wgmma")
+    target.chip = "sm_90a";
   target.features = ptxFeaturesFor(options.chip);
   target.optLevel = options.optLevel;
   pm.addPass(createGpuNVVMAttachTarget(target));

@@ -159,7 +159,7 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   if (!driver->makeCurrent(error))
     return LaunchStatus::KernelError;
   int64_t b = args.q.shape[0], h = args.q.shape[1], lq = args.q.shape[2];
-  if (art.kernel == "mma") {
+  if (art.kernel == "mma" || art.kernel == "wgmma") {
     // cp.async copies 16 contiguous, aligned bytes of K and V rows.
     for (const TensorView *t : {&args.q, &args.k, &args.v}) {
       const char *name = t == &args.q ? "Q" : t == &args.k ? "K" : "V";

@@ -752,7 +752,7 @@ bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
   header >> magic >> version >> a.kernel >> a.rowsPerBlock >>
       a.threadsPerBlock >> a.sharedBytes;
   if (!header || magic != "attn-ptx" || version != "1" ||
-      (a.kernel != "mma" && a.kernel != "simt") || a.rowsPerBlock <= 0 ||
+      (a.kernel != "mma" && a.kernel != "wgmma" && a.kernel != "simt") || a.rowsPerBlock <= 0 ||
       a.threadsPerBlock <= 0 || a.threadsPerBlock > 1024 ||
       a.sharedBytes < 0 || a.sharedBytes > 228 * 1024)
     return false;
@@ -787,7 +787,18 @@ Status Runtime::Impl::compileGpu(const std::string &source,
     error = "the nvptx target has no reference kernel; use the cpu target";
     return Status::InvalidArgument;
   }
-  std::string textKey = optionsKey(options) + '\n' + source;
+  // ATTN_GPU_KERNEL picks the kernel kind (auto, mma, wgmma or simt).
+  std::string kernelKind = "auto";
+  if (const char *kind = std::getenv("ATTN_GPU_KERNEL"); kind && *kind)
+    kernelKind = kind;
+  if (kernelKind != "auto" && kernelKind != "mma" && kernelKind != "wgmma" &&
+      kernelKind != "simt") {
+    error = "ATTN_GPU_KERNEL must be auto, mma, wgmma or simt, not '" +
+            kernelKind + "'";
+    return Status::InvalidArgument;
+  }
+  std::string textKey =
+      optionsKey(options) + " kernel=" + kernelKind + '\n' + source;
   if (lookupText(textKey, out))
     return Status::Ok;
   KeyedModule keyed;
@@ -804,6 +815,7 @@ Status Runtime::Impl::compileGpu(const std::string &source,
   if (options.tiling.mode == Tiling::Mode::Fixed && options.tiling.blockKV > 0)
     g.tileKV = options.tiling.blockKV;
   g.chip = driver->chip();
+  g.kernel = kernelKind;
   // The disk cache holds the PTX with its launch shape, keyed like CPU
   // objects (build, options with the chip, canonical IR); a hit skips MLIR
   // and leaves only the driver's JIT.

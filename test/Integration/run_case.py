@@ -821,6 +821,10 @@ def main():
     ap.add_argument("--dtype", choices=["float16"],
                     help="run every non-error case with Q, K, V of this "
                          "dtype (and its tolerance)")
+    ap.add_argument("--head-dim", type=int,
+                    help="run every non-error case with D = Dv = this "
+                         "(e.g. 64 or 128 to reach the GPU kernels that "
+                         "need those head dims)")
     ap.add_argument("--seed", type=int, help="input seed (default: random)")
     ap.add_argument("--timeout", type=int, default=300)
     ap.add_argument("--list", action="store_true")
@@ -840,6 +844,10 @@ def main():
         for n in names:
             if not CASES[n].error and not CASES[n].dtypes:
                 CASES[n].dtype = opts.dtype
+    if opts.head_dim:
+        for n in names:
+            if not CASES[n].error and not CASES[n].shapes:
+                CASES[n].sizes["D"] = CASES[n].sizes["Dv"] = opts.head_dim
     if opts.list:
         for n in names:
             print(n)

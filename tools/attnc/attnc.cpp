@@ -101,7 +101,10 @@ OPTIONS
   --gpu-arch SM    the GPU to compile for: sm_80 (default), sm_90, ...
   --gpu-kernel K   the GPU kernel for --emit=gpu|nvvm|ptx: auto (default:
                    mma where it applies), mma (tensor cores; f16 or bf16,
-                   head dims multiples of 16) or simt (one thread per row)
+                   head dims multiples of 16), wgmma (Hopper's warpgroup
+                   MMA, --gpu-arch sm_90; head dims multiples of 64) or
+                   simt (one thread per row); attnc run --target nvptx
+                   takes it from $ATTN_GPU_KERNEL
   --threads N      worker threads for attnc run (default: all cores, or
                    $ATTN_NUM_THREADS)
 

@@ -20,6 +20,10 @@ inline constexpr const char *kDynamicSharedBytesAttr =
 
 struct MmaKernelConfig {
   int64_t headDim = 128, valueDim = 128;
+  /// Hopper's warpgroup MMA (wgmma, sm_90a) instead of mma.sync: two
+  /// warpgroups of 64 query rows each, tiles in 128-byte-swizzled shared
+  /// memory that wgmma reads directly.
+  bool wgmma = false;
   int64_t warps = 4;
   int64_t mTiles = 2; // m16 tiles per warp: 16 * mTiles query rows each
   int64_t tk = 64;    // keys per kv-tile
@@ -30,13 +34,29 @@ struct MmaKernelConfig {
   int64_t threads() const { return 32 * warps; }
   /// Row pitch of the shared tiles, in elements: 8 elements (16 bytes) of
   /// padding make the 8 row addresses of an ldmatrix hit 8 bank quads.
+  /// wgmma tiles are unpadded (the swizzle spreads the banks instead).
+  int64_t rowElements(int64_t width) const {
+    return wgmma ? width : pitch(width);
+  }
   static int64_t pitch(int64_t width) { return width + 8; }
   int64_t qOffset() const { return 0; }
-  int64_t kOffset() const { return 2 * rows() * pitch(headDim); }
-  int64_t vOffset() const { return kOffset() + 2 * tk * pitch(headDim); }
+  int64_t kOffset() const { return 2 * rows() * rowElements(headDim); }
+  int64_t vOffset() const { return kOffset() + 2 * tk * rowElements(headDim); }
+  /// Swizzled tiles must start 1024-byte aligned: the slack that the kernel
+  /// aligns the dynamic shared memory's start with.
+  int64_t alignSlack() const { return wgmma ? 1024 : 0; }
   /// Dynamic shared memory of a block: Q, K and V tiles of 2-byte elements.
-  int64_t sharedBytes() const { return vOffset() + 2 * tk * pitch(valueDim); }
+  int64_t sharedBytes() const {
+    return vOffset() + 2 * tk * rowElements(valueDim) + alignSlack();
+  }
 };
+
+/// Whether the wgmma kernel takes head dims D and Dv: multiples of 64 (the
+/// 128-byte swizzle atom is 64 elements wide) up to 256.
+inline bool wgmmaTakesHeadDims(int64_t headDim, int64_t valueDim) {
+  auto ok = [](int64_t d) { return d > 0 && d % 64 == 0 && d <= 256; };
+  return ok(headDim) && ok(valueDim);
+}
 
 /// The configuration for head dims D and Dv: 4 warps; 32 rows per warp
 /// where the accumulators fit in registers (Dv <= 128), else 16; `tileKV`
@@ -46,9 +66,33 @@ struct MmaKernelConfig {
 /// need more than 200 KiB of shared memory.
 inline bool chooseMmaKernelConfig(int64_t headDim, int64_t valueDim,
                                   int64_t tileKV, MmaKernelConfig &c,
-                                  std::string &error) {
+                                  std::string &error, bool wgmma = false) {
   c.headDim = headDim;
   c.valueDim = valueDim;
+  if (wgmma) {
+    // Two warpgroups, each 64 rows (16 per warp); 128-key tiles where the
+    // S and O accumulators (tk / 2 + Dv / 2 registers) leave room, else 64.
+    c.wgmma = true;
+    c.warps = 8;
+    c.mTiles = 1;
+    c.tk = tileKV ? tileKV : (headDim <= 128 && valueDim <= 128 ? 128 : 64);
+    c.minBlocksPerSM = 0;
+    if (!wgmmaTakesHeadDims(headDim, valueDim)) {
+      error = "the wgmma kernel needs head dims that are multiples of 64 up "
+              "to 256";
+      return false;
+    }
+    if (c.tk <= 0 || c.tk % 16 || c.tk > 256) {
+      error = "the wgmma kernel's tile-kv must be a multiple of 16 up to 256";
+      return false;
+    }
+    if (c.sharedBytes() > 200 * 1024) {
+      error = "the Q, K and V tiles need " + std::to_string(c.sharedBytes()) +
+              " bytes of shared memory, more than 200 KiB";
+      return false;
+    }
+    return true;
+  }
   c.warps = 4;
   c.mTiles = valueDim <= 128 ? 2 : 1;
   c.tk = tileKV ? tileKV : (headDim + valueDim <= 256 ? 64 : 32);

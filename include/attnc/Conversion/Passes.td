@@ -196,6 +196,17 @@ def ConvertAttnToMMAKernel
     launcher checks it). Head dims must be multiples of 16; `tile-kv`
     defaults to 64 when D + Dv <= 256 and to 32 otherwise.
 
+    With `wgmma` (Hopper, PTX for sm_90a) the products run on warpgroup
+    MMA instead: 8 warps form two warpgroups of 64 query rows; Q, K and V
+    tiles are stored in the canonical 128-byte-swizzled layout (64-element
+    atoms, 16-byte chunks XOR-ed with the row within each 8-row group) at a
+    1024-byte-aligned start, so `wgmma.mma_async` reads them through matrix
+    descriptors: S = Q K^T with both operands in shared memory (K-major), O
+    += P V with P in registers (the same fragment layout as mma.sync's A)
+    and V as a transposed (N-major) operand. After each cp.async wait every
+    thread issues `fence.proxy.async.shared::cta` so that wgmma sees the
+    copied bytes. Head dims must be multiples of 64 up to 256.
+
     ```mlir
     // attn-opt --convert-attn-to-mma-kernel="element-type=bf16 head-dim=128 value-dim=128"
     gpu.module @causal {
@@ -215,7 +226,10 @@ def ConvertAttnToMMAKernel
            "Value head dimension Dv (a multiple of 16)">,
     Option<"tileKV", "tile-kv", "int64_t", "0",
            "Keys per kv-tile, a multiple of 16 (0: 64 when D + Dv <= 256, "
-           "else 32)">,
+           "else 32; with wgmma 128 when D, Dv <= 128, else 64)">,
+    Option<"wgmma", "wgmma", "bool", "false",
+           "Hopper warpgroup MMA (sm_90a): two warpgroups of 64 rows, "
+           "128-byte-swizzled tiles read by wgmma.mma_async">,
   ];
   let dependentDialects = [
     "mlir::arith::ArithDialect", "mlir::gpu::GPUDialect",

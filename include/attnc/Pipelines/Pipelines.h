@@ -45,7 +45,8 @@ void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 struct GpuPipelineOptions {
   std::string elementType = "f16"; // f16, bf16 or f32
   int64_t headDim = 64, valueDim = 64, tileQ = 128, tileKV = 0;
-  /// "mma" (tensor cores, convert-attn-to-mma-kernel), "simt" (one thread
+  /// "mma" (tensor cores, convert-attn-to-mma-kernel), "wgmma" (the same
+  /// on Hopper's warpgroup MMA, sm_90 only), "simt" (one thread
   /// per row, convert-attn-to-gpu-kernel) or "auto": mma where it applies
   /// (f16 or bf16, head dims multiples of 16 up to 256), else simt.
   std::string kernel = "auto";
@@ -54,7 +55,8 @@ struct GpuPipelineOptions {
 };
 
 /// The launch shape of the kernel that `options` selects: the kernel kind
-/// ("mma" or "simt"), the query rows per block and the threads per block.
+/// ("mma", "wgmma" or "simt"), the query rows per block and the threads per
+/// block.
 struct GpuLaunchShape {
   std::string kernel;
   int64_t rowsPerBlock = 0, threadsPerBlock = 0;
@@ -64,6 +66,8 @@ struct GpuLaunchShape {
 /// cannot take these options.
 bool resolveGpuKernel(const GpuPipelineOptions &options, GpuLaunchShape &shape,
                       std::string &error);
+/// Whether `chip` is a Hopper GPU (sm_90 or sm_90a), where wgmma exists.
+bool isHopperChip(llvm::StringRef chip);
 
 /// attn -> gpu.module/gpu.func kernels (convert-attn-to-mma-kernel or
 /// convert-attn-to-gpu-kernel, see resolveGpuKernel) -> polynomial math ->

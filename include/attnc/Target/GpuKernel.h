@@ -40,7 +40,7 @@ struct GpuArtifact {
   KernelSignature signature;
   GpuCompileOptions options;
   /// The launch configuration the compiler chose (resolveGpuKernel).
-  std::string kernel; // "mma" or "simt"
+  std::string kernel; // "mma", "wgmma" or "simt"
   int64_t rowsPerBlock = 0, threadsPerBlock = 0, sharedBytes = 0;
   std::string ptx;
 };
