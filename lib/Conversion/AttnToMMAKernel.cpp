@@ -91,8 +91,10 @@ private:
   Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
   Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
   Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
+  /// max.f32 (the NaN-ignoring maxnum: one instruction, where maximumf
+  /// costs four).
   Value fmax(Value x, Value y) {
-    return arith::MaximumFOp::create(b, loc, x, y);
+    return arith::MaxNumFOp::create(b, loc, x, y);
   }
   Value isNegInf(Value x) {
     return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x,
@@ -209,7 +211,8 @@ private:
     for (size_t i = 0; i < values.size(); ++i) {
       Type t = values[i].getType();
       types.push_back(t);
-      outs += std::string(i ? "," : "") + (t.isF32() ? "=f" : "=r");
+      outs += std::string(i ? "," : "") +
+              (t.isF32() ? "=f" : t.isInteger(64) ? "=l" : "=r");
       ins += "," + std::to_string(i);
     }
     return inlinePtx(types, values, "", outs + ins);
@@ -234,9 +237,11 @@ private:
   /// One wgmma.mma_async m64nNk16 with f32 accumulators `acc` (N / 2 per
   /// thread; empty: start from zero). A is a descriptor (`aDesc`) or four
   /// registers (`aRegs`); B a descriptor, transposed (N-major) when
-  /// `transB`.
+  /// `transB`. Every operand is computed before the wgmma fence (ptxas
+  /// serialises wgmma whose inputs are defined between fence and commit).
   SmallVector<Value> wgmma(ArrayRef<Value> acc, int64_t n, Value aDesc,
-                           ArrayRef<Value> aRegs, Value bDesc, bool transB) {
+                           ArrayRef<Value> aRegs, Value bDesc, bool transB,
+                           Value scale) {
     int64_t nr = n / 2;
     const char *t = isBF16() ? "bf16" : "f16";
     std::string regs, cons;
@@ -264,7 +269,7 @@ private:
     operands.push_back(bDesc);
     cons += ",l";
     std::string scaleText = "$" + std::to_string(next++);
-    operands.push_back(cI32(acc.empty() ? 0 : 1));
+    operands.push_back(scale); // an i32: 0 when acc is empty, else 1
     cons += ",r";
     for (size_t i = 0; i < acc.size(); ++i) {
       operands.push_back(acc[i]);
@@ -284,7 +289,7 @@ private:
   /// `src` (rows at or past `limit` are zero-filled) into `tile` and
   /// commits them as one group.
   void loadTile(Value src, Value head, Value tile, int64_t width,
-                int64_t rows, Value r0, Value limit);
+                int64_t rows, Value r0, Value limit, Value dstBase = Value());
   /// The first kv-tile t >= from with t < ktEnd that the tile abstraction
   /// does not prove all false, or ktEnd.
   Value firstLiveTile(Value from);
@@ -518,7 +523,7 @@ IntervalValues MmaKernelBuilder::warpBoxRange(Value tensor, bool isBool,
 
 void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
                                 int64_t width, int64_t rows, Value r0,
-                                Value limit) {
+                                Value limit, Value dstBase) {
   int64_t perRow = width / 8, chunks = rows * perRow;
   scf::ForOp::create(
       b, loc, tid, cIdx(chunks), cIdx(cfg.threads()), ValueRange{},
@@ -533,6 +538,8 @@ void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
           Value atom = arith::DivUIOp::create(b, loc, chunk, cIdx(8));
           Value within = arith::RemUIOp::create(b, loc, chunk, cIdx(8));
           dstRow = add(mul(atom, cIdx(rows)), row);
+          if (dstBase) // a buffer of a multi-buffered tile
+            dstRow = add(dstRow, dstBase);
           dstCol = mul(arith::XOrIOp::create(
                            b, loc, within,
                            arith::RemUIOp::create(b, loc, row, cIdx(8))),
@@ -735,19 +742,20 @@ void MmaKernelBuilder::build() {
         cI64(1023)));
     sharedAddr = arith::AddIOp::create(b, loc, sharedAddr, toI64(pad));
   }
-  auto sharedTile = [&](int64_t rows, int64_t width, int64_t offset) {
+  auto sharedTile = [&](int64_t rows, int64_t width, int64_t offset,
+                        int64_t stages = 1) {
     SmallVector<int64_t> shape = {rows, MmaKernelConfig::pitch(width)};
     if (cfg.wgmma)
-      shape = {rows * (width / 64), 64};
+      shape = {stages * rows * (width / 64), 64};
     auto type = MemRefType::get(shape, elementType,
                                 MemRefLayoutAttrInterface(), workgroup);
-    return memref::ViewOp::create(b, loc, type, shared,
-                                  add(pad, cIdx(offset)), ValueRange{})
+    Value at = cfg.wgmma ? add(pad, cIdx(offset)) : cIdx(offset);
+    return memref::ViewOp::create(b, loc, type, shared, at, ValueRange{})
         .getResult();
   };
   Value qTile = sharedTile(cfg.rows(), D, cfg.qOffset());
-  kTile = sharedTile(tk, D, cfg.kOffset());
-  vTile = sharedTile(tk, Dv, cfg.vOffset());
+  kTile = sharedTile(tk, D, cfg.kOffset(), cfg.kvStages());
+  vTile = sharedTile(tk, Dv, cfg.vOffset(), cfg.kvStages());
   auto tileAddr = [&](int64_t offset) {
     return arith::AddIOp::create(b, loc, sharedAddr, cI64(offset)).getResult();
   };
@@ -803,7 +811,22 @@ void MmaKernelBuilder::build() {
   // The scale, with log2(e) folded in when no score modifier needs the true
   // scaled dot product.
   bool foldLog2e = false;
-  Value qscale = emitQScale(b, loc, variant, sizeI32[5], foldLog2e);
+  Value qscale = emitQScale(b, loc, variant, cI32(D), foldLog2e);
+  // With a positive compile-time scale (the default 1/sqrt(D), or a
+  // literal) and no score modifier, softmax works on the raw products:
+  // the row max needs no scaling (max commutes with a positive scale) and
+  // each weight is exp2(fma(s, scale, -max * scale)), one FFMA where a
+  // scaled score costs a multiply and a subtraction.
+  std::optional<double> constScale;
+  if (foldLog2e && !variant.getScaleOp()) {
+    constScale = kLog2e / std::sqrt(static_cast<double>(D));
+  } else if (foldLog2e) {
+    if (auto mulOp = qscale.getDefiningOp<arith::MulFOp>())
+      if (auto c = mulOp.getLhs().getDefiningOp<arith::ConstantOp>())
+        if (auto f = llvm::dyn_cast<FloatAttr>(c.getValue()))
+          constScale = f.getValueAsDouble() * kLog2e;
+  }
+  const bool rawScores = constScale && *constScale > 0;
 
   // The tile abstraction, with params as the kernel sees them.
   initTileEnv(env, b, loc, bi, hi, sizeI64, kctx);
@@ -881,126 +904,65 @@ void MmaKernelBuilder::build() {
     vDesc = descriptor(tileAddr(cfg.vOffset()), tk * 128, 1024);
   }
 
-  // Loop state: kt; per m-tile m[2], l[2] (this lane's partial sums) and
-  // the O accumulators.
   const int64_t nS = tk / 8, nO = Dv / 8;
   const int64_t perTile = 4 + 4 * nO;
-  SmallVector<Value> init = {kt0};
-  for (int64_t t = 0; t < mt; ++t) {
-    init.append({cF32(-INFINITY), cF32(-INFINITY), cF32(0.0), cF32(0.0)});
-    for (int64_t j = 0; j < nO * 4; ++j)
-      init.push_back(cF32(0.0));
-  }
-  SmallVector<Type> types;
-  for (Value x : init)
-    types.push_back(x.getType());
-  auto loop = scf::WhileOp::create(b, loc, types, init);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    SmallVector<Location> locs(types.size(), loc);
-    Block *before = b.createBlock(&loop.getBefore(), {}, types, locs);
-    scf::ConditionOp::create(b, loc, lt(before->getArgument(0), ktEnd),
-                             before->getArguments());
-    Block *after = b.createBlock(&loop.getAfter(), {}, types, locs);
-    Value kt = after->getArgument(0);
-    SmallVector<std::array<Value, 2>> m(mt), l(mt);
-    SmallVector<SmallVector<Acc>> oAcc(mt, SmallVector<Acc>(nO));
-    for (int64_t t = 0; t < mt; ++t) {
-      unsigned base = 1 + t * perTile;
-      m[t] = {after->getArgument(base), after->getArgument(base + 1)};
-      l[t] = {after->getArgument(base + 2), after->getArgument(base + 3)};
-      for (int64_t j = 0; j < nO; ++j)
-        for (int i = 0; i < 4; ++i)
-          oAcc[t][j][i] = after->getArgument(base + 4 + 4 * j + i);
-    }
+  using Tiles = SmallVector<SmallVector<Acc>>; // [m-tile][n-tile]
 
+  // The scaled scores of kv-tile `kt` -> modified and (in mixed or partial
+  // tiles) masked, in the units the normalisation works in.
+  // Whether kv-tile `kt` needs the mask: not proved all true, or partial.
+  auto needMaskOf = [&](Value kt) {
     Value k0 = mul(kt, cIdx(tk));
     TileFacts facts = tileFacts(kt);
-    ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
-    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-    if (cfg.wgmma) // the copies, visible to wgmma's (async) proxy
-      ptx("fence.proxy.async.shared::cta;");
-    gpu::BarrierOp::create(b, loc); // Q and K_j are in shared memory
-    loadTile(v, hkv, vTile, Dv, tk, k0, sizeIdx[4]);
-
-    // S = Q K_j^T, two k-steps at a time: the A fragments of both m-tiles
-    // from the Q tile, then per n-tile (8 keys) one ldmatrix.x4 of K
-    // feeding 2 * mt mma.
-    SmallVector<SmallVector<Acc>> s(mt, SmallVector<Acc>(nS));
-    for (int64_t t = 0; t < mt; ++t)
-      for (int64_t j = 0; j < nS; ++j)
-        s[t][j] = {cF32(0.0), cF32(0.0), cF32(0.0), cF32(0.0)};
-    if (cfg.wgmma) {
-      // One m64 x tk x 16 wgmma per 16 columns of D, both operands read
-      // from the swizzled tiles by descriptor.
-      ptx("wgmma.fence.sync.aligned;");
-      SmallVector<Value> acc;
-      for (int64_t kk = 0; kk < D / 16; ++kk) {
-        int64_t qOff = (kk / 4) * cfg.rows() * 128 + (kk % 4) * 32;
-        int64_t kOff = (kk / 4) * tk * 128 + (kk % 4) * 32;
-        acc = wgmma(acc, tk, add64(qDesc, qOff >> 4), {},
-                    add64(kDesc, kOff >> 4), /*transB=*/false);
-      }
-      ptx("wgmma.commit_group.sync.aligned;");
-      ptx("wgmma.wait_group.sync.aligned 0;");
-      acc = pinRegisters(acc);
-      for (int64_t j = 0; j < nS; ++j)
-        for (int i = 0; i < 4; ++i)
-          s[0][j][i] = acc[4 * j + i];
-    }
-    for (int64_t kk = 0; !cfg.wgmma && kk < D / 16; kk += 2) {
-      bool pair = kk + 1 < D / 16;
-      SmallVector<SmallVector<SmallVector<Value>>> a(mt);
-      for (int64_t t = 0; t < mt; ++t)
-        for (int64_t step = 0; step < (pair ? 2 : 1); ++step) {
-          Value row = add(add(tileRow[t], r8), mul(miLow, cIdx(8)));
-          Value col = add(cIdx(16 * (kk + step)), mul(miHigh, cIdx(8)));
-          a[t].push_back(ldmatrix(qTile, row, col, 4, false));
-        }
-      for (int64_t j = 0; j < nS; ++j) {
-        Value row = add(cIdx(8 * j), r8);
-        Value col = add(cIdx(16 * kk), mul(pair ? mi : miLow, cIdx(8)));
-        SmallVector<Value> bf = ldmatrix(kTile, row, col, pair ? 4 : 2, false);
-        for (int64_t t = 0; t < mt; ++t) {
-          s[t][j] = mma(a[t][0], {bf[0], bf[1]}, s[t][j]);
-          if (pair)
-            s[t][j] = mma(a[t][1], {bf[2], bf[3]}, s[t][j]);
-        }
-      }
-    }
-    for (auto &st : s)
-      for (Acc &acc : st)
-        for (Value &x : acc)
-          x = fmul(x, qscale);
-
-    // Score modifier and (in mixed or partial tiles) the mask.
     Value partial = arith::OrIOp::create(
         b, loc, lt(sizeIdx[4], add(k0, cIdx(tk))),
         lt(sizeIdx[3], add(q0, cIdx(cfg.rows()))));
-    Value needMask = arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
+    return arith::OrIOp::create(b, loc, facts.mayBeFalse, partial).getResult();
+  };
+  auto finishScores = [&](Tiles &s, Value kt, Value needMask) {
+    Value k0 = mul(kt, cIdx(tk));
+    for (auto &st : s)
+      for (Acc &acc : st)
+        for (Value &x : acc)
+          if (!rawScores)
+            x = fmul(x, qscale);
     for (int64_t t = 0; t < mt; ++t) {
       Value rowPair[2] = {rowIdx[t][0], rowIdx[t][1]};
       scoreTile(s[t], rowPair, k0, needMask);
     }
-
-    // Online softmax (or plain weights) for the lane's rows.
-    SmallVector<std::array<Value, 2>> mNew = m, lNew = l, mSafe(mt);
-    SmallVector<SmallVector<Acc>> p(mt, SmallVector<Acc>(nS));
+  };
+  // Online softmax (or plain weights) of one tile for the lane's rows: the
+  // weights P, the new row state and, for softmax, the factor alpha that
+  // rescales what O holds so far.
+  struct Step {
+    Tiles p;
+    SmallVector<std::array<Value, 2>> m, l, alpha;
+  };
+  auto softmaxStep = [&](Tiles &s, ArrayRef<std::array<Value, 2>> m,
+                         ArrayRef<std::array<Value, 2>> l) {
+    Step st;
+    st.m.assign(m.begin(), m.end());
+    st.l.assign(l.begin(), l.end());
+    st.alpha.resize(mt);
+    st.p.assign(mt, SmallVector<Acc>(nS));
+    SmallVector<std::array<Value, 2>> mSafe(mt);
     for (int64_t t = 0; t < mt; ++t) {
       if (norm == attn::NormKind::softmax) {
         for (int r = 0; r < 2; ++r) {
           Value mx = cF32(-INFINITY);
           for (int64_t j = 0; j < nS; ++j)
             mx = fmax(mx, fmax(s[t][j][2 * r], s[t][j][2 * r + 1]));
-          mNew[t][r] = fmax(m[t][r], quadReduce(mx, /*isMax=*/true));
+          st.m[t][r] = fmax(m[t][r], quadReduce(mx, /*isMax=*/true));
           // While every entry so far is masked, use 0 so that p stays 0.
-          mSafe[t][r] = select(isNegInf(mNew[t][r]), cF32(0.0), mNew[t][r]);
-          Value alpha = exp2(fsub(m[t][r], mSafe[t][r]));
-          lNew[t][r] = fmul(l[t][r], alpha);
-          for (int64_t j = 0; j < nO; ++j) {
-            oAcc[t][j][2 * r] = fmul(oAcc[t][j][2 * r], alpha);
-            oAcc[t][j][2 * r + 1] = fmul(oAcc[t][j][2 * r + 1], alpha);
+          mSafe[t][r] = select(isNegInf(st.m[t][r]), cF32(0.0), st.m[t][r]);
+          if (rawScores) {
+            // In scaled units from here on.
+            mSafe[t][r] = fmul(mSafe[t][r], qscale);
+            st.alpha[t][r] = exp2(fsub(fmul(m[t][r], qscale), mSafe[t][r]));
+          } else {
+            st.alpha[t][r] = exp2(fsub(m[t][r], mSafe[t][r]));
           }
+          st.l[t][r] = fmul(l[t][r], st.alpha[t][r]);
         }
       }
       for (int64_t j = 0; j < nS; ++j)
@@ -1008,7 +970,11 @@ void MmaKernelBuilder::build() {
           Value x = s[t][j][i], w;
           switch (norm) {
           case attn::NormKind::softmax:
-            w = exp2(fsub(x, mSafe[t][i / 2]));
+            w = rawScores ? exp2(math::FmaOp::create(b, loc, x, qscale,
+                                                     arith::NegFOp::create(
+                                                         b, loc,
+                                                         mSafe[t][i / 2])))
+                          : exp2(fsub(x, mSafe[t][i / 2]));
             break;
           case attn::NormKind::sigmoid:
             w = arith::DivFOp::create(
@@ -1024,79 +990,382 @@ void MmaKernelBuilder::build() {
           }
           if (norm != attn::NormKind::softmax)
             w = select(isNegInf(x), cF32(0.0), w);
-          p[t][j][i] = w;
-          lNew[t][i / 2] = fadd(lNew[t][i / 2], w);
+          st.p[t][j][i] = w;
+          st.l[t][i / 2] = fadd(st.l[t][i / 2], w);
         }
     }
-
-    Value ktNext = firstLiveTile(add(kt, cIdx(1)));
-    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-    if (cfg.wgmma)
-      ptx("fence.proxy.async.shared::cta;");
-    gpu::BarrierOp::create(b, loc); // V_j landed; every warp is done with K_j
-    ifThen(lt(ktNext, ktEnd), [&] {
-      loadTile(k, hkv, kTile, D, tk, mul(ktNext, cIdx(tk)), sizeIdx[4]);
-    });
-
-    // O += P V_j: P from the S accumulators (two n-tiles = one k-step of
-    // A), V fragments by ldmatrix.trans, two n-tiles of O per x4, each
-    // feeding mt m-tiles.
-    if (cfg.wgmma) {
-      // One m64 x Dv x 16 wgmma per 16 keys: P from registers, V (N-major)
-      // by descriptor.
-      SmallVector<Value> regs;
-      for (Acc &acc : oAcc[0])
-        regs.append(acc.begin(), acc.end());
-      for (int64_t kk = 0; kk < tk / 16; ++kk) {
-        Acc &p0 = p[0][2 * kk], &p1 = p[0][2 * kk + 1];
-        regs.append({pack32(p0[0], p0[1]), pack32(p0[2], p0[3]),
-                     pack32(p1[0], p1[1]), pack32(p1[2], p1[3])});
-      }
-      regs = pinRegisters(regs);
-      SmallVector<Value> acc(regs.begin(), regs.begin() + nO * 4);
-      ptx("wgmma.fence.sync.aligned;");
-      for (int64_t kk = 0; kk < tk / 16; ++kk) {
-        ArrayRef<Value> a(regs.begin() + nO * 4 + 4 * kk, 4);
-        acc = wgmma(acc, Dv, Value(), a, add64(vDesc, (kk * 2048) >> 4),
-                    /*transB=*/true);
-      }
-      ptx("wgmma.commit_group.sync.aligned;");
-      ptx("wgmma.wait_group.sync.aligned 0;");
-      acc = pinRegisters(acc);
+    return st;
+  };
+  auto rescale = [&](Tiles &oAcc, const Step &st) {
+    if (norm != attn::NormKind::softmax)
+      return;
+    for (int64_t t = 0; t < mt; ++t)
       for (int64_t j = 0; j < nO; ++j)
         for (int i = 0; i < 4; ++i)
-          oAcc[0][j][i] = acc[4 * j + i];
+          oAcc[t][j][i] = fmul(oAcc[t][j][i], st.alpha[t][i / 2]);
+  };
+  auto zeroTiles = [&](int64_t n) {
+    return Tiles(mt, SmallVector<Acc>(
+                         n, Acc{cF32(0.0), cF32(0.0), cF32(0.0), cF32(0.0)}));
+  };
+
+  // The final row state: [kt, then per m-tile m[2], l[2], O].
+  SmallVector<Value> fin;
+  if (!cfg.wgmma) {
+    // Loop state: kt; per m-tile m[2], l[2] (this lane's partial sums) and
+    // the O accumulators.
+    SmallVector<Value> init = {kt0};
+    for (int64_t t = 0; t < mt; ++t) {
+      init.append({cF32(-INFINITY), cF32(-INFINITY), cF32(0.0), cF32(0.0)});
+      for (int64_t j = 0; j < nO * 4; ++j)
+        init.push_back(cF32(0.0));
     }
-    for (int64_t kk = 0; !cfg.wgmma && kk < tk / 16; ++kk) {
-      SmallVector<SmallVector<Value>> a(mt);
-      for (int64_t t = 0; t < mt; ++t)
-        a[t] = {pack(p[t][2 * kk][0], p[t][2 * kk][1]),
-                pack(p[t][2 * kk][2], p[t][2 * kk][3]),
-                pack(p[t][2 * kk + 1][0], p[t][2 * kk + 1][1]),
-                pack(p[t][2 * kk + 1][2], p[t][2 * kk + 1][3])};
-      for (int64_t jd = 0; jd < nO; jd += 2) {
-        bool pair = jd + 1 < nO;
-        Value row = add(cIdx(16 * kk), add(mul(miLow, cIdx(8)), r8));
-        Value col = cIdx(8 * jd);
-        if (pair)
-          col = add(col, mul(miHigh, cIdx(8)));
-        SmallVector<Value> bf = ldmatrix(vTile, row, col, pair ? 4 : 2, true);
-        for (int64_t t = 0; t < mt; ++t) {
-          oAcc[t][jd] = mma(a[t], {bf[0], bf[1]}, oAcc[t][jd]);
-          if (pair)
-            oAcc[t][jd + 1] = mma(a[t], {bf[2], bf[3]}, oAcc[t][jd + 1]);
+    SmallVector<Type> types;
+    for (Value x : init)
+      types.push_back(x.getType());
+    auto loop = scf::WhileOp::create(b, loc, types, init);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      SmallVector<Location> locs(types.size(), loc);
+      Block *before = b.createBlock(&loop.getBefore(), {}, types, locs);
+      scf::ConditionOp::create(b, loc, lt(before->getArgument(0), ktEnd),
+                               before->getArguments());
+      Block *after = b.createBlock(&loop.getAfter(), {}, types, locs);
+      Value kt = after->getArgument(0);
+      SmallVector<std::array<Value, 2>> m(mt), l(mt);
+      Tiles oAcc(mt, SmallVector<Acc>(nO));
+      for (int64_t t = 0; t < mt; ++t) {
+        unsigned base = 1 + t * perTile;
+        m[t] = {after->getArgument(base), after->getArgument(base + 1)};
+        l[t] = {after->getArgument(base + 2), after->getArgument(base + 3)};
+        for (int64_t j = 0; j < nO; ++j)
+          for (int i = 0; i < 4; ++i)
+            oAcc[t][j][i] = after->getArgument(base + 4 + 4 * j + i);
+      }
+
+      Value k0 = mul(kt, cIdx(tk));
+      ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
+      NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+      gpu::BarrierOp::create(b, loc); // Q and K_j are in shared memory
+      loadTile(v, hkv, vTile, Dv, tk, k0, sizeIdx[4]);
+
+      // S = Q K_j^T, two k-steps at a time: the A fragments of both
+      // m-tiles from the Q tile, then per n-tile (8 keys) one ldmatrix.x4
+      // of K feeding 2 * mt mma.
+      Tiles s = zeroTiles(nS);
+      for (int64_t kk = 0; kk < D / 16; kk += 2) {
+        bool pair = kk + 1 < D / 16;
+        SmallVector<SmallVector<SmallVector<Value>>> a(mt);
+        for (int64_t t = 0; t < mt; ++t)
+          for (int64_t step = 0; step < (pair ? 2 : 1); ++step) {
+            Value row = add(add(tileRow[t], r8), mul(miLow, cIdx(8)));
+            Value col = add(cIdx(16 * (kk + step)), mul(miHigh, cIdx(8)));
+            a[t].push_back(ldmatrix(qTile, row, col, 4, false));
+          }
+        for (int64_t j = 0; j < nS; ++j) {
+          Value row = add(cIdx(8 * j), r8);
+          Value col = add(cIdx(16 * kk), mul(pair ? mi : miLow, cIdx(8)));
+          SmallVector<Value> bf =
+              ldmatrix(kTile, row, col, pair ? 4 : 2, false);
+          for (int64_t t = 0; t < mt; ++t) {
+            s[t][j] = mma(a[t][0], {bf[0], bf[1]}, s[t][j]);
+            if (pair)
+              s[t][j] = mma(a[t][1], {bf[2], bf[3]}, s[t][j]);
+          }
         }
       }
+      finishScores(s, kt, needMaskOf(kt));
+      Step st = softmaxStep(s, m, l);
+      rescale(oAcc, st);
+      Tiles &p = st.p;
+
+      Value ktNext = firstLiveTile(add(kt, cIdx(1)));
+      NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+      gpu::BarrierOp::create(b, loc); // V_j landed; every warp is done with K_j
+      ifThen(lt(ktNext, ktEnd), [&] {
+        loadTile(k, hkv, kTile, D, tk, mul(ktNext, cIdx(tk)), sizeIdx[4]);
+      });
+
+      // O += P V_j: P from the S accumulators (two n-tiles = one k-step of
+      // A), V fragments by ldmatrix.trans, two n-tiles of O per x4, each
+      // feeding mt m-tiles.
+      for (int64_t kk = 0; kk < tk / 16; ++kk) {
+        SmallVector<SmallVector<Value>> a(mt);
+        for (int64_t t = 0; t < mt; ++t)
+          a[t] = {pack(p[t][2 * kk][0], p[t][2 * kk][1]),
+                  pack(p[t][2 * kk][2], p[t][2 * kk][3]),
+                  pack(p[t][2 * kk + 1][0], p[t][2 * kk + 1][1]),
+                  pack(p[t][2 * kk + 1][2], p[t][2 * kk + 1][3])};
+        for (int64_t jd = 0; jd < nO; jd += 2) {
+          bool pair = jd + 1 < nO;
+          Value row = add(cIdx(16 * kk), add(mul(miLow, cIdx(8)), r8));
+          Value col = cIdx(8 * jd);
+          if (pair)
+            col = add(col, mul(miHigh, cIdx(8)));
+          SmallVector<Value> bf =
+              ldmatrix(vTile, row, col, pair ? 4 : 2, true);
+          for (int64_t t = 0; t < mt; ++t) {
+            oAcc[t][jd] = mma(a[t], {bf[0], bf[1]}, oAcc[t][jd]);
+            if (pair)
+              oAcc[t][jd + 1] = mma(a[t], {bf[2], bf[3]}, oAcc[t][jd + 1]);
+          }
+        }
+      }
+      SmallVector<Value> next = {ktNext};
+      for (int64_t t = 0; t < mt; ++t) {
+        next.append({st.m[t][0], st.m[t][1], st.l[t][0], st.l[t][1]});
+        for (Acc &acc : oAcc[t])
+          next.append(acc.begin(), acc.end());
+      }
+      scf::YieldOp::create(b, loc, next);
     }
-    SmallVector<Value> next = {ktNext};
-    for (int64_t t = 0; t < mt; ++t) {
-      next.append({mNew[t][0], mNew[t][1], lNew[t][0], lNew[t][1]});
-      for (Acc &acc : oAcc[t])
-        next.append(acc.begin(), acc.end());
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+    fin.assign(loop.getResults().begin(), loop.getResults().end());
+  } else {
+    // Hopper: a software pipeline over the live kv-tiles t_0, t_1, ..., K
+    // and V double-buffered (buffer i % 2). Iteration i issues S_i =
+    // Q K_{t_i}^T and O += P_{i-1} V_{t_{i-1}} as two wgmma groups, waits
+    // for S_i only and computes P_i while the tensor cores run the second
+    // group, then waits for it and rescales O. The copies of K_{t_{i+1}}
+    // and V_{t_i} start right after the iteration's one barrier: their
+    // buffers were last read by groups that iteration i - 1 waited for.
+    const int64_t kRows = (D / 64) * tk, vRows = (Dv / 64) * tk;
+    const int64_t nP = tk / 4; // P registers (element pairs) per thread
+    auto bufDesc = [&](Value desc, int64_t rowsPerBuf, Value par) {
+      return arith::AddIOp::create(
+                 b, loc, desc,
+                 arith::MulIOp::create(b, loc, toI64(par),
+                                       cI64(rowsPerBuf * 128 >> 4)))
+          .getResult();
+    };
+    auto loadK = [&](Value kt, Value par) {
+      loadTile(k, hkv, kTile, D, tk, mul(kt, cIdx(tk)), sizeIdx[4],
+               mul(par, cIdx(kRows)));
+    };
+    auto loadV = [&](Value kt, Value par) {
+      loadTile(v, hkv, vTile, Dv, tk, mul(kt, cIdx(tk)), sizeIdx[4],
+               mul(par, cIdx(vRows)));
+    };
+    auto syncTiles = [&] {
+      NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+      // The copies, visible to wgmma's (async) proxy.
+      ptx("fence.proxy.async.shared::cta;");
+      gpu::BarrierOp::create(b, loc);
+    };
+    // S = Q K^T: one m64 x tk x 16 wgmma per 16 columns of D, both operands
+    // read from the swizzled tiles by descriptor; one group. `ops`: the
+    // descriptors of sOperands, then the registers holding 0 and 1.
+    auto sOperands = [&](Value kd) {
+      SmallVector<Value> r;
+      for (int64_t kk = 0; kk < D / 16; ++kk) {
+        int64_t qOff = (kk / 4) * cfg.rows() * 128 + (kk % 4) * 32;
+        int64_t kOff = (kk / 4) * tk * 128 + (kk % 4) * 32;
+        r.append({add64(qDesc, qOff >> 4), add64(kd, kOff >> 4)});
+      }
+      return r;
+    };
+    auto issueS = [&](ArrayRef<Value> ops, Value zero, Value one) {
+      SmallVector<Value> acc;
+      for (int64_t kk = 0; kk < D / 16; ++kk)
+        acc = wgmma(acc, tk, ops[2 * kk], {}, ops[2 * kk + 1],
+                    /*transB=*/false, acc.empty() ? zero : one);
+      ptx("wgmma.commit_group.sync.aligned;");
+      return acc;
+    };
+    // O += P V: one m64 x Dv x 16 wgmma per 16 keys, P from registers, V
+    // (N-major) by descriptor; one group.
+    auto vOperands = [&](Value vd) {
+      SmallVector<Value> r;
+      for (int64_t kk = 0; kk < tk / 16; ++kk)
+        r.push_back(add64(vd, (kk * 16 * 128) >> 4));
+      return r;
+    };
+    auto issuePV = [&](SmallVector<Value> acc, ArrayRef<Value> pr,
+                       ArrayRef<Value> ops, Value one) {
+      for (int64_t kk = 0; kk < tk / 16; ++kk)
+        acc = wgmma(acc, Dv, Value(), pr.slice(4 * kk, 4), ops[kk],
+                    /*transB=*/true, one);
+      ptx("wgmma.commit_group.sync.aligned;");
+      return acc;
+    };
+    // The lists passed through one pinRegisters, in place.
+    auto pinAll = [&](std::initializer_list<SmallVector<Value> *> lists) {
+      SmallVector<Value> all;
+      for (SmallVector<Value> *list : lists)
+        all.append(list->begin(), list->end());
+      all = pinRegisters(all);
+      size_t at = 0;
+      for (SmallVector<Value> *list : lists)
+        for (Value &x : *list)
+          x = all[at++];
+    };
+    auto toTiles = [&](ArrayRef<Value> acc, int64_t n) {
+      Tiles t(1, SmallVector<Acc>(n));
+      for (int64_t j = 0; j < n; ++j)
+        for (int i = 0; i < 4; ++i)
+          t[0][j][i] = acc[4 * j + i];
+      return t;
+    };
+    auto packP = [&](const Tiles &p) {
+      SmallVector<Value> r;
+      for (int64_t kk = 0; kk < tk / 16; ++kk) {
+        const Acc &p0 = p[0][2 * kk], &p1 = p[0][2 * kk + 1];
+        r.append({pack32(p0[0], p0[1]), pack32(p0[2], p0[3]),
+                  pack32(p1[0], p1[1]), pack32(p1[2], p1[3])});
+      }
+      return r;
+    };
+    auto waitGroups = [&](int n) {
+      ptx("wgmma.wait_group.sync.aligned " + std::to_string(n) + ";");
+    };
+    Type f32 = b.getF32Type(), i32 = b.getI32Type(), idx = b.getIndexType();
+
+    // Prologue: S_0 and P_0 (when any tile is live).
+    Value any = lt(kt0, ktEnd);
+    SmallVector<Type> proTypes(4, f32);
+    proTypes.append(nP, i32);
+    proTypes.append({idx, idx});
+    auto pro = scf::IfOp::create(b, loc, proTypes, any, true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&pro.getThenRegion().front());
+      syncTiles();
+      Value kt1 = firstLiveTile(add(kt0, cIdx(1)));
+      ifThen(lt(kt1, ktEnd), [&] { loadK(kt1, cIdx(1)); });
+      loadV(kt0, cIdx(0));
+      ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
+      SmallVector<Value> ops = sOperands(kDesc), consts = {cI32(0), cI32(1)};
+      pinAll({&ops, &consts});
+      ptx("wgmma.fence.sync.aligned;");
+      SmallVector<Value> acc = issueS(ops, consts[0], consts[1]);
+      waitGroups(0);
+      Tiles s = toTiles(pinRegisters(acc), nS);
+      finishScores(s, kt0, needMaskOf(kt0));
+      std::array<Value, 2> m0 = {cF32(-INFINITY), cF32(-INFINITY)};
+      std::array<Value, 2> l0 = {cF32(0.0), cF32(0.0)};
+      Step st = softmaxStep(s, {m0}, {l0});
+      SmallVector<Value> r = {st.m[0][0], st.m[0][1], st.l[0][0], st.l[0][1]};
+      r.append(packP(st.p));
+      r.append({kt1, firstLiveTile(add(kt1, cIdx(1)))});
+      scf::YieldOp::create(b, loc, r);
+      b.setInsertionPointToStart(&pro.getElseRegion().front());
+      SmallVector<Value> e = {cF32(-INFINITY), cF32(-INFINITY), cF32(0.0),
+                              cF32(0.0)};
+      e.append(nP, cI32(0));
+      e.append({ktEnd, ktEnd});
+      scf::YieldOp::create(b, loc, e);
     }
-    scf::YieldOp::create(b, loc, next);
+
+    // Loop state: kt = t_i, ktNext = t_{i+1}, par = i % 2, m[2], l[2], O,
+    // P_{i-1}.
+    SmallVector<Value> init = {pro.getResult(4 + nP), pro.getResult(5 + nP),
+                               cIdx(1)};
+    for (int i = 0; i < 4; ++i)
+      init.push_back(pro.getResult(i));
+    init.append(nO * 4, cF32(0.0));
+    for (int64_t i = 0; i < nP; ++i)
+      init.push_back(pro.getResult(4 + i));
+    SmallVector<Type> types;
+    for (Value x : init)
+      types.push_back(x.getType());
+    auto loop = scf::WhileOp::create(b, loc, types, init);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      SmallVector<Location> locs(types.size(), loc);
+      Block *before = b.createBlock(&loop.getBefore(), {}, types, locs);
+      scf::ConditionOp::create(b, loc, lt(before->getArgument(0), ktEnd),
+                               before->getArguments());
+      Block *after = b.createBlock(&loop.getAfter(), {}, types, locs);
+      auto args = after->getArguments();
+      Value kt = args[0], ktNext = args[1], par = args[2];
+      Value other = arith::SubIOp::create(b, loc, cIdx(1), par);
+      std::array<Value, 2> m = {args[3], args[4]}, l = {args[5], args[6]};
+      SmallVector<Value> oRegs(args.begin() + 7, args.begin() + 7 + nO * 4);
+      SmallVector<Value> pRegs(args.begin() + 7 + nO * 4, args.end());
+
+      syncTiles(); // K_{t_i} and V_{t_{i-1}} landed
+      ifThen(lt(ktNext, ktEnd), [&] { loadK(ktNext, other); });
+      loadV(kt, par);
+      ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
+      // Two copies of the overlapped part, with and without the mask: a
+      // branch inside it would make ptxas wait for the P V group at the
+      // join, before the softmax it is meant to overlap.
+      Value needMask = needMaskOf(kt);
+      SmallVector<Type> stepTypes(4 + nO * 4, f32);
+      stepTypes.append(nP, i32);
+      auto step = scf::IfOp::create(b, loc, stepTypes, needMask, true);
+      for (int masked = 1; masked >= 0; --masked) {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(masked ? &step.getThenRegion().front()
+                                          : &step.getElseRegion().front());
+        SmallVector<Value> o1 = oRegs, p1 = pRegs;
+        SmallVector<Value> sOps = sOperands(bufDesc(kDesc, kRows, par));
+        SmallVector<Value> vOps = vOperands(bufDesc(vDesc, vRows, other));
+        SmallVector<Value> consts = {cI32(0), cI32(1)};
+        pinAll({&o1, &p1, &sOps, &vOps, &consts});
+        // Distinct text in the two copies, so that LLVM does not hoist the
+        // identical wgmma issue above the branch.
+        ptx(masked ? "wgmma.fence.sync.aligned; // tile with mask"
+                   : "wgmma.fence.sync.aligned; // tile without mask");
+        SmallVector<Value> sAcc = issueS(sOps, consts[0], consts[1]);
+        o1 = issuePV(o1, p1, vOps, consts[1]);
+        waitGroups(1); // S_i is ready; P_{i-1} V runs on
+        Tiles s = toTiles(pinRegisters(sAcc), nS);
+        finishScores(s, kt, cBool(masked));
+        Step st = softmaxStep(s, {m}, {l});
+        waitGroups(0);
+        // P packed only now: its registers are the ones the finished group
+        // read (ptxas serialises wgmma whose inputs are redefined in
+        // flight).
+        SmallVector<Value> pF32;
+        for (Acc &acc : st.p[0])
+          pF32.append(acc.begin(), acc.end());
+        pF32 = pinRegisters(pF32);
+        SmallVector<Value> pNext = packP(toTiles(pF32, nS));
+        Tiles oT = toTiles(pinRegisters(o1), nO);
+        rescale(oT, st);
+        SmallVector<Value> r = {st.m[0][0], st.m[0][1], st.l[0][0],
+                                st.l[0][1]};
+        for (Acc &acc : oT[0])
+          r.append(acc.begin(), acc.end());
+        r.append(pNext);
+        scf::YieldOp::create(b, loc, r);
+      }
+      SmallVector<Value> next = {ktNext,
+                                 firstLiveTile(add(ktNext, cIdx(1))), other};
+      next.append(step.getResults().begin(), step.getResults().end());
+      scf::YieldOp::create(b, loc, next);
+    }
+
+    // The last tile's P V.
+    Value parExit = loop.getResult(2);
+    SmallVector<Value> oRegs(loop.getResults().begin() + 7,
+                             loop.getResults().begin() + 7 + nO * 4);
+    SmallVector<Value> pRegs(loop.getResults().begin() + 7 + nO * 4,
+                             loop.getResults().end());
+    auto last = scf::IfOp::create(b, loc, SmallVector<Type>(nO * 4, f32),
+                                  any, true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&last.getThenRegion().front());
+      syncTiles();
+      SmallVector<Value> o2 = oRegs, p2 = pRegs;
+      SmallVector<Value> vOps = vOperands(bufDesc(
+          vDesc, vRows, arith::SubIOp::create(b, loc, cIdx(1), parExit)));
+      SmallVector<Value> consts = {cI32(1)};
+      pinAll({&o2, &p2, &vOps, &consts});
+      ptx("wgmma.fence.sync.aligned;");
+      o2 = issuePV(o2, p2, vOps, consts[0]);
+      waitGroups(0);
+      scf::YieldOp::create(b, loc, pinRegisters(o2));
+      b.setInsertionPointToStart(&last.getElseRegion().front());
+      scf::YieldOp::create(b, loc, oRegs);
+    }
+    fin = {loop.getResult(0)};
+    for (int i = 3; i < 7; ++i)
+      fin.push_back(loop.getResult(i));
+    fin.append(last.getResults().begin(), last.getResults().end());
   }
-  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
 
   // Epilogue: per row, the lane's partial sums joined across the quad, the
   // sink folded in, O / l written by every lane, LSE by the first lane of
@@ -1107,11 +1376,15 @@ void MmaKernelBuilder::build() {
   Value firstOfQuad =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tig, cIdx(0));
   Value sinkLog2 = emitSinkLog2(b, loc, variant, b32, h32);
+  if (rawScores) // the row maxima in the scaled units of the scores
+    for (int64_t t = 0; t < mt; ++t)
+      for (int r = 0; r < 2; ++r)
+        fin[1 + t * perTile + r] = fmul(fin[1 + t * perTile + r], qscale);
   for (int64_t t = 0; t < mt; ++t)
     for (int r = 0; r < 2; ++r) {
       unsigned base = 1 + t * perTile;
-      Value mRow = loop.getResult(base + r);
-      Value lRow = quadReduce(loop.getResult(base + 2 + r), /*isMax=*/false);
+      Value mRow = fin[base + r];
+      Value lRow = quadReduce(fin[base + 2 + r], /*isMax=*/false);
       RowNormalization rn = emitRowNormalization(
           b, loc, norm, norm == attn::NormKind::softmax ? mRow : Value(), lRow,
           sinkLog2);
@@ -1122,7 +1395,7 @@ void MmaKernelBuilder::build() {
         for (int64_t j = 0; j < nO; ++j)
           for (int e2 = 0; e2 < 2; ++e2) {
             Value x =
-                fmul(loop.getResult(base + 4 + 4 * j + 2 * r + e2), factor);
+                fmul(fin[base + 4 + 4 * j + 2 * r + e2], factor);
             x = arith::TruncFOp::create(b, loc, elementType, x);
             memref::StoreOp::create(
                 b, loc, x, o,

@@ -39,15 +39,20 @@ struct MmaKernelConfig {
     return wgmma ? width : pitch(width);
   }
   static int64_t pitch(int64_t width) { return width + 8; }
+  /// K and V buffers: two for the wgmma kernel's software pipeline.
+  int64_t kvStages() const { return wgmma ? 2 : 1; }
   int64_t qOffset() const { return 0; }
   int64_t kOffset() const { return 2 * rows() * rowElements(headDim); }
-  int64_t vOffset() const { return kOffset() + 2 * tk * rowElements(headDim); }
+  int64_t vOffset() const {
+    return kOffset() + kvStages() * 2 * tk * rowElements(headDim);
+  }
   /// Swizzled tiles must start 1024-byte aligned: the slack that the kernel
   /// aligns the dynamic shared memory's start with.
   int64_t alignSlack() const { return wgmma ? 1024 : 0; }
   /// Dynamic shared memory of a block: Q, K and V tiles of 2-byte elements.
   int64_t sharedBytes() const {
-    return vOffset() + 2 * tk * rowElements(valueDim) + alignSlack();
+    return vOffset() + kvStages() * 2 * tk * rowElements(valueDim) +
+           alignSlack();
   }
 };
 
