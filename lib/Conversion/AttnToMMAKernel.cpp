@@ -140,12 +140,14 @@ private:
       return pair;
     return LLVM::BitcastOp::create(b, loc, b.getI32Type(), pair);
   }
-  Value pack(Value lo, Value hi) {
+  /// Two f32 values as a vector<2 x elementType>.
+  Value pair(Value lo, Value hi) {
     auto vt = VectorType::get({2}, elementType);
     Value l = arith::TruncFOp::create(b, loc, elementType, lo);
     Value h = arith::TruncFOp::create(b, loc, elementType, hi);
-    return operand(vector::FromElementsOp::create(b, loc, vt, ValueRange{l, h}));
+    return vector::FromElementsOp::create(b, loc, vt, ValueRange{l, h});
   }
+  Value pack(Value lo, Value hi) { return operand(pair(lo, hi)); }
   /// ldmatrix of `tiles` 8x8 matrices; returns the per-matrix registers.
   SmallVector<Value> ldmatrix(Value tile, Value row, Value col, int tiles,
                               bool transpose) {
@@ -219,11 +221,7 @@ private:
   }
   /// A pair of elements as one 32-bit register (wgmma's A operand).
   Value pack32(Value lo, Value hi) {
-    auto vt = VectorType::get({2}, elementType);
-    Value l = arith::TruncFOp::create(b, loc, elementType, lo);
-    Value h = arith::TruncFOp::create(b, loc, elementType, hi);
-    Value v = vector::FromElementsOp::create(b, loc, vt, ValueRange{l, h});
-    return LLVM::BitcastOp::create(b, loc, b.getI32Type(), v);
+    return LLVM::BitcastOp::create(b, loc, b.getI32Type(), pair(lo, hi));
   }
   /// The wgmma matrix descriptor of a 128-byte-swizzled operand at shared
   /// address `addr` (i64) with leading and stride byte offsets.
@@ -283,6 +281,20 @@ private:
         ";\n}";
     return inlinePtx(SmallVector<Type>(nr, b.getF32Type()), operands, text,
                      cons);
+  }
+
+  /// An scf.while over loop state `init` whose first value is the kv-tile:
+  /// it runs while that is below ktEnd. Leaves the builder at the start of
+  /// the body (the caller yields) and returns the loop.
+  scf::WhileOp whileLiveTiles(ValueRange init) {
+    SmallVector<Type> types(init.getTypes());
+    auto loop = scf::WhileOp::create(b, loc, types, init);
+    SmallVector<Location> locs(types.size(), loc);
+    Block *before = b.createBlock(&loop.getBefore(), {}, types, locs);
+    scf::ConditionOp::create(b, loc, lt(before->getArgument(0), ktEnd),
+                             before->getArguments());
+    b.createBlock(&loop.getAfter(), {}, types, locs);
+    return loop;
   }
 
   /// Starts the cp.async copies of rows [r0, r0 + rows) of head `head` of
@@ -1020,17 +1032,11 @@ void MmaKernelBuilder::build() {
       for (int64_t j = 0; j < nO * 4; ++j)
         init.push_back(cF32(0.0));
     }
-    SmallVector<Type> types;
-    for (Value x : init)
-      types.push_back(x.getType());
-    auto loop = scf::WhileOp::create(b, loc, types, init);
+    scf::WhileOp loop;
     {
       OpBuilder::InsertionGuard guard(b);
-      SmallVector<Location> locs(types.size(), loc);
-      Block *before = b.createBlock(&loop.getBefore(), {}, types, locs);
-      scf::ConditionOp::create(b, loc, lt(before->getArgument(0), ktEnd),
-                               before->getArguments());
-      Block *after = b.createBlock(&loop.getAfter(), {}, types, locs);
+      loop = whileLiveTiles(init);
+      Block *after = &loop.getAfter().front();
       Value kt = after->getArgument(0);
       SmallVector<std::array<Value, 2>> m(mt), l(mt);
       Tiles oAcc(mt, SmallVector<Acc>(nO));
@@ -1265,17 +1271,11 @@ void MmaKernelBuilder::build() {
     init.append(nO * 4, cF32(0.0));
     for (int64_t i = 0; i < nP; ++i)
       init.push_back(pro.getResult(4 + i));
-    SmallVector<Type> types;
-    for (Value x : init)
-      types.push_back(x.getType());
-    auto loop = scf::WhileOp::create(b, loc, types, init);
+    scf::WhileOp loop;
     {
       OpBuilder::InsertionGuard guard(b);
-      SmallVector<Location> locs(types.size(), loc);
-      Block *before = b.createBlock(&loop.getBefore(), {}, types, locs);
-      scf::ConditionOp::create(b, loc, lt(before->getArgument(0), ktEnd),
-                               before->getArguments());
-      Block *after = b.createBlock(&loop.getAfter(), {}, types, locs);
+      loop = whileLiveTiles(init);
+      Block *after = &loop.getAfter().front();
       auto args = after->getArguments();
       Value kt = args[0], ktNext = args[1], par = args[2];
       Value other = arith::SubIOp::create(b, loc, cIdx(1), par);
