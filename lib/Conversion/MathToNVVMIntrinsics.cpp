@@ -41,6 +41,26 @@ struct ToIntrinsic : public OpRewritePattern<MathOp> {
   std::string name;
 };
 
+/// 2^x for f32 as ex2.approx, or ex2.approx.ftz (one MUFU.EX2, without
+/// the compare and two multiplies that keep denormal results) where the op
+/// allows approximate functions (`afn`), as the kernels' softmax weights do.
+struct Exp2ToIntrinsic : public OpRewritePattern<math::Exp2Op> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(math::Exp2Op op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.getType().isF32())
+      return rewriter.notifyMatchFailure(op, "only f32 maps onto NVPTX");
+    bool ftz = arith::bitEnumContainsAll(op.getFastmath(),
+                                         arith::FastMathFlags::afn);
+    rewriter.replaceOpWithNewOp<LLVM::CallIntrinsicOp>(
+        op, op.getType(),
+        rewriter.getStringAttr(ftz ? "llvm.nvvm.ex2.approx.ftz.f"
+                                   : "llvm.nvvm.ex2.approx.f32"),
+        op->getOperands());
+    return success();
+  }
+};
+
 /// |x| for i32 as arith (NVPTX selects abs.s32); convert-gpu-to-nvvm would
 /// call libdevice's __nv_abs.
 struct AbsIToArith : public OpRewritePattern<math::AbsIOp> {
@@ -118,7 +138,10 @@ struct ConvertAttnMathToNVVMIntrinsicsPass
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
     RewritePatternSet patterns(ctx);
-    patterns.add<ToIntrinsic<math::Exp2Op>>(ctx, "llvm.nvvm.ex2.approx.f32");
+    patterns.add<Exp2ToIntrinsic>(ctx);
+    // convert-gpu-to-nvvm would call libdevice's __nv_fmaxf / __nv_fminf.
+    patterns.add<ToIntrinsic<arith::MaxNumFOp>>(ctx, "llvm.maxnum.f32");
+    patterns.add<ToIntrinsic<arith::MinNumFOp>>(ctx, "llvm.minnum.f32");
     patterns.add<ToIntrinsic<math::Log2Op>>(ctx, "llvm.nvvm.lg2.approx.f");
     patterns.add<ToIntrinsic<math::SqrtOp>>(ctx, "llvm.nvvm.sqrt.rn.f");
     patterns.add<ToIntrinsic<math::FloorOp>>(ctx, "llvm.nvvm.floor.f");

@@ -195,7 +195,8 @@ void attnc::buildGpuKernelPipeline(OpPassManager &pm,
 void attnc::buildGpuLowerToNVVMPipeline(OpPassManager &pm) {
   OpPassManager &gm = pm.nest<gpu::GPUModuleOp>();
   gm.addPass(createSCFToControlFlowPass());
-  gm.addPass(arith::createArithExpandOpsPass());
+  // Not arith-expand: that also turns every max into compares and selects.
+  gm.addPass(createAttnExpandIntegerDivision());
   gm.addPass(memref::createExpandStridedMetadataPass());
   // exp2, sqrt, fma, floor, fabs: NVPTX instructions, not libdevice calls.
   gm.addPass(createConvertAttnMathToNVVMIntrinsics());

@@ -21,6 +21,27 @@ func.func @f32_ops(%x: f32) -> f32 {
   return %f : f32
 }
 
+// A softmax weight (afn) may flush denormal results: ex2.approx.ftz.
+// CHECK-LABEL: func.func @exp2_afn
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"(%{{.+}}) : (f32) -> f32
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.f32"(%{{.+}}) : (f32) -> f32
+func.func @exp2_afn(%x: f32) -> f32 {
+  %a = math.exp2 %x fastmath<afn> : f32
+  %b = math.exp2 %a fastmath<nnan> : f32
+  return %b : f32
+}
+
+// maxnumf / minnumf as LLVM intrinsics (max.f32), not __nv_fmaxf.
+// CHECK-LABEL: func.func @max_min
+// CHECK: llvm.call_intrinsic "llvm.maxnum.f32"(%{{.+}}, %{{.+}}) : (f32, f32) -> f32
+// CHECK: llvm.call_intrinsic "llvm.minnum.f32"(%{{.+}}, %{{.+}}) : (f32, f32) -> f32
+// CHECK-NOT: arith.maxnumf
+func.func @max_min(%x: f32, %y: f32) -> f32 {
+  %a = arith.maxnumf %x, %y : f32
+  %b = arith.minnumf %a, %y : f32
+  return %b : f32
+}
+
 // CHECK-LABEL: func.func @f64_stays
 // CHECK: math.exp2 %{{.+}} : f64
 func.func @f64_stays(%x: f64) -> f64 {

@@ -1,6 +1,6 @@
 // attn-gpu-kernel then attn-gpu-lower-to-nvvm: the kernel in the LLVM and
 // NVVM dialects, shared tiles as address-space-3 globals, memrefs passed as
-// expanded descriptors, exp2 as ex2.approx and no libdevice call.
+// expanded descriptors, exp2 as ex2.approx.ftz and no libdevice call.
 // RUN: attn-opt %s --attn-gpu-kernel="element-type=f16 head-dim=64 value-dim=64 kernel=simt" | attn-opt --attn-gpu-lower-to-nvvm | FileCheck %s
 // RUN: attn-opt %s --attn-gpu-kernel="element-type=f16 head-dim=64 value-dim=64" | attn-opt --attn-gpu-lower-to-nvvm | FileCheck %s --check-prefix=MMA
 
@@ -27,7 +27,7 @@
 // CHECK: nvvm.read.ptx.sreg.ctaid.x
 // CHECK: nvvm.read.ptx.sreg.tid.x
 // CHECK: nvvm.barrier
-// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.f32"
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
 // CHECK-NOT: llvm.call @__nv_
 // CHECK-NOT: math.
 // CHECK-NOT: memref.

@@ -80,8 +80,14 @@ protected:
     return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::slt,
                                        x, y);
   }
+  /// 2^x of a softmax weight or rescale factor, marked `afn`: on the GPU
+  /// it may flush a denormal result to zero (ex2.approx.ftz), which no row
+  /// sum that holds its max term 1 can tell from the true value.
   mlir::Value exp2(mlir::Value x) {
-    return mlir::math::Exp2Op::create(b, loc, x);
+    return mlir::math::Exp2Op::create(
+        b, loc, x,
+        mlir::arith::FastMathFlagsAttr::get(b.getContext(),
+                                            mlir::arith::FastMathFlags::afn));
   }
   void ifThen(mlir::Value cond, llvm::function_ref<void()> body) {
     mlir::scf::IfOp::create(b, loc, cond,

@@ -249,7 +249,11 @@ def ConvertAttnMathToNVVMIntrinsics
     `math.absf` by `llvm.call_intrinsic` of the NVVM intrinsics that NVPTX
     selects to single instructions (`ex2.approx.f32`, `lg2.approx.f32`,
     `sqrt.rn.f32`, `cvt.rmi/rpi/rzi/rni.f32.f32`, `fma.rn.f32`,
-    `abs.f32`). `math.absi` becomes arith (a compare and a select, which
+    `abs.f32`); an exp2 marked `fastmath<afn>` (the kernels' softmax
+    weights and rescale factors) becomes `ex2.approx.ftz.f32`, which flushes
+    denormal results to zero and saves a compare and two multiplies per
+    call. f32 `arith.maxnumf` and `arith.minnumf` become `llvm.maxnum` and
+    `llvm.minnum` (`max.f32`, `min.f32`). `math.absi` becomes arith (a compare and a select, which
     NVPTX selects to `abs.s32`) and f32 `math.powf` becomes
     `2^(y log2 |x|)` on `ex2.approx` and `lg2.approx` with C's special cases
     (`pow(x, 0) = pow(1, y) = 1`; a negative base gives the signed result

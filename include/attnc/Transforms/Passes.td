@@ -57,4 +57,23 @@ def AttnApproximateMath : Pass<"attn-approximate-math"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def AttnExpandIntegerDivision : Pass<"attn-expand-integer-division"> {
+  let summary = "Expand floor and ceil integer division, keep float min/max";
+  let description = [{
+    Rewrites `arith.floordivsi`, `arith.ceildivsi` and `arith.ceildivui`,
+    which have no LLVM counterpart, into plain divisions, compares and
+    selects, and leaves every other op alone. The GPU pipeline runs it
+    instead of `arith-expand`, which also expands `arith.maxnumf` and
+    `arith.maximumf` into compares and selects: left alone, arith-to-llvm
+    maps them to `llvm.maxnum` and `llvm.maximum`, which are one PTX
+    `max.f32` (`max.NaN.f32`) each, the row max of every softmax entry.
+
+    ```mlir
+    %q = arith.floordivsi %a, %b : i32   // becomes divsi, compares, select
+    %m = arith.maxnumf %x, %y : f32      // unchanged
+    ```
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect"];
+}
+
 #endif // ATTNC_TRANSFORMS_PASSES
