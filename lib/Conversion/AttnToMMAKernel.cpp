@@ -537,36 +537,49 @@ void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
                                 int64_t width, int64_t rows, Value r0,
                                 Value limit, Value dstBase) {
   int64_t perRow = width / 8, chunks = rows * perRow;
-  scf::ForOp::create(
-      b, loc, tid, cIdx(chunks), cIdx(cfg.threads()), ValueRange{},
-      [&](OpBuilder &, Location, Value c, ValueRange) {
-        Value row = arith::DivUIOp::create(b, loc, c, cIdx(perRow));
-        Value chunk = arith::RemUIOp::create(b, loc, c, cIdx(perRow));
-        Value col = mul(chunk, cIdx(8));
-        Value dstRow = row, dstCol = col;
-        if (cfg.wgmma) {
-          // 128-byte swizzle: 64-element atoms stacked by rows, chunk c of
-          // row r of an atom at chunk c ^ (r % 8).
-          Value atom = arith::DivUIOp::create(b, loc, chunk, cIdx(8));
-          Value within = arith::RemUIOp::create(b, loc, chunk, cIdx(8));
-          dstRow = add(mul(atom, cIdx(rows)), row);
-          if (dstBase) // a buffer of a multi-buffered tile
-            dstRow = add(dstRow, dstBase);
-          dstCol = mul(arith::XOrIOp::create(
-                           b, loc, within,
-                           arith::RemUIOp::create(b, loc, row, cIdx(8))),
-                       cIdx(8));
-        }
-        Value srcRow = add(r0, row);
-        Value valid = lt(srcRow, limit);
-        srcRow = select(valid, srcRow, cIdx(0));
-        Value srcElements = select(valid, cIdx(8), cIdx(0));
-        nvgpu::DeviceAsyncCopyOp::create(
-            b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile,
-            ValueRange{dstRow, dstCol}, src, ValueRange{bi, head, srcRow, col},
-            b.getIndexAttr(8), srcElements, b.getUnitAttr());
-        scf::YieldOp::create(b, loc);
-      });
+  // Chunk c (16 bytes) of the tile: row c / perRow, column chunk c % perRow.
+  auto copyChunk = [&](Value row, Value chunk) {
+    Value col = mul(chunk, cIdx(8));
+    Value dstRow = row, dstCol = col;
+    if (cfg.wgmma) {
+      // 128-byte swizzle: 64-element atoms stacked by rows, chunk c of row
+      // r of an atom at chunk c ^ (r % 8).
+      Value atom = arith::DivUIOp::create(b, loc, chunk, cIdx(8));
+      Value within = arith::RemUIOp::create(b, loc, chunk, cIdx(8));
+      dstRow = add(mul(atom, cIdx(rows)), row);
+      if (dstBase) // a buffer of a multi-buffered tile
+        dstRow = add(dstRow, dstBase);
+      dstCol = mul(arith::XOrIOp::create(
+                       b, loc, within,
+                       arith::RemUIOp::create(b, loc, row, cIdx(8))),
+                   cIdx(8));
+    }
+    Value srcRow = add(r0, row);
+    Value valid = lt(srcRow, limit);
+    srcRow = select(valid, srcRow, cIdx(0));
+    Value srcElements = select(valid, cIdx(8), cIdx(0));
+    nvgpu::DeviceAsyncCopyOp::create(
+        b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile,
+        ValueRange{dstRow, dstCol}, src, ValueRange{bi, head, srcRow, col},
+        b.getIndexAttr(8), srcElements, b.getUnitAttr());
+  };
+  const int64_t threads = cfg.threads();
+  if (chunks % threads == 0 && threads % perRow == 0) {
+    // Unrolled: a thread's chunks share their column and lie threads /
+    // perRow rows apart, so every copy is a constant offset from the first.
+    Value row0 = arith::DivUIOp::create(b, loc, tid, cIdx(perRow));
+    Value chunk = arith::RemUIOp::create(b, loc, tid, cIdx(perRow));
+    for (int64_t i = 0; i < chunks / threads; ++i)
+      copyChunk(add(row0, cIdx(i * (threads / perRow))), chunk);
+  } else {
+    scf::ForOp::create(
+        b, loc, tid, cIdx(chunks), cIdx(threads), ValueRange{},
+        [&](OpBuilder &, Location, Value c, ValueRange) {
+          copyChunk(arith::DivUIOp::create(b, loc, c, cIdx(perRow)),
+                    arith::RemUIOp::create(b, loc, c, cIdx(perRow)));
+          scf::YieldOp::create(b, loc);
+        });
+  }
   NVVM::CpAsyncCommitGroupOp::create(b, loc);
 }
 
