@@ -538,7 +538,7 @@ void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
                                 Value limit, Value dstBase) {
   int64_t perRow = width / 8, chunks = rows * perRow;
   // Chunk c (16 bytes) of the tile: row c / perRow, column chunk c % perRow.
-  auto copyChunk = [&](Value row, Value chunk) {
+  auto copyChunk = [&](Value row, Value chunk, bool checked = true) {
     Value col = mul(chunk, cIdx(8));
     Value dstRow = row, dstCol = col;
     if (cfg.wgmma) {
@@ -554,10 +554,13 @@ void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
                        arith::RemUIOp::create(b, loc, row, cIdx(8))),
                    cIdx(8));
     }
-    Value srcRow = add(r0, row);
-    Value valid = lt(srcRow, limit);
-    srcRow = select(valid, srcRow, cIdx(0));
-    Value srcElements = select(valid, cIdx(8), cIdx(0));
+    Value srcRow = add(r0, row), srcElements;
+    if (checked) {
+      // Rows past the end read nothing (zero-filled) from row 0.
+      Value valid = lt(srcRow, limit);
+      srcRow = select(valid, srcRow, cIdx(0));
+      srcElements = select(valid, cIdx(8), cIdx(0));
+    }
     nvgpu::DeviceAsyncCopyOp::create(
         b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile,
         ValueRange{dstRow, dstCol}, src, ValueRange{bi, head, srcRow, col},
@@ -567,10 +570,20 @@ void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
   if (chunks % threads == 0 && threads % perRow == 0) {
     // Unrolled: a thread's chunks share their column and lie threads /
     // perRow rows apart, so every copy is a constant offset from the first.
+    // A whole tile (all but the last of a row) copies without bounds
+    // checks, from addresses a constant stride apart.
     Value row0 = arith::DivUIOp::create(b, loc, tid, cIdx(perRow));
     Value chunk = arith::RemUIOp::create(b, loc, tid, cIdx(perRow));
-    for (int64_t i = 0; i < chunks / threads; ++i)
-      copyChunk(add(row0, cIdx(i * (threads / perRow))), chunk);
+    Value whole = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                        add(r0, cIdx(rows)), limit);
+    auto copies = [&](bool checked) {
+      return [&, checked](OpBuilder &, Location) {
+        for (int64_t i = 0; i < chunks / threads; ++i)
+          copyChunk(add(row0, cIdx(i * (threads / perRow))), chunk, checked);
+        scf::YieldOp::create(b, loc);
+      };
+    };
+    scf::IfOp::create(b, loc, whole, copies(false), copies(true));
   } else {
     scf::ForOp::create(
         b, loc, tid, cIdx(chunks), cIdx(threads), ValueRange{},
@@ -1094,16 +1107,21 @@ void MmaKernelBuilder::build() {
         }
       }
       finishScores(s, kt, needMaskOf(kt));
-      Step st = softmaxStep(s, m, l);
-      rescale(oAcc, st);
-      Tiles &p = st.p;
 
+      // The tile's one other barrier comes before the softmax (as in
+      // FlashAttention-2), not after it: with nothing between the softmax
+      // and P V, ptxas interleaves the exponentials of later k-steps with
+      // the mma of earlier ones.
       Value ktNext = firstLiveTile(add(kt, cIdx(1)));
       NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
       gpu::BarrierOp::create(b, loc); // V_j landed; every warp is done with K_j
       ifThen(lt(ktNext, ktEnd), [&] {
         loadTile(k, hkv, kTile, D, tk, mul(ktNext, cIdx(tk)), sizeIdx[4]);
       });
+
+      Step st = softmaxStep(s, m, l);
+      rescale(oAcc, st);
+      Tiles &p = st.p;
 
       // O += P V_j: P from the S accumulators (two n-tiles = one k-step of
       // A), V fragments by ldmatrix.trans, two n-tiles of O per x4, each
