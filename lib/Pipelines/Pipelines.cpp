@@ -126,10 +126,18 @@ bool attnc::resolveGpuKernel(const GpuPipelineOptions &options,
   bool mmaOk = (options.elementType == "f16" || options.elementType == "bf16") &&
                fits(options.headDim) && fits(options.valueDim);
   shape.kernel = options.kernel;
-  // wgmma is opt-in: on the H100 it was not reliably faster than mma.sync
-  // (docs/performance.md), so auto keeps mma.sync.
-  if (shape.kernel == "auto")
-    shape.kernel = mmaOk ? "mma" : "simt";
+  // auto: wgmma on Hopper for head dims 64 and 128 (1.2 to 1.4x mma.sync
+  // on the H100, docs/performance.md; 192 and 256 were not measured on a
+  // GPU), mma.sync on other tensor-core chips and dims, simt otherwise.
+  if (shape.kernel == "auto") {
+    auto measured = [](int64_t d) { return d == 64 || d == 128; };
+    shape.kernel = !mmaOk ? "simt"
+                   : isHopperChip(options.chip) &&
+                           measured(options.headDim) &&
+                           measured(options.valueDim)
+                       ? "wgmma"
+                       : "mma";
+  }
   if (shape.kernel == "mma" || shape.kernel == "wgmma") {
     if (!mmaOk) {
       error = "the tensor-core GPU kernel needs f16 or bf16 and head dims "
@@ -259,7 +267,7 @@ struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
   Option<std::string> chip{*this, "chip", llvm::cl::desc("sm_80, sm_90, ..."),
                            llvm::cl::init("sm_80")};
   Option<std::string> kernel{*this, "kernel",
-                             llvm::cl::desc("auto, mma (tensor cores) or simt"),
+                             llvm::cl::desc("auto, mma (tensor cores), wgmma (Hopper) or simt"),
                              llvm::cl::init("auto")};
   attnc::GpuPipelineOptions get() const {
     attnc::GpuPipelineOptions o;

@@ -49,14 +49,16 @@
 // The mask only where the tile is mixed or partial.
 // CHECK: scf.if %{{.+}} -> (f32,
 // CHECK: arith.cmpi sle
-// The row max over the quad.
-// CHECK: gpu.shuffle xor %{{.+}}, %c1_i32{{.*}}, %c32_i32
-// CHECK: gpu.shuffle xor %{{.+}}, %c2_i32{{.*}}, %c32_i32
-// CHECK: math.exp2
-// The next live tile's K is copied while P V runs.
+// The tile's second barrier comes before the softmax, and the next live
+// tile's K is copied while the softmax and P V run.
 // CHECK: nvvm.cp.async.wait.group 0
 // CHECK-NEXT: gpu.barrier
 // CHECK: nvgpu.device_async_copy {{.+}}, %[[KT]][{{.+}}], 8
+// The row max over the quad.
+// CHECK: gpu.shuffle xor %{{.+}}, %c1_i32{{.*}}, %c32_i32
+// CHECK: gpu.shuffle xor %{{.+}}, %c2_i32{{.*}}, %c32_i32
+// CHECK: math.exp2 {{.+}} fastmath<afn>
+// CHECK-NOT: gpu.barrier
 // CHECK: nvgpu.ldmatrix %[[VT]][{{.+}}] {numTiles = 4 : i32, transpose = true}
 // CHECK: nvvm.mma.sync
 // CHECK: scf.yield

@@ -779,6 +779,13 @@ def ptxas_one(cs, opts):
                 cmd += ["--variant", cs.variant]
             for step in (cmd, [opts.ptxas, "-arch=" + arch, ptx, "-o",
                                ptx + ".cubin"]):
+                if step is not cmd:
+                    # The PTX's own target: attnc raises sm_90 to sm_90a
+                    # for the wgmma kernel.
+                    with open(ptx) as f:
+                        m = re.search(r"^\.target\s+(\w+)", f.read(), re.M)
+                    if m:
+                        step[1] = "-arch=" + m.group(1)
                 p = subprocess.run(step, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True,
                                    errors="replace", timeout=opts.timeout)
