@@ -55,3 +55,11 @@ attn.variant @causal {
     attn.yield %m : i1
   }
 }
+
+// Without a mask, small heads take 64-key tiles (two blocks fit an SM):
+// half the K and V shared memory and an m64n64 S product.
+// F16-LABEL: gpu.module @dense
+// F16: attnc.dynamic_shared_bytes = 50176 : i64
+// F16: wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {{.*}}, 1, 1, 0, 0;
+attn.variant @dense {
+}
