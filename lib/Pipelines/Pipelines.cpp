@@ -174,11 +174,33 @@ bool attnc::isHopperChip(llvm::StringRef chip) {
   return chip == "sm_90" || chip == "sm_90a";
 }
 
+namespace {
+/// A pipeline's options it cannot honour (attn-opt --attn-gpu-kernel with a
+/// kernel that does not take them): the error, at run time of the pipeline,
+/// instead of quietly building another kernel.
+struct ReportPipelineError
+    : public PassWrapper<ReportPipelineError, OperationPass<>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ReportPipelineError)
+  explicit ReportPipelineError(std::string message)
+      : message(std::move(message)) {}
+  StringRef getArgument() const final { return "attn-report-pipeline-error"; }
+  void runOnOperation() override {
+    mlir::emitError(getOperation()->getLoc(), message);
+    signalPassFailure();
+  }
+  std::string message;
+};
+} // namespace
+
 void attnc::buildGpuKernelPipeline(OpPassManager &pm,
                                    const GpuPipelineOptions &options) {
   GpuLaunchShape shape;
   std::string error;
-  if (resolveGpuKernel(options, shape, error) && shape.kernel != "simt") {
+  if (!resolveGpuKernel(options, shape, error)) {
+    pm.addPass(std::make_unique<ReportPipelineError>(error));
+    return;
+  }
+  if (shape.kernel != "simt") {
     ConvertAttnToMMAKernelOptions o;
     o.wgmma = shape.kernel == "wgmma";
     o.elementType = options.elementType;

@@ -3,6 +3,11 @@
 // expanded descriptors, exp2 as ex2.approx.ftz and no libdevice call.
 // RUN: attn-opt %s --attn-gpu-kernel="element-type=f16 head-dim=64 value-dim=64 kernel=simt" | attn-opt --attn-gpu-lower-to-nvvm | FileCheck %s
 // RUN: attn-opt %s --attn-gpu-kernel="element-type=f16 head-dim=64 value-dim=64" | attn-opt --attn-gpu-lower-to-nvvm | FileCheck %s --check-prefix=MMA
+// A kernel that cannot take the options is an error, not another kernel:
+// RUN: not attn-opt %s --attn-gpu-kernel="element-type=f32 kernel=mma" 2>&1 | FileCheck %s --check-prefix=BADKERNEL
+// RUN: not attn-opt %s --attn-gpu-kernel="kernel=tensor" 2>&1 | FileCheck %s --check-prefix=UNKNOWN
+// BADKERNEL: error: the tensor-core GPU kernel needs f16 or bf16
+// UNKNOWN: error: unknown GPU kernel 'tensor' (expected auto, mma, wgmma or simt)
 
 // The tensor-core kernel: nvgpu ops become NVVM ops, dynamic shared memory
 // a zero-sized address-space-3 global.

@@ -72,7 +72,8 @@ bool isHopperChip(llvm::StringRef chip);
 
 /// attn -> gpu.module/gpu.func kernels (convert-attn-to-mma-kernel or
 /// convert-attn-to-gpu-kernel, see resolveGpuKernel) -> polynomial math ->
-/// cleanups.
+/// cleanups. Options that resolveGpuKernel rejects give a pipeline that
+/// fails with its message.
 void buildGpuKernelPipeline(mlir::OpPassManager &pm,
                             const GpuPipelineOptions &options);
 
