@@ -1489,19 +1489,7 @@ struct ConvertAttnToMMAKernelPass
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                       b.getUnitAttr());
     for (attn::VariantOp variant : variants) {
-      MmaKernelConfig vcfg = cfg;
-      // Unmasked wgmma kernels with small heads take 64-key tiles: at 122
-      // registers two blocks share an SM (dense D=64 on the H100: 344 TF/s
-      // against 293 with 128-key tiles). Masked ones keep 128 (their mixed
-      // tiles ran slower at 64). The launcher reads each kernel's shared
-      // memory from the gpu.func, so the choice may differ per variant.
-      if (wgmma && tileKV == 0 && !variant.getMaskOp() && headDim <= 64 &&
-          valueDim <= 64 &&
-          !chooseMmaKernelConfig(headDim, valueDim, 64, vcfg, error, wgmma)) {
-        variant.emitError() << "convert-attn-to-mma-kernel: " << error;
-        return signalPassFailure();
-      }
-      MmaKernelBuilder(variant, elemType, vcfg).build();
+      MmaKernelBuilder(variant, elemType, cfg).build();
       variant.erase();
     }
   }

@@ -77,11 +77,15 @@ inline bool chooseMmaKernelConfig(int64_t headDim, int64_t valueDim,
   if (wgmma) {
     // Two warpgroups, each 64 rows (16 per warp); 128-key tiles where the
     // S and O accumulators (tk / 2 + Dv / 2 registers) leave room, else 64.
+    // Small heads take 64-key tiles: at 128 registers two blocks fit on an
+    // SM (on the H100, D=64 causal 295 TF/s against 248 with 128 keys).
     c.wgmma = true;
     c.warps = 8;
     c.mTiles = 1;
-    c.tk = tileKV ? tileKV : (headDim <= 128 && valueDim <= 128 ? 128 : 64);
-    c.minBlocksPerSM = 0;
+    const bool small = headDim <= 64 && valueDim <= 64;
+    c.tk = tileKV ? tileKV
+                  : (!small && headDim <= 128 && valueDim <= 128 ? 128 : 64);
+    c.minBlocksPerSM = small && c.tk <= 64 ? 2 : 0;
     if (!wgmmaTakesHeadDims(headDim, valueDim)) {
       error = "the wgmma kernel needs head dims that are multiples of 64 up "
               "to 256";

@@ -226,8 +226,7 @@ def ConvertAttnToMMAKernel
            "Value head dimension Dv (a multiple of 16)">,
     Option<"tileKV", "tile-kv", "int64_t", "0",
            "Keys per kv-tile, a multiple of 16 (0: 64 when D + Dv <= 256, "
-           "else 32; with wgmma 128 when D, Dv <= 128, else 64, and 64 for "
-           "unmasked variants with D, Dv <= 64)">,
+           "else 32; with wgmma 128 when 64 < max(D, Dv) <= 128, else 64)">,
     Option<"wgmma", "wgmma", "bool", "false",
            "Hopper warpgroup MMA (sm_90a): two warpgroups of 64 rows, "
            "128-byte-swizzled tiles read by wgmma.mma_async">,
