@@ -24,41 +24,28 @@ using namespace mlir;
 
 namespace {
 
-/// math op on f32 -> llvm.call_intrinsic `name`.
-template <typename MathOp>
-struct ToIntrinsic : public OpRewritePattern<MathOp> {
-  ToIntrinsic(MLIRContext *ctx, StringRef name)
-      : OpRewritePattern<MathOp>(ctx), name(name) {}
-  LogicalResult matchAndRewrite(MathOp op,
+/// op on f32 -> llvm.call_intrinsic `name`, or `afnName` where the op
+/// allows approximate functions (`fastmath<afn>`) and one is given: exp2
+/// becomes ex2.approx.ftz there (one MUFU.EX2, without the compare and two
+/// multiplies that keep denormal results), as the kernels' softmax weights
+/// ask for.
+template <typename Op>
+struct ToIntrinsic : public OpRewritePattern<Op> {
+  ToIntrinsic(MLIRContext *ctx, StringRef name, StringRef afnName = {})
+      : OpRewritePattern<Op>(ctx), name(name), afnName(afnName) {}
+  LogicalResult matchAndRewrite(Op op,
                                 PatternRewriter &rewriter) const override {
     if (!op.getType().isF32())
       return rewriter.notifyMatchFailure(op, "only f32 maps onto NVPTX");
+    StringRef chosen = name;
+    if (!afnName.empty() &&
+        arith::bitEnumContainsAll(op.getFastmath(), arith::FastMathFlags::afn))
+      chosen = afnName;
     rewriter.replaceOpWithNewOp<LLVM::CallIntrinsicOp>(
-        op, op.getType(), rewriter.getStringAttr(name),
-        op->getOperands());
+        op, op.getType(), rewriter.getStringAttr(chosen), op->getOperands());
     return success();
   }
-  std::string name;
-};
-
-/// 2^x for f32 as ex2.approx, or ex2.approx.ftz (one MUFU.EX2, without
-/// the compare and two multiplies that keep denormal results) where the op
-/// allows approximate functions (`afn`), as the kernels' softmax weights do.
-struct Exp2ToIntrinsic : public OpRewritePattern<math::Exp2Op> {
-  using OpRewritePattern::OpRewritePattern;
-  LogicalResult matchAndRewrite(math::Exp2Op op,
-                                PatternRewriter &rewriter) const override {
-    if (!op.getType().isF32())
-      return rewriter.notifyMatchFailure(op, "only f32 maps onto NVPTX");
-    bool ftz = arith::bitEnumContainsAll(op.getFastmath(),
-                                         arith::FastMathFlags::afn);
-    rewriter.replaceOpWithNewOp<LLVM::CallIntrinsicOp>(
-        op, op.getType(),
-        rewriter.getStringAttr(ftz ? "llvm.nvvm.ex2.approx.ftz.f"
-                                   : "llvm.nvvm.ex2.approx.f32"),
-        op->getOperands());
-    return success();
-  }
+  std::string name, afnName;
 };
 
 /// |x| for i32 as arith (NVPTX selects abs.s32); convert-gpu-to-nvvm would
@@ -138,7 +125,8 @@ struct ConvertAttnMathToNVVMIntrinsicsPass
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
     RewritePatternSet patterns(ctx);
-    patterns.add<Exp2ToIntrinsic>(ctx);
+    patterns.add<ToIntrinsic<math::Exp2Op>>(ctx, "llvm.nvvm.ex2.approx.f32",
+                                            "llvm.nvvm.ex2.approx.ftz.f");
     // convert-gpu-to-nvvm would call libdevice's __nv_fmaxf / __nv_fminf.
     patterns.add<ToIntrinsic<arith::MaxNumFOp>>(ctx, "llvm.maxnum.f32");
     patterns.add<ToIntrinsic<arith::MinNumFOp>>(ctx, "llvm.minnum.f32");

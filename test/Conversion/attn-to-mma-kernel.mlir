@@ -8,6 +8,13 @@
 // RUN: attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=bf16 head-dim=128 value-dim=64" | FileCheck %s
 // RUN: attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=64 value-dim=64" | FileCheck %s --check-prefix=F16
 // RUN: attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=256 value-dim=256" | FileCheck %s --check-prefix=D256
+// Three blocks per SM (168 registers) for small heads with 64-key tiles
+// only: 128-key tiles need their S accumulators.
+// RUN: attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=64 value-dim=64" | FileCheck %s --check-prefix=MINCTA
+// RUN: attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=64 value-dim=64 tile-kv=128" | FileCheck %s --check-prefix=NOMINCTA
+// MINCTA: known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 3 : i32}
+// NOMINCTA: known_block_size = array<i32: 128, 1, 1>}
+// NOMINCTA-NOT: nvvm.minctasm
 // RUN: not attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f32" 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: not attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=72" 2>&1 | FileCheck %s --check-prefix=BADDIM
 // RUN: not attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=256 value-dim=256 tile-kv=256" 2>&1 | FileCheck %s --check-prefix=BADSMEM

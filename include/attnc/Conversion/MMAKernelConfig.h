@@ -95,23 +95,18 @@ inline bool chooseMmaKernelConfig(int64_t headDim, int64_t valueDim,
       error = "the wgmma kernel's tile-kv must be a multiple of 16 up to 256";
       return false;
     }
-    if (c.sharedBytes() > 200 * 1024) {
-      error = "the Q, K and V tiles need " + std::to_string(c.sharedBytes()) +
-              " bytes of shared memory, more than 200 KiB";
+  } else {
+    c.warps = 4;
+    c.mTiles = valueDim <= 128 ? 2 : 1;
+    c.tk = tileKV ? tileKV : (headDim + valueDim <= 256 ? 64 : 32);
+    // Small heads with 64-key tiles leave room for three blocks per SM at
+    // 168 registers; 128-key tiles need their S accumulators.
+    c.minBlocksPerSM = headDim <= 64 && valueDim <= 64 && c.tk <= 64 ? 3 : 0;
+    if (headDim <= 0 || headDim % 16 || valueDim <= 0 || valueDim % 16 ||
+        c.tk <= 0 || c.tk % 16) {
+      error = "the head dims and tile-kv must be positive multiples of 16";
       return false;
     }
-    return true;
-  }
-  c.warps = 4;
-  c.mTiles = valueDim <= 128 ? 2 : 1;
-  c.tk = tileKV ? tileKV : (headDim + valueDim <= 256 ? 64 : 32);
-  // Small heads with 64-key tiles leave room for three blocks per SM at
-  // 168 registers; 128-key tiles need their S accumulators.
-  c.minBlocksPerSM = headDim <= 64 && valueDim <= 64 && c.tk <= 64 ? 3 : 0;
-  if (headDim <= 0 || headDim % 16 || valueDim <= 0 || valueDim % 16 ||
-      c.tk <= 0 || c.tk % 16) {
-    error = "the head dims and tile-kv must be positive multiples of 16";
-    return false;
   }
   if (c.sharedBytes() > 200 * 1024) {
     error = "the Q, K and V tiles need " + std::to_string(c.sharedBytes()) +
