@@ -145,6 +145,10 @@ struct KvForm {
   int sign = 1;
   int64_t div = 1;
   IntervalValues rest;
+  /// i1 or null (always): where false, the form does not hold and bounds
+  /// derived from it fall back to the full kv range. `kv % C` is the form
+  /// kv - (kv.lo / C) C only while the tile's kv range lies in one period.
+  Value guard;
 };
 
 struct AbsValue {
@@ -281,6 +285,10 @@ void Interpreter::boundKv(arith::CmpIPredicate p, const KvForm &form,
   kvLo = tLo ? f.max(full0, f.mul(tLo, d)) : full0;
   kvHi = tHi ? f.min(fullHi, f.add(f.mul(tHi, d), f.c(form.div - 1)))
              : fullHi;
+  if (form.guard) {
+    kvLo = f.select(form.guard, kvLo, full0);
+    kvHi = f.select(form.guard, kvHi, fullHi);
+  }
 }
 
 static arith::CmpIPredicate swapped(arith::CmpIPredicate p) {
@@ -356,7 +364,7 @@ AbsValue Interpreter::visitCmp(arith::CmpIPredicate p, const AbsValue &x,
     return r;
   if (formSide->form.valid && pred != P::ne) {
     boundKv(pred, formSide->form, other->range, r.kvLo, r.kvHi);
-    r.boundedKv = true;
+    r.boundedKv = !formSide->form.guard;
   } else if (formSide->absForm.valid &&
              (pred == P::sle || pred == P::slt)) {
     // |v| <= u  =>  -u <= v <= u.
@@ -370,7 +378,11 @@ AbsValue Interpreter::visitCmp(arith::CmpIPredicate p, const AbsValue &x,
     Value d = f.c(form.div);
     r.kvLo = f.max(full0, f.mul(tLo, d));
     r.kvHi = f.min(fullHi, f.add(f.mul(tHi, d), f.c(form.div - 1)));
-    r.boundedKv = true;
+    if (form.guard) {
+      r.kvLo = f.select(form.guard, r.kvLo, full0);
+      r.kvHi = f.select(form.guard, r.kvHi, fullHi);
+    }
+    r.boundedKv = !form.guard;
   }
   return r;
 }
@@ -510,11 +522,24 @@ AbsValue Interpreter::visit(Operation *op) {
     Value lo = f.sub(x.range.lo, f.mul(f.fdiv(x.range.lo, d), d));
     Value hi = f.sub(x.range.hi, f.mul(f.fdiv(x.range.hi, d), d));
     AbsValue t = top(resultType, anyKv);
-    return interval(
+    AbsValue r = interval(
         f.select(positive, f.select(samePeriod, lo, f.c(0)), t.range.lo),
         f.select(positive, f.select(samePeriod, hi, f.sub(d, f.c(1))),
                  t.range.hi),
         anyKv);
+    // kv % C with a constant C > 0, inside one period, is kv - base with
+    // base = (kv.lo / C) C: a form that bounds kv within a tile that does
+    // not straddle a period (the columns of a grid row, say).
+    std::optional<int64_t> dc = Folder::cst(d);
+    if (x.form.valid && !x.form.guard && x.form.sign == 1 &&
+        x.form.div == 1 && dc && *dc > 0 && Folder::cst(x.form.rest.lo) == 0 &&
+        Folder::cst(x.form.rest.hi) == 0) {
+      Value base = f.neg(f.mul(f.fdiv(x.range.lo, d), d));
+      r.form = x.form;
+      r.form.rest = {base, base};
+      r.form.guard = samePeriod;
+    }
+    return r;
   }
   if (llvm::isa<math::AbsIOp>(op)) {
     AbsValue x = i1(0);

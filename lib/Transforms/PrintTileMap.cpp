@@ -50,7 +50,7 @@ struct AttnPrintTileMapPass
       }
       known[p.substr(0, eq)] = v;
     }
-    if (tq <= 0 || tk <= 0 || lq < 0 || lkv < 0) {
+    if (tq <= 0 || tk <= 0 || lq < 0 || lkv < 0 || blockRows < 0) {
       module.emitError() << "attn-print-tile-map: tile sizes must be positive";
       return signalPassFailure();
     }
@@ -95,6 +95,15 @@ struct AttnPrintTileMapPass
     os << "  data-dependent: " << (whole.readsTensors ? "yes" : "no") << "\n";
     int64_t counts[3] = {0, 0, 0}; // false, true, mixed
     int64_t outside = 0, insideFalse = 0;
+    auto range = [&](const TileFacts &f) {
+      std::optional<int64_t> mayT = constantOf(f.mayBeTrue),
+                             lo = constantOf(f.kvLo), hi = constantOf(f.kvHi);
+      if (!mayT || !lo || !hi)
+        return std::string("[?]");
+      if (!*mayT || *lo > *hi)
+        return std::string("[]");
+      return "[" + std::to_string(*lo) + ", " + std::to_string(*hi) + "]";
+    };
     for (int64_t qt = 0; qt < nq; ++qt) {
       int64_t q0 = qt * tq, q1 = std::min<int64_t>(lq, q0 + tq) - 1;
       env.q = {cst(q0), cst(q1)};
@@ -110,6 +119,7 @@ struct AttnPrintTileMapPass
       else
         os << "[?]";
       os << "  ";
+      std::string blocks;
       for (int64_t kt = 0; kt < nk; ++kt) {
         int64_t k0 = kt * tk, k1 = std::min<int64_t>(lkv, k0 + tk) - 1;
         env.kv = {cst(k0), cst(k1)};
@@ -127,8 +137,27 @@ struct AttnPrintTileMapPass
         else if (c == '.')
           ++insideFalse;
         os << c;
+        if (blockRows > 0 && inRange && c == 'M') {
+          blocks += "    kv-tile " + std::to_string(kt) + " blocks:";
+          for (int64_t r0 = q0; r0 <= q1; r0 += blockRows) {
+            TileEnv blockEnv = env;
+            blockEnv.q = {cst(r0), cst(std::min(q1, r0 + blockRows - 1))};
+            TileFacts bf = emitTileFacts(b, loc, mask, blockEnv);
+            // Clipped to the tile, as the kernel does.
+            std::string r = range(bf);
+            std::optional<int64_t> blo = constantOf(bf.kvLo),
+                                   bhi = constantOf(bf.kvHi);
+            if (r != "[]" && r != "[?]")
+              r = std::max(*blo, k0) > std::min(*bhi, k1)
+                      ? "[]"
+                      : "[" + std::to_string(std::max(*blo, k0)) + ", " +
+                            std::to_string(std::min(*bhi, k1)) + "]";
+            blocks += " " + r;
+          }
+          blocks += "\n";
+        }
       }
-      os << "\n";
+      os << "\n" << blocks;
     }
     os << "  tiles: " << counts[1] << " all-true, " << counts[2] << " mixed, "
        << counts[0] << " all-false (" << outside

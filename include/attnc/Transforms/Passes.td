@@ -15,7 +15,10 @@ def AttnPrintTileMap : Pass<"attn-print-tile-map", "mlir::ModuleOp"> {
     mixed (`M`). It also says whether the score modifier reads the indices,
     whether the kv range is closed-form (no per-tile table is needed to skip
     the empty tiles of a row) and whether the mask depends on tensor data.
-    Runtime scalar params are unknown unless given with `params`.
+    Runtime scalar params are unknown unless given with `params`. With
+    `block-rows=R`, every mixed tile inside the range also gets a line with
+    the kv range of each block of R rows clipped to the tile (`[]`: none):
+    the live windows of the tiled CPU kernel (R = 4 there).
 
     ```
     // attn-opt --attn-print-tile-map="tq=2 tk=2 lq=8 lkv=8"
@@ -34,6 +37,9 @@ def AttnPrintTileMap : Pass<"attn-print-tile-map", "mlir::ModuleOp"> {
     Option<"headDim", "d", "int64_t", "64", "Head dimension D (= Dv)">,
     ListOption<"params", "params", "std::string",
                "Runtime scalar params as NAME=INT">,
+    Option<"blockRows", "block-rows", "int64_t", "0",
+           "Also print the kv range of each block of this many rows in "
+           "every mixed tile (0: no)">,
   ];
   let dependentDialects = ["mlir::arith::ArithDialect"];
 }
