@@ -5,18 +5,23 @@
 //
 //   for each kv-tile in the closed-form range of the q-tile (loop bounds):
 //     skip it when the tile abstraction proves the mask all false;
+//     in a mixed tile, each block of 4 rows gets its live window (its own
+//     closed-form kv range, clipped to the tile); every step below runs
+//     over that window only
 //     S  = Q_tile K_tile^T         (register-blocked vector micro-kernel)
-//     S  = score(S), masked to -inf only where the tile is mixed
-//     m' = max(m, rowmax S);  P = 2^(S - m');  l = l 2^(m - m') + rowsum P
-//     O  = O 2^(m - m') + P V      (register-blocked vector micro-kernel)
+//     S  = score(S), masked to -inf only where the block is mixed
+//     if some S > m + 8: m' = rowmax S, O *= 2^(m - m'), l *= 2^(m - m')
+//     P = 2^(S - m);  l += P (a vector of partial sums)
+//     O += P V                     (register-blocked vector micro-kernel)
 //   O /= l (with the sink folded in), LSE = (m + log2 l) ln 2
 //
 // Scores are kept in log2 units: log2(e) is folded into the Q scale when
 // there is no score modifier (else applied after it) and exp2 is a vector
 // polynomial. Sigmoid and relu accumulate plain weights, linear a running
 // sum. Head dimensions are compile-time constants. The host hands the
-// kernel K transposed and V as zero-padded float32 copies made once per call
-// (O(L D) work and memory), so the micro-kernels load whole vectors with no
+// kernel K transposed as a zero-padded float32 copy (O(L D) work and
+// memory) and V as float32 rows of whole vectors (the caller's own V when
+// it is already that), so the micro-kernels load whole vectors with no
 // per-tile packing or bounds; Q is packed once per work item. The host runs
 // the work items over a thread pool.
 //
@@ -177,7 +182,7 @@ private:
   Value exp2(Value x);
   /// Applies score and mask to the row of S at `sRow`.
   void modifyScores(Value sRow, Value q32, Value k0, Value cols,
-                    Value needMask);
+                    Value needMask, std::pair<Value, Value> range);
   /// The region evaluated for the 16 (vector width) lanes of a row.
   Value vectorizedRegion(Region &region, ValueRange scalarArgs,
                          ValueRange vectorArgs);
@@ -199,8 +204,27 @@ private:
             b, loc, arith::AddIOp::create(b, loc, rows, cIdx(R - 1)), cIdx(R)),
         cIdx(R));
   }
+  /// The live window of S for the register block holding `row`: its first
+  /// column and its number of vectors (the whole tile without a mask).
+  std::pair<Value, Value> liveRange(Value row) {
+    if (!liveStart)
+      return {cIdx(0), cIdx(cfg.tk / cfg.vw)};
+    Value i = arith::DivUIOp::create(b, loc, row, cIdx(cfg.rows));
+    return {memref::LoadOp::create(b, loc, liveStart, ValueRange{i}),
+            memref::LoadOp::create(b, loc, liveCount, ValueRange{i})};
+  }
+  /// body(n) for the window's vector count n, each n its own straight-line
+  /// code (scf.index_switch; nothing for n = 0); body(nv) without a mask.
+  void forCount(Value count, llvm::function_ref<void(int64_t)> body);
+  /// Fills the per-block live windows of the kv-tile of `tileEnv` for the
+  /// q-tile at q0 from the mask's facts over each block of rows.
+  void computeLiveRanges(const TileEnv &tileEnv, const TileFacts &facts,
+                         Value q0, Value rows);
+  /// S[rows of the block][col0 .. col0 + n vw) = Qp K^T: n vectors of
+  /// columns from column col0 (not necessarily aligned).
+  void microQKBlock(Value rb, Value ktRow, Value col0, int64_t n);
   void microQK(Value rows, Value k0);
-  void microPV(Value rows, Value k0);
+  void microPV(Value rows, Value k0, Value cols);
   void softmaxRows(Value rows);
   void epilogue(Value q0, Value rows);
 
@@ -219,6 +243,11 @@ private:
   KernelContext kctx;
   // Scratch tiles (flat f32 memrefs) and the host-prepared K^T and V.
   Value qp, kt, s, vp, oacc, mrow, lrow;
+  // Per register block of rows, in the current kv-tile: the live window of
+  // S, liveCount vectors from column liveStart (outside it the mask keeps
+  // nothing), and whether the block needs the mask (liveMixed). Null
+  // without a mask.
+  Value liveStart, liveCount, liveMixed;
   // Tile summaries (per q-tile, per kv-tile) of rank-1 integer params, and
   // the bounds of the current q-tile and kv-tile that select their rows.
   SmallVector<attn::ParamOp> summarized;
@@ -323,53 +352,100 @@ void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
   });
 }
 
+void TiledKernelBuilder::microQKBlock(Value rb, Value ktRow, Value col0,
+                                      int64_t n) {
+  int64_t R = cfg.rows;
+  SmallVector<Value> init(R * n, splatF(0.0));
+  auto loop = scf::ForOp::create(
+      b, loc, cIdx(0), cIdx(cfg.headDim), cIdx(1), init,
+      [&](OpBuilder &, Location, Value d, ValueRange acc) {
+        SmallVector<Value> kvec, next(acc.begin(), acc.end());
+        for (int64_t jv = 0; jv < n; ++jv)
+          kvec.push_back(vector::LoadOp::create(
+              b, loc, vf, kt,
+              ValueRange{bi, hkv, arith::AddIOp::create(b, loc, ktRow, d),
+                         arith::AddIOp::create(b, loc, col0,
+                                               cIdx(jv * cfg.vw))}));
+        for (int64_t r = 0; r < R; ++r) {
+          Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
+          Value qs = memref::LoadOp::create(
+              b, loc, qp, ValueRange{offset(d, cfg.headDim, row)});
+          Value qb = vector::BroadcastOp::create(b, loc, vf, qs);
+          for (int64_t jv = 0; jv < n; ++jv)
+            next[r * n + jv] =
+                vector::FMAOp::create(b, loc, qb, kvec[jv], next[r * n + jv]);
+        }
+        scf::YieldOp::create(b, loc, next);
+      });
+  for (int64_t r = 0; r < R; ++r) {
+    Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
+    for (int64_t jv = 0; jv < n; ++jv)
+      vstore(loop.getResult(r * n + jv), s,
+             arith::AddIOp::create(b, loc, offset(nullptr, cfg.tk, row),
+                                   arith::AddIOp::create(
+                                       b, loc, col0, cIdx(jv * cfg.vw))));
+  }
+}
+
+void TiledKernelBuilder::forCount(Value count,
+                                  llvm::function_ref<void(int64_t)> body) {
+  int64_t nv = cfg.tk / cfg.vw;
+  if (!liveStart) {
+    body(nv);
+    return;
+  }
+  SmallVector<int64_t> cases;
+  for (int64_t n = 0; n < nv; ++n)
+    cases.push_back(n);
+  auto sw = scf::IndexSwitchOp::create(b, loc, TypeRange{}, count, cases,
+                                       cases.size());
+  OpBuilder::InsertionGuard guard(b);
+  for (int64_t n = 0; n <= nv; ++n) {
+    Block &blk = n < nv ? sw.getCaseRegions()[n].emplaceBlock()
+                        : sw.getDefaultRegion().emplaceBlock();
+    b.setInsertionPointToStart(&blk);
+    if (n > 0)
+      body(n);
+    scf::YieldOp::create(b, loc);
+  }
+}
+
 void TiledKernelBuilder::microQK(Value rows, Value k0) {
   // S[r][j] = sum_d Qp[r][d] K[b][hkv][k0 + j][d], R rows x Tk columns per
   // block, the accumulators held in vector registers across the d loop. The
   // host lays K^T out tile-major, [B, Hkv, kvTiles * D, Tk], so that one
-  // kv-tile is one contiguous block.
+  // kv-tile is one contiguous block. A block whose live window is narrower
+  // (a band of the mask through the tile) computes only the window, still
+  // register-blocked; every later stage reads only the window too.
   int64_t R = cfg.rows, nv = cfg.tk / cfg.vw;
   Value ktRow = arith::MulIOp::create(
       b, loc, arith::DivUIOp::create(b, loc, k0, cIdx(cfg.tk)),
       cIdx(cfg.headDim));
   Value ub = rowsInBlocks(rows);
   forLoop(cIdx(0), ub, R, [&](Value rb) {
-    SmallVector<Value> init(R * nv, splatF(0.0));
-    auto loop = scf::ForOp::create(
-        b, loc, cIdx(0), cIdx(cfg.headDim), cIdx(1), init,
-        [&](OpBuilder &, Location, Value d, ValueRange acc) {
-          SmallVector<Value> kvec, next(acc.begin(), acc.end());
-          for (int64_t jv = 0; jv < nv; ++jv)
-            kvec.push_back(vector::LoadOp::create(
-                b, loc, vf, kt,
-                ValueRange{bi, hkv, arith::AddIOp::create(b, loc, ktRow, d),
-                           cIdx(jv * cfg.vw)}));
-          for (int64_t r = 0; r < R; ++r) {
-            Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
-            Value qs = memref::LoadOp::create(
-                b, loc, qp, ValueRange{offset(d, cfg.headDim, row)});
-            Value qb = vector::BroadcastOp::create(b, loc, vf, qs);
-            for (int64_t jv = 0; jv < nv; ++jv)
-              next[r * nv + jv] =
-                  vector::FMAOp::create(b, loc, qb, kvec[jv], next[r * nv + jv]);
-          }
-          scf::YieldOp::create(b, loc, next);
-        });
-    for (int64_t r = 0; r < R; ++r) {
-      Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
-      for (int64_t jv = 0; jv < nv; ++jv)
-        vstore(loop.getResult(r * nv + jv), s,
-               offset(nullptr, cfg.tk, row, jv * cfg.vw));
-    }
+    std::pair<Value, Value> range = liveRange(rb);
+    Value col0 = range.first;
+    forCount(range.second, [&](int64_t n) {
+      microQKBlock(rb, ktRow, n < nv ? col0 : cIdx(0), n);
+    });
   });
 }
 
-void TiledKernelBuilder::microPV(Value rows, Value k0) {
+void TiledKernelBuilder::microPV(Value rows, Value k0, Value cols) {
   // Oacc[r][c] += sum_j P[r][j] Vf[b][hkv][k0 + j][c], R rows x up to 4
   // vectors of columns per block, accumulators in registers across j.
   int64_t R = cfg.rows, nvd = dvp / cfg.vw, group = 4;
   Value ub = rowsInBlocks(rows);
   forLoop(cIdx(0), ub, R, [&](Value rb) {
+    std::pair<Value, Value> range = liveRange(rb);
+    Value jBegin = range.first;
+    // Keys past Lkv (a partial last tile) have P = 0 and no V row: V may
+    // be the caller's own tensor.
+    Value jEnd = minIdx(
+        arith::AddIOp::create(
+            b, loc, jBegin,
+            arith::MulIOp::create(b, loc, range.second, cIdx(cfg.vw))),
+        cols);
     for (int64_t g0 = 0; g0 < nvd; g0 += group) {
       int64_t gn = std::min(group, nvd - g0);
       SmallVector<Value> init;
@@ -380,7 +456,7 @@ void TiledKernelBuilder::microPV(Value rows, Value k0) {
               vload(oacc, offset(nullptr, dvp, row, (g0 + c) * cfg.vw)));
       }
       auto loop = scf::ForOp::create(
-          b, loc, cIdx(0), cIdx(cfg.tk), cIdx(1), init,
+          b, loc, jBegin, jEnd, cIdx(1), init,
           [&](OpBuilder &, Location, Value j, ValueRange acc) {
             SmallVector<Value> vvec, next(acc.begin(), acc.end());
             Value key = arith::AddIOp::create(b, loc, k0, j);
@@ -409,11 +485,80 @@ void TiledKernelBuilder::microPV(Value rows, Value k0) {
   });
 }
 
+void TiledKernelBuilder::computeLiveRanges(const TileEnv &tileEnv,
+                                           const TileFacts &facts, Value q0,
+                                           Value rows) {
+  // A mixed tile asks the mask's facts again over each block of R rows:
+  // the closed-form kv range of the block, clipped to the tile, gives its
+  // live window (a causal diagonal, a window's band, a neighbourhood's
+  // columns): n = ceil(width / vw) vectors from the range's first column,
+  // moved left where it would leave the tile. Blocks proven all true skip
+  // the mask. Tiles that are all true keep every vector and need no mask.
+  int64_t R = cfg.rows, nv = cfg.tk / cfg.vw;
+  Value ub = rowsInBlocks(rows);
+  auto store = [&](Value rb, Value start, Value count, Value mixed) {
+    Value i = arith::DivUIOp::create(b, loc, rb, cIdx(R));
+    memref::StoreOp::create(b, loc, start, liveStart, ValueRange{i});
+    memref::StoreOp::create(b, loc, count, liveCount, ValueRange{i});
+    memref::StoreOp::create(b, loc, mixed, liveMixed, ValueRange{i});
+  };
+  scf::IfOp::create(
+      b, loc, facts.mayBeFalse,
+      [&](OpBuilder &, Location) {
+        forLoop(cIdx(0), ub, R, [&](Value rb) {
+          Value last = arith::SubIOp::create(
+              b, loc,
+              minIdx(arith::AddIOp::create(b, loc, rb, cIdx(R)), rows),
+              cIdx(1));
+          TileEnv blockEnv = tileEnv;
+          blockEnv.q = {toI64(arith::AddIOp::create(b, loc, q0, rb)),
+                        toI64(arith::AddIOp::create(b, loc, q0, last))};
+          TileFacts bf =
+              emitTileFacts(b, loc, variant.getMaskOp(), blockEnv);
+          Value lo = arith::SubIOp::create(
+              b, loc, arith::MaxSIOp::create(b, loc, bf.kvLo, tileEnv.kv.lo),
+              tileEnv.kv.lo);
+          Value hi = arith::SubIOp::create(
+              b, loc, arith::MinSIOp::create(b, loc, bf.kvHi, tileEnv.kv.hi),
+              tileEnv.kv.lo);
+          Value live = arith::AndIOp::create(
+              b, loc, bf.mayBeTrue,
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, lo,
+                                    hi));
+          Value n = arith::DivSIOp::create(
+              b, loc,
+              arith::AddIOp::create(
+                  b, loc, arith::SubIOp::create(b, loc, hi, lo), cI64(cfg.vw)),
+              cI64(cfg.vw));
+          Value start = arith::MinSIOp::create(
+              b, loc, lo,
+              arith::SubIOp::create(
+                  b, loc, cI64(cfg.tk),
+                  arith::MulIOp::create(b, loc, n, cI64(cfg.vw))));
+          auto idx = [&](Value x) {
+            return arith::IndexCastOp::create(b, loc, b.getIndexType(), x)
+                .getResult();
+          };
+          store(rb,
+                arith::SelectOp::create(b, loc, live, idx(start), cIdx(0)),
+                arith::SelectOp::create(b, loc, live, idx(n), cIdx(0)),
+                idx(arith::ExtUIOp::create(b, loc, b.getI64Type(),
+                                           bf.mayBeFalse)));
+        });
+        scf::YieldOp::create(b, loc);
+      },
+      [&](OpBuilder &, Location) {
+        forLoop(cIdx(0), ub, R,
+                [&](Value rb) { store(rb, cIdx(0), cIdx(nv), cIdx(0)); });
+        scf::YieldOp::create(b, loc);
+      });
+}
+
 void TiledKernelBuilder::modifyScores(Value sRow, Value q32, Value k0,
-                                      Value cols, Value needMask) {
+                                      Value cols, Value needMask,
+                                      std::pair<Value, Value> range) {
   attn::ScoreOp scoreOp = variant.getScoreOp();
   attn::MaskOp maskOp = variant.getMaskOp();
-  int64_t nv = cfg.tk / cfg.vw;
   Value negInf = cF32(-INFINITY);
   bool vectorized = (!scoreOp || isVectorizable(scoreOp.getBody())) &&
                     (!maskOp || isVectorizable(maskOp.getBody()));
@@ -425,37 +570,41 @@ void TiledKernelBuilder::modifyScores(Value sRow, Value q32, Value k0,
                                            DenseElementsAttr::get(vi, lanes));
     Value colsV = vector::BroadcastOp::create(b, loc, vi, toI32(cols));
     Value k032 = toI32(k0);
-    for (int64_t jv = 0; jv < nv; ++jv) {
-      Value off = arith::AddIOp::create(b, loc, sRow, cIdx(jv * cfg.vw));
-      Value sv = vload(s, off);
-      Value jl = arith::AddIOp::create(
-          b, loc, iota,
-          vector::BroadcastOp::create(b, loc, vi, cI32(jv * cfg.vw)));
-      Value kvv = arith::AddIOp::create(
-          b, loc, jl, vector::BroadcastOp::create(b, loc, vi, k032));
-      if (scoreOp)
-        sv = vectorizedRegion(scoreOp.getBody(), {b32, h32, q32}, {kvv, sv});
-      if (scoreOp && foldLog2e == false && norm == attn::NormKind::softmax)
-        sv = arith::MulFOp::create(b, loc, sv, splatF(kLog2e));
-      auto maskIf = scf::IfOp::create(
-          b, loc, needMask,
-          [&](OpBuilder &, Location) {
-            Value keep = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                               jl, colsV);
-            if (maskOp)
-              keep = arith::AndIOp::create(
-                  b, loc, keep,
-                  vectorizedRegion(maskOp.getBody(), {b32, h32, q32}, {kvv}));
-            scf::YieldOp::create(
-                b, loc,
-                arith::SelectOp::create(
-                    b, loc, keep, sv,
-                    vector::BroadcastOp::create(b, loc, vf, negInf))
-                    .getResult());
-          },
-          [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, sv); });
-      vstore(maskIf.getResult(0), s, off);
-    }
+    // Only the live window: the rest of the row is already -inf.
+    forCount(range.second, [&](int64_t n) {
+      for (int64_t jv = 0; jv < n; ++jv) {
+        Value col = arith::AddIOp::create(b, loc, range.first,
+                                          cIdx(jv * cfg.vw));
+        Value off = arith::AddIOp::create(b, loc, sRow, col);
+        Value sv = vload(s, off);
+        Value jl = arith::AddIOp::create(
+            b, loc, iota, vector::BroadcastOp::create(b, loc, vi, toI32(col)));
+        Value kvv = arith::AddIOp::create(
+            b, loc, jl, vector::BroadcastOp::create(b, loc, vi, k032));
+        if (scoreOp)
+          sv = vectorizedRegion(scoreOp.getBody(), {b32, h32, q32}, {kvv, sv});
+        if (scoreOp && foldLog2e == false && norm == attn::NormKind::softmax)
+          sv = arith::MulFOp::create(b, loc, sv, splatF(kLog2e));
+        auto maskIf = scf::IfOp::create(
+            b, loc, needMask,
+            [&](OpBuilder &, Location) {
+              Value keep = arith::CmpIOp::create(
+                  b, loc, arith::CmpIPredicate::slt, jl, colsV);
+              if (maskOp)
+                keep = arith::AndIOp::create(
+                    b, loc, keep,
+                    vectorizedRegion(maskOp.getBody(), {b32, h32, q32}, {kvv}));
+              scf::YieldOp::create(
+                  b, loc,
+                  arith::SelectOp::create(
+                      b, loc, keep, sv,
+                      vector::BroadcastOp::create(b, loc, vf, negInf))
+                      .getResult());
+            },
+            [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, sv); });
+        vstore(maskIf.getResult(0), s, off);
+      }
+    });
     return;
   }
   // Scalar path: the mask first, the score only where the mask keeps the
@@ -466,7 +615,11 @@ void TiledKernelBuilder::modifyScores(Value sRow, Value q32, Value k0,
     guard = scf::IfOp::create(b, loc, needMask, /*withElseRegion=*/false);
     b.setInsertionPointToStart(guard.thenBlock());
   }
-  forLoop(cIdx(0), cIdx(cfg.tk), 1, [&](Value j) {
+  forLoop(range.first,
+          arith::AddIOp::create(
+              b, loc, range.first,
+              arith::MulIOp::create(b, loc, range.second, cIdx(cfg.vw))),
+          1, [&](Value j) {
     Value off = arith::AddIOp::create(b, loc, sRow, j);
     Value sv = memref::LoadOp::create(b, loc, s, ValueRange{off});
     Value kv32 = toI32(arith::AddIOp::create(b, loc, k0, j));
@@ -503,84 +656,99 @@ void TiledKernelBuilder::modifyScores(Value sRow, Value q32, Value k0,
 }
 
 void TiledKernelBuilder::softmaxRows(Value rows) {
-  int64_t nv = cfg.tk / cfg.vw, nvd = dvp / cfg.vw;
+  // Per row, over the row block's live window only (nothing for an empty
+  // one). The row sum l is kept as a vector of partial sums and reduced
+  // once, in the epilogue.
+  int64_t nvd = dvp / cfg.vw;
   forLoop(cIdx(0), rows, 1, [&](Value r) {
     Value sRow = offset(nullptr, cfg.tk, r);
-    SmallVector<Value> sv;
-    for (int64_t jv = 0; jv < nv; ++jv)
-      sv.push_back(vload(s, arith::AddIOp::create(b, loc, sRow,
-                                                  cIdx(jv * cfg.vw))));
-    Value l = memref::LoadOp::create(b, loc, lrow, ValueRange{r});
-    if (norm != attn::NormKind::softmax) {
-      // Plain weights: sigmoid(s), max(s, 0) or s; masked (-inf) gives 0.
-      Value sum = splatF(0.0);
-      for (int64_t jv = 0; jv < nv; ++jv) {
-        Value x = sv[jv], w;
-        Value masked = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
-                                             x, splatF(-INFINITY));
-        if (norm == attn::NormKind::sigmoid) // 1 / (1 + 2^(-s log2 e))
-          w = arith::DivFOp::create(
-              b, loc, splatF(1.0),
-              arith::AddFOp::create(
-                  b, loc, splatF(1.0),
-                  exp2(arith::MulFOp::create(b, loc, x, splatF(-kLog2e)))));
-        else if (norm == attn::NormKind::relu)
-          w = arith::MaximumFOp::create(b, loc, x, splatF(0.0));
-        else
-          w = x;
-        w = arith::SelectOp::create(b, loc, masked, splatF(0.0), w);
-        sum = arith::AddFOp::create(b, loc, sum, w);
-        vstore(w, s, arith::AddIOp::create(b, loc, sRow, cIdx(jv * cfg.vw)));
+    Value lOff = offset(nullptr, cfg.vw, r);
+    std::pair<Value, Value> range = liveRange(r);
+    forCount(range.second, [&](int64_t n) {
+      SmallVector<Value> offs, sv;
+      for (int64_t jv = 0; jv < n; ++jv) {
+        offs.push_back(arith::AddIOp::create(
+            b, loc, sRow,
+            arith::AddIOp::create(b, loc, range.first, cIdx(jv * cfg.vw))));
+        sv.push_back(vload(s, offs.back()));
       }
-      Value total = vector::ReductionOp::create(
-          b, loc, vector::CombiningKind::ADD, sum);
-      memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, l, total),
-                              lrow, ValueRange{r});
-      return;
-    }
-    // m' = max(m, rowmax S); alpha = 2^(m - m'); P = 2^(S - m').
-    Value m = memref::LoadOp::create(b, loc, mrow, ValueRange{r});
-    // maxnum (one vmaxps) rather than NaN-propagating maximum: a NaN score
-    // still reaches the output through exp2(NaN - m).
-    Value mx = sv[0];
-    for (int64_t jv = 1; jv < nv; ++jv)
-      mx = arith::MaxNumFOp::create(b, loc, mx, sv[jv]);
-    Value tileMax = vector::ReductionOp::create(
-        b, loc, vector::CombiningKind::MAXNUMF, mx);
-    Value mNew = arith::MaxNumFOp::create(b, loc, m, tileMax);
-    // While every entry so far is masked, m' = -inf: use 0 so that
-    // -inf - m' stays -inf (P = 0) and never NaN.
-    Value allMasked = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
-                                            mNew, cF32(-INFINITY));
-    Value mSafe = arith::SelectOp::create(b, loc, allMasked, cF32(0.0), mNew);
-    Value mSafeV = vector::BroadcastOp::create(b, loc, vf, mSafe);
-    Value sum = splatF(0.0);
-    for (int64_t jv = 0; jv < nv; ++jv) {
-      Value p = exp2(arith::SubFOp::create(b, loc, sv[jv], mSafeV));
-      sum = arith::AddFOp::create(b, loc, sum, p);
-      vstore(p, s, arith::AddIOp::create(b, loc, sRow, cIdx(jv * cfg.vw)));
-    }
-    Value alphaV = exp2(vector::BroadcastOp::create(
-        b, loc, vf, arith::SubFOp::create(b, loc, m, mSafe)));
-    Value alpha = vector::ExtractOp::create(b, loc, alphaV, ArrayRef<int64_t>{0});
-    Value total = vector::ReductionOp::create(b, loc,
-                                              vector::CombiningKind::ADD, sum);
-    memref::StoreOp::create(
-        b, loc,
-        arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, l, alpha),
-                              total),
-        lrow, ValueRange{r});
-    memref::StoreOp::create(b, loc, mNew, mrow, ValueRange{r});
-    // O *= alpha, skipped when alpha == 1 (the common steady state).
-    Value rescale = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNE,
-                                          alpha, cF32(1.0));
-    scf::IfOp::create(b, loc, rescale, [&](OpBuilder &, Location) {
-      for (int64_t c = 0; c < nvd; ++c) {
-        Value off = offset(nullptr, dvp, r, c * cfg.vw);
-        vstore(arith::MulFOp::create(b, loc, vload(oacc, off), alphaV), oacc,
-               off);
+      Value l = vload(lrow, lOff);
+      if (norm != attn::NormKind::softmax) {
+        // Plain weights: sigmoid(s), max(s, 0) or s; masked (-inf) gives 0.
+        for (int64_t jv = 0; jv < n; ++jv) {
+          Value x = sv[jv], w;
+          Value masked = arith::CmpFOp::create(
+              b, loc, arith::CmpFPredicate::OEQ, x, splatF(-INFINITY));
+          if (norm == attn::NormKind::sigmoid) // 1 / (1 + 2^(-s log2 e))
+            w = arith::DivFOp::create(
+                b, loc, splatF(1.0),
+                arith::AddFOp::create(
+                    b, loc, splatF(1.0),
+                    exp2(arith::MulFOp::create(b, loc, x, splatF(-kLog2e)))));
+          else if (norm == attn::NormKind::relu)
+            w = arith::MaximumFOp::create(b, loc, x, splatF(0.0));
+          else
+            w = x;
+          w = arith::SelectOp::create(b, loc, masked, splatF(0.0), w);
+          l = arith::AddFOp::create(b, loc, l, w);
+          vstore(w, s, offs[jv]);
+        }
+        vstore(l, lrow, lOff);
+        return;
       }
-      scf::YieldOp::create(b, loc);
+      // Online softmax with lazy rescaling: the running max m moves (and
+      // O and l are rescaled by alpha = 2^(m - m')) only when a score
+      // exceeds m + 8, so P = 2^(S - m) stays below 2^8 and most tiles
+      // need neither the row max reduction nor the rescale. maxnum (one
+      // vmaxps) rather than NaN-propagating maximum: a NaN score still
+      // reaches the output through 2^(NaN - m).
+      Value m = memref::LoadOp::create(b, loc, mrow, ValueRange{r});
+      Value mx = sv[0];
+      for (int64_t jv = 1; jv < n; ++jv)
+        mx = arith::MaxNumFOp::create(b, loc, mx, sv[jv]);
+      Value above = arith::CmpFOp::create(
+          b, loc, arith::CmpFPredicate::OGT, mx,
+          vector::BroadcastOp::create(
+              b, loc, vf, arith::AddFOp::create(b, loc, m, cF32(8.0))));
+      Value grow = vector::ReductionOp::create(
+          b, loc, vector::CombiningKind::OR, above);
+      auto growIf = scf::IfOp::create(
+          b, loc, grow,
+          [&](OpBuilder &, Location) {
+            Value mNew = vector::ReductionOp::create(
+                b, loc, vector::CombiningKind::MAXNUMF, mx);
+            // m = -inf (nothing kept yet): alpha = 0, and O, l are 0.
+            Value alphaV = exp2(vector::BroadcastOp::create(
+                b, loc, vf, arith::SubFOp::create(b, loc, m, mNew)));
+            memref::StoreOp::create(b, loc, mNew, mrow, ValueRange{r});
+            for (int64_t c = 0; c < nvd; ++c) {
+              Value off = offset(nullptr, dvp, r, c * cfg.vw);
+              vstore(arith::MulFOp::create(b, loc, vload(oacc, off), alphaV),
+                     oacc, off);
+            }
+            scf::YieldOp::create(
+                b, loc,
+                ValueRange{mNew, arith::MulFOp::create(b, loc, l, alphaV)
+                                     .getResult()});
+          },
+          [&](OpBuilder &, Location) {
+            scf::YieldOp::create(b, loc, ValueRange{m, l});
+          });
+      Value mCur = growIf.getResult(0);
+      l = growIf.getResult(1);
+      // While every entry so far is masked, m = -inf: use 0 so that
+      // -inf - m stays -inf (P = 0) and never NaN.
+      Value allMasked = arith::CmpFOp::create(
+          b, loc, arith::CmpFPredicate::OEQ, mCur, cF32(-INFINITY));
+      Value mSafe =
+          arith::SelectOp::create(b, loc, allMasked, cF32(0.0), mCur);
+      Value mSafeV = vector::BroadcastOp::create(b, loc, vf, mSafe);
+      for (int64_t jv = 0; jv < n; ++jv) {
+        Value p = exp2(arith::SubFOp::create(b, loc, sv[jv], mSafeV));
+        l = arith::AddFOp::create(b, loc, l, p);
+        vstore(p, s, offs[jv]);
+      }
+      vstore(l, lrow, lOff);
     });
   });
 }
@@ -589,7 +757,9 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
   attn::NormalizeOp normOp = variant.getNormalizeOp();
   forLoop(cIdx(0), rows, 1, [&](Value r) {
     Value row = arith::AddIOp::create(b, loc, q0, r);
-    Value l = memref::LoadOp::create(b, loc, lrow, ValueRange{r});
+    Value l = vector::ReductionOp::create(
+        b, loc, vector::CombiningKind::ADD,
+        vload(lrow, offset(nullptr, cfg.vw, r)));
     Value factor, lseValue, empty;
     if (norm == attn::NormKind::softmax) {
       Value m = memref::LoadOp::create(b, loc, mrow, ValueRange{r});
@@ -659,14 +829,21 @@ func::FuncOp TiledKernelBuilder::build() {
   SmallVector<attn::ParamOp> runtimeParams;
   SmallVector<Type> inputs =
       kernelArgumentTypes(b, variant, elementType, runtimeParams);
-  // The work item: (b, h, q-tile), then K transposed and V, converted to
-  // f32 and zero-padded once per call by the host: Kt [B, Hkv, kvTiles * D,
-  // Tk] (each kv-tile's K^T one contiguous block) and Vf [B, Hkv, LkvP, DvP]
-  // with LkvP, DvP multiples of tile-kv and the vector width, so the
-  // micro-kernels load whole vectors.
+  // The work item: (b, h, q-tile), then K transposed, converted to f32 and
+  // zero-padded once per call by the host: Kt [B, Hkv, kvTiles * D, Tk]
+  // (each kv-tile's K^T one contiguous block, Tk a multiple of the vector
+  // width), so the micro-kernels load whole vectors; and V as f32 rows
+  // [B, Hkv, >= Lkv, DvP] with DvP a multiple of the vector width and any
+  // outer strides: the caller's own V when it is float32 with contiguous
+  // rows and Dv a multiple of the vector width, else a padded copy.
   inputs.append(3, b.getIndexType());
   SmallVector<int64_t> dyn4(4, ShapedType::kDynamic);
-  inputs.append(2, MemRefType::get(dyn4, b.getF32Type()));
+  inputs.push_back(MemRefType::get(dyn4, b.getF32Type()));
+  inputs.push_back(MemRefType::get(
+      dyn4, b.getF32Type(),
+      StridedLayoutAttr::get(ctx, ShapedType::kDynamic,
+                             {ShapedType::kDynamic, ShapedType::kDynamic,
+                              ShapedType::kDynamic, 1})));
   // Tile summaries of data-dependent masks: for every rank-1 i32 or bool
   // tensor param, its (min, max) per tile of tile-q entries and per tile of
   // tile-kv entries, computed by the host in O(length) once per call (or
@@ -719,7 +896,17 @@ func::FuncOp TiledKernelBuilder::build() {
   s = scratch(cfg.tq * cfg.tk);
   oacc = scratch(cfg.tq * dvp);
   mrow = scratch(cfg.tq);
-  lrow = scratch(cfg.tq);
+  lrow = scratch(cfg.tq * cfg.vw);
+  if (variant.getMaskOp()) {
+    auto ranges = [&]() {
+      return memref::AllocaOp::create(
+                 b, loc, MemRefType::get({cfg.tq / cfg.rows}, b.getIndexType()))
+          ->getResult(0);
+    };
+    liveStart = ranges();
+    liveCount = ranges();
+    liveMixed = ranges();
+  }
 
   // scale, with log2(e) folded in when no score modifier needs the true
   // scaled dot product.
@@ -731,7 +918,7 @@ func::FuncOp TiledKernelBuilder::build() {
   packQ(q0, rows, qscale);
   forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
     memref::StoreOp::create(b, loc, cF32(-INFINITY), mrow, ValueRange{r});
-    memref::StoreOp::create(b, loc, cF32(0.0), lrow, ValueRange{r});
+    vstore(splatF(0.0), lrow, offset(nullptr, cfg.vw, r));
   });
   forLoop(cIdx(0), cIdx(cfg.tq * dvp), cfg.vw,
           [&](Value i) { vstore(splatF(0.0), oacc, i); });
@@ -860,18 +1047,32 @@ func::FuncOp TiledKernelBuilder::build() {
     curKvHi = tileEnv.kv.hi;
     curKtIdx = ktIdx;
     TileFacts facts = emitTileFacts(b, loc, maskOp, tileEnv);
-    curKvLo = curKvHi = curKtIdx = Value();
     // All-false tiles are skipped; all-true ones run without the mask.
     scf::IfOp::create(b, loc, facts.mayBeTrue, [&](OpBuilder &, Location) {
       countTiles(kStatusTilesComputed, cI32(1));
+      if (maskOp)
+        computeLiveRanges(tileEnv, facts, q0, rows);
+      curKvLo = curKvHi = curKtIdx = Value();
       microQK(rows, k0);
       Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
                                             cols, cIdx(cfg.tk));
-      Value needMask = arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
       if (variant.getScoreOp() || maskOp) {
         forLoop(cIdx(0), rows, 1, [&](Value r) {
           Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
-          modifyScores(offset(nullptr, cfg.tk, r), q32, k0, cols, needMask);
+          Value needMask = partial;
+          if (liveMixed) {
+            Value mixed = memref::LoadOp::create(
+                b, loc, liveMixed,
+                ValueRange{arith::DivUIOp::create(b, loc, r, cIdx(cfg.rows))});
+            needMask = arith::OrIOp::create(
+                b, loc, needMask,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, mixed,
+                                      cIdx(0)));
+          } else {
+            needMask = arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
+          }
+          modifyScores(offset(nullptr, cfg.tk, r), q32, k0, cols, needMask,
+                       liveRange(r));
         });
       } else {
         // No mask: only the padding of a partial tile is masked out.
@@ -888,7 +1089,7 @@ func::FuncOp TiledKernelBuilder::build() {
         });
       }
       softmaxRows(rows);
-      microPV(rows, k0);
+      microPV(rows, k0, cols);
       scf::YieldOp::create(b, loc);
     });
   });

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <variant>
 
 using namespace attnc;
@@ -164,19 +165,52 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   thread_local std::vector<float> ktStorage, vfStorage;
   Operand kt(ktStorage), vf(vfStorage);
   kt.init({B, Hkv, kvTiles * D, shape.tileKV});
-  vf.init({B, Hkv, lkvP, dvP});
-  int prepThreads = args.numThreads > 0 ? args.numThreads : defaultThreadCount();
-  parallelFor(B * Hkv * kvTiles, prepThreads, [&](int64_t item, int) {
-    int64_t bh = item / kvTiles, tile = item % kvTiles;
-    int64_t b = bh / Hkv, h = bh % Hkv;
+  // V is read in place when its rows are float32, contiguous and whole
+  // vectors (the kernel never reads a row past Lkv): half the staging
+  // traffic, which bounds sparse masks.
+  const TensorView &V0 = args.v;
+  bool directV = V0.dtype == DType::F32 && V0.strides[3] == 1 && Dv == dvP;
+  if (directV) {
+    vf.ptr = const_cast<void *>(V0.data);
+    int64_t shapeV[4] = {B, Hkv, Lkv, Dv};
+    for (int i = 0; i < 4; ++i) {
+      vf.sizes[i] = shapeV[i];
+      vf.strides[i] = V0.strides[i];
+    }
+  } else {
+    vf.init({B, Hkv, lkvP, dvP});
+  }
+  // One kv-tile of one KV head; a whole head is staged by the first work
+  // item that needs it (std::call_once), so staging overlaps the other
+  // workers' compute and the head's K^T is still in cache when it is read.
+  auto stageTile = [&](int64_t b, int64_t h, int64_t tile) {
     int64_t j0 = tile * shape.tileKV,
             j1 = std::min(Lkv, j0 + shape.tileKV);
     float *ktBase = kt.data.data() + (b * Hkv + h) * kvTiles * D * shape.tileKV +
                     tile * D * shape.tileKV;
-    float *vfBase = vf.data.data() + (b * Hkv + h) * lkvP * dvP;
     const TensorView &K = args.k, &V = args.v;
     bool fastK = K.dtype == DType::F32 && K.strides[3] == 1;
     bool fastV = V.dtype == DType::F32 && V.strides[3] == 1;
+    if (directV) {
+      for (int64_t j = j0; j < j1; ++j) {
+        float *ktCol = ktBase + (j - j0);
+        if (fastK) {
+          const float *row = static_cast<const float *>(K.data) +
+                             b * K.strides[0] + h * K.strides[1] +
+                             j * K.strides[2];
+          for (int64_t d = 0; d < D; ++d)
+            ktCol[d * shape.tileKV] = row[d];
+        } else {
+          for (int64_t d = 0; d < D; ++d)
+            ktCol[d * shape.tileKV] = elementAt(K, b, h, j, d);
+        }
+      }
+      for (int64_t j = j1; j < j0 + shape.tileKV; ++j)
+        for (int64_t d = 0; d < D; ++d)
+          ktBase[d * shape.tileKV + (j - j0)] = 0.0f;
+      return;
+    }
+    float *vfBase = vf.data.data() + (b * Hkv + h) * lkvP * dvP;
     for (int64_t j = j0; j < j1; ++j) {
       float *ktCol = ktBase + (j - j0);
       if (fastK) {
@@ -204,7 +238,14 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
         ktBase[d * shape.tileKV + (j - j0)] = 0.0f;
       std::fill(vfBase + j * dvP, vfBase + (j + 1) * dvP, 0.0f);
     }
-  });
+  };
+  std::vector<std::once_flag> staged(B * Hkv);
+  auto stageHead = [&](int64_t b, int64_t h) {
+    std::call_once(staged[b * Hkv + h], [&] {
+      for (int64_t tile = 0; tile < kvTiles; ++tile)
+        stageTile(b, h, tile);
+    });
+  };
 
   // Their descriptors are only read by the kernels: one copy for all.
   std::vector<void *> shared;
@@ -244,6 +285,7 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
     // Longest first: item 0 is the last q-tile of the first (b, h).
     int64_t qt = tiles - 1 - item / bh;
     int64_t b = (item % bh) / sz.value[1], h = item % sz.value[1];
+    stageHead(b, h / (sz.value[1] / Hkv));
     void *statusPtr = statuses[worker].data();
     int64_t idx[3] = {b, h, qt};
     std::vector<void *> local(packed.args.begin(), packed.args.end());

@@ -8,33 +8,50 @@
 // BAD: tile-kv must be a multiple of vector-width
 
 // CHECK-LABEL: func.func @causal(
-// CHECK-SAME: memref<8xi32>, %[[B:.+]]: index, %[[H:.+]]: index, %[[QT:.+]]: index, %[[KT:.+]]: memref<?x?x?x?xf32>, %[[VF:.+]]: memref<?x?x?x?xf32>)
+// CHECK-SAME: memref<8xi32>, %[[B:.+]]: index, %[[H:.+]]: index, %[[QT:.+]]: index, %[[KT:.+]]: memref<?x?x?x?xf32>, %[[VF:.+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, 1], offset: ?>>)
 // CHECK-NOT: attn.
 // Scratch tiles on the stack: Q (64 x 64), S (64 x 32), O (64 x 32), row
-// max and sum; K^T and V come prepared by the host.
+// max and the row sums' partial vectors; K^T and V come from the host. A
+// mask adds each 4-row block's live window (start, count, mixed).
 // CHECK-DAG: memref.alloca() {alignment = 64 : i64} : memref<4096xf32>
 // CHECK-DAG: memref.alloca() {alignment = 64 : i64} : memref<2048xf32>
+// CHECK-DAG: memref.alloca() {alignment = 64 : i64} : memref<1024xf32>
+// CHECK-DAG: memref.alloca() : memref<16xindex>
 // The kv-tile loop runs from the closed-form bounds (floor division of the
 // kv range by the tile) and skips tiles the abstraction proves all false.
 // CHECK: arith.floordivsi %{{.+}}, %c32_i64{{.*}} : i64
 // CHECK: scf.for %{{.+}} = %{{.+}} to %{{.+}} step %c1{{.*}} {
 // CHECK: scf.if %{{.+}} {
-// Q K^T: 4 rows x 2 vectors of accumulators carried through the d loop.
-// CHECK: %{{.+}}:8 = scf.for %{{.+}} = %c0{{.*}} to %c64{{.*}} step %c1{{.*}} iter_args({{.+}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// A mixed tile gets every block's window from the abstraction again.
+// CHECK: scf.for %{{.+}} = %c0{{.*}} to %{{.+}} step %c4{{.*}} {
+// CHECK: memref.store %{{.+}}, %{{.+}}[%{{.+}}] : memref<16xindex>
+// Q K^T per block, one straight-line body per window width: 4 rows x 1
+// vector for a one-vector window, 4 rows x 2 vectors for the whole tile.
+// CHECK: scf.index_switch
+// CHECK: case 1 {
+// CHECK: %{{.+}}:4 = scf.for %{{.+}} = %c0{{.*}} to %c64{{.*}} step %c1{{.*}} iter_args({{.+}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
 // CHECK: vector.load %[[KT]]
 // CHECK: vector.fma
-// The mask only where the tile is mixed or partial.
+// CHECK: default {
+// CHECK: %{{.+}}:8 = scf.for %{{.+}} = %c0{{.*}} to %c64{{.*}} step %c1{{.*}} iter_args({{.+}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// The mask only where the block is mixed or the tile partial.
 // CHECK: scf.if %{{.+}} -> (vector<16xf32>) {
 // CHECK: arith.cmpi sle, %{{.+}}, %{{.+}} : vector<16xi32>
-// Online softmax: row max, exp2 as a polynomial (bit tricks), row sum.
+// Online softmax with lazy rescaling: the row max is reduced (and O and l
+// rescaled) only when some score exceeds the running max by 8; then exp2 as
+// a polynomial (bit tricks) into a vector of partial row sums.
+// CHECK: arith.cmpf ogt, %{{.+}}, %{{.+}} : vector<16xf32>
+// CHECK: vector.reduction <or>
+// CHECK: scf.if %{{.+}} -> (f32, vector<16xf32>) {
 // CHECK: vector.reduction <maxnumf>
 // CHECK: arith.shli
 // CHECK: arith.bitcast %{{.+}} : vector<16xi32> to vector<16xf32>
-// CHECK: vector.reduction <add>
-// P V accumulates into O.
+// P V accumulates into O over the window's keys (never past Lkv).
+// CHECK: arith.minsi
 // CHECK: vector.load %[[VF]]
 // CHECK: vector.fma
-// Epilogue: O / l and LSE = (m + log2 l) ln 2.
+// Epilogue: l = sum of the partial sums, O / l and LSE = (m + log2 l) ln 2.
+// CHECK: vector.reduction <add>
 // CHECK: math.log2
 attn.variant @causal {
   attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {

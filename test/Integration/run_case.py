@@ -166,6 +166,25 @@ case("prelude-neighborhood-2d",
 case("prelude-neighborhood-2d-ragged",
      "attention natten { mask = neighborhood_2d(5, 2, 1); }", Lq=23,
      mask=neighborhood(5, 2, 1))
+# Many q-tiles and kv-tiles: a grid as wide as a kv-tile, so the kernel's
+# per-block windows follow the columns (kv % W inside one grid row), with a
+# ragged last row; a long sliding window and a chunked mask whose bands
+# cross tiles at every offset; a sigmoid over a neighbourhood (windows with
+# plain weights).
+case("prelude-neighborhood-2d-wide",
+     "attention natten { mask = neighborhood_2d(64, 3, 3); }", Lq=700,
+     H=1, D=16, mask=neighborhood(64, 3, 3))
+case("prelude-neighborhood-2d-offset",
+     "attention natten { mask = neighborhood_2d(64, 2, 9); }", Lq=330,
+     Lkv=400, H=1, D=16, mask=neighborhood(64, 2, 9))
+case("prelude-sliding-window-long",
+     "attention a { mask = sliding_window(100); }", Lq=530, H=1, D=16,
+     mask=lambda c, b, h, i, j: (j <= i) & (i - j < 100))
+case("prelude-chunked-long", "attention a { mask = chunked(37); }", Lq=300,
+     H=1, D=16, mask=lambda c, b, h, i, j: i // 37 == j // 37)
+case("prelude-neighborhood-2d-sigmoid",
+     "attention natten { mask = neighborhood_2d(64, 1, 5); normalize sigmoid; }",
+     Lq=300, H=1, D=16, norm="sigmoid", mask=neighborhood(64, 1, 5))
 
 # -- normalisations --------------------------------------------------------
 case("norm-sink-zero", "attention a { normalize softmax(sink = 0.0); }",

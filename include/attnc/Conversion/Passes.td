@@ -62,9 +62,16 @@ def ConvertAttnToTiledKernel
 
     Per q-tile it visits only the kv-tiles inside the closed-form kv range
     that the tile abstraction gives (loop bounds), skips tiles it proves
-    all false, evaluates the mask only in mixed tiles, and runs FlashAttention's
-    online softmax in log2 units (`exp2` with `log2(e)` folded into the
-    scale) with register-blocked vector micro-kernels for `Q K^T` and `P V`.
+    all false, and in a mixed tile asks the abstraction again for every
+    block of 4 rows: the block's kv range, clipped to the tile, is its live
+    window (whole vectors from the range's first key), and `Q K^T`, the
+    mask, the softmax and `P V` run only over that window (a causal
+    diagonal, a sliding window's band, a 2-D neighbourhood's columns);
+    blocks proven all true skip the mask. It runs FlashAttention's online
+    softmax in log2 units (`exp2` with `log2(e)` folded into the scale,
+    the running max moved only when a score exceeds it by more than 8, so
+    most tiles need no rescale) with register-blocked vector micro-kernels
+    for `Q K^T` and `P V`.
     Sigmoid and relu accumulate plain weights and linear a running sum; the
     sink joins the denominator at the end. Head dimensions are compile-time
     constants (`head-dim`, `value-dim`); the run checks them.

@@ -2,12 +2,14 @@
 //
 // A kernel from convert-attn-to-tiled-kernel computes one work item
 // (b, h, q-tile) per call. launchTiledKernel checks and packs the arguments
-// once (KernelLaunch.h), converts K (transposed) and V into zero-padded
-// float32 buffers that every work item shares, then spreads the
-// B x H x ceil(Lq / tileQ) items over
-// the persistent thread pool, last q-tiles first (for causal masks those are
-// the longest), each thread with its own status word. No MLIR or LLVM here:
-// ahead-of-time programs link it too.
+// once (KernelLaunch.h), converts K (transposed) into a zero-padded float32
+// buffer that every work item shares (each KV head staged by the first
+// work item that needs it) and V likewise unless the caller's V is float32
+// rows of whole vectors (then the kernel reads it in place), then spreads
+// the B x H x ceil(Lq / tileQ) items over the persistent thread pool, last
+// q-tiles first (for causal masks those are the longest), each thread with
+// its own status word. No MLIR or LLVM here: ahead-of-time programs link
+// it too.
 //
 //===----------------------------------------------------------------------===//
 #ifndef ATTNC_TARGET_TILEDLAUNCH_H
