@@ -1034,7 +1034,13 @@ func::FuncOp TiledKernelBuilder::build() {
              arith::TruncIOp::create(b, loc, b.getI32Type(),
                                      arith::SubIOp::create(b, loc, ktEnd,
                                                            ktBegin)));
-  forLoop(ktB, ktE, 1, [&](Value ktIdx) {
+  // Last kv-tile first: scores that grow towards the diagonal (ALiBi, a
+  // causal row's nearest keys) set the running max early, so later tiles
+  // rarely exceed it and need no rescale.
+  forLoop(ktB, ktE, 1, [&](Value i) {
+    Value ktIdx = arith::SubIOp::create(
+        b, loc, arith::SubIOp::create(b, loc, ktE, cIdx(1)),
+        arith::SubIOp::create(b, loc, i, ktB));
     Value k0 = arith::MulIOp::create(b, loc, ktIdx, cIdx(cfg.tk));
     Value cols = minIdx(cIdx(cfg.tk),
                         arith::SubIOp::create(b, loc, sizeIdx[4], k0));
