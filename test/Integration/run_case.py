@@ -324,6 +324,29 @@ attention a {
 }""", B=3, params=dict(doc=lambda c, rng: documents(c, rng, batch=True)),
      mask=lambda c, b, h, i, j: (c.doc[b, i] == c.doc[b, j]) & (j <= i))
 
+# Many kv-tiles with a ragged end: the per-kv-tile summaries cover several
+# rounds of the GPU kernel's summary pass and a partial last tile.
+case("param-i32-tensor-doc-long", """
+attention a { param doc: i32[Lkv]; mask = doc[q_idx] == doc[kv_idx]; }""",
+     Lq=1100, H=1, D=32, params=dict(doc=lambda c, rng: np.sort(
+         rng.integers(0, 9, size=(c.Lkv,))).astype(np.int32)),
+     mask=lambda c, b, h, i, j: c.doc[i] == c.doc[j])
+
+
+def key_runs(c, rng):
+    """A bool per key in runs of 1 to 200: whole tiles false, true, mixed."""
+    keep, v = [], bool(rng.integers(0, 2))
+    while len(keep) < c.Lkv:
+        keep += [v] * int(rng.integers(1, 200))
+        v = not v
+    return np.array(keep[:c.Lkv], dtype=bool)
+
+
+case("param-bool-tensor-keys-long", """
+attention a { param keep: bool[Lkv]; mask = keep[kv_idx] && causal(); }""",
+     Lq=900, H=1, D=32, params=dict(keep=key_runs),
+     mask=lambda c, b, h, i, j: c.keep[j] & (j <= i))
+
 
 def blocks(c, rng):
     n = -(-c.Lq // 16)
