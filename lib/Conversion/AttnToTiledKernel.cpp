@@ -46,6 +46,7 @@
 #include "mlir/IR/Matchers.h"
 
 #include <cmath>
+#include <functional>
 #include <map>
 
 namespace attnc {
@@ -180,7 +181,16 @@ private:
   /// 2^x for a vector of f32, by a degree-6 polynomial on x - round(x);
   /// exactly 0 below -126 (and so for -inf).
   Value exp2(Value x);
-  /// Applies score and mask to the row of S at `sRow`.
+  /// Whether score and mask map onto vectors (then the softmax applies
+  /// them to each vector as it loads it, see modifyVector).
+  bool vectorizedModifiers();
+  /// Score and mask applied to one vector `sv` of S, columns col ..
+  /// col + vw of the kv-tile at k0 (i32), in row q32: masked lanes (and
+  /// lanes past `cols`) become -inf where needMask.
+  Value modifyVector(Value sv, Value col, Value q32, Value k032, Value cols,
+                     Value needMask);
+  /// Applies score and mask to the row of S at `sRow`, element by element
+  /// (masks and scores that do not vectorise).
   void modifyScores(Value sRow, Value q32, Value k0, Value cols,
                     Value needMask, std::pair<Value, Value> range);
   /// The region evaluated for the 16 (vector width) lanes of a row.
@@ -225,7 +235,11 @@ private:
   void microQKBlock(Value rb, Value ktRow, Value col0, int64_t n);
   void microQK(Value rows, Value k0);
   void microPV(Value rows, Value k0, Value cols);
-  void softmaxRows(Value rows);
+  /// Per row r: `modify(r)` gives the function applied to each loaded
+  /// vector of S and its first column (score and mask), or none.
+  using RowModifier =
+      std::function<std::function<Value(Value, Value)>(Value)>;
+  void softmaxRows(Value rows, const RowModifier &modify = nullptr);
   void epilogue(Value q0, Value rows);
 
   attn::VariantOp variant;
@@ -554,59 +568,56 @@ void TiledKernelBuilder::computeLiveRanges(const TileEnv &tileEnv,
       });
 }
 
+bool TiledKernelBuilder::vectorizedModifiers() {
+  attn::ScoreOp scoreOp = variant.getScoreOp();
+  attn::MaskOp maskOp = variant.getMaskOp();
+  return (!scoreOp || isVectorizable(scoreOp.getBody())) &&
+         (!maskOp || isVectorizable(maskOp.getBody()));
+}
+
+Value TiledKernelBuilder::modifyVector(Value sv, Value col, Value q32,
+                                       Value k032, Value cols,
+                                       Value needMask) {
+  attn::ScoreOp scoreOp = variant.getScoreOp();
+  attn::MaskOp maskOp = variant.getMaskOp();
+  SmallVector<Attribute> lanes;
+  for (int64_t l = 0; l < cfg.vw; ++l)
+    lanes.push_back(b.getI32IntegerAttr(l));
+  Value iota =
+      arith::ConstantOp::create(b, loc, DenseElementsAttr::get(vi, lanes));
+  Value jl = arith::AddIOp::create(
+      b, loc, iota, vector::BroadcastOp::create(b, loc, vi, toI32(col)));
+  Value kvv = arith::AddIOp::create(
+      b, loc, jl, vector::BroadcastOp::create(b, loc, vi, k032));
+  if (scoreOp)
+    sv = vectorizedRegion(scoreOp.getBody(), {b32, h32, q32}, {kvv, sv});
+  if (scoreOp && foldLog2e == false && norm == attn::NormKind::softmax)
+    sv = arith::MulFOp::create(b, loc, sv, splatF(kLog2e));
+  auto maskIf = scf::IfOp::create(
+      b, loc, needMask,
+      [&](OpBuilder &, Location) {
+        Value keep = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::slt, jl,
+            vector::BroadcastOp::create(b, loc, vi, toI32(cols)));
+        if (maskOp)
+          keep = arith::AndIOp::create(
+              b, loc, keep,
+              vectorizedRegion(maskOp.getBody(), {b32, h32, q32}, {kvv}));
+        scf::YieldOp::create(
+            b, loc,
+            arith::SelectOp::create(b, loc, keep, sv, splatF(-INFINITY))
+                .getResult());
+      },
+      [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, sv); });
+  return maskIf.getResult(0);
+}
+
 void TiledKernelBuilder::modifyScores(Value sRow, Value q32, Value k0,
                                       Value cols, Value needMask,
                                       std::pair<Value, Value> range) {
   attn::ScoreOp scoreOp = variant.getScoreOp();
   attn::MaskOp maskOp = variant.getMaskOp();
   Value negInf = cF32(-INFINITY);
-  bool vectorized = (!scoreOp || isVectorizable(scoreOp.getBody())) &&
-                    (!maskOp || isVectorizable(maskOp.getBody()));
-  if (vectorized) {
-    SmallVector<Attribute> lanes;
-    for (int64_t l = 0; l < cfg.vw; ++l)
-      lanes.push_back(b.getI32IntegerAttr(l));
-    Value iota = arith::ConstantOp::create(b, loc,
-                                           DenseElementsAttr::get(vi, lanes));
-    Value colsV = vector::BroadcastOp::create(b, loc, vi, toI32(cols));
-    Value k032 = toI32(k0);
-    // Only the live window: the rest of the row is already -inf.
-    forCount(range.second, [&](int64_t n) {
-      for (int64_t jv = 0; jv < n; ++jv) {
-        Value col = arith::AddIOp::create(b, loc, range.first,
-                                          cIdx(jv * cfg.vw));
-        Value off = arith::AddIOp::create(b, loc, sRow, col);
-        Value sv = vload(s, off);
-        Value jl = arith::AddIOp::create(
-            b, loc, iota, vector::BroadcastOp::create(b, loc, vi, toI32(col)));
-        Value kvv = arith::AddIOp::create(
-            b, loc, jl, vector::BroadcastOp::create(b, loc, vi, k032));
-        if (scoreOp)
-          sv = vectorizedRegion(scoreOp.getBody(), {b32, h32, q32}, {kvv, sv});
-        if (scoreOp && foldLog2e == false && norm == attn::NormKind::softmax)
-          sv = arith::MulFOp::create(b, loc, sv, splatF(kLog2e));
-        auto maskIf = scf::IfOp::create(
-            b, loc, needMask,
-            [&](OpBuilder &, Location) {
-              Value keep = arith::CmpIOp::create(
-                  b, loc, arith::CmpIPredicate::slt, jl, colsV);
-              if (maskOp)
-                keep = arith::AndIOp::create(
-                    b, loc, keep,
-                    vectorizedRegion(maskOp.getBody(), {b32, h32, q32}, {kvv}));
-              scf::YieldOp::create(
-                  b, loc,
-                  arith::SelectOp::create(
-                      b, loc, keep, sv,
-                      vector::BroadcastOp::create(b, loc, vf, negInf))
-                      .getResult());
-            },
-            [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, sv); });
-        vstore(maskIf.getResult(0), s, off);
-      }
-    });
-    return;
-  }
   // Scalar path: the mask first, the score only where the mask keeps the
   // entry (so its checked reads never fire on masked entries). Without a
   // score modifier, all-true tiles need none of it.
@@ -655,7 +666,7 @@ void TiledKernelBuilder::modifyScores(Value sRow, Value q32, Value k0,
     b.setInsertionPointAfter(guard);
 }
 
-void TiledKernelBuilder::softmaxRows(Value rows) {
+void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
   // Per row, over the row block's live window only (nothing for an empty
   // one). The row sum l is kept as a vector of partial sums and reduced
   // once, in the epilogue.
@@ -664,13 +675,18 @@ void TiledKernelBuilder::softmaxRows(Value rows) {
     Value sRow = offset(nullptr, cfg.tk, r);
     Value lOff = offset(nullptr, cfg.vw, r);
     std::pair<Value, Value> range = liveRange(r);
+    std::function<Value(Value, Value)> rowModify;
+    if (modify)
+      rowModify = modify(r);
     forCount(range.second, [&](int64_t n) {
       SmallVector<Value> offs, sv;
       for (int64_t jv = 0; jv < n; ++jv) {
-        offs.push_back(arith::AddIOp::create(
-            b, loc, sRow,
-            arith::AddIOp::create(b, loc, range.first, cIdx(jv * cfg.vw))));
+        Value col =
+            arith::AddIOp::create(b, loc, range.first, cIdx(jv * cfg.vw));
+        offs.push_back(arith::AddIOp::create(b, loc, sRow, col));
         sv.push_back(vload(s, offs.back()));
+        if (rowModify)
+          sv.back() = rowModify(sv.back(), col);
       }
       Value l = vload(lrow, lOff);
       if (norm != attn::NormKind::softmax) {
@@ -1062,23 +1078,36 @@ func::FuncOp TiledKernelBuilder::build() {
       microQK(rows, k0);
       Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
                                             cols, cIdx(cfg.tk));
-      if (variant.getScoreOp() || maskOp) {
+      // Whether row r needs the mask: its block is mixed, or the tile is
+      // partial (its padding).
+      auto rowNeedsMask = [&](Value r) -> Value {
+        if (!liveMixed)
+          return arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
+        Value mixed = memref::LoadOp::create(
+            b, loc, liveMixed,
+            ValueRange{arith::DivUIOp::create(b, loc, r, cIdx(cfg.rows))});
+        return arith::OrIOp::create(
+            b, loc, partial,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, mixed,
+                                  cIdx(0)));
+      };
+      RowModifier fused;
+      if ((variant.getScoreOp() || maskOp) && vectorizedModifiers()) {
+        // Score and mask on each vector as the softmax loads it: one pass
+        // over the window.
+        Value k032 = toI32(k0);
+        fused = [&, k032](Value r) -> std::function<Value(Value, Value)> {
+          Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
+          Value needMask = rowNeedsMask(r);
+          return [this, q32, needMask, k032, cols](Value sv, Value col) {
+            return modifyVector(sv, col, q32, k032, cols, needMask);
+          };
+        };
+      } else if (variant.getScoreOp() || maskOp) {
         forLoop(cIdx(0), rows, 1, [&](Value r) {
           Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
-          Value needMask = partial;
-          if (liveMixed) {
-            Value mixed = memref::LoadOp::create(
-                b, loc, liveMixed,
-                ValueRange{arith::DivUIOp::create(b, loc, r, cIdx(cfg.rows))});
-            needMask = arith::OrIOp::create(
-                b, loc, needMask,
-                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, mixed,
-                                      cIdx(0)));
-          } else {
-            needMask = arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
-          }
-          modifyScores(offset(nullptr, cfg.tk, r), q32, k0, cols, needMask,
-                       liveRange(r));
+          modifyScores(offset(nullptr, cfg.tk, r), q32, k0, cols,
+                       rowNeedsMask(r), liveRange(r));
         });
       } else {
         // No mask: only the padding of a partial tile is masked out.
@@ -1094,7 +1123,7 @@ func::FuncOp TiledKernelBuilder::build() {
           scf::YieldOp::create(b, loc);
         });
       }
-      softmaxRows(rows);
+      softmaxRows(rows, fused);
       microPV(rows, k0, cols);
       scf::YieldOp::create(b, loc);
     });

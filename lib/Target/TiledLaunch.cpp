@@ -282,10 +282,16 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   for (auto &s : statuses)
     s.fill(0);
   parallelFor(items, threads, [&](int64_t item, int worker) {
-    // Longest first: item 0 is the last q-tile of the first (b, h).
-    int64_t qt = tiles - 1 - item / bh;
-    int64_t b = (item % bh) / sz.value[1], h = item % sz.value[1];
-    stageHead(b, h / (sz.value[1] / Hkv));
+    // Head by head, each head's last (longest) q-tile first: the items
+    // that end the run are short, and a head's K^T and V stay in cache
+    // while its q-tiles run. The first item of a head also stages the next
+    // head's K^T, so that staging overlaps the other workers' compute.
+    int64_t bhIdx = item / tiles, qt = tiles - 1 - item % tiles;
+    int64_t b = bhIdx / sz.value[1], h = bhIdx % sz.value[1];
+    int64_t group = sz.value[1] / Hkv;
+    stageHead(b, h / group);
+    if (qt == tiles - 1 && bhIdx + 1 < bh)
+      stageHead((bhIdx + 1) / sz.value[1], (bhIdx + 1) % sz.value[1] / group);
     void *statusPtr = statuses[worker].data();
     int64_t idx[3] = {b, h, qt};
     std::vector<void *> local(packed.args.begin(), packed.args.end());
