@@ -12,18 +12,20 @@
 //     S  = score(S), masked to -inf only where the block is mixed
 //     if some S > m + 8: m' = rowmax S, O *= 2^(m - m'), l *= 2^(m - m')
 //     P = 2^(S - m);  l += P (a vector of partial sums)
-//     O += P V                     (register-blocked vector micro-kernel)
+//     O += P V  over the block's exact keys (register-blocked micro-kernel)
 //   O /= l (with the sink folded in), LSE = (m + log2 l) ln 2
 //
 // Scores are kept in log2 units: log2(e) is folded into the Q scale when
 // there is no score modifier (else applied after it) and exp2 is a vector
 // polynomial. Sigmoid and relu accumulate plain weights, linear a running
 // sum. Head dimensions are compile-time constants. The host hands the
-// kernel K transposed as a zero-padded float32 copy (O(L D) work and
-// memory) and V as float32 rows of whole vectors (the caller's own V when
-// it is already that), so the micro-kernels load whole vectors with no
-// per-tile packing or bounds; Q is packed once per work item. The host runs
-// the work items over a thread pool.
+// kernel K and V as float32 rows of whole vectors (the caller's own when
+// they are already that) and a K^T buffer that the work items fill: each
+// kv-tile of each KV head is transposed once per call, by register
+// transposes, by the first work item that visits it (an atomic state word
+// per tile), so the micro-kernels load whole vectors with no per-tile
+// packing or bounds; Q is packed once per work item. The host runs the
+// work items over a thread pool.
 //
 //===----------------------------------------------------------------------===//
 
@@ -117,6 +119,7 @@ public:
     vi = VectorType::get({cfg.vw}, b.getI32Type());
     vb = VectorType::get({cfg.vw}, b.getI1Type());
     dvp = (cfg.valueDim + cfg.vw - 1) / cfg.vw * cfg.vw;
+    dp = (cfg.headDim + cfg.vw - 1) / cfg.vw * cfg.vw;
   }
 
   func::FuncOp build();
@@ -234,6 +237,11 @@ private:
   /// columns from column col0 (not necessarily aligned).
   void microQKBlock(Value rb, Value ktRow, Value col0, int64_t n);
   void microQK(Value rows, Value k0);
+  /// The vw x vw transpose of vw vectors of vw lanes.
+  SmallVector<Value> transposeSquare(SmallVector<Value> rows);
+  /// Makes sure kv-tile ktIdx of this KV head has its K^T in the shared
+  /// buffer: the first work item to reach it builds it, others wait.
+  void ensureKt(Value ktIdx, Value k0, Value cols);
   void microPV(Value rows, Value k0, Value cols);
   /// Per row r: `modify(r)` gives the function applied to each loaded
   /// vector of S and its first column (score and mask), or none.
@@ -256,12 +264,14 @@ private:
   Value b32, h32;
   KernelContext kctx;
   // Scratch tiles (flat f32 memrefs) and the host-prepared K^T and V.
-  Value qp, kt, s, vp, oacc, mrow, lrow;
+  Value qp, kt, s, vp, kr, kflags, oacc, mrow, lrow;
+  int64_t dp = 0; // headDim rounded up to whole vectors
   // Per register block of rows, in the current kv-tile: the live window of
   // S, liveCount vectors from column liveStart (outside it the mask keeps
-  // nothing), and whether the block needs the mask (liveMixed). Null
+  // nothing), the exact keys [liveKeyLo, liveKeyEnd) inside it that P V
+  // visits, and whether the block needs the mask (liveMixed). Null
   // without a mask.
-  Value liveStart, liveCount, liveMixed;
+  Value liveStart, liveCount, liveMixed, liveKeyLo, liveKeyEnd;
   // Tile summaries (per q-tile, per kv-tile) of rank-1 integer params, and
   // the bounds of the current q-tile and kv-tile that select their rows.
   SmallVector<attn::ParamOp> summarized;
@@ -424,17 +434,149 @@ void TiledKernelBuilder::forCount(Value count,
   }
 }
 
+SmallVector<Value> TiledKernelBuilder::transposeSquare(SmallVector<Value> r) {
+  // Round `d` swaps bit d of the row index with bit d of the lane index:
+  // rows i and i + d (bit d of i clear) exchange the lanes whose bit d
+  // differs from the row's, with two two-input shuffles. log2(vw) rounds.
+  int64_t n = cfg.vw;
+  for (int64_t d = 1; d < n; d *= 2) {
+    SmallVector<int64_t> lo(n), hi(n);
+    for (int64_t c = 0; c < n; ++c) {
+      bool bit = c & d;
+      lo[c] = bit ? n + (c - d) : c;
+      hi[c] = bit ? n + c : c + d;
+    }
+    SmallVector<Value> next(n);
+    for (int64_t i = 0; i < n; ++i) {
+      if (i & d)
+        continue;
+      next[i] = vector::ShuffleOp::create(b, loc, r[i], r[i + d], lo);
+      next[i + d] = vector::ShuffleOp::create(b, loc, r[i], r[i + d], hi);
+    }
+    r = next;
+  }
+  return r;
+}
+
+void TiledKernelBuilder::ensureKt(Value ktIdx, Value k0, Value cols) {
+  // The tile's state word: bit 0 claimed, bit 1 ready. The first work item
+  // to set bit 0 transposes the tile (whole tiles by vw x vw register
+  // transposes of K's rows; the partial last tile element by element,
+  // zeros past Lkv) and then sets bit 1; anyone else waits for bit 1. So
+  // every kv-tile of every KV head is transposed once per call, by the
+  // thread that first needs it, and tiles no work item visits never are.
+  Value kvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
+  Value word = arith::AddIOp::create(
+      b, loc,
+      arith::MulIOp::create(
+          b, loc,
+          arith::AddIOp::create(
+              b, loc, arith::MulIOp::create(b, loc, bi, sizeIdx[2]), hkv),
+          kvTiles),
+      ktIdx);
+  auto atomicOr = [&](int64_t bits) {
+    return memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::ori,
+                                       cI32(bits), kflags, ValueRange{word})
+        .getResult();
+  };
+  Value old = atomicOr(1);
+  Value ktRow = arith::MulIOp::create(b, loc, ktIdx, cIdx(dp));
+  int64_t nv = cfg.tk / cfg.vw;
+  Value mine = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, old,
+                                     cI32(0));
+  scf::IfOp::create(
+      b, loc, mine,
+      [&](OpBuilder &, Location) {
+        Value full = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                           cols, cIdx(cfg.tk));
+        scf::IfOp::create(
+            b, loc, full,
+            [&](OpBuilder &, Location) {
+              forLoop(cIdx(0), cIdx(dp / cfg.vw), 1, [&](Value db) {
+                Value d0 = arith::MulIOp::create(b, loc, db, cIdx(cfg.vw));
+                for (int64_t jb = 0; jb < nv; ++jb) {
+                  SmallVector<Value> rowsK;
+                  for (int64_t j = 0; j < cfg.vw; ++j)
+                    rowsK.push_back(vector::LoadOp::create(
+                        b, loc, vf, kr,
+                        ValueRange{bi, hkv,
+                                   arith::AddIOp::create(
+                                       b, loc, k0, cIdx(jb * cfg.vw + j)),
+                                   d0}));
+                  SmallVector<Value> t = transposeSquare(rowsK);
+                  for (int64_t i = 0; i < cfg.vw; ++i)
+                    vector::StoreOp::create(
+                        b, loc, t[i], kt,
+                        ValueRange{bi, hkv,
+                                   arith::AddIOp::create(
+                                       b, loc, ktRow,
+                                       arith::AddIOp::create(b, loc, d0,
+                                                             cIdx(i))),
+                                   cIdx(jb * cfg.vw)});
+                }
+              });
+              scf::YieldOp::create(b, loc);
+            },
+            [&](OpBuilder &, Location) {
+              forLoop(cIdx(0), cIdx(cfg.tk), 1, [&](Value j) {
+                Value inside = arith::CmpIOp::create(
+                    b, loc, arith::CmpIPredicate::slt, j, cols);
+                Value key = arith::AddIOp::create(b, loc, k0, j);
+                forLoop(cIdx(0), cIdx(dp), 1, [&](Value d) {
+                  auto x = scf::IfOp::create(
+                      b, loc, inside,
+                      [&](OpBuilder &, Location) {
+                        scf::YieldOp::create(
+                            b, loc,
+                            memref::LoadOp::create(b, loc, kr,
+                                                   ValueRange{bi, hkv, key, d})
+                                .getResult());
+                      },
+                      [&](OpBuilder &, Location) {
+                        scf::YieldOp::create(b, loc, cF32(0.0));
+                      });
+                  memref::StoreOp::create(
+                      b, loc, x.getResult(0), kt,
+                      ValueRange{bi, hkv,
+                                 arith::AddIOp::create(b, loc, ktRow, d), j});
+                });
+              });
+              scf::YieldOp::create(b, loc);
+            });
+        atomicOr(2); // release: the tile is written
+        scf::YieldOp::create(b, loc);
+      },
+      [&](OpBuilder &, Location) {
+        // Claimed by another work item: wait until it is ready.
+        Value ready = arith::AndIOp::create(b, loc, old, cI32(2));
+        auto wait = scf::WhileOp::create(
+            b, loc, TypeRange{b.getI32Type()}, ValueRange{ready},
+            [&](OpBuilder &, Location, ValueRange args) {
+              Value notReady = arith::CmpIOp::create(
+                  b, loc, arith::CmpIPredicate::eq, args[0], cI32(0));
+              scf::ConditionOp::create(b, loc, notReady, args);
+            },
+            [&](OpBuilder &, Location, ValueRange) {
+              scf::YieldOp::create(
+                  b, loc,
+                  arith::AndIOp::create(b, loc, atomicOr(0), cI32(2))
+                      .getResult());
+            });
+        (void)wait;
+        scf::YieldOp::create(b, loc);
+      });
+}
+
 void TiledKernelBuilder::microQK(Value rows, Value k0) {
   // S[r][j] = sum_d Qp[r][d] K[b][hkv][k0 + j][d], R rows x Tk columns per
-  // block, the accumulators held in vector registers across the d loop. The
-  // host lays K^T out tile-major, [B, Hkv, kvTiles * D, Tk], so that one
-  // kv-tile is one contiguous block. A block whose live window is narrower
+  // block, the accumulators held in vector registers across the d loop. K^T
+  // is tile-major, [B, Hkv, kvTiles * DP, Tk], so that one kv-tile is one
+  // contiguous block (ensureKt builds it). A block whose live window is narrower
   // (a band of the mask through the tile) computes only the window, still
   // register-blocked; every later stage reads only the window too.
   int64_t R = cfg.rows, nv = cfg.tk / cfg.vw;
   Value ktRow = arith::MulIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, k0, cIdx(cfg.tk)),
-      cIdx(cfg.headDim));
+      b, loc, arith::DivUIOp::create(b, loc, k0, cIdx(cfg.tk)), cIdx(dp));
   Value ub = rowsInBlocks(rows);
   forLoop(cIdx(0), ub, R, [&](Value rb) {
     std::pair<Value, Value> range = liveRange(rb);
@@ -451,15 +593,15 @@ void TiledKernelBuilder::microPV(Value rows, Value k0, Value cols) {
   int64_t R = cfg.rows, nvd = dvp / cfg.vw, group = 4;
   Value ub = rowsInBlocks(rows);
   forLoop(cIdx(0), ub, R, [&](Value rb) {
-    std::pair<Value, Value> range = liveRange(rb);
-    Value jBegin = range.first;
-    // Keys past Lkv (a partial last tile) have P = 0 and no V row: V may
-    // be the caller's own tensor.
-    Value jEnd = minIdx(
-        arith::AddIOp::create(
-            b, loc, jBegin,
-            arith::MulIOp::create(b, loc, range.second, cIdx(cfg.vw))),
-        cols);
+    // The block's exact keys (P is 0 outside them); keys past Lkv (a
+    // partial last tile) have no V row: V may be the caller's own tensor.
+    Value jBegin = cIdx(0), jEnd = cIdx(cfg.tk);
+    if (liveKeyLo) {
+      Value i = arith::DivUIOp::create(b, loc, rb, cIdx(cfg.rows));
+      jBegin = memref::LoadOp::create(b, loc, liveKeyLo, ValueRange{i});
+      jEnd = memref::LoadOp::create(b, loc, liveKeyEnd, ValueRange{i});
+    }
+    jEnd = minIdx(jEnd, cols);
     for (int64_t g0 = 0; g0 < nvd; g0 += group) {
       int64_t gn = std::min(group, nvd - g0);
       SmallVector<Value> init;
@@ -510,11 +652,14 @@ void TiledKernelBuilder::computeLiveRanges(const TileEnv &tileEnv,
   // the mask. Tiles that are all true keep every vector and need no mask.
   int64_t R = cfg.rows, nv = cfg.tk / cfg.vw;
   Value ub = rowsInBlocks(rows);
-  auto store = [&](Value rb, Value start, Value count, Value mixed) {
+  auto store = [&](Value rb, Value start, Value count, Value mixed,
+                   Value keyLo, Value keyEnd) {
     Value i = arith::DivUIOp::create(b, loc, rb, cIdx(R));
     memref::StoreOp::create(b, loc, start, liveStart, ValueRange{i});
     memref::StoreOp::create(b, loc, count, liveCount, ValueRange{i});
     memref::StoreOp::create(b, loc, mixed, liveMixed, ValueRange{i});
+    memref::StoreOp::create(b, loc, keyLo, liveKeyLo, ValueRange{i});
+    memref::StoreOp::create(b, loc, keyEnd, liveKeyEnd, ValueRange{i});
   };
   scf::IfOp::create(
       b, loc, facts.mayBeFalse,
@@ -557,13 +702,21 @@ void TiledKernelBuilder::computeLiveRanges(const TileEnv &tileEnv,
                 arith::SelectOp::create(b, loc, live, idx(start), cIdx(0)),
                 arith::SelectOp::create(b, loc, live, idx(n), cIdx(0)),
                 idx(arith::ExtUIOp::create(b, loc, b.getI64Type(),
-                                           bf.mayBeFalse)));
+                                           bf.mayBeFalse)),
+                arith::SelectOp::create(b, loc, live, idx(lo), cIdx(0)),
+                arith::SelectOp::create(
+                    b, loc, live,
+                    idx(arith::AddIOp::create(b, loc, hi, cI64(1))),
+                    cIdx(0)));
         });
         scf::YieldOp::create(b, loc);
       },
       [&](OpBuilder &, Location) {
         forLoop(cIdx(0), ub, R,
-                [&](Value rb) { store(rb, cIdx(0), cIdx(nv), cIdx(0)); });
+                [&](Value rb) {
+                  store(rb, cIdx(0), cIdx(nv), cIdx(0), cIdx(0),
+                        cIdx(cfg.tk));
+                });
         scf::YieldOp::create(b, loc);
       });
 }
@@ -733,19 +886,31 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
           [&](OpBuilder &, Location) {
             Value mNew = vector::ReductionOp::create(
                 b, loc, vector::CombiningKind::MAXNUMF, mx);
-            // m = -inf (nothing kept yet): alpha = 0, and O, l are 0.
-            Value alphaV = exp2(vector::BroadcastOp::create(
-                b, loc, vf, arith::SubFOp::create(b, loc, m, mNew)));
             memref::StoreOp::create(b, loc, mNew, mrow, ValueRange{r});
-            for (int64_t c = 0; c < nvd; ++c) {
-              Value off = offset(nullptr, dvp, r, c * cfg.vw);
-              vstore(arith::MulFOp::create(b, loc, vload(oacc, off), alphaV),
-                     oacc, off);
-            }
+            // m = -inf (nothing kept yet): O and l are 0, nothing to
+            // rescale (the row's first live tile).
+            Value first = arith::CmpFOp::create(
+                b, loc, arith::CmpFPredicate::OEQ, m, cF32(-INFINITY));
+            auto rescaled = scf::IfOp::create(
+                b, loc, first,
+                [&](OpBuilder &, Location) {
+                  scf::YieldOp::create(b, loc, l);
+                },
+                [&](OpBuilder &, Location) {
+                  Value alphaV = exp2(vector::BroadcastOp::create(
+                      b, loc, vf, arith::SubFOp::create(b, loc, m, mNew)));
+                  for (int64_t c = 0; c < nvd; ++c) {
+                    Value off = offset(nullptr, dvp, r, c * cfg.vw);
+                    vstore(arith::MulFOp::create(b, loc, vload(oacc, off),
+                                                 alphaV),
+                           oacc, off);
+                  }
+                  scf::YieldOp::create(
+                      b, loc,
+                      arith::MulFOp::create(b, loc, l, alphaV).getResult());
+                });
             scf::YieldOp::create(
-                b, loc,
-                ValueRange{mNew, arith::MulFOp::create(b, loc, l, alphaV)
-                                     .getResult()});
+                b, loc, ValueRange{mNew, rescaled.getResult(0)});
           },
           [&](OpBuilder &, Location) {
             scf::YieldOp::create(b, loc, ValueRange{m, l});
@@ -845,21 +1010,25 @@ func::FuncOp TiledKernelBuilder::build() {
   SmallVector<attn::ParamOp> runtimeParams;
   SmallVector<Type> inputs =
       kernelArgumentTypes(b, variant, elementType, runtimeParams);
-  // The work item: (b, h, q-tile), then K transposed, converted to f32 and
-  // zero-padded once per call by the host: Kt [B, Hkv, kvTiles * D, Tk]
-  // (each kv-tile's K^T one contiguous block, Tk a multiple of the vector
-  // width), so the micro-kernels load whole vectors; and V as f32 rows
-  // [B, Hkv, >= Lkv, DvP] with DvP a multiple of the vector width and any
-  // outer strides: the caller's own V when it is float32 with contiguous
-  // rows and Dv a multiple of the vector width, else a padded copy.
+  // The work item: (b, h, q-tile), then four buffers the host provides
+  // per call: K^T [B, Hkv, kvTiles * DP, Tk] (each kv-tile's K^T one
+  // contiguous block, filled by the kernels themselves, see ensureKt); V
+  // and K as f32 rows [B, Hkv, >= Lkv, DvP or DP] (head dims rounded up to
+  // the vector width, any outer strides: the caller's own tensors when they
+  // are already that, else padded copies); and one state word per kv-tile
+  // of K^T, zero on entry.
   inputs.append(3, b.getIndexType());
   SmallVector<int64_t> dyn4(4, ShapedType::kDynamic);
-  inputs.push_back(MemRefType::get(dyn4, b.getF32Type()));
-  inputs.push_back(MemRefType::get(
+  auto rowsType = MemRefType::get(
       dyn4, b.getF32Type(),
       StridedLayoutAttr::get(ctx, ShapedType::kDynamic,
                              {ShapedType::kDynamic, ShapedType::kDynamic,
-                              ShapedType::kDynamic, 1})));
+                              ShapedType::kDynamic, 1}));
+  inputs.push_back(MemRefType::get(dyn4, b.getF32Type())); // K^T tiles
+  inputs.push_back(rowsType);                              // V rows
+  inputs.push_back(rowsType);                              // K rows
+  inputs.push_back(MemRefType::get({ShapedType::kDynamic},
+                                   b.getI32Type())); // K^T tile states
   // Tile summaries of data-dependent masks: for every rank-1 i32 or bool
   // tensor param, its (min, max) per tile of tile-q entries and per tile of
   // tile-kv entries, computed by the host in O(length) once per call (or
@@ -894,9 +1063,11 @@ func::FuncOp TiledKernelBuilder::build() {
   qtIdx = entry->getArgument(prefix + 2);
   kt = entry->getArgument(prefix + 3);
   vp = entry->getArgument(prefix + 4);
+  kr = entry->getArgument(prefix + 5);
+  kflags = entry->getArgument(prefix + 6);
   for (auto [i, p] : llvm::enumerate(summarized))
-    summaries[p.getSymName()] = {entry->getArgument(prefix + 5 + 2 * i),
-                                 entry->getArgument(prefix + 6 + 2 * i)};
+    summaries[p.getSymName()] = {entry->getArgument(prefix + 7 + 2 * i),
+                                 entry->getArgument(prefix + 8 + 2 * i)};
   b32 = toI32(bi);
   h32 = toI32(hi);
   hkv = arith::DivUIOp::create(
@@ -922,6 +1093,8 @@ func::FuncOp TiledKernelBuilder::build() {
     liveStart = ranges();
     liveCount = ranges();
     liveMixed = ranges();
+    liveKeyLo = ranges();
+    liveKeyEnd = ranges();
   }
 
   // scale, with log2(e) folded in when no score modifier needs the true
@@ -1075,6 +1248,7 @@ func::FuncOp TiledKernelBuilder::build() {
       if (maskOp)
         computeLiveRanges(tileEnv, facts, q0, rows);
       curKvLo = curKvHi = curKtIdx = Value();
+      ensureKt(ktIdx, k0, cols);
       microQK(rows, k0);
       Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
                                             cols, cIdx(cfg.tk));

@@ -3,6 +3,7 @@
 #include "attnc/Target/AotHeader.h"
 
 #include "attnc/Target/HostObject.h"
+#include "attnc/Target/TiledLaunch.h"
 
 #include <cctype>
 #include <set>
@@ -69,7 +70,8 @@ std::string formatDefault(const SignatureParam &p) {
 std::string AotKernelShape::spec() const {
   if (!tiled)
     return "reference";
-  return "tiled tile_q=" + std::to_string(tileQ) +
+  return "tiled abi=" + std::to_string(kTiledKernelAbi) +
+         " tile_q=" + std::to_string(tileQ) +
          " d=" + std::to_string(headDim) + " dv=" + std::to_string(valueDim) +
          " tile_kv=" + std::to_string(tileKV) +
          " vw=" + std::to_string(vectorWidth);

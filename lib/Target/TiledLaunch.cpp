@@ -154,103 +154,82 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
             std::to_string(sz.value[6]);
     return LaunchStatus::InvalidArguments;
   }
-  // K^T tile-major [B, Hkv, kvTiles * D, Tk] and V [B, Hkv, LkvP, DvP] as
-  // padded f32, filled in parallel one kv-tile of one KV head at a time.
+  // Per call, for the kernels: a K^T buffer tile-major [B, Hkv, kvTiles *
+  // DP, Tk] that the kernels fill themselves (each kv-tile of each KV head
+  // transposed once, by the first work item that visits it, with one state
+  // word per tile, zeroed here); and K and V as float32 rows of whole
+  // vectors [B, Hkv, Lkv, DP or DvP] (DP, DvP the head dims rounded up to
+  // the vector width): the caller's own tensors when they are already that
+  // (float32, unit inner stride, a head dim of whole vectors), else padded
+  // copies, each KV head converted by the first work item that needs it.
+  // The kernels never read a row past Lkv.
   int64_t B = sz.value[0], Hkv = sz.value[2], Lkv = sz.value[4];
-  int64_t D = sz.value[5], Dv = sz.value[6];
+  int64_t D = sz.value[5], Dv = sz.value[6], vw = shape.vectorWidth;
+  auto roundUp = [&](int64_t x) { return (x + vw - 1) / vw * vw; };
   int64_t kvTiles = (Lkv + shape.tileKV - 1) / shape.tileKV;
-  int64_t lkvP = kvTiles * shape.tileKV;
-  int64_t dvP = (Dv + shape.vectorWidth - 1) / shape.vectorWidth *
-                shape.vectorWidth;
-  thread_local std::vector<float> ktStorage, vfStorage;
-  Operand kt(ktStorage), vf(vfStorage);
-  kt.init({B, Hkv, kvTiles * D, shape.tileKV});
-  // V is read in place when its rows are float32, contiguous and whole
-  // vectors (the kernel never reads a row past Lkv): half the staging
-  // traffic, which bounds sparse masks.
-  const TensorView &V0 = args.v;
-  bool directV = V0.dtype == DType::F32 && V0.strides[3] == 1 && Dv == dvP;
-  if (directV) {
-    vf.ptr = const_cast<void *>(V0.data);
-    int64_t shapeV[4] = {B, Hkv, Lkv, Dv};
+  thread_local std::vector<float> ktStorage, kStorage, vStorage;
+  thread_local std::vector<int32_t> ktStates;
+  Operand kt(ktStorage), kr(kStorage), vr(vStorage);
+  kt.init({B, Hkv, kvTiles * roundUp(D), shape.tileKV});
+  ktStates.assign(B * Hkv * kvTiles, 0);
+  auto bind = [&](Operand &op, const TensorView &t, int64_t dim) {
+    bool direct = t.dtype == DType::F32 && t.strides[3] == 1 &&
+                  dim == roundUp(dim);
+    if (!direct) {
+      op.init({B, Hkv, Lkv, roundUp(dim)});
+      return false;
+    }
+    op.ptr = const_cast<void *>(t.data);
+    int64_t sizes[4] = {B, Hkv, Lkv, dim};
     for (int i = 0; i < 4; ++i) {
-      vf.sizes[i] = shapeV[i];
-      vf.strides[i] = V0.strides[i];
+      op.sizes[i] = sizes[i];
+      op.strides[i] = t.strides[i];
     }
-  } else {
-    vf.init({B, Hkv, lkvP, dvP});
-  }
-  // One kv-tile of one KV head; a whole head is staged by the first work
-  // item that needs it (std::call_once), so staging overlaps the other
-  // workers' compute and the head's K^T is still in cache when it is read.
-  auto stageTile = [&](int64_t b, int64_t h, int64_t tile) {
-    int64_t j0 = tile * shape.tileKV,
-            j1 = std::min(Lkv, j0 + shape.tileKV);
-    float *ktBase = kt.data.data() + (b * Hkv + h) * kvTiles * D * shape.tileKV +
-                    tile * D * shape.tileKV;
-    const TensorView &K = args.k, &V = args.v;
-    bool fastK = K.dtype == DType::F32 && K.strides[3] == 1;
-    bool fastV = V.dtype == DType::F32 && V.strides[3] == 1;
-    if (directV) {
-      for (int64_t j = j0; j < j1; ++j) {
-        float *ktCol = ktBase + (j - j0);
-        if (fastK) {
-          const float *row = static_cast<const float *>(K.data) +
-                             b * K.strides[0] + h * K.strides[1] +
-                             j * K.strides[2];
-          for (int64_t d = 0; d < D; ++d)
-            ktCol[d * shape.tileKV] = row[d];
-        } else {
-          for (int64_t d = 0; d < D; ++d)
-            ktCol[d * shape.tileKV] = elementAt(K, b, h, j, d);
-        }
-      }
-      for (int64_t j = j1; j < j0 + shape.tileKV; ++j)
-        for (int64_t d = 0; d < D; ++d)
-          ktBase[d * shape.tileKV + (j - j0)] = 0.0f;
-      return;
-    }
-    float *vfBase = vf.data.data() + (b * Hkv + h) * lkvP * dvP;
-    for (int64_t j = j0; j < j1; ++j) {
-      float *ktCol = ktBase + (j - j0);
-      if (fastK) {
-        const float *row = static_cast<const float *>(K.data) + b * K.strides[0] +
-                           h * K.strides[1] + j * K.strides[2];
-        for (int64_t d = 0; d < D; ++d)
-          ktCol[d * shape.tileKV] = row[d];
-      } else {
-        for (int64_t d = 0; d < D; ++d)
-          ktCol[d * shape.tileKV] = elementAt(K, b, h, j, d);
-      }
-      if (fastV) {
-        const float *row = static_cast<const float *>(V.data) + b * V.strides[0] +
-                           h * V.strides[1] + j * V.strides[2];
-        std::memcpy(vfBase + j * dvP, row, Dv * sizeof(float));
-      } else {
-        for (int64_t c = 0; c < Dv; ++c)
-          vfBase[j * dvP + c] = elementAt(V, b, h, j, c);
-      }
-      std::fill(vfBase + j * dvP + Dv, vfBase + (j + 1) * dvP, 0.0f);
-    }
-    // Keys past Lkv in the last tile are zero.
-    for (int64_t j = j1; j < j0 + shape.tileKV; ++j) {
-      for (int64_t d = 0; d < D; ++d)
-        ktBase[d * shape.tileKV + (j - j0)] = 0.0f;
-      std::fill(vfBase + j * dvP, vfBase + (j + 1) * dvP, 0.0f);
+    return true;
+  };
+  bool directK = bind(kr, args.k, D), directV = bind(vr, args.v, Dv);
+  auto copyRows = [&](const TensorView &t, Operand &op, int64_t dim,
+                      int64_t b, int64_t h) {
+    int64_t dimP = roundUp(dim);
+    float *base = op.data.data() + (b * Hkv + h) * Lkv * dimP;
+    bool fast = t.dtype == DType::F32 && t.strides[3] == 1;
+    for (int64_t j = 0; j < Lkv; ++j) {
+      float *row = base + j * dimP;
+      if (fast)
+        std::memcpy(row,
+                    static_cast<const float *>(t.data) + b * t.strides[0] +
+                        h * t.strides[1] + j * t.strides[2],
+                    dim * sizeof(float));
+      else
+        for (int64_t c = 0; c < dim; ++c)
+          row[c] = elementAt(t, b, h, j, c);
+      std::fill(row + dim, row + dimP, 0.0f);
     }
   };
   std::vector<std::once_flag> staged(B * Hkv);
   auto stageHead = [&](int64_t b, int64_t h) {
+    if (directK && directV)
+      return;
     std::call_once(staged[b * Hkv + h], [&] {
-      for (int64_t tile = 0; tile < kvTiles; ++tile)
-        stageTile(b, h, tile);
+      if (!directK)
+        copyRows(args.k, kr, D, b, h);
+      if (!directV)
+        copyRows(args.v, vr, Dv, b, h);
     });
   };
+  void *statesPtr = ktStates.data();
+  int64_t statesOffset = 0, statesSize = B * Hkv * kvTiles, statesStride = 1;
 
   // Their descriptors are only read by the kernels: one copy for all.
   std::vector<void *> shared;
   kt.append(shared);
-  vf.append(shared);
+  vr.append(shared);
+  kr.append(shared);
+  for (void *p : {static_cast<void *>(&statesPtr), static_cast<void *>(&statesPtr),
+                  static_cast<void *>(&statesOffset),
+                  static_cast<void *>(&statesSize),
+                  static_cast<void *>(&statesStride)})
+    shared.push_back(p);
   // Tile summaries of rank-1 integer params (per q-tile, per kv-tile), in
   // the kernel's order; this thread keeps them for reuse.
   thread_local std::map<std::string, std::pair<Summary, Summary>> summaryCache;
@@ -284,8 +263,9 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   parallelFor(items, threads, [&](int64_t item, int worker) {
     // Head by head, each head's last (longest) q-tile first: the items
     // that end the run are short, and a head's K^T and V stay in cache
-    // while its q-tiles run. The first item of a head also stages the next
-    // head's K^T, so that staging overlaps the other workers' compute.
+    // while its q-tiles run. The first item of a head also converts the
+    // next head's K and V rows where they need a copy, overlapping the
+    // other workers' compute.
     int64_t bhIdx = item / tiles, qt = tiles - 1 - item % tiles;
     int64_t b = bhIdx / sz.value[1], h = bhIdx % sz.value[1];
     int64_t group = sz.value[1] / Hkv;

@@ -117,7 +117,8 @@ const KernelSignature *parsedSignature(const char *text, std::string &error) {
   return result;
 }
 
-/// Parses "reference" or "tiled tile_q=N d=D dv=DV [tile_kv=N] [vw=N]".
+/// Parses "reference" or "tiled abi=A tile_q=N d=D dv=DV [tile_kv=N]
+/// [vw=N]"; A must be this launcher's kTiledKernelAbi.
 bool parseKernelSpec(const char *spec, bool &tiled, TiledKernelShape &shape,
                      std::string &error) {
   std::istringstream in(spec ? spec : "");
@@ -130,6 +131,7 @@ bool parseKernelSpec(const char *spec, bool &tiled, TiledKernelShape &shape,
   if (kind == "tiled") {
     tiled = true;
     bool q = false, d = false, dv = false;
+    long long abi = 1; // descriptions without abi= predate it
     while (in >> field) {
       size_t eq = field.find('=');
       std::string name = field.substr(0, eq);
@@ -137,7 +139,9 @@ bool parseKernelSpec(const char *spec, bool &tiled, TiledKernelShape &shape,
           eq == std::string::npos ? 0 : std::atoll(field.c_str() + eq + 1);
       if (value <= 0)
         break;
-      if (name == "tile_q")
+      if (name == "abi")
+        abi = value;
+      else if (name == "tile_q")
         shape.tileQ = value, q = true;
       else if (name == "d")
         shape.headDim = value, d = true;
@@ -148,12 +152,19 @@ bool parseKernelSpec(const char *spec, bool &tiled, TiledKernelShape &shape,
       else if (name == "vw")
         shape.vectorWidth = value;
     }
+    if (q && d && dv && abi != kTiledKernelAbi) {
+      error = "attn_launch: this tiled kernel was built by another attnc "
+              "(kernel ABI " + std::to_string(abi) + ", this launcher runs " +
+              std::to_string(kTiledKernelAbi) +
+              "): rebuild its object and header with this attnc";
+      return false;
+    }
     if (q && d && dv)
       return true;
   }
   error = std::string("attn_launch: malformed kernel description '") +
           (spec ? spec : "(null)") +
-          "' (expected \"reference\" or \"tiled tile_q=N d=D dv=DV\")";
+          "' (expected \"reference\" or \"tiled abi=N tile_q=N d=D dv=DV\")";
   return false;
 }
 

@@ -8,7 +8,7 @@
 // BAD: tile-kv must be a multiple of vector-width
 
 // CHECK-LABEL: func.func @causal(
-// CHECK-SAME: memref<8xi32>, %[[B:.+]]: index, %[[H:.+]]: index, %[[QT:.+]]: index, %[[KT:.+]]: memref<?x?x?x?xf32>, %[[VF:.+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, 1], offset: ?>>)
+// CHECK-SAME: memref<8xi32>, %[[B:.+]]: index, %[[H:.+]]: index, %[[QT:.+]]: index, %[[KT:.+]]: memref<?x?x?x?xf32>, %[[VF:.+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, 1], offset: ?>>, %[[KR:.+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, 1], offset: ?>>, %[[ST:.+]]: memref<?xi32>)
 // CHECK-NOT: attn.
 // Scratch tiles on the stack: Q (64 x 64), S (64 x 32), O (64 x 32), row
 // max and the row sums' partial vectors; K^T and V come from the host. A
@@ -25,6 +25,15 @@
 // A mixed tile gets every block's window from the abstraction again.
 // CHECK: scf.for %{{.+}} = %c0{{.*}} to %{{.+}} step %c4{{.*}} {
 // CHECK: memref.store %{{.+}}, %{{.+}}[%{{.+}}] : memref<16xindex>
+// The first work item to reach a kv-tile claims it (bit 0 of its state
+// word), builds its K^T from 16 rows of K by 16 x 16 register transposes
+// (4 rounds of 16 shuffles) and publishes it (bit 1); others wait for it.
+// CHECK: %[[OLD:.+]] = memref.atomic_rmw ori %{{.+}}, %[[ST]][%{{.+}}] : (i32, memref<?xi32>) -> i32
+// CHECK: vector.load %[[KR]]
+// CHECK-COUNT-64: vector.shuffle
+// CHECK: vector.store %{{.+}}, %[[KT]]
+// CHECK: memref.atomic_rmw ori %{{.+}}, %[[ST]]
+// CHECK: scf.while
 // Q K^T per block, one straight-line body per window width: 4 rows x 1
 // vector for a one-vector window, 4 rows x 2 vectors for the whole tile.
 // CHECK: scf.index_switch
@@ -46,7 +55,7 @@
 // CHECK: vector.reduction <maxnumf>
 // CHECK: arith.shli
 // CHECK: arith.bitcast %{{.+}} : vector<16xi32> to vector<16xf32>
-// P V accumulates into O over the window's keys (never past Lkv).
+// P V accumulates into O over the block's exact keys (never past Lkv).
 // CHECK: arith.minsi
 // CHECK: vector.load %[[VF]]
 // CHECK: vector.fma

@@ -2,14 +2,14 @@
 //
 // A kernel from convert-attn-to-tiled-kernel computes one work item
 // (b, h, q-tile) per call. launchTiledKernel checks and packs the arguments
-// once (KernelLaunch.h), converts K (transposed) into a zero-padded float32
-// buffer that every work item shares (each KV head staged by the first
-// work item that needs it) and V likewise unless the caller's V is float32
-// rows of whole vectors (then the kernel reads it in place), then spreads
-// the B x H x ceil(Lq / tileQ) items over the persistent thread pool, last
-// q-tiles first (for causal masks those are the longest), each thread with
-// its own status word. No MLIR or LLVM here: ahead-of-time programs link
-// it too.
+// once (KernelLaunch.h), hands the kernels K and V as float32 rows of whole
+// vectors (the caller's own tensors when they are already that, else
+// padded copies made per KV head by the first work item that needs it) and
+// a K^T buffer with one zeroed state word per kv-tile, which the kernels
+// fill themselves; then spreads the B x H x ceil(Lq / tileQ) items over the
+// persistent thread pool, head by head and each head's last (for causal
+// masks, longest) q-tile first, each thread with its own status word. No
+// MLIR or LLVM here: ahead-of-time programs link it too.
 //
 //===----------------------------------------------------------------------===//
 #ifndef ATTNC_TARGET_TILEDLAUNCH_H
@@ -18,6 +18,13 @@
 #include "attnc/Target/KernelLaunch.h"
 
 namespace attnc {
+
+/// The calling convention between tiled kernels and launchTiledKernel:
+/// raised whenever the arguments the launcher passes change, and carried
+/// in the kernel description of ahead-of-time headers ("tiled abi=N ..."),
+/// so that an object built by another attnc is refused, not misread.
+/// 2: K and V as rows, a K^T buffer the kernels fill and its tile states.
+constexpr int64_t kTiledKernelAbi = 2;
 
 /// What a tiled kernel was compiled for.
 struct TiledKernelShape {

@@ -22,7 +22,8 @@ typedef void (*attn_packed_fn)(void **args);
 
 /* Checks and runs a kernel. `signature` is the signature text the generated
  * header embeds; `kernel` says how the kernel was built: "reference", or
- * "tiled tile_q=N d=D dv=DV" for a tiled kernel (run over a thread pool,
+ * "tiled abi=A tile_q=N d=D dv=DV" for a tiled kernel (A: the calling
+ * convention; one from another attnc is refused; run over a thread pool,
  * `threads` workers, 0 for the default); `dtype` is the element type it was
  * compiled for and `entry` its packed entry point. `lse` may be NULL (and
  * must be for non-softmax variants). Returns ATTN_OK, or a status with a
