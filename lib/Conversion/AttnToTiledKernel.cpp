@@ -235,13 +235,16 @@ private:
                          Value q0, Value rows);
   /// S[rows of the block][col0 .. col0 + n vw) = Qp K^T: n vectors of
   /// columns from column col0 (not necessarily aligned).
-  void microQKBlock(Value rb, Value ktRow, Value col0, int64_t n);
-  void microQK(Value rows, Value k0);
+  /// S[rows of the block][col0 .. col0 + n vw) = Qp K^T, K^T the Tk-wide
+  /// rows src[base + d * Tk].
+  void microQKBlock(Value rb, Value src, Value base, Value col0, int64_t n);
+  void microQK(Value rows, Value src, Value base);
   /// The vw x vw transpose of vw vectors of vw lanes.
   SmallVector<Value> transposeSquare(SmallVector<Value> rows);
-  /// Makes sure kv-tile ktIdx of this KV head has its K^T in the shared
-  /// buffer: the first work item to reach it builds it, others wait.
-  void ensureKt(Value ktIdx, Value k0, Value cols);
+  /// K^T of kv-tile ktIdx of this KV head: (buffer, offset) of its rows,
+  /// in the shared buffer (built there by the first work item to reach
+  /// it) or, while another item is building it, in a private one.
+  std::pair<Value, Value> ensureKt(Value ktIdx, Value k0, Value cols);
   void microPV(Value rows, Value k0, Value cols);
   /// Per row r: `modify(r)` gives the function applied to each loaded
   /// vector of S and its first column (score and mask), or none.
@@ -264,7 +267,7 @@ private:
   Value b32, h32;
   KernelContext kctx;
   // Scratch tiles (flat f32 memrefs) and the host-prepared K^T and V.
-  Value qp, kt, s, vp, kr, kflags, oacc, mrow, lrow;
+  Value qp, kt, ktPrivate, s, vp, kr, kflags, oacc, mrow, lrow;
   int64_t dp = 0; // headDim rounded up to whole vectors
   // Per register block of rows, in the current kv-tile: the live window of
   // S, liveCount vectors from column liveStart (outside it the mask keeps
@@ -376,8 +379,8 @@ void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
   });
 }
 
-void TiledKernelBuilder::microQKBlock(Value rb, Value ktRow, Value col0,
-                                      int64_t n) {
+void TiledKernelBuilder::microQKBlock(Value rb, Value src, Value base,
+                                      Value col0, int64_t n) {
   int64_t R = cfg.rows;
   SmallVector<Value> init(R * n, splatF(0.0));
   auto loop = scf::ForOp::create(
@@ -385,11 +388,12 @@ void TiledKernelBuilder::microQKBlock(Value rb, Value ktRow, Value col0,
       [&](OpBuilder &, Location, Value d, ValueRange acc) {
         SmallVector<Value> kvec, next(acc.begin(), acc.end());
         for (int64_t jv = 0; jv < n; ++jv)
-          kvec.push_back(vector::LoadOp::create(
-              b, loc, vf, kt,
-              ValueRange{bi, hkv, arith::AddIOp::create(b, loc, ktRow, d),
-                         arith::AddIOp::create(b, loc, col0,
-                                               cIdx(jv * cfg.vw))}));
+          kvec.push_back(vload(
+              src, arith::AddIOp::create(
+                       b, loc, arith::AddIOp::create(
+                                   b, loc, base, offset(nullptr, cfg.tk, d)),
+                       arith::AddIOp::create(b, loc, col0,
+                                             cIdx(jv * cfg.vw)))));
         for (int64_t r = 0; r < R; ++r) {
           Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
           Value qs = memref::LoadOp::create(
@@ -458,13 +462,17 @@ SmallVector<Value> TiledKernelBuilder::transposeSquare(SmallVector<Value> r) {
   return r;
 }
 
-void TiledKernelBuilder::ensureKt(Value ktIdx, Value k0, Value cols) {
+std::pair<Value, Value> TiledKernelBuilder::ensureKt(Value ktIdx, Value k0,
+                                                     Value cols) {
   // The tile's state word: bit 0 claimed, bit 1 ready. The first work item
-  // to set bit 0 transposes the tile (whole tiles by vw x vw register
-  // transposes of K's rows; the partial last tile element by element,
-  // zeros past Lkv) and then sets bit 1; anyone else waits for bit 1. So
-  // every kv-tile of every KV head is transposed once per call, by the
-  // thread that first needs it, and tiles no work item visits never are.
+  // to set bit 0 transposes the tile into the shared buffer (whole tiles
+  // by vw x vw register transposes of K's rows; the partial last tile
+  // element by element, zeros past Lkv) and then sets bit 1 (release);
+  // later visitors that see bit 1 (acquire) read it. A visitor that finds
+  // it claimed but not ready does not wait: it transposes the tile into
+  // its own stack buffer. So every visited kv-tile of every KV head is
+  // transposed about once per call, by the thread that first needs it,
+  // and no thread ever blocks on another.
   Value kvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
   Value word = arith::AddIOp::create(
       b, loc,
@@ -474,115 +482,104 @@ void TiledKernelBuilder::ensureKt(Value ktIdx, Value k0, Value cols) {
               b, loc, arith::MulIOp::create(b, loc, bi, sizeIdx[2]), hkv),
           kvTiles),
       ktIdx);
+  Value sharedBase = arith::MulIOp::create(b, loc, word, cIdx(dp * cfg.tk));
   auto atomicOr = [&](int64_t bits) {
     return memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::ori,
                                        cI32(bits), kflags, ValueRange{word})
         .getResult();
   };
-  Value old = atomicOr(1);
-  Value ktRow = arith::MulIOp::create(b, loc, ktIdx, cIdx(dp));
   int64_t nv = cfg.tk / cfg.vw;
+  // K^T of the tile into dst[base + d * Tk + j].
+  auto transpose = [&](Value dst, Value base) {
+    Value full = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cols,
+                                       cIdx(cfg.tk));
+    scf::IfOp::create(
+        b, loc, full,
+        [&](OpBuilder &, Location) {
+          forLoop(cIdx(0), cIdx(dp / cfg.vw), 1, [&](Value db) {
+            Value d0 = arith::MulIOp::create(b, loc, db, cIdx(cfg.vw));
+            for (int64_t jb = 0; jb < nv; ++jb) {
+              SmallVector<Value> rowsK;
+              for (int64_t j = 0; j < cfg.vw; ++j)
+                rowsK.push_back(vector::LoadOp::create(
+                    b, loc, vf, kr,
+                    ValueRange{bi, hkv,
+                               arith::AddIOp::create(b, loc, k0,
+                                                     cIdx(jb * cfg.vw + j)),
+                               d0}));
+              SmallVector<Value> t = transposeSquare(rowsK);
+              for (int64_t i = 0; i < cfg.vw; ++i)
+                vstore(t[i], dst,
+                       arith::AddIOp::create(
+                           b, loc, base,
+                           offset(nullptr, cfg.tk,
+                                  arith::AddIOp::create(b, loc, d0, cIdx(i)),
+                                  jb * cfg.vw)));
+            }
+          });
+          scf::YieldOp::create(b, loc);
+        },
+        [&](OpBuilder &, Location) {
+          forLoop(cIdx(0), cIdx(cfg.tk), 1, [&](Value j) {
+            Value inside = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::slt, j, cols);
+            Value key = arith::AddIOp::create(b, loc, k0, j);
+            forLoop(cIdx(0), cIdx(dp), 1, [&](Value d) {
+              auto x = scf::IfOp::create(
+                  b, loc, inside,
+                  [&](OpBuilder &, Location) {
+                    scf::YieldOp::create(
+                        b, loc,
+                        memref::LoadOp::create(b, loc, kr,
+                                               ValueRange{bi, hkv, key, d})
+                            .getResult());
+                  },
+                  [&](OpBuilder &, Location) {
+                    scf::YieldOp::create(b, loc, cF32(0.0));
+                  });
+              memref::StoreOp::create(
+                  b, loc, x.getResult(0), dst,
+                  ValueRange{arith::AddIOp::create(
+                      b, loc, base,
+                      arith::AddIOp::create(b, loc, offset(nullptr, cfg.tk, d),
+                                            j))});
+            });
+          });
+          scf::YieldOp::create(b, loc);
+        });
+  };
+  Value old = atomicOr(1);
   Value mine = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, old,
                                      cI32(0));
-  scf::IfOp::create(
-      b, loc, mine,
-      [&](OpBuilder &, Location) {
-        Value full = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                           cols, cIdx(cfg.tk));
-        scf::IfOp::create(
-            b, loc, full,
-            [&](OpBuilder &, Location) {
-              forLoop(cIdx(0), cIdx(dp / cfg.vw), 1, [&](Value db) {
-                Value d0 = arith::MulIOp::create(b, loc, db, cIdx(cfg.vw));
-                for (int64_t jb = 0; jb < nv; ++jb) {
-                  SmallVector<Value> rowsK;
-                  for (int64_t j = 0; j < cfg.vw; ++j)
-                    rowsK.push_back(vector::LoadOp::create(
-                        b, loc, vf, kr,
-                        ValueRange{bi, hkv,
-                                   arith::AddIOp::create(
-                                       b, loc, k0, cIdx(jb * cfg.vw + j)),
-                                   d0}));
-                  SmallVector<Value> t = transposeSquare(rowsK);
-                  for (int64_t i = 0; i < cfg.vw; ++i)
-                    vector::StoreOp::create(
-                        b, loc, t[i], kt,
-                        ValueRange{bi, hkv,
-                                   arith::AddIOp::create(
-                                       b, loc, ktRow,
-                                       arith::AddIOp::create(b, loc, d0,
-                                                             cIdx(i))),
-                                   cIdx(jb * cfg.vw)});
-                }
-              });
-              scf::YieldOp::create(b, loc);
-            },
-            [&](OpBuilder &, Location) {
-              forLoop(cIdx(0), cIdx(cfg.tk), 1, [&](Value j) {
-                Value inside = arith::CmpIOp::create(
-                    b, loc, arith::CmpIPredicate::slt, j, cols);
-                Value key = arith::AddIOp::create(b, loc, k0, j);
-                forLoop(cIdx(0), cIdx(dp), 1, [&](Value d) {
-                  auto x = scf::IfOp::create(
-                      b, loc, inside,
-                      [&](OpBuilder &, Location) {
-                        scf::YieldOp::create(
-                            b, loc,
-                            memref::LoadOp::create(b, loc, kr,
-                                                   ValueRange{bi, hkv, key, d})
-                                .getResult());
-                      },
-                      [&](OpBuilder &, Location) {
-                        scf::YieldOp::create(b, loc, cF32(0.0));
-                      });
-                  memref::StoreOp::create(
-                      b, loc, x.getResult(0), kt,
-                      ValueRange{bi, hkv,
-                                 arith::AddIOp::create(b, loc, ktRow, d), j});
-                });
-              });
-              scf::YieldOp::create(b, loc);
-            });
-        atomicOr(2); // release: the tile is written
-        scf::YieldOp::create(b, loc);
-      },
-      [&](OpBuilder &, Location) {
-        // Claimed by another work item: wait until it is ready.
-        Value ready = arith::AndIOp::create(b, loc, old, cI32(2));
-        auto wait = scf::WhileOp::create(
-            b, loc, TypeRange{b.getI32Type()}, ValueRange{ready},
-            [&](OpBuilder &, Location, ValueRange args) {
-              Value notReady = arith::CmpIOp::create(
-                  b, loc, arith::CmpIPredicate::eq, args[0], cI32(0));
-              scf::ConditionOp::create(b, loc, notReady, args);
-            },
-            [&](OpBuilder &, Location, ValueRange) {
-              scf::YieldOp::create(
-                  b, loc,
-                  arith::AndIOp::create(b, loc, atomicOr(0), cI32(2))
-                      .getResult());
-            });
-        (void)wait;
-        scf::YieldOp::create(b, loc);
-      });
+  // Claimed, not ready: exactly bit 0 (the state goes 0 -> 1 -> 3).
+  Value busy = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, old,
+                                     cI32(1));
+  scf::IfOp::create(b, loc, mine, [&](OpBuilder &, Location) {
+    transpose(kt, sharedBase);
+    atomicOr(2); // release: the tile is written
+    scf::YieldOp::create(b, loc);
+  });
+  scf::IfOp::create(b, loc, busy, [&](OpBuilder &, Location) {
+    transpose(ktPrivate, cIdx(0));
+    scf::YieldOp::create(b, loc);
+  });
+  return {arith::SelectOp::create(b, loc, busy, ktPrivate, kt),
+          arith::SelectOp::create(b, loc, busy, cIdx(0), sharedBase)};
 }
 
-void TiledKernelBuilder::microQK(Value rows, Value k0) {
+void TiledKernelBuilder::microQK(Value rows, Value src, Value base) {
   // S[r][j] = sum_d Qp[r][d] K[b][hkv][k0 + j][d], R rows x Tk columns per
-  // block, the accumulators held in vector registers across the d loop. K^T
-  // is tile-major, [B, Hkv, kvTiles * DP, Tk], so that one kv-tile is one
-  // contiguous block (ensureKt builds it). A block whose live window is narrower
+  // block, the accumulators held in vector registers across the d loop,
+  // from the tile's K^T (ensureKt). A block whose live window is narrower
   // (a band of the mask through the tile) computes only the window, still
   // register-blocked; every later stage reads only the window too.
   int64_t R = cfg.rows, nv = cfg.tk / cfg.vw;
-  Value ktRow = arith::MulIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, k0, cIdx(cfg.tk)), cIdx(dp));
   Value ub = rowsInBlocks(rows);
   forLoop(cIdx(0), ub, R, [&](Value rb) {
     std::pair<Value, Value> range = liveRange(rb);
     Value col0 = range.first;
     forCount(range.second, [&](int64_t n) {
-      microQKBlock(rb, ktRow, n < nv ? col0 : cIdx(0), n);
+      microQKBlock(rb, src, base, n < nv ? col0 : cIdx(0), n);
     });
   });
 }
@@ -1011,7 +1008,7 @@ func::FuncOp TiledKernelBuilder::build() {
   SmallVector<Type> inputs =
       kernelArgumentTypes(b, variant, elementType, runtimeParams);
   // The work item: (b, h, q-tile), then four buffers the host provides
-  // per call: K^T [B, Hkv, kvTiles * DP, Tk] (each kv-tile's K^T one
+  // per call: K^T, flat [B, Hkv, kvTiles, DP, Tk] (each kv-tile's K^T one
   // contiguous block, filled by the kernels themselves, see ensureKt); V
   // and K as f32 rows [B, Hkv, >= Lkv, DvP or DP] (head dims rounded up to
   // the vector width, any outer strides: the caller's own tensors when they
@@ -1024,7 +1021,8 @@ func::FuncOp TiledKernelBuilder::build() {
       StridedLayoutAttr::get(ctx, ShapedType::kDynamic,
                              {ShapedType::kDynamic, ShapedType::kDynamic,
                               ShapedType::kDynamic, 1}));
-  inputs.push_back(MemRefType::get(dyn4, b.getF32Type())); // K^T tiles
+  inputs.push_back(MemRefType::get({ShapedType::kDynamic},
+                                   b.getF32Type())); // K^T tiles
   inputs.push_back(rowsType);                              // V rows
   inputs.push_back(rowsType);                              // K rows
   inputs.push_back(MemRefType::get({ShapedType::kDynamic},
@@ -1080,6 +1078,9 @@ func::FuncOp TiledKernelBuilder::build() {
     return op->getResult(0);
   };
   qp = scratch(cfg.tq * cfg.headDim);
+  ktPrivate = memref::CastOp::create(
+      b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
+      scratch(dp * cfg.tk));
   s = scratch(cfg.tq * cfg.tk);
   oacc = scratch(cfg.tq * dvp);
   mrow = scratch(cfg.tq);
@@ -1248,8 +1249,8 @@ func::FuncOp TiledKernelBuilder::build() {
       if (maskOp)
         computeLiveRanges(tileEnv, facts, q0, rows);
       curKvLo = curKvHi = curKtIdx = Value();
-      ensureKt(ktIdx, k0, cols);
-      microQK(rows, k0);
+      std::pair<Value, Value> ktTile = ensureKt(ktIdx, k0, cols);
+      microQK(rows, ktTile.first, ktTile.second);
       Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
                                             cols, cIdx(cfg.tk));
       // Whether row r needs the mask: its block is mixed, or the tile is

@@ -154,10 +154,10 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
             std::to_string(sz.value[6]);
     return LaunchStatus::InvalidArguments;
   }
-  // Per call, for the kernels: a K^T buffer tile-major [B, Hkv, kvTiles *
-  // DP, Tk] that the kernels fill themselves (each kv-tile of each KV head
-  // transposed once, by the first work item that visits it, with one state
-  // word per tile, zeroed here); and K and V as float32 rows of whole
+  // Per call, for the kernels: a K^T buffer, flat [B, Hkv, kvTiles, DP,
+  // Tk], that the kernels fill themselves (each visited kv-tile of each KV
+  // head transposed about once, by the first work item that visits it,
+  // with one state word per tile, zeroed here); and K and V as float32 rows of whole
   // vectors [B, Hkv, Lkv, DP or DvP] (DP, DvP the head dims rounded up to
   // the vector width): the caller's own tensors when they are already that
   // (float32, unit inner stride, a head dim of whole vectors), else padded
@@ -170,7 +170,8 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   thread_local std::vector<float> ktStorage, kStorage, vStorage;
   thread_local std::vector<int32_t> ktStates;
   Operand kt(ktStorage), kr(kStorage), vr(vStorage);
-  kt.init({B, Hkv, kvTiles * roundUp(D), shape.tileKV});
+  // Flat [B, Hkv, kvTiles, DP, Tk], passed as a rank-1 memref.
+  kt.init({1, 1, 1, B * Hkv * kvTiles * roundUp(D) * shape.tileKV});
   ktStates.assign(B * Hkv * kvTiles, 0);
   auto bind = [&](Operand &op, const TensorView &t, int64_t dim) {
     bool direct = t.dtype == DType::F32 && t.strides[3] == 1 &&
@@ -222,7 +223,12 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
 
   // Their descriptors are only read by the kernels: one copy for all.
   std::vector<void *> shared;
-  kt.append(shared);
+  // K^T as memref<?xf32>: allocated, aligned, offset, size, stride.
+  shared.push_back(&kt.ptr);
+  shared.push_back(&kt.ptr);
+  shared.push_back(&kt.offset);
+  shared.push_back(&kt.sizes[3]);
+  shared.push_back(&kt.strides[3]);
   vr.append(shared);
   kr.append(shared);
   for (void *p : {static_cast<void *>(&statesPtr), static_cast<void *>(&statesPtr),
