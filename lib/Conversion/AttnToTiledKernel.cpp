@@ -234,8 +234,7 @@ private:
   void computeLiveRanges(const TileEnv &tileEnv, const TileFacts &facts,
                          Value q0, Value rows);
   /// S[rows of the block][col0 .. col0 + n vw) = Qp K^T: n vectors of
-  /// columns from column col0 (not necessarily aligned).
-  /// S[rows of the block][col0 .. col0 + n vw) = Qp K^T, K^T the Tk-wide
+  /// columns from column col0 (not necessarily aligned), K^T the Tk-wide
   /// rows src[base + d * Tk].
   void microQKBlock(Value rb, Value src, Value base, Value col0, int64_t n);
   void microQK(Value rows, Value src, Value base);
