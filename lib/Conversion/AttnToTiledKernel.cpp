@@ -233,6 +233,14 @@ private:
   /// q-tile at q0 from the mask's facts over each block of rows.
   void computeLiveRanges(const TileEnv &tileEnv, const TileFacts &facts,
                          Value q0, Value rows);
+  /// The register block of both micro-kernels: for k in [lb, ub),
+  /// acc[r][c] += a(k, r) * bvec(k, c) for R rows and n vectors, the n
+  /// vectors loaded once per k and each a(k, r) broadcast; returns the
+  /// accumulators, row-major.
+  SmallVector<Value>
+  rank1Block(Value lb, Value ub, ArrayRef<Value> init, int64_t n,
+             llvm::function_ref<Value(Value, int64_t)> bvec,
+             llvm::function_ref<Value(Value, int64_t)> a);
   /// S[rows of the block][col0 .. col0 + n vw) = Qp K^T: n vectors of
   /// columns from column col0 (not necessarily aligned), K^T the Tk-wide
   /// rows src[base + d * Tk].
@@ -265,7 +273,8 @@ private:
   Value sizeIdx[7], sizeI32[7], sizeI64[7];
   Value b32, h32;
   KernelContext kctx;
-  // Scratch tiles (flat f32 memrefs) and the host-prepared K^T and V.
+  // Scratch tiles (flat f32 memrefs); the shared K^T buffer the kernels
+  // fill, a private one, V and K rows, and the K^T tiles' state words.
   Value qp, kt, ktPrivate, s, vp, kr, kflags, oacc, mrow, lrow;
   int64_t dp = 0; // headDim rounded up to whole vectors
   // Per register block of rows, in the current kv-tile: the live window of
@@ -378,39 +387,54 @@ void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
   });
 }
 
+SmallVector<Value> TiledKernelBuilder::rank1Block(
+    Value lb, Value ub, ArrayRef<Value> init, int64_t n,
+    llvm::function_ref<Value(Value, int64_t)> bvec,
+    llvm::function_ref<Value(Value, int64_t)> a) {
+  int64_t R = cfg.rows;
+  auto loop = scf::ForOp::create(
+      b, loc, lb, ub, cIdx(1), init,
+      [&](OpBuilder &, Location, Value k, ValueRange acc) {
+        SmallVector<Value> vecs, next(acc.begin(), acc.end());
+        for (int64_t c = 0; c < n; ++c)
+          vecs.push_back(bvec(k, c));
+        for (int64_t r = 0; r < R; ++r) {
+          Value ab = vector::BroadcastOp::create(b, loc, vf, a(k, r));
+          for (int64_t c = 0; c < n; ++c)
+            next[r * n + c] =
+                vector::FMAOp::create(b, loc, ab, vecs[c], next[r * n + c]);
+        }
+        scf::YieldOp::create(b, loc, next);
+      });
+  return SmallVector<Value>(loop.getResults());
+}
+
 void TiledKernelBuilder::microQKBlock(Value rb, Value src, Value base,
                                       Value col0, int64_t n) {
   int64_t R = cfg.rows;
-  SmallVector<Value> init(R * n, splatF(0.0));
-  auto loop = scf::ForOp::create(
-      b, loc, cIdx(0), cIdx(cfg.headDim), cIdx(1), init,
-      [&](OpBuilder &, Location, Value d, ValueRange acc) {
-        SmallVector<Value> kvec, next(acc.begin(), acc.end());
-        for (int64_t jv = 0; jv < n; ++jv)
-          kvec.push_back(vload(
-              src, arith::AddIOp::create(
-                       b, loc, arith::AddIOp::create(
-                                   b, loc, base, offset(nullptr, cfg.tk, d)),
-                       arith::AddIOp::create(b, loc, col0,
-                                             cIdx(jv * cfg.vw)))));
-        for (int64_t r = 0; r < R; ++r) {
-          Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
-          Value qs = memref::LoadOp::create(
-              b, loc, qp, ValueRange{offset(d, cfg.headDim, row)});
-          Value qb = vector::BroadcastOp::create(b, loc, vf, qs);
-          for (int64_t jv = 0; jv < n; ++jv)
-            next[r * n + jv] =
-                vector::FMAOp::create(b, loc, qb, kvec[jv], next[r * n + jv]);
-        }
-        scf::YieldOp::create(b, loc, next);
+  auto column = [&](int64_t jv) {
+    return arith::AddIOp::create(b, loc, col0, cIdx(jv * cfg.vw));
+  };
+  SmallVector<Value> acc = rank1Block(
+      cIdx(0), cIdx(cfg.headDim), SmallVector<Value>(R * n, splatF(0.0)), n,
+      [&](Value d, int64_t jv) {
+        return vload(src, arith::AddIOp::create(
+                              b, loc,
+                              arith::AddIOp::create(
+                                  b, loc, base, offset(nullptr, cfg.tk, d)),
+                              column(jv)));
+      },
+      [&](Value d, int64_t r) -> Value {
+        Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
+        return memref::LoadOp::create(b, loc, qp,
+                                      ValueRange{offset(d, cfg.headDim, row)});
       });
   for (int64_t r = 0; r < R; ++r) {
     Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
     for (int64_t jv = 0; jv < n; ++jv)
-      vstore(loop.getResult(r * n + jv), s,
+      vstore(acc[r * n + jv], s,
              arith::AddIOp::create(b, loc, offset(nullptr, cfg.tk, row),
-                                   arith::AddIOp::create(
-                                       b, loc, col0, cIdx(jv * cfg.vw))));
+                                   column(jv)));
   }
 }
 
@@ -607,30 +631,23 @@ void TiledKernelBuilder::microPV(Value rows, Value k0, Value cols) {
           init.push_back(
               vload(oacc, offset(nullptr, dvp, row, (g0 + c) * cfg.vw)));
       }
-      auto loop = scf::ForOp::create(
-          b, loc, jBegin, jEnd, cIdx(1), init,
-          [&](OpBuilder &, Location, Value j, ValueRange acc) {
-            SmallVector<Value> vvec, next(acc.begin(), acc.end());
-            Value key = arith::AddIOp::create(b, loc, k0, j);
-            for (int64_t c = 0; c < gn; ++c)
-              vvec.push_back(vector::LoadOp::create(
-                  b, loc, vf, vp,
-                  ValueRange{bi, hkv, key, cIdx((g0 + c) * cfg.vw)}));
-            for (int64_t r = 0; r < R; ++r) {
-              Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
-              Value p = memref::LoadOp::create(
-                  b, loc, s, ValueRange{offset(j, cfg.tk, row)});
-              Value pb = vector::BroadcastOp::create(b, loc, vf, p);
-              for (int64_t c = 0; c < gn; ++c)
-                next[r * gn + c] =
-                    vector::FMAOp::create(b, loc, pb, vvec[c], next[r * gn + c]);
-            }
-            scf::YieldOp::create(b, loc, next);
+      SmallVector<Value> acc = rank1Block(
+          jBegin, jEnd, init, gn,
+          [&](Value j, int64_t c) -> Value {
+            return vector::LoadOp::create(
+                b, loc, vf, vp,
+                ValueRange{bi, hkv, arith::AddIOp::create(b, loc, k0, j),
+                           cIdx((g0 + c) * cfg.vw)});
+          },
+          [&](Value j, int64_t r) -> Value {
+            Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
+            return memref::LoadOp::create(b, loc, s,
+                                          ValueRange{offset(j, cfg.tk, row)});
           });
       for (int64_t r = 0; r < R; ++r) {
         Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
         for (int64_t c = 0; c < gn; ++c)
-          vstore(loop.getResult(r * gn + c), oacc,
+          vstore(acc[r * gn + c], oacc,
                  offset(nullptr, dvp, row, (g0 + c) * cfg.vw));
       }
     }

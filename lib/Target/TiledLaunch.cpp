@@ -85,6 +85,24 @@ struct Operand {
   }
 };
 
+/// A contiguous rank-1 buffer's memref descriptor (allocated, aligned,
+/// offset, size, stride) over storage the caller keeps.
+struct Flat {
+  void *ptr = nullptr;
+  int64_t offset = 0, size = 0, stride = 1;
+
+  template <typename T> void bind(std::vector<T> &storage) {
+    ptr = storage.data();
+    size = static_cast<int64_t>(storage.size());
+  }
+  void append(std::vector<void *> &args) {
+    for (void *p : {static_cast<void *>(&ptr), static_cast<void *>(&ptr),
+                    static_cast<void *>(&offset), static_cast<void *>(&size),
+                    static_cast<void *>(&stride)})
+      args.push_back(p);
+  }
+};
+
 /// Per-tile (min, max) of a rank-1 int32 or bool tensor, as a [rows, 2]
 /// int32 memref descriptor.
 struct Summary {
@@ -157,22 +175,29 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   // Per call, for the kernels: a K^T buffer, flat [B, Hkv, kvTiles, DP,
   // Tk], that the kernels fill themselves (each visited kv-tile of each KV
   // head transposed about once, by the first work item that visits it,
-  // with one state word per tile, zeroed here); and K and V as float32 rows of whole
-  // vectors [B, Hkv, Lkv, DP or DvP] (DP, DvP the head dims rounded up to
-  // the vector width): the caller's own tensors when they are already that
-  // (float32, unit inner stride, a head dim of whole vectors), else padded
-  // copies, each KV head converted by the first work item that needs it.
-  // The kernels never read a row past Lkv.
+  // with one state word per tile, zeroed here); and K and V as float32
+  // rows of whole vectors [B, Hkv, Lkv, DP or DvP] (DP, DvP the head dims
+  // rounded up to the vector width): the caller's own tensors when they are
+  // already that (float32, unit inner stride, a head dim of whole vectors),
+  // else padded copies, each KV head converted by the first work item that
+  // needs it. The kernels never read a row past Lkv.
   int64_t B = sz.value[0], Hkv = sz.value[2], Lkv = sz.value[4];
   int64_t D = sz.value[5], Dv = sz.value[6], vw = shape.vectorWidth;
   auto roundUp = [&](int64_t x) { return (x + vw - 1) / vw * vw; };
   int64_t kvTiles = (Lkv + shape.tileKV - 1) / shape.tileKV;
   thread_local std::vector<float> ktStorage, kStorage, vStorage;
   thread_local std::vector<int32_t> ktStates;
-  Operand kt(ktStorage), kr(kStorage), vr(vStorage);
-  // Flat [B, Hkv, kvTiles, DP, Tk], passed as a rank-1 memref.
-  kt.init({1, 1, 1, B * Hkv * kvTiles * roundUp(D) * shape.tileKV});
+  Operand kr(kStorage), vr(vStorage);
+  // Flat [B, Hkv, kvTiles, DP, Tk]; every element is written by a kernel
+  // before it is read, so the buffer is never cleared.
+  int64_t ktSize = B * Hkv * kvTiles * roundUp(D) * shape.tileKV;
+  if (static_cast<int64_t>(ktStorage.size()) < ktSize)
+    ktStorage.resize(ktSize);
   ktStates.assign(B * Hkv * kvTiles, 0);
+  Flat kt, states;
+  kt.bind(ktStorage);
+  kt.size = ktSize;
+  states.bind(ktStates);
   auto bind = [&](Operand &op, const TensorView &t, int64_t dim) {
     bool direct = t.dtype == DType::F32 && t.strides[3] == 1 &&
                   dim == roundUp(dim);
@@ -218,24 +243,13 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
         copyRows(args.v, vr, Dv, b, h);
     });
   };
-  void *statesPtr = ktStates.data();
-  int64_t statesOffset = 0, statesSize = B * Hkv * kvTiles, statesStride = 1;
 
   // Their descriptors are only read by the kernels: one copy for all.
   std::vector<void *> shared;
-  // K^T as memref<?xf32>: allocated, aligned, offset, size, stride.
-  shared.push_back(&kt.ptr);
-  shared.push_back(&kt.ptr);
-  shared.push_back(&kt.offset);
-  shared.push_back(&kt.sizes[3]);
-  shared.push_back(&kt.strides[3]);
+  kt.append(shared);
   vr.append(shared);
   kr.append(shared);
-  for (void *p : {static_cast<void *>(&statesPtr), static_cast<void *>(&statesPtr),
-                  static_cast<void *>(&statesOffset),
-                  static_cast<void *>(&statesSize),
-                  static_cast<void *>(&statesStride)})
-    shared.push_back(p);
+  states.append(shared);
   // Tile summaries of rank-1 integer params (per q-tile, per kv-tile), in
   // the kernel's order; this thread keeps them for reuse.
   thread_local std::map<std::string, std::pair<Summary, Summary>> summaryCache;

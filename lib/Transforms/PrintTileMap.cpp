@@ -95,15 +95,6 @@ struct AttnPrintTileMapPass
     os << "  data-dependent: " << (whole.readsTensors ? "yes" : "no") << "\n";
     int64_t counts[3] = {0, 0, 0}; // false, true, mixed
     int64_t outside = 0, insideFalse = 0;
-    auto range = [&](const TileFacts &f) {
-      std::optional<int64_t> mayT = constantOf(f.mayBeTrue),
-                             lo = constantOf(f.kvLo), hi = constantOf(f.kvHi);
-      if (!mayT || !lo || !hi)
-        return std::string("[?]");
-      if (!*mayT || *lo > *hi)
-        return std::string("[]");
-      return "[" + std::to_string(*lo) + ", " + std::to_string(*hi) + "]";
-    };
     for (int64_t qt = 0; qt < nq; ++qt) {
       int64_t q0 = qt * tq, q1 = std::min<int64_t>(lq, q0 + tq) - 1;
       env.q = {cst(q0), cst(q1)};
@@ -144,14 +135,16 @@ struct AttnPrintTileMapPass
             blockEnv.q = {cst(r0), cst(std::min(q1, r0 + blockRows - 1))};
             TileFacts bf = emitTileFacts(b, loc, mask, blockEnv);
             // Clipped to the tile, as the kernel does.
-            std::string r = range(bf);
-            std::optional<int64_t> blo = constantOf(bf.kvLo),
+            std::optional<int64_t> mayT = constantOf(bf.mayBeTrue),
+                                   blo = constantOf(bf.kvLo),
                                    bhi = constantOf(bf.kvHi);
-            if (r != "[]" && r != "[?]")
-              r = std::max(*blo, k0) > std::min(*bhi, k1)
-                      ? "[]"
-                      : "[" + std::to_string(std::max(*blo, k0)) + ", " +
-                            std::to_string(std::min(*bhi, k1)) + "]";
+            std::string r = "[?]";
+            if (mayT && blo && bhi) {
+              int64_t lo = std::max(*blo, k0), hi = std::min(*bhi, k1);
+              r = !*mayT || lo > hi ? "[]"
+                                    : "[" + std::to_string(lo) + ", " +
+                                          std::to_string(hi) + "]";
+            }
             blocks += " " + r;
           }
           blocks += "\n";
