@@ -51,7 +51,8 @@ struct AttnPrintTileMapPass
       known[p.substr(0, eq)] = v;
     }
     if (tq <= 0 || tk <= 0 || lq < 0 || lkv < 0 || blockRows < 0) {
-      module.emitError() << "attn-print-tile-map: tile sizes must be positive";
+      module.emitError() << "attn-print-tile-map: tile sizes must be "
+                            "positive, lengths and block-rows non-negative";
       return signalPassFailure();
     }
     for (auto variant : module.getOps<attn::VariantOp>())
