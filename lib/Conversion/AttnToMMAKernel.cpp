@@ -347,6 +347,11 @@ private:
   };
   llvm::StringMap<Summary> summaries;
   Value useSummaries;            // i1, block-uniform
+  /// With summaries: the kv-tiles that may hold a kept entry of this
+  /// block's rows, as a bitmap (memref<kMaxSummaryTiles / 32 x i32, 3>),
+  /// and the first and last of them (memref<2 x i32, 3>), marked once per
+  /// block by all threads in parallel (markLiveTiles).
+  Value liveBits, liveEnds;
   Value curKt;                   // the kv-tile tileFacts is classifying
   IntervalValues curKv;          // and its kv box (the Values in its env)
   /// Ranges over boxes computed at function level, reused by later calls
@@ -357,6 +362,10 @@ private:
   std::optional<IntervalValues> tensorRange(attn::ParamOp p,
                                             ArrayRef<IntervalValues> idx);
   void computeSummaries();
+  void markLiveTiles();
+  /// firstLiveTile through the bitmap: the first set bit at or after
+  /// `from`, or ktEnd.
+  Value nextMarkedTile(Value from);
 };
 
 std::optional<IntervalValues>
@@ -402,43 +411,191 @@ MmaKernelBuilder::tensorRange(attn::ParamOp p, ArrayRef<IntervalValues> idx) {
 }
 
 void MmaKernelBuilder::computeSummaries() {
-  // Warp w summarises kv-tiles w, w + warps, ...: its lanes read the tile's
-  // entries in parallel and reduce them with shuffles; lane 0 stores.
+  // The whole block at once: groups of `group` lanes take one kv-tile each
+  // (tk / 16 lanes, a power of two up to 32), so that a round covers
+  // threads / group tiles. Every lane issues all its loads (about 16
+  // entries, clamped into the tile) before using any, and the group
+  // reduces with log2(group) shuffles. Rounds are uniform (every lane
+  // shuffles); a lane of a group past the last tile re-reads the last
+  // tile and does not store.
+  int64_t group = 1;
+  while (group * 2 <= std::min<int64_t>(32, cfg.tk / 16))
+    group *= 2;
+  const int64_t perRound = cfg.threads() / group;
+  const int64_t perLane = (cfg.tk + group - 1) / group;
   Value numKvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
   useSummaries = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
                                        numKvTiles, cIdx(kMaxSummaryTiles));
+  Value sub = arith::RemUIOp::create(b, loc, tid, cIdx(group));
+  Value slot = arith::DivUIOp::create(b, loc, tid, cIdx(group));
+  Value rounds = arith::CeilDivUIOp::create(b, loc, numKvTiles, cIdx(perRound));
+  // The live-tile marks start empty (markLiveTiles sets them after the
+  // barrier below).
+  ifThen(lt(tid, cIdx(kMaxSummaryTiles / 32)), [&] {
+    memref::StoreOp::create(b, loc, cI32(0), liveBits, ValueRange{tid});
+  });
+  ifThen(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, cIdx(0)),
+         [&] {
+           memref::StoreOp::create(b, loc, cI32(INT32_MAX), liveEnds,
+                                   ValueRange{cIdx(0)});
+           memref::StoreOp::create(b, loc, cI32(-1), liveEnds,
+                                   ValueRange{cIdx(1)});
+         });
   ifThen(useSummaries, [&] {
     scf::ForOp::create(
-        b, loc, warp, numKvTiles, cIdx(cfg.warps), ValueRange{},
-        [&](OpBuilder &, Location, Value t, ValueRange) {
-          Value k0 = mul(t, cIdx(cfg.tk));
+        b, loc, cIdx(0), rounds, cIdx(1), ValueRange{},
+        [&](OpBuilder &, Location, Value r, ValueRange) {
+          Value t = add(mul(r, cIdx(perRound)), slot);
+          Value inRange = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::ult, t, numKvTiles);
+          Value tc = arith::MinUIOp::create(
+              b, loc, t, arith::SubIOp::create(b, loc, numKvTiles, cIdx(1)));
+          Value k0 = mul(tc, cIdx(cfg.tk));
           Value last = arith::SubIOp::create(
               b, loc,
-              arith::MinSIOp::create(b, loc, add(k0, cIdx(cfg.tk)),
-                                     sizeIdx[4]),
+              arith::MinUIOp::create(b, loc, add(k0, cIdx(cfg.tk)), sizeIdx[4]),
               cIdx(1));
-          IntervalValues box{toI64(k0), toI64(last)};
           for (auto &entry : summaries) {
-            IntervalValues r = warpBoxRange(entry.second.tensor,
-                                            entry.second.isBool, box);
-            Value lane0 = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                                lane, cIdx(0));
-            ifThen(lane0, [&] {
+            Value tensor = entry.second.tensor;
+            bool isBool = entry.second.isBool;
+            int64_t topLo = isBool ? 0 : INT32_MIN,
+                    topHi = isBool ? 1 : INT32_MAX;
+            Value dim = memref::DimOp::create(b, loc, tensor, 0);
+            Value fits = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::ult, last, dim);
+            auto ifOp = scf::IfOp::create(
+                b, loc, fits,
+                [&](OpBuilder &, Location) {
+                  SmallVector<Value> xs;
+                  for (int64_t j = 0; j < perLane; ++j) {
+                    Value i = arith::MinUIOp::create(
+                        b, loc, add(k0, add(sub, cIdx(j * group))), last);
+                    Value x =
+                        memref::LoadOp::create(b, loc, tensor, ValueRange{i});
+                    if (isBool) // i8 bytes: any non-zero is true
+                      x = arith::MinUIOp::create(
+                          b, loc,
+                          arith::ExtUIOp::create(b, loc, b.getI32Type(), x),
+                          cI32(1));
+                    xs.push_back(x);
+                  }
+                  Value mn = xs[0], mx = xs[0];
+                  for (Value x : ArrayRef<Value>(xs).drop_front()) {
+                    mn = arith::MinSIOp::create(b, loc, mn, x);
+                    mx = arith::MaxSIOp::create(b, loc, mx, x);
+                  }
+                  scf::YieldOp::create(b, loc, ValueRange{mn, mx});
+                },
+                [&](OpBuilder &, Location) {
+                  scf::YieldOp::create(b, loc,
+                                       ValueRange{cI32(topLo), cI32(topHi)});
+                });
+            Value mn = ifOp.getResult(0), mx = ifOp.getResult(1);
+            for (int64_t offset = group / 2; offset >= 1; offset /= 2) {
+              mn = arith::MinSIOp::create(b, loc, mn, shuffleXor(mn, offset));
+              mx = arith::MaxSIOp::create(b, loc, mx, shuffleXor(mx, offset));
+            }
+            Value store = andI(
+                inRange, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                               sub, cIdx(0)));
+            ifThen(store, [&] {
               Value table = entry.second.table;
-              memref::StoreOp::create(
-                  b, loc,
-                  arith::TruncIOp::create(b, loc, b.getI32Type(), r.lo), table,
-                  ValueRange{t, cIdx(0)});
-              memref::StoreOp::create(
-                  b, loc,
-                  arith::TruncIOp::create(b, loc, b.getI32Type(), r.hi), table,
-                  ValueRange{t, cIdx(1)});
+              memref::StoreOp::create(b, loc, mn, table,
+                                      ValueRange{t, cIdx(0)});
+              memref::StoreOp::create(b, loc, mx, table,
+                                      ValueRange{t, cIdx(1)});
             });
           }
           scf::YieldOp::create(b, loc);
         });
   });
   gpu::BarrierOp::create(b, loc);
+}
+
+void MmaKernelBuilder::markLiveTiles() {
+  // The q-tile's side of every tensor read, once, at function level (the
+  // range cache then serves it to each tile below and in the kv loop).
+  tileFacts(cIdx(0));
+  // Thread i classifies kv-tiles i, i + threads, ...: one summary read per
+  // tile instead of a scan of the row by every thread. Rounds are uniform
+  // (a tile past the end is classified as the last one, unmarked), so that
+  // any warp-wide read the facts need sees every lane.
+  Value numKvTiles =
+      arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
+  Value rounds =
+      arith::CeilDivUIOp::create(b, loc, numKvTiles, cIdx(cfg.threads()));
+  ifThen(useSummaries, [&] {
+    scf::ForOp::create(
+        b, loc, cIdx(0), rounds, cIdx(1), ValueRange{},
+        [&](OpBuilder &, Location, Value r, ValueRange) {
+          Value t = add(mul(r, cIdx(cfg.threads())), tid);
+          Value tc = arith::MinUIOp::create(
+              b, loc, t, arith::SubIOp::create(b, loc, numKvTiles, cIdx(1)));
+          TileFacts facts = tileFacts(tc);
+          ifThen(andI(lt(t, numKvTiles), facts.mayBeTrue), [&] {
+            Value t32 = toI32(t);
+            Value bit = arith::ShLIOp::create(
+                b, loc, cI32(1), arith::AndIOp::create(b, loc, t32, cI32(31)));
+            memref::AtomicRMWOp::create(
+                b, loc, arith::AtomicRMWKind::ori, bit, liveBits,
+                ValueRange{arith::DivUIOp::create(b, loc, t, cIdx(32))});
+            memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::mins, t32,
+                                        liveEnds, ValueRange{cIdx(0)});
+            memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::maxs, t32,
+                                        liveEnds, ValueRange{cIdx(1)});
+          });
+          scf::YieldOp::create(b, loc);
+        });
+  });
+  gpu::BarrierOp::create(b, loc);
+}
+
+Value MmaKernelBuilder::nextMarkedTile(Value from) {
+  // Word w of the bitmap holds tiles 32 w .. 32 w + 31; scan the words up
+  // to ktEnd's, the first with bits at or after `from`.
+  Value wEnd = arith::CeilDivUIOp::create(b, loc, ktEnd, cIdx(32));
+  Value w0 = arith::DivUIOp::create(b, loc, from, cIdx(32));
+  Value inWords = lt(w0, wEnd);
+  Value first = arith::SelectOp::create(
+      b, loc, inWords,
+      memref::LoadOp::create(b, loc, liveBits,
+                             ValueRange{arith::MinUIOp::create(
+                                 b, loc, w0, cIdx(kMaxSummaryTiles / 32 - 1))}),
+      cI32(0));
+  first = arith::AndIOp::create(
+      b, loc, first,
+      arith::ShLIOp::create(
+          b, loc, cI32(-1),
+          toI32(arith::RemUIOp::create(b, loc, from, cIdx(32)))));
+  Type idx = b.getIndexType(), i32 = b.getI32Type();
+  auto whileOp =
+      scf::WhileOp::create(b, loc, TypeRange{idx, i32}, ValueRange{w0, first});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    Block *before =
+        b.createBlock(&whileOp.getBefore(), {}, {idx, i32}, {loc, loc});
+    Value w = before->getArgument(0), bits = before->getArgument(1);
+    Value more = andI(
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, bits, cI32(0)),
+        lt(add(w, cIdx(1)), wEnd));
+    scf::ConditionOp::create(b, loc, more, ValueRange{w, bits});
+    Block *after =
+        b.createBlock(&whileOp.getAfter(), {}, {idx, i32}, {loc, loc});
+    Value next = add(after->getArgument(0), cIdx(1));
+    scf::YieldOp::create(
+        b, loc,
+        ValueRange{next,
+                   memref::LoadOp::create(b, loc, liveBits, ValueRange{next})});
+  }
+  Value w = whileOp.getResult(0), bits = whileOp.getResult(1);
+  Value found =
+      add(mul(w, cIdx(32)),
+          toIdx(LLVM::CountTrailingZerosOp::create(b, loc, b.getI32Type(), bits,
+                                                   /*is_zero_poison=*/false)));
+  Value none =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, bits, cI32(0));
+  return arith::MinUIOp::create(
+      b, loc, arith::SelectOp::create(b, loc, none, ktEnd, found), ktEnd);
 }
 
 IRMapping MmaKernelBuilder::hoistUniform(Region &region) {
@@ -504,18 +661,31 @@ IntervalValues MmaKernelBuilder::warpBoxRange(Value tensor, bool isBool,
       [&](OpBuilder &, Location) {
         Value lo = add(toIdx(box.lo), lane);
         Value end = toIdx(arith::AddIOp::create(b, loc, box.hi, cI64(1)));
+        // Four loads per lane and trip, issued together (indices clamped
+        // to the last entry: min and max do not mind repeats).
+        Value endM1 = arith::SubIOp::create(b, loc, end, cIdx(1));
         auto loop = scf::ForOp::create(
-            b, loc, lo, end, cIdx(32), ValueRange{cI32(INT32_MAX), cI32(INT32_MIN)},
+            b, loc, lo, end, cIdx(128),
+            ValueRange{cI32(INT32_MAX), cI32(INT32_MIN)},
             [&](OpBuilder &, Location, Value i, ValueRange acc) {
-              Value x = memref::LoadOp::create(b, loc, tensor, ValueRange{i});
-              if (isBool) // i8 bytes: any non-zero is true
-                x = arith::MinUIOp::create(
-                    b, loc, arith::ExtUIOp::create(b, loc, b.getI32Type(), x),
-                    cI32(1));
-              scf::YieldOp::create(
-                  b, loc,
-                  ValueRange{arith::MinSIOp::create(b, loc, acc[0], x),
-                             arith::MaxSIOp::create(b, loc, acc[1], x)});
+              Value mn = acc[0], mx = acc[1];
+              SmallVector<Value> xs;
+              for (int64_t j = 0; j < 4; ++j) {
+                Value at =
+                    arith::MinUIOp::create(b, loc, add(i, cIdx(32 * j)), endM1);
+                Value x =
+                    memref::LoadOp::create(b, loc, tensor, ValueRange{at});
+                if (isBool) // i8 bytes: any non-zero is true
+                  x = arith::MinUIOp::create(
+                      b, loc, arith::ExtUIOp::create(b, loc, b.getI32Type(), x),
+                      cI32(1));
+                xs.push_back(x);
+              }
+              for (Value x : xs) {
+                mn = arith::MinSIOp::create(b, loc, mn, x);
+                mx = arith::MaxSIOp::create(b, loc, mx, x);
+              }
+              scf::YieldOp::create(b, loc, ValueRange{mn, mx});
             });
         Value mn = loop.getResult(0), mx = loop.getResult(1);
         for (int64_t offset : {16, 8, 4, 2, 1}) {
@@ -611,6 +781,19 @@ TileFacts MmaKernelBuilder::tileFacts(Value kt) {
 }
 
 Value MmaKernelBuilder::firstLiveTile(Value from) {
+  if (liveBits) {
+    auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getIndexType()},
+                                  useSummaries, /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    scf::YieldOp::create(b, loc, nextMarkedTile(from));
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    Value saved = liveBits;
+    liveBits = Value();
+    scf::YieldOp::create(b, loc, firstLiveTile(from));
+    liveBits = saved;
+    return ifOp.getResult(0);
+  }
   auto whileOp = scf::WhileOp::create(b, loc, TypeRange{b.getIndexType()},
                                       ValueRange{from});
   {
@@ -896,20 +1079,72 @@ void MmaKernelBuilder::build() {
       offset += kMaxSummaryTiles * 8;
       summaries[param.getSymName()] = sum;
     });
+    if (!summaries.empty()) {
+      liveBits = memref::ViewOp::create(
+          b, loc,
+          MemRefType::get({kMaxSummaryTiles / 32}, b.getI32Type(),
+                          MemRefLayoutAttrInterface(), workgroup),
+          shared, cIdx(offset), ValueRange{});
+      offset += kMaxSummaryTiles / 8;
+      liveEnds = memref::ViewOp::create(
+          b, loc,
+          MemRefType::get({2}, b.getI32Type(), MemRefLayoutAttrInterface(),
+                          workgroup),
+          shared, cIdx(offset), ValueRange{});
+      offset += 8;
+    }
     sharedBytes = offset;
   }
   // What the launcher must ask for (GpuKernel.cpp reads it).
   fn->setAttr(kDynamicSharedBytesAttr, b.getI64IntegerAttr(sharedBytes));
-  if (!summaries.empty())
+  // The q-tile's rows, as the tile abstraction sees them.
+  env.q = {toI64(q0),
+           arith::SubIOp::create(b, loc, toI64(add(q0, rows)), cI64(1))};
+  Value ktBegin64, ktEnd64;
+  if (summaries.empty()) {
+    KvTileRange range =
+        emitKvTileRange(b, loc, variant.getMaskOp(), env, q0, rows, tk);
+    ktBegin64 = range.begin;
+    ktEnd64 = range.end;
+  } else {
+    // Data-dependent: the live tiles are marked once per block; their
+    // first and last bound the loop (a row of more than kMaxSummaryTiles
+    // tiles takes the row facts instead, reading the whole row).
     computeSummaries();
+    markLiveTiles();
+    auto ifOp = scf::IfOp::create(
+        b, loc, useSummaries,
+        [&](OpBuilder &, Location) {
+          Value lo =
+              memref::LoadOp::create(b, loc, liveEnds, ValueRange{cIdx(0)});
+          Value hi =
+              memref::LoadOp::create(b, loc, liveEnds, ValueRange{cIdx(1)});
+          Value any =
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, lo, hi);
+          Value begin = arith::ExtSIOp::create(
+              b, loc, b.getI64Type(),
+              arith::SelectOp::create(b, loc, any, lo, cI32(0)));
+          Value end = arith::ExtSIOp::create(
+              b, loc, b.getI64Type(),
+              arith::SelectOp::create(
+                  b, loc, any, arith::AddIOp::create(b, loc, hi, cI32(1)),
+                  cI32(0)));
+          scf::YieldOp::create(b, loc, ValueRange{begin, end});
+        },
+        [&](OpBuilder &, Location) {
+          TileEnv rowEnv = env;
+          KvTileRange range = emitKvTileRange(b, loc, variant.getMaskOp(),
+                                              rowEnv, q0, rows, tk);
+          scf::YieldOp::create(b, loc, ValueRange{range.begin, range.end});
+        });
+    ktBegin64 = ifOp.getResult(0);
+    ktEnd64 = ifOp.getResult(1);
+  }
   // The uniform parts of the score and mask, once per block.
   if (attn::ScoreOp scoreOp = variant.getScoreOp())
     scorePre = hoistUniform(scoreOp.getBody());
   if (attn::MaskOp maskOp = variant.getMaskOp())
     maskPre = hoistUniform(maskOp.getBody());
-  KvTileRange range =
-      emitKvTileRange(b, loc, variant.getMaskOp(), env, q0, rows, tk);
-  Value ktBegin64 = range.begin, ktEnd64 = range.end;
   Value ktBegin = toIdx(ktBegin64);
   ktEnd = toIdx(ktEnd64);
   Value leader =

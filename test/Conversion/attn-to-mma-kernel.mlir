@@ -131,17 +131,30 @@ attn.variant @sig {
 // -----
 
 // A data-dependent mask: per-kv-tile (min, max) of the document ids in
-// shared memory, filled once per block by warp-parallel reads and shuffles
-// (when the row has at most 512 kv-tiles), then read per tile; the q-tile's
-// range is read once. The launcher asks for the extra shared memory.
+// shared memory, filled once per block by groups of lanes (loads, then
+// shuffles; when the row has at most 512 kv-tiles). Then every thread
+// classifies its own tiles from the table and marks the live ones in a
+// bitmap and their first and last (shared atomics); the loop runs from the
+// first to the last and finds the next live tile by scanning the bitmap
+// (cttz), reading the table once per visited tile for its full/mixed
+// class. The launcher asks for the extra shared memory.
 // CHECK-LABEL: gpu.module @documents
-// CHECK: attnc.dynamic_shared_bytes = 65536 : i64
+// CHECK: attnc.dynamic_shared_bytes = 65608 : i64
 // CHECK: %[[SUM:.+]] = memref.view %{{.+}}[%c61440][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<512x2xi32, #gpu.address_space<workgroup>>
+// CHECK: %[[BITS:.+]] = memref.view %{{.+}}[%c65536][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<16xi32, #gpu.address_space<workgroup>>
+// CHECK: %[[ENDS:.+]] = memref.view %{{.+}}[%c65600][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<2xi32, #gpu.address_space<workgroup>>
 // CHECK: arith.cmpi ule, %{{.+}}, %c512
 // CHECK: gpu.shuffle xor
 // CHECK: memref.store %{{.+}}, %[[SUM]][%{{.+}}, %c0{{.*}}] : memref<512x2xi32, #gpu.address_space<workgroup>>
 // CHECK: gpu.barrier
+// CHECK: memref.atomic_rmw ori %{{.+}}, %[[BITS]]
+// CHECK: memref.atomic_rmw mins %{{.+}}, %[[ENDS]]
+// CHECK: memref.atomic_rmw maxs %{{.+}}, %[[ENDS]]
+// CHECK: gpu.barrier
+// CHECK: memref.load %[[ENDS]]
 // CHECK: scf.while
+// CHECK: memref.load %[[BITS]]
+// CHECK: llvm.intr.cttz
 // CHECK: memref.load %[[SUM]][%{{.+}}, %c0{{.*}}] : memref<512x2xi32, #gpu.address_space<workgroup>>
 attn.variant @documents {
   attn.param @doc : i32[Lkv]

@@ -333,6 +333,23 @@ attention a { param doc: i32[Lkv]; mask = doc[q_idx] == doc[kv_idx]; }""",
      mask=lambda c, b, h, i, j: c.doc[i] == c.doc[j])
 
 
+def doc_runs(c, rng):
+    """Document ids in runs of 50 to 300 keys, ids 0 to 6 recurring along
+    the row: a q-tile's live kv-tiles are scattered over all of it."""
+    doc = []
+    while len(doc) < c.Lkv:
+        doc += [int(rng.integers(0, 7))] * int(rng.integers(50, 300))
+    return np.array(doc[:c.Lkv], dtype=np.int32)
+
+
+# More than 32 kv-tiles of 128 keys (more than one word of the GPU kernel's
+# live-tile bitmap), with live tiles scattered and gaps between them.
+case("param-i32-tensor-doc-wide", """
+attention a { param doc: i32[Lkv]; mask = doc[q_idx] == doc[kv_idx]; }""",
+     Lq=300, Lkv=4700, H=1, D=32, params=dict(doc=doc_runs),
+     mask=lambda c, b, h, i, j: c.doc[i] == c.doc[j])
+
+
 def key_runs(c, rng):
     """A bool per key in runs of 1 to 200: whole tiles false, true, mixed."""
     keep, v = [], bool(rng.integers(0, 2))

@@ -185,13 +185,18 @@ def ConvertAttnToMMAKernel
     kv-tiles outside the closed-form range of the tile abstraction are never
     visited, all-false tiles inside it are never loaded. Data-dependent
     masks: for every rank-1 integer tensor param the mask reads, each block
-    first writes the (min, max) of every kv-tile into shared memory (the
-    lanes of a warp read a tile's entries in parallel and reduce them with
-    shuffles; rows of up to 512 kv-tiles), and a tile whose box is exactly
-    that kv-tile is classified from those two words; other boxes are read
-    by the 32 lanes of a warp in parallel, the q-tile's once per block. The
-    gpu.func's `attnc.dynamic_shared_bytes` says how much dynamic shared
-    memory a block needs (tiles plus summaries). Softmax runs online in log2
+    first writes the (min, max) of every kv-tile into shared memory (groups
+    of tk / 16 lanes take one kv-tile each, issue all their loads, then
+    reduce with shuffles; rows of up to 512 kv-tiles), and a tile whose box
+    is exactly that kv-tile is classified from those two words; other boxes
+    are read by the 32 lanes of a warp in parallel, the q-tile's once per
+    block. Then every thread classifies its own kv-tiles from the table and
+    marks the live ones in a shared bitmap (and the first and last of
+    them, by shared atomics): the kv loop runs from the first to the last
+    and steps to the next set bit, so no thread scans the row's tiles or
+    reads the whole row's entries. The gpu.func's
+    `attnc.dynamic_shared_bytes` says how much dynamic shared memory a
+    block needs (tiles, summaries and the bitmap). Softmax runs online in log2
     units (`exp2`), with the row max and sum reduced over the four lanes of
     a quad by `gpu.shuffle xor`; sigmoid, relu and linear accumulate plain
     weights; the sink joins at the end. The per-head parts of the score
