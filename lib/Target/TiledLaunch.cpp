@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -193,7 +194,14 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   int64_t ktSize = B * Hkv * kvTiles * roundUp(D) * shape.tileKV;
   if (static_cast<int64_t>(ktStorage.size()) < ktSize)
     ktStorage.resize(ktSize);
-  ktStates.assign(B * Hkv * kvTiles, 0);
+  // Testing: ATTN_TILED_PRIVATE_KT=1 starts every tile claimed and never
+  // ready, so that every visit takes the private-copy path (otherwise
+  // taken only when work items race for a tile).
+  static const bool privateKt = [] {
+    const char *env = std::getenv("ATTN_TILED_PRIVATE_KT");
+    return env && std::string(env) == "1";
+  }();
+  ktStates.assign(B * Hkv * kvTiles, privateKt ? 1 : 0);
   Flat kt, states;
   kt.bind(ktStorage);
   kt.size = ktSize;
