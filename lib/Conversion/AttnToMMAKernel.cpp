@@ -352,6 +352,10 @@ private:
   /// and the first and last of them (memref<2 x i32, 3>), marked once per
   /// block by all threads in parallel (markLiveTiles).
   Value liveBits, liveEnds;
+  /// Set while every thread classifies a tile of its own (markLiveTiles):
+  /// a box that is neither a summary nor cached differs from lane to lane
+  /// then, so each thread reads it alone instead of with its warp.
+  bool threadReads = false;
   Value curKt;                   // the kv-tile tileFacts is classifying
   IntervalValues curKv;          // and its kv box (the Values in its env)
   /// Ranges over boxes computed at function level, reused by later calls
@@ -394,7 +398,9 @@ MmaKernelBuilder::tensorRange(attn::ParamOp p, ArrayRef<IntervalValues> idx) {
           scf::YieldOp::create(b, loc, r);
         },
         [&](OpBuilder &, Location) {
-          IntervalValues r = warpBoxRange(tensor, isBool, idx[0]);
+          IntervalValues r =
+              threadReads ? emitTensorBoxRange(b, loc, tensor, isBool, idx)
+                          : warpBoxRange(tensor, isBool, idx[0]);
           scf::YieldOp::create(b, loc, ValueRange{r.lo, r.hi});
         });
     return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
@@ -404,6 +410,8 @@ MmaKernelBuilder::tensorRange(attn::ParamOp p, ArrayRef<IntervalValues> idx) {
   auto cached = rangeCache.find(key);
   if (cached != rangeCache.end())
     return cached->second;
+  if (threadReads)
+    return emitTensorBoxRange(b, loc, it->second.arg, isBool, idx);
   IntervalValues r = warpBoxRange(it->second.arg, isBool, idx[0]);
   if (b.getInsertionBlock() == entryBlock)
     rangeCache[key] = r;
@@ -426,6 +434,11 @@ void MmaKernelBuilder::computeSummaries() {
   Value numKvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
   useSummaries = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
                                        numKvTiles, cIdx(kMaxSummaryTiles));
+  // The q-tile's side of every tensor read, once, at function level and
+  // uniform over the block (the range cache then serves it to markLiveTiles
+  // and the kv loop); its loads overlap the summaries' below. (Its kv side,
+  // tile 0, is not used: the table is not filled yet.)
+  tileFacts(cIdx(0));
   Value sub = arith::RemUIOp::create(b, loc, tid, cIdx(group));
   Value slot = arith::DivUIOp::create(b, loc, tid, cIdx(group));
   Value rounds = arith::CeilDivUIOp::create(b, loc, numKvTiles, cIdx(perRound));
@@ -513,13 +526,12 @@ void MmaKernelBuilder::computeSummaries() {
 }
 
 void MmaKernelBuilder::markLiveTiles() {
-  // The q-tile's side of every tensor read, once, at function level (the
-  // range cache then serves it to each tile below and in the kv loop).
-  tileFacts(cIdx(0));
   // Thread i classifies kv-tiles i, i + threads, ...: one summary read per
-  // tile instead of a scan of the row by every thread. Rounds are uniform
-  // (a tile past the end is classified as the last one, unmarked), so that
-  // any warp-wide read the facts need sees every lane.
+  // tile instead of a scan of the row by every thread. A read whose box is
+  // neither the tile's summary nor the cached q-tile side (doc[kv_idx / 2],
+  // say) differs between the lanes of a warp here, so each thread reads it
+  // alone (threadReads), never with warp shuffles. Rounds are uniform (a
+  // tile past the end is classified as the last one, unmarked).
   Value numKvTiles =
       arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
   Value rounds =
@@ -531,7 +543,9 @@ void MmaKernelBuilder::markLiveTiles() {
           Value t = add(mul(r, cIdx(cfg.threads())), tid);
           Value tc = arith::MinUIOp::create(
               b, loc, t, arith::SubIOp::create(b, loc, numKvTiles, cIdx(1)));
+          threadReads = true;
           TileFacts facts = tileFacts(tc);
+          threadReads = false;
           ifThen(andI(lt(t, numKvTiles), facts.mayBeTrue), [&] {
             Value t32 = toI32(t);
             Value bit = arith::ShLIOp::create(

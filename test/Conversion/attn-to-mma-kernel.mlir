@@ -168,6 +168,29 @@ attn.variant @documents {
 
 // -----
 
+// A read whose box is not the kv-tile (doc[kv_idx / 2]) differs between the
+// lanes of a warp while each thread classifies its own tiles: it is read
+// per thread there, with no shuffle between the summaries' barrier and the
+// marks (a warp-wide read would mix the lanes' boxes).
+// CHECK-LABEL: gpu.module @doc_half
+// CHECK: gpu.barrier
+// CHECK-NOT: gpu.shuffle
+// CHECK: memref.atomic_rmw ori
+attn.variant @doc_half {
+  attn.param @doc : i32[Lkv]
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    %c2 = arith.constant 2 : i32
+    %q2 = arith.divsi %q, %c2 : i32
+    %kv2 = arith.divsi %kv, %c2 : i32
+    %dq = attn.param_load @doc[%q2] : i32
+    %dk = attn.param_load @doc[%kv2] : i32
+    %m = arith.cmpi eq, %dq, %dk : i32
+    attn.yield %m : i1
+  }
+}
+
+// -----
+
 // tanh (softcap) becomes the hardware's tanh.approx.f32: llvm.tanh with
 // `afn`, which NVPTX selects to it.
 // CHECK-LABEL: gpu.module @softcap

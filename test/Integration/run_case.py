@@ -350,6 +350,17 @@ attention a { param doc: i32[Lkv]; mask = doc[q_idx] == doc[kv_idx]; }""",
      mask=lambda c, b, h, i, j: c.doc[i] == c.doc[j])
 
 
+# A tensor read whose box is not the kv-tile itself (kv_idx / 2): the GPU
+# kernel's per-thread tile classification must read it per thread.
+case("param-i32-tensor-doc-half", """
+attention a {
+  param doc: i32[Lkv];
+  mask = doc[q_idx / 2] == doc[kv_idx / 2];
+}""",
+     Lq=600, Lkv=2400, H=1, D=32, params=dict(doc=doc_runs),
+     mask=lambda c, b, h, i, j: c.doc[i // 2] == c.doc[j // 2])
+
+
 def key_runs(c, rng):
     """A bool per key in runs of 1 to 200: whole tiles false, true, mixed."""
     keep, v = [], bool(rng.integers(0, 2))
