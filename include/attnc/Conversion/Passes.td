@@ -192,7 +192,9 @@ def ConvertAttnToMMAKernel
     are read by the 32 lanes of a warp in parallel, the q-tile's once per
     block. Then every thread classifies its own kv-tiles from the table and
     marks the live ones in a shared bitmap (and the first and last of
-    them, by shared atomics): the kv loop runs from the first to the last
+    them, by shared atomics; a read whose box is neither the tile's
+    summary nor the q-tile's side is made per thread there, since it
+    differs between lanes): the kv loop runs from the first to the last
     and steps to the next set bit, so no thread scans the row's tiles or
     reads the whole row's entries. The gpu.func's
     `attnc.dynamic_shared_bytes` says how much dynamic shared memory a
