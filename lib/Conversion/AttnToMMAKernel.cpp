@@ -305,6 +305,8 @@ private:
   /// The first kv-tile t >= from with t < ktEnd that the tile abstraction
   /// does not prove all false, or ktEnd.
   Value firstLiveTile(Value from);
+  /// firstLiveTile by asking the tile abstraction tile after tile.
+  Value scanLiveTiles(Value from);
   TileFacts tileFacts(Value kt);
   /// The scores of one kv-tile (already scaled) -> masked, modified scores
   /// in the units the normalisation works in.
@@ -347,6 +349,7 @@ private:
   };
   llvm::StringMap<Summary> summaries;
   Value useSummaries;            // i1, block-uniform
+  Value numKvTiles;              // index: kv-tiles of a row (with summaries)
   /// With summaries: the kv-tiles that may hold a kept entry of this
   /// block's rows, as a bitmap (memref<kMaxSummaryTiles / 32 x i32, 3>),
   /// and the first and last of them (memref<2 x i32, 3>), marked once per
@@ -431,7 +434,7 @@ void MmaKernelBuilder::computeSummaries() {
     group *= 2;
   const int64_t perRound = cfg.threads() / group;
   const int64_t perLane = (cfg.tk + group - 1) / group;
-  Value numKvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
+  numKvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
   useSummaries = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
                                        numKvTiles, cIdx(kMaxSummaryTiles));
   // The q-tile's side of every tensor read, once, at function level and
@@ -532,8 +535,6 @@ void MmaKernelBuilder::markLiveTiles() {
   // say) differs between the lanes of a warp here, so each thread reads it
   // alone (threadReads), never with warp shuffles. Rounds are uniform (a
   // tile past the end is classified as the last one, unmarked).
-  Value numKvTiles =
-      arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
   Value rounds =
       arith::CeilDivUIOp::create(b, loc, numKvTiles, cIdx(cfg.threads()));
   ifThen(useSummaries, [&] {
@@ -795,19 +796,21 @@ TileFacts MmaKernelBuilder::tileFacts(Value kt) {
 }
 
 Value MmaKernelBuilder::firstLiveTile(Value from) {
-  if (liveBits) {
-    auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getIndexType()},
-                                  useSummaries, /*withElseRegion=*/true);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    scf::YieldOp::create(b, loc, nextMarkedTile(from));
-    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-    Value saved = liveBits;
-    liveBits = Value();
-    scf::YieldOp::create(b, loc, firstLiveTile(from));
-    liveBits = saved;
-    return ifOp.getResult(0);
-  }
+  if (!liveBits)
+    return scanLiveTiles(from);
+  // The marked tiles where the block marked them (rows of at most
+  // kMaxSummaryTiles tiles), else the scan.
+  auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getIndexType()},
+                                useSummaries, /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  scf::YieldOp::create(b, loc, nextMarkedTile(from));
+  b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+  scf::YieldOp::create(b, loc, scanLiveTiles(from));
+  return ifOp.getResult(0);
+}
+
+Value MmaKernelBuilder::scanLiveTiles(Value from) {
   auto whileOp = scf::WhileOp::create(b, loc, TypeRange{b.getIndexType()},
                                       ValueRange{from});
   {
