@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdint>
 
 using namespace attnc;
 
@@ -282,7 +283,15 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
     }
     pack.i32(static_cast<int32_t>(value));
   }
-  pack.i32(a.lse ? kFlagWriteLSE : 0);
+  int32_t flags = a.lse ? kFlagWriteLSE : 0;
+  const int64_t oBytes = dtypeSize(a.o.dtype);
+  bool vectorO = a.o.strides[3] == 1 &&
+                 reinterpret_cast<uintptr_t>(a.o.data) % 16 == 0;
+  for (int i = 0; i < 3; ++i)
+    vectorO = vectorO && (a.o.strides[i] * oBytes) % 16 == 0;
+  if (vectorO)
+    flags |= kFlagVectorO;
+  pack.i32(flags);
   pack.memref(pack.status, {kStatusWords}, {1});
   return true;
 }
