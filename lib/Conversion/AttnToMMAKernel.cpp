@@ -1651,8 +1651,8 @@ void MmaKernelBuilder::build() {
   }
 
   // Epilogue: per row, the lane's partial sums joined across the quad, the
-  // sink folded in, O / l written by every lane, LSE by the first lane of
-  // the quad.
+  // sink folded in, LSE written by the first lane of the quad; then O / l
+  // staged in shared memory and written in 16-byte chunks (below).
   Value wantLse = arith::CmpIOp::create(
       b, loc, arith::CmpIPredicate::ne,
       arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
@@ -1663,6 +1663,7 @@ void MmaKernelBuilder::build() {
     for (int64_t t = 0; t < mt; ++t)
       for (int r = 0; r < 2; ++r)
         fin[1 + t * perTile + r] = fmul(fin[1 + t * perTile + r], qscale);
+  SmallVector<std::array<Value, 2>> factor(mt);
   for (int64_t t = 0; t < mt; ++t)
     for (int r = 0; r < 2; ++r) {
       unsigned base = 1 + t * perTile;
@@ -1671,27 +1672,121 @@ void MmaKernelBuilder::build() {
       RowNormalization rn = emitRowNormalization(
           b, loc, norm, norm == attn::NormKind::softmax ? mRow : Value(), lRow,
           sinkLog2);
-      Value factor = rn.factor, lseValue = rn.lse, empty = rn.empty;
-      Value row = rowIdx[t][r];
-      ifThen(lt(row, sizeIdx[3]), [&] {
-        Value colBase = mul(tig, cIdx(2));
-        for (int64_t j = 0; j < nO; ++j)
-          for (int e2 = 0; e2 < 2; ++e2) {
-            Value x =
-                fmul(fin[base + 4 + 4 * j + 2 * r + e2], factor);
-            x = arith::TruncFOp::create(b, loc, elementType, x);
-            memref::StoreOp::create(
-                b, loc, x, o,
-                ValueRange{bi, hi, row, add(colBase, cIdx(8 * j + e2))});
-          }
-        if (norm == attn::NormKind::softmax)
-          ifThen(andI(wantLse, firstOfQuad), [&] {
-            memref::StoreOp::create(b, loc,
-                                    select(empty, cF32(-INFINITY), lseValue),
-                                    lse, ValueRange{bi, hi, row});
-          });
-      });
+      factor[t][r] = rn.factor;
+      if (norm == attn::NormKind::softmax) {
+        Value lseValue = select(rn.empty, cF32(-INFINITY), rn.lse);
+        ifThen(andI(lt(rowIdx[t][r], sizeIdx[3]), andI(wantLse, firstOfQuad)),
+               [&] {
+                 memref::StoreOp::create(b, loc, lseValue, lse,
+                                         ValueRange{bi, hi, rowIdx[t][r]});
+               });
+      }
     }
+  // O's element (row, colBase + 8 j + e2) of m-tile t, in the element type.
+  Value colBase = mul(tig, cIdx(2));
+  auto outValue = [&](int64_t t, int r, int64_t j, int e2) {
+    Value x = fmul(fin[1 + t * perTile + 4 + 4 * j + 2 * r + e2], factor[t][r]);
+    return arith::TruncFOp::create(b, loc, elementType, x).getResult();
+  };
+  // Element by element from the accumulators: only where the staging
+  // area would not fit in the block's shared memory (no configuration of
+  // MMAKernelConfig today).
+  auto scalarStores = [&] {
+    for (int64_t t = 0; t < mt; ++t)
+      for (int r = 0; r < 2; ++r)
+        ifThen(lt(rowIdx[t][r], sizeIdx[3]), [&] {
+          for (int64_t j = 0; j < nO; ++j)
+            for (int e2 = 0; e2 < 2; ++e2)
+              memref::StoreOp::create(
+                  b, loc, outValue(t, r, j, e2), o,
+                  ValueRange{bi, hi, rowIdx[t][r],
+                             add(colBase, cIdx(8 * j + e2))});
+        });
+  };
+  // The staged store: the block's O tile in shared memory over the Q and K
+  // tiles (rows padded by 16 bytes: the quad's pairs of a row and the 8
+  // rows of a lane group land in distinct banks), then rows of 16-byte
+  // chunks, consecutive threads on consecutive chunks of a row. A chunk
+  // goes out as one 16-byte vector when the host allows it for this O
+  // (kFlagVectorO), else element by element; either way the accumulators
+  // are spent in one place (two copies of their stores cost registers).
+  const int64_t stagePitch = MmaKernelConfig::pitch(Dv);
+  const int64_t stageBytes = cfg.rows() * stagePitch * 2;
+  if (stageBytes > cfg.sharedBytes() - cfg.alignSlack()) {
+    scalarStores();
+  } else {
+    auto stageType =
+        MemRefType::get({cfg.rows(), stagePitch}, elementType,
+                        MemRefLayoutAttrInterface(), workgroup);
+    Value stage =
+        memref::ViewOp::create(b, loc, stageType, shared, pad, ValueRange{})
+            .getResult();
+    // Every warp is done with the Q, K and V tiles, and no copy into them
+    // is in flight.
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+    gpu::BarrierOp::create(b, loc);
+    auto pairType = VectorType::get({2}, elementType);
+    for (int64_t t = 0; t < mt; ++t)
+      for (int r = 0; r < 2; ++r) {
+        Value localRow = add(add(tileRow[t], g), cIdx(8 * r));
+        for (int64_t j = 0; j < nO; ++j) {
+          Value pairValue = vector::FromElementsOp::create(
+              b, loc, pairType,
+              ValueRange{outValue(t, r, j, 0), outValue(t, r, j, 1)});
+          vector::StoreOp::create(
+              b, loc, pairValue, stage,
+              ValueRange{localRow, add(colBase, cIdx(8 * j))},
+              /*nontemporal=*/false, llvm::Align(4));
+        }
+      }
+    gpu::BarrierOp::create(b, loc);
+    Value vectorO = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ne,
+        arith::AndIOp::create(b, loc, flags, cI32(kFlagVectorO)), cI32(0));
+    Value oVec = unitInner(o);
+    auto chunkType = VectorType::get({8}, elementType);
+    const int64_t perRow = Dv / 8, threads = cfg.threads();
+    auto copyChunk = [&](Value row, Value chunk) {
+      ifThen(lt(row, rows), [&] {
+        Value col = mul(chunk, cIdx(8));
+        Value x = vector::LoadOp::create(b, loc, chunkType, stage,
+                                         ValueRange{row, col},
+                                         /*nontemporal=*/false,
+                                         llvm::Align(16));
+        Value qRow = add(q0, row);
+        scf::IfOp::create(
+            b, loc, vectorO,
+            [&](OpBuilder &, Location) {
+              vector::StoreOp::create(b, loc, x, oVec,
+                                      ValueRange{bi, hi, qRow, col},
+                                      /*nontemporal=*/false, llvm::Align(16));
+              scf::YieldOp::create(b, loc);
+            },
+            [&](OpBuilder &, Location) {
+              for (int64_t e = 0; e < 8; ++e)
+                memref::StoreOp::create(
+                    b, loc, vector::ExtractOp::create(b, loc, x, e), o,
+                    ValueRange{bi, hi, qRow, add(col, cIdx(e))});
+              scf::YieldOp::create(b, loc);
+            });
+      });
+    };
+    const int64_t chunks = cfg.rows() * perRow;
+    if (chunks % threads == 0 && threads % perRow == 0) {
+      Value row0 = arith::DivUIOp::create(b, loc, tid, cIdx(perRow));
+      Value chunk = arith::RemUIOp::create(b, loc, tid, cIdx(perRow));
+      for (int64_t i = 0; i < chunks / threads; ++i)
+        copyChunk(add(row0, cIdx(i * (threads / perRow))), chunk);
+    } else {
+      scf::ForOp::create(
+          b, loc, tid, cIdx(chunks), cIdx(threads), ValueRange{},
+          [&](OpBuilder &, Location, Value c, ValueRange) {
+            copyChunk(arith::DivUIOp::create(b, loc, c, cIdx(perRow)),
+                      arith::RemUIOp::create(b, loc, c, cIdx(perRow)));
+            scf::YieldOp::create(b, loc);
+          });
+    }
+  }
   gpu::ReturnOp::create(b, loc);
   expandAttnOps(fn, kctx);
   // tanh (softcap) as the hardware's tanh.approx.f32: one MUFU operation

@@ -43,6 +43,14 @@
 // CHECK: "wgmma.fence.sync.aligned;"
 // CHECK: p, 1, 1, 1;
 // CHECK: "wgmma.wait_group.sync.aligned 0;"
+// O staged in shared memory from the aligned start (the Q tile's place),
+// rows padded by 8 elements, and written in 16-byte chunks of rows.
+// CHECK: memref.view {{.*}} to memref<128x136xbf16, #gpu.address_space<workgroup>>
+// CHECK: gpu.barrier
+// CHECK: vector.store {{.*}} : memref<128x136xbf16, #gpu.address_space<workgroup>>, vector<2xbf16>
+// CHECK: gpu.barrier
+// CHECK: vector.load {{.*}} {alignment = 16 : i64} : memref<128x136xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>
+// CHECK: vector.store {{.*}} {alignment = 16 : i64} : memref<?x?x?x?xbf16, strided<[?, ?, ?, 1], offset: ?>>, vector<8xbf16>
 
 // Small heads take 64-key tiles and two blocks per SM (128 registers).
 // F16: attnc.dynamic_shared_bytes = 50176 : i64, known_block_size = array<i32: 256, 1, 1>

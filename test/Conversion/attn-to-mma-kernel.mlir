@@ -69,9 +69,27 @@
 // CHECK: nvgpu.ldmatrix %[[VT]][{{.+}}] {numTiles = 4 : i32, transpose = true}
 // CHECK: nvvm.mma.sync
 // CHECK: scf.yield
-// Epilogue: sums over the quad, O and LSE stored.
+// Epilogue: sums over the quad, LSE by the quad's first lane, then O
+// staged in shared memory over the Q tile (rows padded by 8 elements) once
+// every warp is done with the tiles and no copy is in flight, and written
+// in 16-byte chunks of rows: as one vector when the host sets kFlagVectorO
+// (2), else element by element.
 // CHECK: gpu.shuffle xor
+// CHECK: memref.store {{.+}} : memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+// CHECK: %[[ST:.+]] = memref.view %[[SMEM]][%c0{{.*}}][] : {{.+}} to memref<128x72xbf16, #gpu.address_space<workgroup>>
+// CHECK-NEXT: nvvm.cp.async.wait.group 0
+// CHECK-NEXT: gpu.barrier
+// CHECK: vector.store %{{.+}}, %[[ST]][{{.+}}] {alignment = 4 : i64} : memref<128x72xbf16, #gpu.address_space<workgroup>>, vector<2xbf16>
+// CHECK: gpu.barrier
+// CHECK: %[[VF:.+]] = arith.andi %{{.+}}, %c2_i32{{.*}} : i32
+// CHECK: %[[VEC:.+]] = arith.cmpi ne, %[[VF]]
+// CHECK: %[[CH:.+]] = vector.load %[[ST]][{{.+}}] {alignment = 16 : i64} : memref<128x72xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>
+// CHECK: scf.if %[[VEC]] {
+// CHECK: vector.store %[[CH]], %{{.+}}[{{.+}}] {alignment = 16 : i64} : memref<?x?x?x?xbf16, strided<[?, ?, ?, 1], offset: ?>>, vector<8xbf16>
+// CHECK: } else {
+// CHECK: vector.extract %[[CH]][0]
 // CHECK: memref.store {{.+}} : memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
+// CHECK: vector.extract %[[CH]][7]
 
 // F16-LABEL: gpu.module @causal
 // F16: memref.view {{.+}} to memref<128x72xf16, #gpu.address_space<workgroup>>

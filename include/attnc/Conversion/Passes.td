@@ -206,6 +206,14 @@ def ConvertAttnToMMAKernel
     `math.tanh` (softcap) becomes `llvm.tanh` with `afn`, which NVPTX
     selects to `tanh.approx.f32`.
 
+    The epilogue normalises each row and writes LSE from the quad's first
+    lane. O is staged in shared memory over the Q tile (rows padded by 8
+    elements; after a barrier, once no copy is in flight) and leaves in
+    16-byte chunks of rows, consecutive threads on consecutive chunks: each
+    chunk as one vector store when the flag word's `kFlagVectorO` says O
+    allows it (the host sets it for a unit inner stride and 16-byte aligned
+    data and strides), else element by element.
+
     Q, K and V must have a unit inner stride and 16-byte aligned rows (the
     launcher checks it). Head dims must be multiples of 16; `tile-kv`
     defaults to 64 when D + Dv <= 256 and to 32 otherwise.
