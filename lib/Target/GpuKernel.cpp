@@ -12,6 +12,8 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
 
+#include <cstdlib>
+
 using namespace attnc;
 
 std::string GpuCompileOptions::describe() const {
@@ -194,6 +196,15 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
                      "cuMemsetD8Async", error))
     return LaunchStatus::KernelError;
   size_t n = packed.args.size();
+  // Testing: ATTN_GPU_SCALAR_O=1 withholds kFlagVectorO, so that the
+  // tensor-core kernel writes O element by element (its path for O views
+  // that 16-byte vectors cannot write) whatever O is.
+  static const bool scalarO = [] {
+    const char *env = std::getenv("ATTN_GPU_SCALAR_O");
+    return env && std::string(env) == "1";
+  }();
+  if (scalarO)
+    *static_cast<int32_t *>(packed.args[n - 6]) &= ~kFlagVectorO;
   *static_cast<void **>(packed.args[n - 5]) = status.data();
   *static_cast<void **>(packed.args[n - 4]) = status.data();
   if (!driver->check(driver->cuLaunchKernel(
