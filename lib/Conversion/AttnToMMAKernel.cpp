@@ -1688,21 +1688,6 @@ void MmaKernelBuilder::build() {
     Value x = fmul(fin[1 + t * perTile + 4 + 4 * j + 2 * r + e2], factor[t][r]);
     return arith::TruncFOp::create(b, loc, elementType, x).getResult();
   };
-  // Element by element from the accumulators: only where the staging
-  // area would not fit in the block's shared memory (no configuration of
-  // MMAKernelConfig today).
-  auto scalarStores = [&] {
-    for (int64_t t = 0; t < mt; ++t)
-      for (int r = 0; r < 2; ++r)
-        ifThen(lt(rowIdx[t][r], sizeIdx[3]), [&] {
-          for (int64_t j = 0; j < nO; ++j)
-            for (int e2 = 0; e2 < 2; ++e2)
-              memref::StoreOp::create(
-                  b, loc, outValue(t, r, j, e2), o,
-                  ValueRange{bi, hi, rowIdx[t][r],
-                             add(colBase, cIdx(8 * j + e2))});
-        });
-  };
   // The staged store: the block's O tile in shared memory over the Q and K
   // tiles (rows padded by 16 bytes: the quad's pairs of a row and the 8
   // rows of a lane group land in distinct banks), then rows of 16-byte
@@ -1710,11 +1695,9 @@ void MmaKernelBuilder::build() {
   // goes out as one 16-byte vector when the host allows it for this O
   // (kFlagVectorO), else element by element; either way the accumulators
   // are spent in one place (two copies of their stores cost registers).
-  const int64_t stagePitch = MmaKernelConfig::pitch(Dv);
-  const int64_t stageBytes = cfg.rows() * stagePitch * 2;
-  if (stageBytes > cfg.sharedBytes() - cfg.alignSlack()) {
-    scalarStores();
-  } else {
+  // MmaKernelConfig::sharedBytes() makes room for it.
+  {
+    const int64_t stagePitch = MmaKernelConfig::pitch(Dv);
     auto stageType =
         MemRefType::get({cfg.rows(), stagePitch}, elementType,
                         MemRefLayoutAttrInterface(), workgroup);

@@ -46,7 +46,8 @@
 // O staged in shared memory from the aligned start (the Q tile's place),
 // rows padded by 8 elements, and written in 16-byte chunks of rows.
 // CHECK: memref.view {{.*}} to memref<128x136xbf16, #gpu.address_space<workgroup>>
-// CHECK: gpu.barrier
+// CHECK-NEXT: nvvm.cp.async.wait.group 0
+// CHECK-NEXT: gpu.barrier
 // CHECK: vector.store {{.*}} : memref<128x136xbf16, #gpu.address_space<workgroup>>, vector<2xbf16>
 // CHECK: gpu.barrier
 // CHECK: vector.load {{.*}} {alignment = 16 : i64} : memref<128x136xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>

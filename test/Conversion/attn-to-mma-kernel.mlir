@@ -15,6 +15,14 @@
 // MINCTA: known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 3 : i32}
 // NOMINCTA: known_block_size = array<i32: 128, 1, 1>}
 // NOMINCTA-NOT: nvvm.minctasm
+// Dv = 4 D: the O staging tile (128 x 136 halves, 34816 bytes) is larger
+// than the Q, K and V tiles (32768), and sets the block's shared memory.
+// RUN: attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=32 value-dim=128" | FileCheck %s --check-prefix=WIDE
+// WIDE-LABEL: gpu.module @causal
+// WIDE: attnc.dynamic_shared_bytes = 34816 : i64
+// WIDE: memref.view {{.+}} to memref<128x40xf16, #gpu.address_space<workgroup>>
+// WIDE: memref.view {{.+}} to memref<128x136xf16, #gpu.address_space<workgroup>>
+// WIDE-NEXT: nvvm.cp.async.wait.group 0
 // RUN: not attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f32" 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: not attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=72" 2>&1 | FileCheck %s --check-prefix=BADDIM
 // RUN: not attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=256 value-dim=256 tile-kv=256" 2>&1 | FileCheck %s --check-prefix=BADSMEM

@@ -250,6 +250,11 @@ case("shape-lkv-1", "attention a {}", Lq=5, Lkv=1)
 case("shape-odd", "attention a { mask = causal(); }", Lq=37, D=24,
      mask=causal)
 case("shape-dv-gt-d", "attention a {}", D=32, Dv=48)
+# Dv four times D: the tensor-core kernel's O staging tile is larger than
+# its Q, K and V tiles, and the block's shared memory grows to hold it;
+# Lq = 200 leaves the second block 72 rows.
+case("shape-dv-wide", "attention a { mask = causal(); }", D=32, Dv=128,
+     Lq=200, mask=causal)
 case("shape-dv-lt-d", "attention a { mask = causal(); }", D=64, Dv=8,
      mask=causal)
 for _d, _l in ((1, 64), (3, 64), (64, 64), (128, 48), (256, 32)):

@@ -8,6 +8,7 @@
 #ifndef ATTNC_CONVERSION_MMAKERNELCONFIG_H
 #define ATTNC_CONVERSION_MMAKERNELCONFIG_H
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -49,10 +50,14 @@ struct MmaKernelConfig {
   /// Swizzled tiles must start 1024-byte aligned: the slack that the kernel
   /// aligns the dynamic shared memory's start with.
   int64_t alignSlack() const { return wgmma ? 1024 : 0; }
-  /// Dynamic shared memory of a block: Q, K and V tiles of 2-byte elements.
+  /// The O tile that the epilogue stages before writing it out: rows() rows
+  /// of Dv 2-byte elements padded by 8, over the Q (and K) tiles.
+  int64_t stagingBytes() const { return rows() * pitch(valueDim) * 2; }
+  /// Dynamic shared memory of a block: Q, K and V tiles of 2-byte elements,
+  /// or the O staging tile where it is larger (Dv > 3 D + 16 or so).
   int64_t sharedBytes() const {
-    return vOffset() + kvStages() * 2 * tk * rowElements(valueDim) +
-           alignSlack();
+    int64_t tiles = vOffset() + kvStages() * 2 * tk * rowElements(valueDim);
+    return std::max(tiles, stagingBytes()) + alignSlack();
   }
 };
 

@@ -207,8 +207,10 @@ def ConvertAttnToMMAKernel
     selects to `tanh.approx.f32`.
 
     The epilogue normalises each row and writes LSE from the quad's first
-    lane. O is staged in shared memory over the Q tile (rows padded by 8
-    elements; after a barrier, once no copy is in flight) and leaves in
+    lane. O is staged in shared memory over the Q and K tiles (rows padded
+    by 8 elements; after a barrier, once no copy is in flight; where Dv is
+    much larger than D the block's shared memory grows to hold it; see
+    `MmaKernelConfig::sharedBytes`) and leaves in
     16-byte chunks of rows, consecutive threads on consecutive chunks: each
     chunk as one vector store when the flag word's `kFlagVectorO` says O
     allows it (the host sets it for a unit inner stride and 16-byte aligned
