@@ -287,8 +287,9 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
   const int64_t oBytes = dtypeSize(a.o.dtype);
   bool vectorO = a.o.strides[3] == 1 &&
                  reinterpret_cast<uintptr_t>(a.o.data) % 16 == 0;
-  for (int i = 0; i < 3; ++i)
-    vectorO = vectorO && (a.o.strides[i] * oBytes) % 16 == 0;
+  for (int i = 0; i < 3; ++i) // a dim of size 1 never steps its stride
+    vectorO = vectorO && (a.o.shape[i] == 1 ||
+                          (a.o.strides[i] * oBytes) % 16 == 0);
   if (vectorO)
     flags |= kFlagVectorO;
   pack.i32(flags);

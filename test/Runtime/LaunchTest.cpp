@@ -101,18 +101,18 @@ TEST(SignatureText, RejectsDamage) {
 }
 
 // The flag word of a packed call: the argument before the status memref's
-// five (two pointers, offset, size, stride).
+// five (two pointers, offset, size, stride). B = 1, H = 2, L = 2, D = 16.
 int32_t packedFlags(const TensorView &o, bool withLse) {
   KernelSignature sig;
   sig.name = "k";
   sig.normalization = "softmax";
-  alignas(16) static uint16_t qkv[2 * 16];
-  alignas(16) static float lse[2];
+  alignas(16) static uint16_t qkv[2 * 2 * 16];
+  alignas(16) static float lse[2 * 2];
   RunArgs a;
-  a.q = a.k = a.v = TensorView::contiguous(qkv, DType::F16, {1, 1, 2, 16});
+  a.q = a.k = a.v = TensorView::contiguous(qkv, DType::F16, {1, 2, 2, 16});
   a.o = o;
   if (withLse)
-    a.lse = TensorView::contiguous(lse, DType::F32, {1, 1, 2});
+    a.lse = TensorView::contiguous(lse, DType::F32, {1, 2, 2});
   PackedKernelArgs packed;
   std::string error;
   EXPECT_TRUE(packKernelArgs(sig, DType::F16, a, packed, error)) << error;
@@ -120,28 +120,33 @@ int32_t packedFlags(const TensorView &o, bool withLse) {
 }
 
 // kFlagVectorO is set exactly when O can be written in aligned 16-byte
-// vectors: unit inner stride, 16-byte aligned data, every stride a multiple
-// of 16 bytes. The tensor-core GPU kernel relies on it.
+// vectors: unit inner stride, 16-byte aligned data, every stride that is
+// ever stepped a multiple of 16 bytes. The tensor-core GPU kernel relies on
+// it.
 TEST(Launcher, VectorOFlag) {
-  alignas(16) static uint16_t o[2 * 64];
-  TensorView view = TensorView::contiguous(o, DType::F16, {1, 1, 2, 16});
+  alignas(16) static uint16_t o[2 * 2 * 2 * 16];
+  TensorView view = TensorView::contiguous(o, DType::F16, {1, 2, 2, 16});
   EXPECT_EQ(packedFlags(view, false), kFlagVectorO);
   EXPECT_EQ(packedFlags(view, true), kFlagVectorO | kFlagWriteLSE);
   // [B, L, H, D] memory seen as [B, H, L, D]: strides of whole 16 bytes.
   TensorView permuted = view;
   permuted.strides = {64, 16, 32, 1};
   EXPECT_EQ(packedFlags(permuted, false), kFlagVectorO);
+  // B = 1: its stride is never stepped, whatever it is.
+  TensorView oneBatch = view;
+  oneBatch.strides = {3, 32, 16, 1};
+  EXPECT_EQ(packedFlags(oneBatch, false), kFlagVectorO);
   TensorView shifted = view;
   shifted.data = o + 1; // 2-byte aligned only
   EXPECT_EQ(packedFlags(shifted, true), kFlagWriteLSE);
   TensorView oddRows = view;
-  oddRows.strides = {34, 34, 17, 1}; // rows 34 bytes apart
+  oddRows.strides = {68, 34, 17, 1}; // rows 34 bytes apart
   EXPECT_EQ(packedFlags(oddRows, false), 0);
   TensorView oddHeads = view;
-  oddHeads.strides = {36, 36, 16, 1}; // heads 72 bytes apart
+  oddHeads.strides = {72, 36, 16, 1}; // heads 72 bytes apart
   EXPECT_EQ(packedFlags(oddHeads, false), 0);
   TensorView columns = view;
-  columns.strides = {64, 64, 1, 2}; // O transposed: inner stride 2
+  columns.strides = {64, 32, 1, 2}; // inner stride 2
   EXPECT_EQ(packedFlags(columns, false), 0);
 }
 

@@ -18,9 +18,10 @@
 namespace attnc {
 
 /// Bits of the flag word. kFlagVectorO: O has a unit inner stride, 16-byte
-/// aligned data and strides of whole 16-byte units, so a kernel may write it
-/// in 16-byte vectors (the tensor-core GPU kernel does, through shared
-/// memory); kernels that write element by element ignore it.
+/// aligned data and strides of whole 16-byte units (the strides of
+/// dimensions of size 1 aside), so a kernel may write it in 16-byte vectors
+/// (the tensor-core GPU kernel does, through shared memory); kernels that
+/// write element by element ignore it.
 enum KernelFlags : int32_t { kFlagWriteLSE = 1, kFlagVectorO = 2 };
 
 /// Codes in status[0]. An index error fills status[1..4] with the ordinal
