@@ -302,6 +302,23 @@ private:
   /// commits them as one group.
   void loadTile(Value src, Value head, Value tile, int64_t width,
                 int64_t rows, Value r0, Value limit, Value dstBase = Value());
+  /// Calls body(row, chunk) for each of this thread's chunks of a grid of
+  /// `rows` x `perRow` 16-byte chunks: unrolled where the grid divides
+  /// evenly among the threads (a thread's chunks then share their column
+  /// and lie threads / perRow rows apart), else as a loop striding by the
+  /// thread count.
+  /// `first`: this thread's first chunk (row, chunk) of an evenly divided
+  /// grid when the caller has it already.
+  void forThreadChunks(int64_t rows, int64_t perRow,
+                       llvm::function_ref<void(Value, Value)> body,
+                       std::array<Value, 2> first = {});
+  std::array<Value, 2> firstThreadChunk(int64_t perRow) {
+    return {arith::DivUIOp::create(b, loc, tid, cIdx(perRow)).getResult(),
+            arith::RemUIOp::create(b, loc, tid, cIdx(perRow)).getResult()};
+  }
+  bool chunksDivideEvenly(int64_t rows, int64_t perRow) const {
+    return rows * perRow % cfg.threads() == 0 && cfg.threads() % perRow == 0;
+  }
   /// The first kv-tile t >= from with t < ktEnd that the tile abstraction
   /// does not prove all false, or ktEnd.
   Value firstLiveTile(Value from);
@@ -721,7 +738,7 @@ IntervalValues MmaKernelBuilder::warpBoxRange(Value tensor, bool isBool,
 void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
                                 int64_t width, int64_t rows, Value r0,
                                 Value limit, Value dstBase) {
-  int64_t perRow = width / 8, chunks = rows * perRow;
+  int64_t perRow = width / 8;
   // Chunk c (16 bytes) of the tile: row c / perRow, column chunk c % perRow.
   auto copyChunk = [&](Value row, Value chunk, bool checked = true) {
     Value col = mul(chunk, cIdx(8));
@@ -751,34 +768,47 @@ void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
         ValueRange{dstRow, dstCol}, src, ValueRange{bi, head, srcRow, col},
         b.getIndexAttr(8), srcElements, b.getUnitAttr());
   };
-  const int64_t threads = cfg.threads();
-  if (chunks % threads == 0 && threads % perRow == 0) {
-    // Unrolled: a thread's chunks share their column and lie threads /
-    // perRow rows apart, so every copy is a constant offset from the first.
-    // A whole tile (all but the last of a row) copies without bounds
-    // checks, from addresses a constant stride apart.
-    Value row0 = arith::DivUIOp::create(b, loc, tid, cIdx(perRow));
-    Value chunk = arith::RemUIOp::create(b, loc, tid, cIdx(perRow));
+  if (chunksDivideEvenly(rows, perRow)) {
+    // Every copy is a constant offset from the thread's first. A whole tile
+    // (all but the last of a row) copies without bounds checks, from
+    // addresses a constant stride apart.
+    std::array<Value, 2> first = firstThreadChunk(perRow);
     Value whole = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
                                         add(r0, cIdx(rows)), limit);
     auto copies = [&](bool checked) {
       return [&, checked](OpBuilder &, Location) {
-        for (int64_t i = 0; i < chunks / threads; ++i)
-          copyChunk(add(row0, cIdx(i * (threads / perRow))), chunk, checked);
+        forThreadChunks(
+            rows, perRow,
+            [&](Value row, Value chunk) { copyChunk(row, chunk, checked); },
+            first);
         scf::YieldOp::create(b, loc);
       };
     };
     scf::IfOp::create(b, loc, whole, copies(false), copies(true));
   } else {
-    scf::ForOp::create(
-        b, loc, tid, cIdx(chunks), cIdx(threads), ValueRange{},
-        [&](OpBuilder &, Location, Value c, ValueRange) {
-          copyChunk(arith::DivUIOp::create(b, loc, c, cIdx(perRow)),
-                    arith::RemUIOp::create(b, loc, c, cIdx(perRow)));
-          scf::YieldOp::create(b, loc);
-        });
+    forThreadChunks(rows, perRow,
+                    [&](Value row, Value chunk) { copyChunk(row, chunk); });
   }
   NVVM::CpAsyncCommitGroupOp::create(b, loc);
+}
+
+void MmaKernelBuilder::forThreadChunks(
+    int64_t rows, int64_t perRow, llvm::function_ref<void(Value, Value)> body,
+    std::array<Value, 2> first) {
+  const int64_t threads = cfg.threads(), chunks = rows * perRow;
+  if (chunksDivideEvenly(rows, perRow)) {
+    if (!first[0])
+      first = firstThreadChunk(perRow);
+    for (int64_t i = 0; i < chunks / threads; ++i)
+      body(add(first[0], cIdx(i * (threads / perRow))), first[1]);
+    return;
+  }
+  scf::ForOp::create(b, loc, tid, cIdx(chunks), cIdx(threads), ValueRange{},
+                     [&](OpBuilder &, Location, Value c, ValueRange) {
+                       body(arith::DivUIOp::create(b, loc, c, cIdx(perRow)),
+                            arith::RemUIOp::create(b, loc, c, cIdx(perRow)));
+                       scf::YieldOp::create(b, loc);
+                     });
 }
 
 TileFacts MmaKernelBuilder::tileFacts(Value kt) {
@@ -1728,7 +1758,7 @@ void MmaKernelBuilder::build() {
         arith::AndIOp::create(b, loc, flags, cI32(kFlagVectorO)), cI32(0));
     Value oVec = unitInner(o);
     auto chunkType = VectorType::get({8}, elementType);
-    const int64_t perRow = Dv / 8, threads = cfg.threads();
+    const int64_t perRow = Dv / 8;
     auto copyChunk = [&](Value row, Value chunk) {
       ifThen(lt(row, rows), [&] {
         Value col = mul(chunk, cIdx(8));
@@ -1754,21 +1784,7 @@ void MmaKernelBuilder::build() {
             });
       });
     };
-    const int64_t chunks = cfg.rows() * perRow;
-    if (chunks % threads == 0 && threads % perRow == 0) {
-      Value row0 = arith::DivUIOp::create(b, loc, tid, cIdx(perRow));
-      Value chunk = arith::RemUIOp::create(b, loc, tid, cIdx(perRow));
-      for (int64_t i = 0; i < chunks / threads; ++i)
-        copyChunk(add(row0, cIdx(i * (threads / perRow))), chunk);
-    } else {
-      scf::ForOp::create(
-          b, loc, tid, cIdx(chunks), cIdx(threads), ValueRange{},
-          [&](OpBuilder &, Location, Value c, ValueRange) {
-            copyChunk(arith::DivUIOp::create(b, loc, c, cIdx(perRow)),
-                      arith::RemUIOp::create(b, loc, c, cIdx(perRow)));
-            scf::YieldOp::create(b, loc);
-          });
-    }
+    forThreadChunks(cfg.rows(), perRow, copyChunk);
   }
   gpu::ReturnOp::create(b, loc);
   expandAttnOps(fn, kctx);
