@@ -37,3 +37,21 @@ def _has_cuda_device():
 
 if _has_cuda_device():
     config.available_features.add("cuda")
+
+# `torch`: PyTorch with CUDA under the configured Python, for GPU tests that
+# need device tensors with arbitrary strides (asked only where `cuda` is on).
+config.substitutions.append(
+    ("%libattn", os.path.join(config.attnc_obj_root, "lib", "libattn.so")))
+def _has_torch_cuda():
+    import subprocess
+    try:
+        return subprocess.run(
+            [config.python_executable, "-c",
+             "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            timeout=120).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+if "cuda" in config.available_features and _has_torch_cuda():
+    config.available_features.add("torch")
