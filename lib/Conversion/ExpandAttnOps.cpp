@@ -123,11 +123,17 @@ IntervalValues attnc::emitTensorBoxRange(OpBuilder &b, Location loc,
         std::function<void(unsigned, SmallVector<Value> &)> rec =
             [&](unsigned d, SmallVector<Value> &ivs) {
               if (d == box.size()) {
-                Value x = arith::ExtSIOp::create(
-                    b, loc, b.getI64Type(),
-                    memref::LoadOp::create(b, loc, tensor, ivs));
-                if (isBool) // i8 bytes: any non-zero is true
-                  x = arith::MinSIOp::create(b, loc, x, c64(1));
+                Value x = memref::LoadOp::create(b, loc, tensor, ivs);
+                // i8 bytes of a bool: any non-zero is true, 0x80 and up too
+                // (zero-extended, so a true byte never reads as negative).
+                x = isBool ? arith::MinUIOp::create(
+                                 b, loc,
+                                 arith::ExtUIOp::create(b, loc, b.getI64Type(),
+                                                        x),
+                                 c64(1))
+                                 .getResult()
+                           : arith::ExtSIOp::create(b, loc, b.getI64Type(), x)
+                                 .getResult();
                 acc = {arith::MinSIOp::create(b, loc, acc[0], x),
                        arith::MaxSIOp::create(b, loc, acc[1], x)};
                 return;

@@ -250,6 +250,38 @@ TEST(Numerics, DocumentMaskSummariesAndTheirReuse) {
   EXPECT_LT(check(false), 1e-4);
 }
 
+TEST(Numerics, BoolTensorBytesAnyNonZeroIsTrue) {
+  // Bool tensors arrive as bytes, and any non-zero byte is true (.npy files
+  // are normalised to 0/1, C and C++ buffers are not). A block mask read
+  // through a 2-D box holds 0x80 and 0xFF (negative as signed bytes) beside
+  // zeros in the same tiles: the tile facts must still see "may be true"
+  // and "may be false" wherever the entries are mixed.
+  attn::Runtime rt(memoryOnly());
+  attn::CompileOptions opts;
+  opts.headDim = opts.valueDim = 16;
+  attn::Kernel k = rt.compile(
+      "attention blk { param blocks: bool[?, ?]; "
+      "mask = blocks[q_idx / 16, kv_idx / 16]; }",
+      opts);
+  const int64_t L = 200, n = (L + 15) / 16;
+  Problem p(1, 2, 2, L, L, 16, 16, 5);
+  std::vector<uint8_t> blocks(n * n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      blocks[i * n + j] = (i * 7 + j * 3) % 4 == 0 ? 0 : (j % 2 ? 0x80 : 0xFF);
+  p.poison();
+  attn::RunArgs args = p.args();
+  args.params["blocks"] =
+      attn::Tensor::contiguous(blocks.data(), attn::DType::Bool, {n, n});
+  k.run(args);
+  EXPECT_LT(p.maxError(
+                [](double s, int64_t, int64_t, int64_t, int64_t) { return s; },
+                [&](int64_t, int64_t, int64_t i, int64_t j) {
+                  return blocks[(i / 16) * n + j / 16] != 0;
+                }),
+            1e-4);
+}
+
 TEST(Numerics, RuntimeScalarNeverRecompiles) {
   attn::Runtime rt(memoryOnly());
   const char *src = "attention win { param window: i32 = 4; "
