@@ -204,7 +204,7 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
     return env && std::string(env) == "1";
   }();
   if (scalarO)
-    *static_cast<int32_t *>(packed.args[n - 6]) &= ~kFlagVectorO;
+    *packed.flags &= ~kFlagVectorO;
   *static_cast<void **>(packed.args[n - 5]) = status.data();
   *static_cast<void **>(packed.args[n - 4]) = status.data();
   if (!driver->check(driver->cuLaunchKernel(

@@ -293,6 +293,7 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
   if (vectorO)
     flags |= kFlagVectorO;
   pack.i32(flags);
+  pack.flags = &pack.i32s.back();
   pack.memref(pack.status, {kStatusWords}, {1});
   return true;
 }

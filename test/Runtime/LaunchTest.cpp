@@ -100,8 +100,8 @@ TEST(SignatureText, RejectsDamage) {
   }
 }
 
-// The flag word of a packed call: the argument before the status memref's
-// five (two pointers, offset, size, stride). B = 1, H = 2, L = 2, D = 16.
+// The flag word of a packed call (the argument before the status memref's
+// five: two pointers, offset, size, stride). B = 1, H = 2, L = 2, D = 16.
 int32_t packedFlags(const TensorView &o, bool withLse) {
   KernelSignature sig;
   sig.name = "k";
@@ -116,7 +116,9 @@ int32_t packedFlags(const TensorView &o, bool withLse) {
   PackedKernelArgs packed;
   std::string error;
   EXPECT_TRUE(packKernelArgs(sig, DType::F16, a, packed, error)) << error;
-  return *static_cast<int32_t *>(packed.args[packed.args.size() - 6]);
+  // The ABI position and the pointer the launchers use agree.
+  EXPECT_EQ(packed.flags, packed.args[packed.args.size() - 6]);
+  return *packed.flags;
 }
 
 // kFlagVectorO is set exactly when O can be written in aligned 16-byte

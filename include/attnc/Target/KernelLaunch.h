@@ -85,6 +85,8 @@ struct PackedKernelArgs {
   Sizes sizes;
   /// The runtime params in ABI order (for status messages).
   std::vector<const SignatureParam *> runtimeParams;
+  /// The flag word (KernelFlags) among `args`, for launchers that adjust it.
+  int32_t *flags = nullptr;
 
   // Storage behind `args`.
   std::deque<int64_t> i64s;
