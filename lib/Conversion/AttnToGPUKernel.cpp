@@ -253,11 +253,13 @@ void GpuKernelBuilder::build() {
   kTile = fn.getWorkgroupAttributions()[0];
   vTile = fn.getWorkgroupAttributions()[1];
 
-  // Block -> (b, h, q-tile), longest first: the first blocks take the last
-  // q-tiles. block = (numQTiles - 1 - qt) * B * H + b * H + h.
+  // Block -> (b, h, q-tile), longest first within groups of heads whose K
+  // and V fit in the L2 cache.
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  BlockTile tile = emitLongestFirstBlock(b, loc, block, sizeIdx, cfg.tq);
+  BlockTile tile = emitLongestFirstBlock(
+      b, loc, block, sizeIdx, cfg.tq,
+      (cfg.headDim + cfg.valueDim) * (elementType.getIntOrFloatBitWidth() / 8));
   bi = tile.bi;
   hi = tile.hi;
   hkv = tile.hkv;

@@ -1048,7 +1048,8 @@ void MmaKernelBuilder::build() {
   k = unitInner(e.k);
   v = unitInner(e.v);
 
-  // Block -> (b, h, q-tile), longest first (as convert-attn-to-gpu-kernel).
+  // Block -> (b, h, q-tile), longest first within groups of heads whose K
+  // and V (2-byte elements) fit in the L2 cache.
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   warp = arith::DivUIOp::create(b, loc, tid, cIdx(32));
@@ -1059,7 +1060,8 @@ void MmaKernelBuilder::build() {
   Value r8 = arith::RemUIOp::create(b, loc, lane, cIdx(8));
   Value miLow = arith::RemUIOp::create(b, loc, mi, cIdx(2));
   Value miHigh = arith::DivUIOp::create(b, loc, mi, cIdx(2));
-  BlockTile tile = emitLongestFirstBlock(b, loc, block, sizeIdx, cfg.rows());
+  BlockTile tile = emitLongestFirstBlock(b, loc, block, sizeIdx, cfg.rows(),
+                                         2 * (D + Dv));
   bi = tile.bi;
   hi = tile.hi;
   hkv = tile.hkv;

@@ -30,21 +30,47 @@ std::string attnc::elementTypeChoices(ArrayRef<StringRef> allowed) {
 
 BlockTile attnc::emitLongestFirstBlock(OpBuilder &b, Location loc, Value block,
                                        const Value sizeIdx[7],
-                                       int64_t rowsPerBlock) {
+                                       int64_t rowsPerBlock,
+                                       int64_t kvBytesPerKey) {
   auto cIdx = [&](int64_t v) -> Value {
     return arith::ConstantIndexOp::create(b, loc, v);
   };
   auto toI32 = [&](Value v) -> Value {
     return arith::IndexCastOp::create(b, loc, b.getI32Type(), v);
   };
+  auto mul = [&](Value x, Value y) -> Value {
+    return arith::MulIOp::create(b, loc, x, y);
+  };
+  auto sub = [&](Value x, Value y) -> Value {
+    return arith::SubIOp::create(b, loc, x, y);
+  };
+  auto divu = [&](Value x, Value y) -> Value {
+    return arith::DivUIOp::create(b, loc, x, y);
+  };
   BlockTile t;
   Value numQTiles =
       arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(rowsPerBlock));
-  Value bh = arith::MulIOp::create(b, loc, sizeIdx[0], sizeIdx[1]);
-  Value rev = arith::DivUIOp::create(b, loc, block, bh);
-  Value qt = arith::SubIOp::create(
-      b, loc, arith::SubIOp::create(b, loc, numQTiles, cIdx(1)), rev);
-  Value bhIdx = arith::RemUIOp::create(b, loc, block, bh);
+  Value bh = mul(sizeIdx[0], sizeIdx[1]);
+  // G heads per group (at least 1, at most B * H).
+  Value groupHeads = bh;
+  if (kvBytesPerKey > 0) {
+    Value headBytes = arith::MaxUIOp::create(
+        b, loc, mul(sizeIdx[4], cIdx(kvBytesPerKey)), cIdx(1));
+    groupHeads = arith::MinUIOp::create(
+        b, loc, bh,
+        arith::MaxUIOp::create(
+            b, loc, divu(cIdx(kHeadGroupKVBytes), headBytes), cIdx(1)));
+  }
+  Value groupBlocks = mul(groupHeads, numQTiles);
+  Value group = divu(block, groupBlocks);
+  Value firstHead = mul(group, groupHeads);
+  Value headsHere = arith::MinUIOp::create(b, loc, groupHeads,
+                                           sub(bh, firstHead));
+  Value inGroup = sub(block, mul(group, groupBlocks));
+  Value rev = divu(inGroup, headsHere);
+  Value qt = sub(sub(numQTiles, cIdx(1)), rev);
+  Value bhIdx = arith::AddIOp::create(
+      b, loc, firstHead, arith::RemUIOp::create(b, loc, inGroup, headsHere));
   t.bi = arith::DivUIOp::create(b, loc, bhIdx, sizeIdx[1]);
   t.hi = arith::RemUIOp::create(b, loc, bhIdx, sizeIdx[1]);
   t.b32 = toI32(t.bi);

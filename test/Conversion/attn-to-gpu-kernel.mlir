@@ -1,6 +1,6 @@
 // convert-attn-to-gpu-kernel: one gpu.func kernel per variant in a
 // gpu.module of the same name; one block per (b, h, q-tile) numbered
-// longest-first, one thread per query row, K and V tiles staged in shared
+// longest-first within groups of heads, one thread per query row, K and V tiles staged in shared
 // memory, the kv loop bounded by the mask's closed-form range, all-false
 // tiles skipped, the mask only in mixed tiles, online softmax with exp2.
 // RUN: attn-opt %s --split-input-file --convert-attn-to-gpu-kernel="element-type=f16 head-dim=64 value-dim=32 tile-q=128" | FileCheck %s
@@ -16,10 +16,27 @@
 // CHECK-SAME: workgroup(%[[KT:.+]] : memref<4096xf16, #gpu.address_space<workgroup>>, %[[VT:.+]] : memref<2048xf16, #gpu.address_space<workgroup>>)
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // CHECK-NOT: attn.
-// Block -> (b, h, q-tile), the last q-tile first.
+// Block -> (b, h, q-tile), the last q-tile first within groups of G heads:
+// G = clamp(16 MiB / (Lkv * (64 + 32) * 2 bytes), 1, B * H).
 // CHECK-DAG: %[[BID:.+]] = gpu.block_id x
 // CHECK-DAG: %[[TID:.+]] = gpu.thread_id x
-// CHECK: arith.ceildivui
+// CHECK: %[[NQ:.+]] = arith.ceildivui
+// CHECK: %[[BH:.+]] = arith.muli
+// CHECK: %[[KVB:.+]] = arith.muli %{{.+}}, %c192 : index
+// CHECK: %[[HB:.+]] = arith.maxui %[[KVB]], %c1{{.*}} : index
+// CHECK: %[[G0:.+]] = arith.divui %c16777216, %[[HB]] : index
+// CHECK: %[[G1:.+]] = arith.maxui %[[G0]], %c1{{.*}} : index
+// CHECK: %[[G:.+]] = arith.minui %[[BH]], %[[G1]] : index
+// CHECK: %[[GB:.+]] = arith.muli %[[G]], %[[NQ]] : index
+// CHECK: %[[GRP:.+]] = arith.divui %[[BID]], %[[GB]] : index
+// CHECK: %[[FIRST:.+]] = arith.muli %[[GRP]], %[[G]] : index
+// CHECK: %[[LEFT:.+]] = arith.subi %[[BH]], %[[FIRST]] : index
+// CHECK: %[[HERE:.+]] = arith.minui %[[G]], %[[LEFT]] : index
+// CHECK: %[[IN:.+]] = arith.subi %[[BID]], %{{.+}} : index
+// CHECK: %[[REV:.+]] = arith.divui %[[IN]], %[[HERE]] : index
+// CHECK: arith.subi %{{.+}}, %[[REV]] : index
+// CHECK: %[[HEAD:.+]] = arith.remui %[[IN]], %[[HERE]] : index
+// CHECK: arith.addi %[[FIRST]], %[[HEAD]] : index
 // Per-thread q row, o accumulator, scores.
 // CHECK-DAG: memref.alloca() : memref<64xf32>
 // CHECK-DAG: memref.alloca() : memref<32xf32>

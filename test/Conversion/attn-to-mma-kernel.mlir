@@ -44,6 +44,11 @@
 // CHECK: %[[VT:.+]] = memref.view %[[SMEM]][%c52224][] : {{.+}} to memref<64x72xbf16, #gpu.address_space<workgroup>>
 // K and V seen with a unit inner stride (cp.async needs contiguous rows).
 // CHECK: memref.reinterpret_cast {{.+}} to memref<?x?x?x?xbf16, strided<[?, ?, ?, 1], offset: ?>>
+// Blocks in groups of heads whose K and V, Lkv * (128 + 64) * 2 bytes a
+// head, fit in 16 MiB of L2 (the order itself: attn-to-gpu-kernel.mlir).
+// CHECK: gpu.block_id x
+// CHECK: arith.muli %{{.+}}, %c384 : index
+// CHECK: arith.divui %c16777216, %{{.+}} : index
 // The prologue: Q, then K of the first live tile.
 // CHECK: nvgpu.device_async_copy {{.+}}, %[[QT]][{{.+}}], 8, {{.+}} {bypassL1}
 // CHECK: nvvm.cp.async.commit.group

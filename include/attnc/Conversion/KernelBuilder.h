@@ -115,11 +115,23 @@ struct BlockTile {
   mlir::Value q0, rows;    // first row and rows of the q-tile (index)
 };
 
-/// Block `block` -> (b, h, q-tile), longest first: the first blocks take the
-/// last q-tiles. block = (numQTiles - 1 - qt) * B * H + b * H + h.
+/// K and V bytes of the heads that one group of blocks works on at once
+/// (emitLongestFirstBlock): a third of the H100's 50 MB L2.
+inline constexpr int64_t kHeadGroupKVBytes = 16 << 20;
+
+/// Block `block` -> (b, h, q-tile), longest first within groups of heads.
+/// The B * H heads (h fastest) fall into groups of G consecutive heads,
+/// G = max(1, kHeadGroupKVBytes / (Lkv * kvBytesPerKey)): the K and V of a
+/// group fit in the L2 cache, so the blocks that run at once share them
+/// instead of each head's K and V being read from memory again and again.
+/// Group after group; inside a group, the last q-tiles first (the longest
+/// under a triangular mask), head fastest:
+///   block = g * G * numQTiles + (numQTiles - 1 - qt) * Gg + (bh - g * G)
+/// where Gg is the group's head count (the last group may be smaller).
+/// kvBytesPerKey = 0 puts every head in one group.
 BlockTile emitLongestFirstBlock(mlir::OpBuilder &b, mlir::Location loc,
                                 mlir::Value block, const mlir::Value sizeIdx[7],
-                                int64_t rowsPerBlock);
+                                int64_t rowsPerBlock, int64_t kvBytesPerKey);
 
 /// The scale of `variant` (its scale item, else 1 / sqrt(D)), with log2(e)
 /// folded in when there is no score modifier and the normalisation is
