@@ -300,8 +300,12 @@ private:
   /// Starts the cp.async copies of rows [r0, r0 + rows) of head `head` of
   /// `src` (rows at or past `limit` are zero-filled) into `tile` and
   /// commits them as one group.
+  /// Starts the copies of one tile and, unless `commit` is false (the
+  /// caller then commits, so that a conditional copy still counts as one
+  /// group), commits them as one cp.async group.
   void loadTile(Value src, Value head, Value tile, int64_t width,
-                int64_t rows, Value r0, Value limit, Value dstBase = Value());
+                int64_t rows, Value r0, Value limit, Value dstBase = Value(),
+                bool commit = true);
   /// Calls body(row, chunk) for each of this thread's chunks of a grid of
   /// `rows` x `perRow` 16-byte chunks: unrolled where the grid divides
   /// evenly among the threads (a thread's chunks then share their column
@@ -737,7 +741,7 @@ IntervalValues MmaKernelBuilder::warpBoxRange(Value tensor, bool isBool,
 
 void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
                                 int64_t width, int64_t rows, Value r0,
-                                Value limit, Value dstBase) {
+                                Value limit, Value dstBase, bool commit) {
   int64_t perRow = width / 8;
   // Chunk c (16 bytes) of the tile: row c / perRow, column chunk c % perRow.
   auto copyChunk = [&](Value row, Value chunk, bool checked = true) {
@@ -789,7 +793,8 @@ void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
     forThreadChunks(rows, perRow,
                     [&](Value row, Value chunk) { copyChunk(row, chunk); });
   }
-  NVVM::CpAsyncCommitGroupOp::create(b, loc);
+  if (commit)
+    NVVM::CpAsyncCommitGroupOp::create(b, loc);
 }
 
 void MmaKernelBuilder::forThreadChunks(
@@ -1149,6 +1154,9 @@ void MmaKernelBuilder::build() {
   // The q-tile's rows, as the tile abstraction sees them.
   env.q = {toI64(q0),
            arith::SubIOp::create(b, loc, toI64(add(q0, rows)), cI64(1))};
+  // The Q tile in flight first: it does not depend on which kv-tiles are
+  // live, so its copy overlaps the mask summaries and the kv range below.
+  loadTile(q, hi, qTile, D, cfg.rows(), q0, sizeIdx[3]);
   Value ktBegin64, ktEnd64;
   if (summaries.empty()) {
     KvTileRange range =
@@ -1205,8 +1213,7 @@ void MmaKernelBuilder::build() {
                    arith::SubIOp::create(b, loc, ktEnd64, ktBegin64)));
   });
 
-  // Prologue: the Q tile and K of the first live tile in flight.
-  loadTile(q, hi, qTile, D, cfg.rows(), q0, sizeIdx[3]);
+  // Prologue: K of the first live tile in flight, after Q (above).
   Value kt0 = firstLiveTile(ktBegin);
   ifThen(lt(kt0, ktEnd), [&] {
     loadTile(k, hkv, kTile, D, tk, mul(kt0, cIdx(tk)), sizeIdx[4]);
@@ -1459,9 +1466,9 @@ void MmaKernelBuilder::build() {
                                        cI64(rowsPerBuf * 128 >> 4)))
           .getResult();
     };
-    auto loadK = [&](Value kt, Value par) {
+    auto loadK = [&](Value kt, Value par, bool commit = true) {
       loadTile(k, hkv, kTile, D, tk, mul(kt, cIdx(tk)), sizeIdx[4],
-               mul(par, cIdx(kRows)));
+               mul(par, cIdx(kRows)), commit);
     };
     auto loadV = [&](Value kt, Value par) {
       loadTile(v, hkv, vTile, Dv, tk, mul(kt, cIdx(tk)), sizeIdx[4],
@@ -1550,10 +1557,17 @@ void MmaKernelBuilder::build() {
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(&pro.getThenRegion().front());
-      syncTiles();
+      // K of the next live tile and V of this one go in flight before the
+      // wait for Q and K, into buffers nothing has used yet: two groups
+      // (the first empty when there is no next tile) that may stay
+      // pending, so the first loop iteration finds them landed sooner.
       Value kt1 = firstLiveTile(add(kt0, cIdx(1)));
-      ifThen(lt(kt1, ktEnd), [&] { loadK(kt1, cIdx(1)); });
+      ifThen(lt(kt1, ktEnd), [&] { loadK(kt1, cIdx(1), /*commit=*/false); });
+      NVVM::CpAsyncCommitGroupOp::create(b, loc);
       loadV(kt0, cIdx(0));
+      NVVM::CpAsyncWaitGroupOp::create(b, loc, 2); // Q and K_{t_0} landed
+      ptx("fence.proxy.async.shared::cta;");
+      gpu::BarrierOp::create(b, loc);
       ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
       SmallVector<Value> ops = sOperands(kDesc), consts = {cI32(0), cI32(1)};
       pinAll({&ops, &consts});

@@ -4,7 +4,8 @@
 // 1024-byte-aligned start; S = Q K^T and O += P V as wgmma.mma_async groups,
 // the P V group of the previous tile overlapping this tile's softmax
 // (wait_group 1, then 0), in two copies (with and without the mask);
-// fence.proxy.async after each cp.async wait.
+// fence.proxy.async after each cp.async wait; Q, K_0, K_1 and V_0 in
+// flight before the first wait.
 // RUN: attn-opt %s --convert-attn-to-mma-kernel="element-type=bf16 head-dim=128 value-dim=128 wgmma=true" | FileCheck %s
 // RUN: attn-opt %s --convert-attn-to-mma-kernel="element-type=f16 head-dim=64 value-dim=64 wgmma=true" | FileCheck %s --check-prefix=F16
 // RUN: not attn-opt %s --convert-attn-to-mma-kernel="element-type=f16 head-dim=96 wgmma=true" 2>&1 | FileCheck %s --check-prefix=BADDIM
@@ -20,6 +21,19 @@
 // CHECK: memref.view {{.*}} to memref<256x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<512x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<512x64xbf16, #gpu.address_space<workgroup>>
+// Q goes in flight before the kv range is known, then K_0; the prologue
+// starts K_1 (a group even when there is none) and V_0 before it waits for
+// Q and K_0 only (two groups may stay pending).
+// CHECK: nvgpu.device_async_copy
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: arith.floordivsi
+// CHECK-NOT: nvvm.cp.async.wait.group
+// CHECK: nvvm.cp.async.commit.group
+// CHECK-NOT: nvvm.cp.async.wait.group
+// CHECK: nvvm.cp.async.commit.group
+// CHECK-NOT: nvvm.cp.async.wait.group
+// CHECK: nvvm.cp.async.commit.group
+// CHECK-NEXT: nvvm.cp.async.wait.group 2
 // Prologue: S_0 alone.
 // CHECK: "fence.proxy.async.shared::cta;"
 // CHECK: "wgmma.fence.sync.aligned;"

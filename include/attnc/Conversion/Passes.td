@@ -177,9 +177,11 @@ def ConvertAttnToMMAKernel
     The Q tile and K and V tiles of `tile-kv` rows live in
     `gpu.dynamic_shared_memory`, padded to `D + 8` elements per row
     (conflict-free `nvgpu.ldmatrix`), filled by `nvgpu.device_async_copy`
-    (cp.async, 16 bytes, zero fill past Lq and Lkv): V of tile j is copied
+    (cp.async, 16 bytes, zero fill past Lq and Lkv): Q first, before the
+    kv range and the mask summaries are worked out; V of tile j is copied
     while S = Q K_j^T is computed, K of the next live tile while
-    O += P V_j is. Q and K fragments come from `ldmatrix`, V fragments from
+    O += P V_j is (with `wgmma=true`, K of the second live tile and V of
+    the first go in flight before the block waits for Q and the first K). Q and K fragments come from `ldmatrix`, V fragments from
     `ldmatrix.trans`, and P goes from the S accumulators to A fragments in
     registers.
 
