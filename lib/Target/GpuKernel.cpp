@@ -190,7 +190,18 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   // pointers, offset, size, stride).
   std::lock_guard<std::mutex> lock(launchMutex);
   auto s = static_cast<cuda::CUstream>(stream);
-  if ((!status.ptr() && !status.allocate(*driver, sizeof packed.status, error)) ||
+  if (!status.ptr() && !status.allocate(*driver, sizeof packed.status, error))
+    return LaunchStatus::KernelError;
+  // Asynchronous: the words are cleared before the first launch of a run
+  // of asynchronous ones and then gather their errors until read. The
+  // tile counters are only read by synchronous launches (RunStats).
+  bool async = args.async && !args.stats;
+  if (!async && pendingAsync) {
+    LaunchStatus earlier = readPending(error);
+    if (earlier != LaunchStatus::Ok)
+      return earlier;
+  }
+  if (!(async && pendingAsync) &&
       !driver->check(driver->cuMemsetD8Async(status.ptr(), 0,
                                              sizeof packed.status, s),
                      "cuMemsetD8Async", error))
@@ -212,8 +223,13 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
                          static_cast<unsigned>(art.threadsPerBlock), 1, 1,
                          static_cast<unsigned>(art.sharedBytes), s,
                          packed.args.data(), nullptr),
-                     "cuLaunchKernel", error) ||
-      !driver->check(driver->cuMemcpyDtoHAsync(packed.status, status.ptr(),
+                     "cuLaunchKernel", error))
+    return LaunchStatus::KernelError;
+  if (async) {
+    pendingAsync = true;
+    return LaunchStatus::Ok;
+  }
+  if (!driver->check(driver->cuMemcpyDtoHAsync(packed.status, status.ptr(),
                                                sizeof packed.status, s),
                      "cuMemcpyDtoHAsync", error) ||
       !driver->check(driver->cuStreamSynchronize(s), "the kernel", error))
@@ -225,4 +241,29 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   if (!decodeKernelStatus(art.signature, packed, error))
     return LaunchStatus::KernelError;
   return LaunchStatus::Ok;
+}
+
+LaunchStatus GpuKernel::readPending(std::string &error) {
+  pendingAsync = false;
+  PackedKernelArgs words;
+  for (const SignatureParam &p : art.signature.params)
+    if (!p.isConst)
+      words.runtimeParams.push_back(&p);
+  if (!driver->makeCurrent(error) ||
+      !driver->check(driver->cuCtxSynchronize(),
+                     "an earlier asynchronous launch", error) ||
+      !driver->check(driver->cuMemcpyDtoH(words.status, status.ptr(),
+                                          sizeof words.status),
+                     "cuMemcpyDtoH", error))
+    return LaunchStatus::KernelError;
+  if (!decodeKernelStatus(art.signature, words, error)) {
+    error = "an earlier asynchronous run: " + error;
+    return LaunchStatus::KernelError;
+  }
+  return LaunchStatus::Ok;
+}
+
+LaunchStatus GpuKernel::synchronize(std::string &error) {
+  std::lock_guard<std::mutex> lock(launchMutex);
+  return pendingAsync ? readPending(error) : LaunchStatus::Ok;
 }

@@ -489,6 +489,27 @@ attn_status attn_run_args_set_stream(attn_run_args *args, void *stream) {
   });
 }
 
+attn_status attn_run_args_set_async(attn_run_args *args, int async) {
+  return guard([&] {
+    if (!args)
+      return nullArgument("attn_run_args_set_async", "args");
+    args->args.async = async != 0;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_kernel_synchronize(const attn_kernel *kernel) {
+  return guard([&] {
+    if (!kernel)
+      return nullArgument("attn_kernel_synchronize", "kernel");
+    std::string error;
+    Status status = kernel->kernel.synchronize(error);
+    if (status != Status::Ok)
+      return fail(static_cast<attn_status>(status), error);
+    return ATTN_OK;
+  });
+}
+
 attn_status attn_kernel_run(const attn_kernel *kernel,
                             const attn_run_args *args) {
   return guard([&] {

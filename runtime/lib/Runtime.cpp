@@ -278,6 +278,7 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
   }
   args.numThreads = a.threads;
   args.reuseTileSummaries = a.paramsUnchanged;
+  args.async = a.async;
   attnc::LaunchStatus launched = k.gpu ? k.gpu->launch(args, a.stream, error)
                                        : k.cpu->launch(args, error);
   switch (launched) {
@@ -310,6 +311,30 @@ Status Kernel::run(const RunArgs &args, std::string &error) const noexcept {
 void Kernel::run(const RunArgs &args) const {
   std::string error;
   Status status = run(args, error);
+  if (status != Status::Ok)
+    throw Error(status, error);
+}
+
+Status Kernel::synchronize(std::string &error) const noexcept {
+  if (!impl_) {
+    error = "the kernel handle is empty";
+    return Status::InvalidArgument;
+  }
+  if (!impl_->gpu)
+    return Status::Ok;
+  try {
+    return impl_->gpu->synchronize(error) == attnc::LaunchStatus::Ok
+               ? Status::Ok
+               : Status::KernelError;
+  } catch (...) {
+    error = "internal error while synchronising the kernel";
+    return Status::Internal;
+  }
+}
+
+void Kernel::synchronize() const {
+  std::string error;
+  Status status = synchronize(error);
   if (status != Status::Ok)
     throw Error(status, error);
 }

@@ -279,6 +279,18 @@ TEST_F(CApiTest, RunErrors) {
   EXPECT_NE(lastError().find("read param 'bias' out of range"),
             std::string::npos)
       << lastError();
+  // CPU kernels ignore async: the run still finishes and reports the error
+  // itself, and there is nothing left for synchronize to report.
+  EXPECT_EQ(attn_run_args_set_async(nullptr, 1), ATTN_ERROR_INVALID_ARGUMENT);
+  ASSERT_EQ(attn_run_args_set_async(args, 1), ATTN_OK);
+  EXPECT_EQ(attn_kernel_run(t, args), ATTN_ERROR_KERNEL);
+  EXPECT_NE(lastError().find("read param 'bias' out of range"),
+            std::string::npos)
+      << lastError();
+  EXPECT_EQ(attn_kernel_synchronize(t), ATTN_OK) << lastError();
+  EXPECT_EQ(attn_kernel_synchronize(nullptr), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(lastError().find("attn_kernel_synchronize"), std::string::npos)
+      << lastError();
   attn_run_args_destroy(args);
   attn_kernel_release(t);
 }

@@ -979,6 +979,9 @@ TEST(Errors, EmptyKernelHandle) {
   attn::RunArgs args;
   std::string error;
   EXPECT_EQ(k.run(args, error), Status::InvalidArgument);
+  EXPECT_EQ(k.synchronize(error), Status::InvalidArgument);
+  EXPECT_NE(error.find("empty"), std::string::npos) << error;
+  EXPECT_THROW(k.synchronize(), attn::Error);
   EXPECT_THROW(k.signature(), attn::Error);
 }
 

@@ -60,8 +60,13 @@ public:
   const std::string &ptx() const { return art.ptx; }
 
   /// Runs on tensors in device memory (TensorView::data are device
-  /// pointers) on `stream` (null: the default stream) and waits for it.
+  /// pointers) on `stream` (null: the default stream) and waits for it,
+  /// or with args.async only queues the launch (see RunArgs::async). A
+  /// synchronous launch first reports what earlier asynchronous ones found.
   LaunchStatus launch(const RunArgs &args, void *stream, std::string &error);
+  /// Waits for the context's work and reports the first error that the
+  /// kernel found in its asynchronous launches since the last report.
+  LaunchStatus synchronize(std::string &error);
 
 private:
   GpuKernel() = default;
@@ -73,6 +78,11 @@ private:
   /// reused; launches of one kernel are serialised on this mutex.
   std::mutex launchMutex;
   cuda::DeviceBuffer status;
+  /// Asynchronous launches since the status words were last read: their
+  /// errors accumulate there (the words are cleared only when read).
+  bool pendingAsync = false;
+  /// The caller holds launchMutex.
+  LaunchStatus readPending(std::string &error);
 };
 
 } // namespace attnc

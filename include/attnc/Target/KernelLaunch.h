@@ -65,6 +65,11 @@ struct RunArgs {
   /// thread's previous run with the same buffers, so the summaries are
   /// reused.
   bool reuseTileSummaries = false;
+  /// GPU kernels: return once the launch is queued instead of waiting for
+  /// the stream. Errors that the kernel finds (an out-of-range param read,
+  /// an integer division by zero) are then reported by the kernel's next
+  /// synchronous launch or synchronize(). CPU kernels always finish first.
+  bool async = false;
 };
 
 /// The packed entry point of a kernel: `args[i]` points at the i-th scalar

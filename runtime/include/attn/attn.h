@@ -204,10 +204,23 @@ ATTN_API attn_status attn_run_args_set_threads(attn_run_args *args,
 ATTN_API attn_status attn_run_args_set_stream(attn_run_args *args,
                                               void *stream);
 
+/* nvptx kernels: non-zero makes a run return once the launch is queued on
+ * the stream instead of waiting for it (default 0). Errors the kernel finds
+ * in the data (an out-of-range param read, an integer division by zero)
+ * are then reported by the kernel's next synchronous run or by
+ * attn_kernel_synchronize; the tensors must stay valid until the stream
+ * has run the kernel. CPU kernels ignore it. */
+ATTN_API attn_status attn_run_args_set_async(attn_run_args *args, int async);
+
 /* Checks every tensor and param against the kernel's signature, then runs
  * it. On ATTN_ERROR_KERNEL the outputs are unspecified. */
 ATTN_API attn_status attn_kernel_run(const attn_kernel *kernel,
                                      const attn_run_args *args);
+/* After asynchronous runs: waits for the device and returns
+ * ATTN_ERROR_KERNEL with the first error the kernel found in them since
+ * the last report. ATTN_OK at once when there are none, and for CPU
+ * kernels. */
+ATTN_API attn_status attn_kernel_synchronize(const attn_kernel *kernel);
 
 #ifdef __cplusplus
 }

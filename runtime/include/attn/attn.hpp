@@ -157,6 +157,13 @@ struct RunArgs {
   /// the same buffers: the tiled CPU kernel then reuses its per-tile
   /// summaries of them instead of recomputing them (O(length)).
   bool paramsUnchanged = false;
+  /// nvptx kernels: return once the launch is queued on `stream` instead of
+  /// waiting for it. Errors the kernel finds in the data (an out-of-range
+  /// param read, an integer division by zero) are then reported by the
+  /// kernel's next synchronous run or by Kernel::synchronize(); the
+  /// tensors must stay valid until the stream has run the kernel. CPU
+  /// kernels ignore it (a run always finishes first).
+  bool async = false;
 };
 
 /// A compiled kernel: a cheap, copyable handle, usable from any thread.
@@ -180,6 +187,12 @@ public:
   void run(const RunArgs &args) const;
   /// The same without exceptions: Status::Ok, or a code and `error`.
   Status run(const RunArgs &args, std::string &error) const noexcept;
+  /// After asynchronous runs (RunArgs::async): waits for the device and
+  /// reports the first error the kernel found in them since the last
+  /// report (Status::KernelError); throws Error on failure. Returns at
+  /// once when there are none, and for CPU kernels.
+  void synchronize() const;
+  Status synchronize(std::string &error) const noexcept;
 
   struct Impl;
 

@@ -1,0 +1,123 @@
+"""Asynchronous GPU runs (attn_run_args_set_async) and their errors.
+
+1. Three queued runs of a causal variant on fresh inputs, back to back on
+   one stream, each into its own NaN-poisoned O: every result must match
+   its float64 reference (relative error at most 1e-2 in bfloat16) with
+   every element written.
+2. A queued run that reads a param out of range returns ATTN_OK; the error
+   comes from attn_kernel_synchronize ("earlier asynchronous run", the
+   param's name), once: a second synchronize is ATTN_OK.
+3. The same queued error, then a synchronous run with valid params: that
+   run reports the earlier error instead of running; the next one runs.
+
+Usage: async_runs.py LIBATTN   (needs PyTorch with CUDA; exits 1 on a failure)
+"""
+import ctypes as C
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "..", "bench", "gpu"))
+from compare import load, view, check, ATTN_BF16, ATTN_TARGET_NVPTX  # noqa: E402
+
+
+def main():
+    lib = load(sys.argv[1])
+    rt = C.c_void_p()
+    check(lib, lib.attn_runtime_create(C.byref(rt)), "runtime")
+    failures = []
+
+    def expect(cond, what):
+        print(("PASS " if cond else "FAIL ") + what, flush=True)
+        if not cond:
+            failures.append(what)
+
+    def compile_(src, D):
+        opts = C.c_void_p()
+        check(lib, lib.attn_compile_options_create(C.byref(opts)), "options")
+        lib.attn_compile_options_set_target(opts, ATTN_TARGET_NVPTX)
+        lib.attn_compile_options_set_dtype(opts, ATTN_BF16)
+        lib.attn_compile_options_set_head_dims(opts, D, D)
+        kern = C.c_void_p()
+        check(lib, lib.attn_compile(rt, src.encode(), opts, C.byref(kern)), src)
+        return kern
+
+    stream = C.c_void_p(torch.cuda.current_stream().cuda_stream)
+    torch.manual_seed(2)
+    B, H, L, D = 2, 4, 700, 64
+    idx = torch.arange(L, device="cuda")
+
+    # 1. Queued runs, each checked against its own reference.
+    kern = compile_("attention v { mask = causal(); }", D)
+    runs = []
+    for _ in range(3):
+        q, k, v = (torch.randn(B, H, L, D, device="cuda", dtype=torch.bfloat16)
+                   for _ in range(3))
+        o = torch.full_like(q, float("nan"))
+        keep = []
+        args = C.c_void_p()
+        check(lib, lib.attn_run_args_create(C.byref(args)), "args")
+        tq, tk, tv, to = (view(t, keep) for t in (q, k, v, o))
+        check(lib, lib.attn_run_args_set_tensors(args, C.byref(tq), C.byref(tk), C.byref(tv),
+                                                 C.byref(to), None), "tensors")
+        check(lib, lib.attn_run_args_set_stream(args, stream), "stream")
+        check(lib, lib.attn_run_args_set_async(args, 1), "async")
+        runs.append((q, k, v, o, keep, args))
+    for q, k, v, o, keep, args in runs:
+        check(lib, lib.attn_kernel_run(kern, args), "queued run")
+    expect(lib.attn_kernel_synchronize(kern) == 0, "queued runs: synchronize")
+    torch.cuda.synchronize()
+    for i, (q, k, v, o, keep, args) in enumerate(runs):
+        s = (q.double() @ k.double().transpose(-1, -2)) / math.sqrt(D)
+        s = s.masked_fill(~(idx[None, :] <= idx[:, None]), float("-inf"))
+        ref = torch.softmax(s, -1) @ v.double()
+        err = ((o.double() - ref).norm() / ref.norm()).item()
+        unwritten = int(torch.isnan(o).sum().item())
+        expect(err <= 1e-2 and unwritten == 0,
+               "queued run %d: relerr=%.2e unwritten=%d" % (i, err, unwritten))
+
+    # 2. An error found by a queued run, reported by synchronize, once.
+    bad = compile_("attention t { param bias: f32[2]; score = score + bias[kv_idx]; }", D)
+    q, k, v = (torch.randn(B, H, L, D, device="cuda", dtype=torch.bfloat16)
+               for _ in range(3))
+    o = torch.empty_like(q)
+    bias2 = torch.zeros(2, device="cuda", dtype=torch.float32)
+    keep = []
+    args = C.c_void_p()
+    check(lib, lib.attn_run_args_create(C.byref(args)), "args")
+    tq, tk, tv, to = (view(t, keep) for t in (q, k, v, o))
+    check(lib, lib.attn_run_args_set_tensors(args, C.byref(tq), C.byref(tk), C.byref(tv),
+                                             C.byref(to), None), "tensors")
+    check(lib, lib.attn_run_args_set_stream(args, stream), "stream")
+    check(lib, lib.attn_run_args_set_async(args, 1), "async")
+    # bias has its declared 2 entries; the kernel reads bias[kv_idx] for
+    # kv_idx up to L - 1, which only the kernel can find.
+    tb = view(bias2, keep)
+    check(lib, lib.attn_run_args_set_tensor(args, b"bias", C.byref(tb)), "bias")
+    expect(lib.attn_kernel_run(bad, args) == 0, "queued bad run: returns ok")
+    st = lib.attn_kernel_synchronize(bad)
+    msg = lib.attn_last_error().decode()
+    expect(st != 0 and "earlier asynchronous run" in msg and "'bias'" in msg,
+           "synchronize reports it: %d %s" % (st, msg))
+    expect(lib.attn_kernel_synchronize(bad) == 0, "reported once")
+
+    # 3. The queued error surfaces at the next synchronous run.
+    expect(lib.attn_kernel_run(bad, args) == 0, "queued bad run again")
+    check(lib, lib.attn_run_args_set_async(args, 0), "sync")
+    st = lib.attn_kernel_run(bad, args)
+    msg = lib.attn_last_error().decode()
+    expect(st != 0 and "earlier asynchronous run" in msg,
+           "synchronous run reports the earlier error: %d %s" % (st, msg))
+    st = lib.attn_kernel_run(bad, args)
+    msg = lib.attn_last_error().decode()
+    expect(st != 0 and "earlier" not in msg and "out of range" in msg,
+           "then runs itself (and finds its own error): %d %s" % (st, msg))
+    print("%d failed" % len(failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
