@@ -12,7 +12,10 @@ cache directory per run (ATTN_CACHE_DIR) so compile times are honest.
 Each timing queues --batch calls (default 10) back to back between two
 device events, so the host's cost of a call (ctypes for ours; Python,
 guards and wrappers for torch.compile'd FlexAttention, about 0.1 to 0.25 ms
-on an H100 host) overlaps the kernels: the ratios compare kernels. With
+on an H100 host) overlaps the kernels: the ratios compare kernels. Our runs
+are queued too (attn_run_args_set_async; their errors are collected with
+attn_kernel_synchronize after the timing); --sync-runs times synchronous
+runs, which wait for the kernel and read its error words back. With
 --batch 1 every call is timed alone and its launch cost counts.
 
   python3 bench/gpu/compare.py --lib build/lib/libattn.so --json out.json
@@ -53,7 +56,9 @@ def load(lib_path):
         ("attn_run_args_set_tensors", [C.c_void_p] + [C.POINTER(Tensor)] * 5),
         ("attn_run_args_set_tensor", [C.c_void_p, C.c_char_p, C.POINTER(Tensor)]),
         ("attn_run_args_set_stream", [C.c_void_p, C.c_void_p]),
+        ("attn_run_args_set_async", [C.c_void_p, C.c_int]),
         ("attn_kernel_run", [C.c_void_p, C.c_void_p]),
+        ("attn_kernel_synchronize", [C.c_void_p]),
     ]:
         getattr(lib, name).argtypes = args
         getattr(lib, name).restype = C.c_int
@@ -112,6 +117,10 @@ def main():
                     help="keys per kv-tile of our kernel (0: the compiler's choice)")
     ap.add_argument("--no-baselines", action="store_true",
                     help="time our kernel only")
+    ap.add_argument("--sync-runs", action="store_true",
+                    help="time our runs as synchronous calls (each waits for "
+                         "its kernel and reads its error words back) instead "
+                         "of queued ones (attn_run_args_set_async)")
     ap.add_argument("--json")
     a = ap.parse_args()
     B, H, L, D = a.B, a.H, a.L, a.D
@@ -186,8 +195,12 @@ def main():
             ts = view(slopes, keep)
             check(lib, lib.attn_run_args_set_tensor(args, b"slopes", C.byref(ts)), "slopes")
         check(lib, lib.attn_run_args_set_stream(args, C.c_void_p(torch.cuda.current_stream().cuda_stream)), "stream")
+        if not a.sync_runs:
+            check(lib, lib.attn_run_args_set_async(args, 1), "async")
         run = lambda: check(lib, lib.attn_kernel_run(kern, args), name)
         r["attnc_ms"] = cuda_time(run, a.reps, a.batch)
+        # errors the kernel found in the queued runs
+        check(lib, lib.attn_kernel_synchronize(kern), name)
         # correctness against an fp32 reference (masked softmax)
         s = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(D)
         qi, ki = idx[:, None], idx[None, :]
@@ -229,7 +242,7 @@ def main():
             line += " | flex+mask x%.2f" % ((r["flex_ms"] + r["flex_blockmask_ms"]) / r["attnc_ms"])
         print(line, flush=True)
     out = {"gpu": torch.cuda.get_device_name(), "B": B, "H": H, "L": L, "D": D,
-           "reps": a.reps, "batch": a.batch,
+           "reps": a.reps, "batch": a.batch, "sync_runs": a.sync_runs,
            "dtype": "bfloat16" if a.dtype == "bf16" else "float16", "results": results}
     if a.json:
         json.dump(out, open(a.json, "w"), indent=1)
