@@ -25,6 +25,13 @@ std::string GpuCompileOptions::describe() const {
 }
 
 GpuKernel::~GpuKernel() {
+  // Queued launches may still run the module and write the status words:
+  // let them finish first (what they found is dropped with the kernel).
+  if (pendingAsync && driver) {
+    std::string ignored;
+    if (driver->makeCurrent(ignored))
+      driver->cuCtxSynchronize();
+  }
   if (module && driver)
     driver->cuModuleUnload(module);
 }
@@ -179,8 +186,13 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   }
   int64_t rowsPerBlock = art.rowsPerBlock;
   int64_t blocks = b * h * ((lq + rowsPerBlock - 1) / rowsPerBlock);
-  if (blocks == 0)
-    return LaunchStatus::Ok;
+  if (blocks == 0) {
+    // Nothing to launch; a synchronous run still reports what earlier
+    // asynchronous ones found.
+    std::lock_guard<std::mutex> lock(launchMutex);
+    return !args.async && pendingAsync ? readPending(error)
+                                       : LaunchStatus::Ok;
+  }
   if (blocks > 0x7fffffff) {
     error = "the problem needs " + std::to_string(blocks) +
             " thread blocks, more than a grid holds";
@@ -192,11 +204,14 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   auto s = static_cast<cuda::CUstream>(stream);
   if (!status.ptr() && !status.allocate(*driver, sizeof packed.status, error))
     return LaunchStatus::KernelError;
-  // Asynchronous: the words are cleared before the first launch of a run
-  // of asynchronous ones and then gather their errors until read. The
-  // tile counters are only read by synchronous launches (RunStats).
+  // Asynchronous: the words are cleared on the stream of the first launch
+  // of a series of asynchronous ones and then gather their errors until
+  // read. A launch on another stream than the series' is not ordered after
+  // that clear, so it first waits for the series and reports what it
+  // found, as a synchronous launch does. The tile counters are only read
+  // by synchronous launches (RunStats).
   bool async = args.async && !args.stats;
-  if (!async && pendingAsync) {
+  if (pendingAsync && (!async || stream != pendingStream)) {
     LaunchStatus earlier = readPending(error);
     if (earlier != LaunchStatus::Ok)
       return earlier;
@@ -227,6 +242,7 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
     return LaunchStatus::KernelError;
   if (async) {
     pendingAsync = true;
+    pendingStream = stream;
     return LaunchStatus::Ok;
   }
   if (!driver->check(driver->cuMemcpyDtoHAsync(packed.status, status.ptr(),
@@ -251,7 +267,7 @@ LaunchStatus GpuKernel::readPending(std::string &error) {
       words.runtimeParams.push_back(&p);
   if (!driver->makeCurrent(error) ||
       !driver->check(driver->cuCtxSynchronize(),
-                     "an earlier asynchronous launch", error) ||
+                     "an earlier asynchronous run", error) ||
       !driver->check(driver->cuMemcpyDtoH(words.status, status.ptr(),
                                           sizeof words.status),
                      "cuMemcpyDtoH", error))

@@ -62,10 +62,12 @@ public:
   /// Runs on tensors in device memory (TensorView::data are device
   /// pointers) on `stream` (null: the default stream) and waits for it,
   /// or with args.async only queues the launch (see RunArgs::async). A
-  /// synchronous launch first reports what earlier asynchronous ones found.
+  /// synchronous launch, or an asynchronous one on another stream than the
+  /// pending ones, first waits for those and reports what they found.
   LaunchStatus launch(const RunArgs &args, void *stream, std::string &error);
-  /// Waits for the context's work and reports the first error that the
-  /// kernel found in its asynchronous launches since the last report.
+  /// With asynchronous launches pending: waits for the context's work and
+  /// reports an error that the kernel found in them (the last one written,
+  /// if several), once. Without: returns Ok at once.
   LaunchStatus synchronize(std::string &error);
 
 private:
@@ -81,6 +83,7 @@ private:
   /// Asynchronous launches since the status words were last read: their
   /// errors accumulate there (the words are cleared only when read).
   bool pendingAsync = false;
+  void *pendingStream = nullptr; // the stream of the pending launches
   /// The caller holds launchMutex.
   LaunchStatus readPending(std::string &error);
 };

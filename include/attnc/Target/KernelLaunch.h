@@ -68,7 +68,8 @@ struct RunArgs {
   /// GPU kernels: return once the launch is queued instead of waiting for
   /// the stream. Errors that the kernel finds (an out-of-range param read,
   /// an integer division by zero) are then reported by the kernel's next
-  /// synchronous launch or synchronize(). CPU kernels always finish first.
+  /// synchronous launch or synchronize(). Ignored (the launch waits) when
+  /// `stats` is set; CPU kernels always finish first.
   bool async = false;
 };
 

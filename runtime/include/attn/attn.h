@@ -207,9 +207,13 @@ ATTN_API attn_status attn_run_args_set_stream(attn_run_args *args,
 /* nvptx kernels: non-zero makes a run return once the launch is queued on
  * the stream instead of waiting for it (default 0). Errors the kernel finds
  * in the data (an out-of-range param read, an integer division by zero)
- * are then reported by the kernel's next synchronous run or by
- * attn_kernel_synchronize; the tensors must stay valid until the stream
- * has run the kernel. CPU kernels ignore it. */
+ * are then reported once, by attn_kernel_synchronize or by the kernel's
+ * next synchronous run that passes its argument checks (which then does
+ * not run). A queued run on another stream than the pending ones first
+ * waits for them the same way. The error state belongs to the compiled
+ * kernel, shared by every handle of it (one runtime compiles a source
+ * once). The tensors must stay valid until the stream has run the kernel.
+ * CPU kernels ignore it. */
 ATTN_API attn_status attn_run_args_set_async(attn_run_args *args, int async);
 
 /* Checks every tensor and param against the kernel's signature, then runs
@@ -217,9 +221,9 @@ ATTN_API attn_status attn_run_args_set_async(attn_run_args *args, int async);
 ATTN_API attn_status attn_kernel_run(const attn_kernel *kernel,
                                      const attn_run_args *args);
 /* After asynchronous runs: waits for the device and returns
- * ATTN_ERROR_KERNEL with the first error the kernel found in them since
- * the last report. ATTN_OK at once when there are none, and for CPU
- * kernels. */
+ * ATTN_ERROR_KERNEL with an error the kernel found in them since the last
+ * report (the last one written, if several). ATTN_OK at once when none are
+ * pending, and for CPU kernels. */
 ATTN_API attn_status attn_kernel_synchronize(const attn_kernel *kernel);
 
 #ifdef __cplusplus

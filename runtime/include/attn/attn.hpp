@@ -159,10 +159,13 @@ struct RunArgs {
   bool paramsUnchanged = false;
   /// nvptx kernels: return once the launch is queued on `stream` instead of
   /// waiting for it. Errors the kernel finds in the data (an out-of-range
-  /// param read, an integer division by zero) are then reported by the
-  /// kernel's next synchronous run or by Kernel::synchronize(); the
-  /// tensors must stay valid until the stream has run the kernel. CPU
-  /// kernels ignore it (a run always finishes first).
+  /// param read, an integer division by zero) are then reported once, by
+  /// Kernel::synchronize() or by the kernel's next synchronous run that
+  /// passes its argument checks (which then does not run); a queued run on
+  /// another stream than the pending ones first waits for them the same
+  /// way. The error state belongs to the compiled kernel, shared by every
+  /// handle of it. The tensors must stay valid until the stream has run
+  /// the kernel. CPU kernels ignore it (a run always finishes first).
   bool async = false;
 };
 
@@ -188,9 +191,9 @@ public:
   /// The same without exceptions: Status::Ok, or a code and `error`.
   Status run(const RunArgs &args, std::string &error) const noexcept;
   /// After asynchronous runs (RunArgs::async): waits for the device and
-  /// reports the first error the kernel found in them since the last
-  /// report (Status::KernelError); throws Error on failure. Returns at
-  /// once when there are none, and for CPU kernels.
+  /// reports an error the kernel found in them since the last report (the
+  /// last one written, if several) as Status::KernelError; throws Error on
+  /// failure. Returns at once when none are pending, and for CPU kernels.
   void synchronize() const;
   Status synchronize(std::string &error) const noexcept;
 
