@@ -298,11 +298,10 @@ private:
   }
 
   /// Starts the cp.async copies of rows [r0, r0 + rows) of head `head` of
-  /// `src` (rows at or past `limit` are zero-filled) into `tile` and
-  /// commits them as one group.
-  /// Starts the copies of one tile and, unless `commit` is false (the
-  /// caller then commits, so that a conditional copy still counts as one
-  /// group), commits them as one cp.async group.
+  /// `src` (rows at or past `limit` are zero-filled) into `tile` and,
+  /// unless `commit` is false (the caller then commits, so that a
+  /// conditional copy still counts as one group), commits them as one
+  /// group.
   void loadTile(Value src, Value head, Value tile, int64_t width,
                 int64_t rows, Value r0, Value limit, Value dstBase = Value(),
                 bool commit = true);

@@ -110,8 +110,8 @@ def ConvertAttnToGPUKernel
     LSE, the runtime params, the flag word and the status memref); there
     are no index arguments: the host launches `B * H * ceil(Lq / tile-q)`
     blocks of `tile-q` threads. The B * H heads fall into groups of G
-    consecutive heads (h fastest), G = clamp(16 MiB / (Lkv (D + Dv) bytes
-    per element), 1, B * H), so that the K and V of the heads whose blocks
+    consecutive heads (h fastest), G = clamp(16 MiB / (Lkv * (D + Dv) *
+    element bytes), 1, B * H), so that the K and V of the heads whose blocks
     run at once stay in the L2 cache; the groups run one after another and
     inside a group block `i` takes the q-tile `ceil(Lq / tile-q) - 1 - i /
     Gg` of head `i mod Gg` of the group (Gg: the group's heads, fewer in the
