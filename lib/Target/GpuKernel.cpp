@@ -254,22 +254,18 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
     args.stats->tilesInRange += packed.status[kStatusTilesInRange];
     args.stats->tilesComputed += packed.status[kStatusTilesComputed];
   }
-  if (!decodeKernelStatus(art.signature, packed, error))
+  if (!decodeKernelStatus(art.signature, packed.status, error))
     return LaunchStatus::KernelError;
   return LaunchStatus::Ok;
 }
 
 LaunchStatus GpuKernel::readPending(std::string &error) {
   pendingAsync = false;
-  PackedKernelArgs words;
-  for (const SignatureParam &p : art.signature.params)
-    if (!p.isConst)
-      words.runtimeParams.push_back(&p);
+  int32_t words[kStatusWords];
   if (!driver->makeCurrent(error) ||
       !driver->check(driver->cuCtxSynchronize(),
                      "an earlier asynchronous run", error) ||
-      !driver->check(driver->cuMemcpyDtoH(words.status, status.ptr(),
-                                          sizeof words.status),
+      !driver->check(driver->cuMemcpyDtoH(words, status.ptr(), sizeof words),
                      "cuMemcpyDtoH", error))
     return LaunchStatus::KernelError;
   if (!decodeKernelStatus(art.signature, words, error)) {

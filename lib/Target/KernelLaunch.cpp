@@ -213,7 +213,6 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
   for (const SignatureParam &p : sig.params) {
     if (p.isConst)
       continue;
-    pack.runtimeParams.push_back(&p);
     auto it = a.params.find(p.name);
     if (p.isTensor) {
       if (it == a.params.end()) {
@@ -299,19 +298,16 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
 }
 
 bool attnc::decodeKernelStatus(const KernelSignature &sig,
-                               const PackedKernelArgs &packed,
-                               std::string &error) {
-  const int32_t *status = packed.status;
-  const std::vector<const SignatureParam *> &runtimeParams =
-      packed.runtimeParams;
+                               const int32_t *status, std::string &error) {
   switch (status[0]) {
   case kStatusOk:
     return true;
   case kStatusIndexOutOfRange: {
-    const SignatureParam *p =
-        status[1] >= 0 && status[1] < static_cast<int>(runtimeParams.size())
-            ? runtimeParams[status[1]]
-            : nullptr;
+    const SignatureParam *p = nullptr;
+    int32_t index = 0;
+    for (const SignatureParam &q : sig.params)
+      if (!q.isConst && index++ == status[1])
+        p = &q;
     error = "variant '" + sig.name + "' read param '" +
             (p ? p->name : std::string("?")) + "' out of range: index " +
             std::to_string(status[3]) + " in dimension " +
@@ -339,6 +335,6 @@ LaunchStatus attnc::launchKernel(const KernelSignature &sig, DType elementType,
   if (!packKernelArgs(sig, elementType, args, packed, error))
     return LaunchStatus::InvalidArguments;
   entry(packed.args.data());
-  return decodeKernelStatus(sig, packed, error) ? LaunchStatus::Ok
+  return decodeKernelStatus(sig, packed.status, error) ? LaunchStatus::Ok
                                                 : LaunchStatus::KernelError;
 }

@@ -319,12 +319,9 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
       args.stats->tilesComputed += s[kStatusTilesComputed];
     }
   }
+  // The first worker's error, if any.
   for (auto &s : statuses)
-    if (s[0] != kStatusOk) {
-      std::memcpy(packed.status, s.data(), sizeof(packed.status));
-      break;
-    }
-  if (!decodeKernelStatus(sig, packed, error))
-    return LaunchStatus::KernelError;
+    if (!decodeKernelStatus(sig, s.data(), error))
+      return LaunchStatus::KernelError;
   return LaunchStatus::Ok;
 }

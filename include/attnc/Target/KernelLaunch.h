@@ -89,8 +89,6 @@ struct PackedKernelArgs {
   int32_t status[kStatusWords] = {};
   /// The problem's sizes read off Q, K and V.
   Sizes sizes;
-  /// The runtime params in ABI order (for status messages).
-  std::vector<const SignatureParam *> runtimeParams;
   /// The flag word (KernelFlags) among `args`, for launchers that adjust it.
   int32_t *flags = nullptr;
 
@@ -113,10 +111,11 @@ bool packKernelArgs(const KernelSignature &sig, DType elementType,
                     const RunArgs &args, PackedKernelArgs &out,
                     std::string &error);
 
-/// Turns the status word a kernel left in `packed` into a message; true
-/// when the kernel succeeded.
-bool decodeKernelStatus(const KernelSignature &sig,
-                        const PackedKernelArgs &packed, std::string &error);
+/// Turns the kStatusWords status words a kernel left into a message; true
+/// when the kernel succeeded. A param is named by its index among the
+/// signature's runtime (non-const) params, the kernel's ABI order.
+bool decodeKernelStatus(const KernelSignature &sig, const int32_t *status,
+                        std::string &error);
 
 /// How a launch ended: the arguments were rejected before the kernel ran,
 /// or the kernel itself reported an error through its status word.
