@@ -1473,8 +1473,9 @@ void MmaKernelBuilder::build() {
       loadTile(v, hkv, vTile, Dv, tk, mul(kt, cIdx(tk)), sizeIdx[4],
                mul(par, cIdx(vRows)));
     };
-    auto syncTiles = [&] {
-      NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+    // All but the `pending` newest copy groups landed, for every thread.
+    auto syncTiles = [&](int pending = 0) {
+      NVVM::CpAsyncWaitGroupOp::create(b, loc, pending);
       // The copies, visible to wgmma's (async) proxy.
       ptx("fence.proxy.async.shared::cta;");
       gpu::BarrierOp::create(b, loc);
@@ -1564,9 +1565,7 @@ void MmaKernelBuilder::build() {
       ifThen(lt(kt1, ktEnd), [&] { loadK(kt1, cIdx(1), /*commit=*/false); });
       NVVM::CpAsyncCommitGroupOp::create(b, loc);
       loadV(kt0, cIdx(0));
-      NVVM::CpAsyncWaitGroupOp::create(b, loc, 2); // Q and K_{t_0} landed
-      ptx("fence.proxy.async.shared::cta;");
-      gpu::BarrierOp::create(b, loc);
+      syncTiles(2); // Q and K_{t_0} landed
       ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
       SmallVector<Value> ops = sOperands(kDesc), consts = {cI32(0), cI32(1)};
       pinAll({&ops, &consts});
