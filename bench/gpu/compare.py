@@ -79,6 +79,42 @@ def view(t, keep):
     return Tensor(t.data_ptr(), dtype, t.dim(), shape, strides)
 
 
+def compile_kernel(lib, rt, src, dtype, D, tile_kv=0, what=None):
+    """Compiles `src` for nvptx: Q, K, V and O of `dtype` (ATTN_BF16 or
+    ATTN_F16), head dims D and D, `tile_kv` keys per kv-tile (0: the
+    compiler's choice). Errors name `what` (default: the source)."""
+    opts = C.c_void_p()
+    check(lib, lib.attn_compile_options_create(C.byref(opts)), "options")
+    lib.attn_compile_options_set_target(opts, ATTN_TARGET_NVPTX)
+    lib.attn_compile_options_set_dtype(opts, dtype)
+    lib.attn_compile_options_set_head_dims(opts, D, D)
+    if tile_kv:
+        check(lib, lib.attn_compile_options_set_tiling(opts, 2, 128, tile_kv), "tiling")
+    kern = C.c_void_p()
+    check(lib, lib.attn_compile(rt, src.encode(), opts, C.byref(kern)), what or src)
+    return kern
+
+
+def run_args(lib, q, k, v, o, keep, params=(), stream=None, asynchronous=False):
+    """attn_run_args for device tensors Q, K, V and O (no LSE) and the
+    tensor params `params` ((name, tensor) pairs), on `stream` (a CUstream
+    handle, or None for the default stream), queued when `asynchronous`.
+    `keep` holds what the descriptors point at."""
+    args = C.c_void_p()
+    check(lib, lib.attn_run_args_create(C.byref(args)), "args")
+    tq, tk, tv, to = (view(t, keep) for t in (q, k, v, o))
+    check(lib, lib.attn_run_args_set_tensors(args, C.byref(tq), C.byref(tk), C.byref(tv),
+                                             C.byref(to), None), "tensors")
+    for name, t in params:
+        tp = view(t, keep)
+        check(lib, lib.attn_run_args_set_tensor(args, name.encode(), C.byref(tp)), name)
+    if stream is not None:
+        check(lib, lib.attn_run_args_set_stream(args, C.c_void_p(stream)), "stream")
+    if asynchronous:
+        check(lib, lib.attn_run_args_set_async(args, 1), "async")
+    return args
+
+
 def cuda_time(fn, reps, batch=1):
     """Median milliseconds per call over `reps` timings of `batch` calls
     each, between two device events. With batch > 1 the calls queue back to
@@ -170,33 +206,15 @@ def main():
         tf = lambda ms: flops / (ms * 1e-3) / 1e12 if ms else float("nan")
         r = {"variant": name, "gflop": flops / 1e9}
         # attnc
-        opts = C.c_void_p()
-        check(lib, lib.attn_compile_options_create(C.byref(opts)), "options")
-        lib.attn_compile_options_set_target(opts, ATTN_TARGET_NVPTX)
-        lib.attn_compile_options_set_dtype(opts, ATTN_BF16 if a.dtype == "bf16" else ATTN_F16)
-        lib.attn_compile_options_set_head_dims(opts, D, D)
-        if a.tile_kv:
-            check(lib, lib.attn_compile_options_set_tiling(opts, 2, 128, a.tile_kv), "tiling")
-        kern = C.c_void_p()
         t0 = time.time()
-        check(lib, lib.attn_compile(rt, src.encode(), opts, C.byref(kern)), name)
+        kern = compile_kernel(lib, rt, src, ATTN_BF16 if a.dtype == "bf16" else ATTN_F16,
+                              D, a.tile_kv, name)
         r["attnc_compile_s"] = time.time() - t0
         o = torch.full_like(q, float("nan"))
         keep = []
-        args = C.c_void_p()
-        check(lib, lib.attn_run_args_create(C.byref(args)), "args")
-        tq, tk, tv, to = (view(t, keep) for t in (q, k, v, o))
-        check(lib, lib.attn_run_args_set_tensors(args, C.byref(tq), C.byref(tk), C.byref(tv),
-                                                 C.byref(to), None), "tensors")
-        if "doc" in src:
-            td = view(doc, keep)
-            check(lib, lib.attn_run_args_set_tensor(args, b"doc", C.byref(td)), "doc")
-        if "slopes" in src:
-            ts = view(slopes, keep)
-            check(lib, lib.attn_run_args_set_tensor(args, b"slopes", C.byref(ts)), "slopes")
-        check(lib, lib.attn_run_args_set_stream(args, C.c_void_p(torch.cuda.current_stream().cuda_stream)), "stream")
-        if not a.sync_runs:
-            check(lib, lib.attn_run_args_set_async(args, 1), "async")
+        params = [(n, t) for n, t in (("doc", doc), ("slopes", slopes)) if n in src]
+        args = run_args(lib, q, k, v, o, keep, params,
+                        torch.cuda.current_stream().cuda_stream, not a.sync_runs)
         run = lambda: check(lib, lib.attn_kernel_run(kern, args), name)
         r["attnc_ms"] = cuda_time(run, a.reps, a.batch)
         # errors the kernel found in the queued runs

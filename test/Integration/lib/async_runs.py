@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "..", "..", "bench", "gpu"))
-from compare import load, view, check, ATTN_BF16, ATTN_TARGET_NVPTX  # noqa: E402
+from compare import load, check, compile_kernel, run_args, ATTN_BF16  # noqa: E402
 
 
 def main():
@@ -35,36 +35,20 @@ def main():
         if not cond:
             failures.append(what)
 
-    def compile_(src, D):
-        opts = C.c_void_p()
-        check(lib, lib.attn_compile_options_create(C.byref(opts)), "options")
-        lib.attn_compile_options_set_target(opts, ATTN_TARGET_NVPTX)
-        lib.attn_compile_options_set_dtype(opts, ATTN_BF16)
-        lib.attn_compile_options_set_head_dims(opts, D, D)
-        kern = C.c_void_p()
-        check(lib, lib.attn_compile(rt, src.encode(), opts, C.byref(kern)), src)
-        return kern
-
-    stream = C.c_void_p(torch.cuda.current_stream().cuda_stream)
+    stream = torch.cuda.current_stream().cuda_stream
     torch.manual_seed(2)
     B, H, L, D = 2, 4, 700, 64
     idx = torch.arange(L, device="cuda")
 
     # 1. Queued runs, each checked against its own reference.
-    kern = compile_("attention v { mask = causal(); }", D)
+    kern = compile_kernel(lib, rt, "attention v { mask = causal(); }", ATTN_BF16, D)
     runs = []
     for _ in range(3):
         q, k, v = (torch.randn(B, H, L, D, device="cuda", dtype=torch.bfloat16)
                    for _ in range(3))
         o = torch.full_like(q, float("nan"))
         keep = []
-        args = C.c_void_p()
-        check(lib, lib.attn_run_args_create(C.byref(args)), "args")
-        tq, tk, tv, to = (view(t, keep) for t in (q, k, v, o))
-        check(lib, lib.attn_run_args_set_tensors(args, C.byref(tq), C.byref(tk), C.byref(tv),
-                                                 C.byref(to), None), "tensors")
-        check(lib, lib.attn_run_args_set_stream(args, stream), "stream")
-        check(lib, lib.attn_run_args_set_async(args, 1), "async")
+        args = run_args(lib, q, k, v, o, keep, stream=stream, asynchronous=True)
         runs.append((q, k, v, o, keep, args))
     for q, k, v, o, keep, args in runs:
         check(lib, lib.attn_kernel_run(kern, args), "queued run")
@@ -80,23 +64,17 @@ def main():
                "queued run %d: relerr=%.2e unwritten=%d" % (i, err, unwritten))
 
     # 2. An error found by a queued run, reported by synchronize, once.
-    bad = compile_("attention t { param bias: f32[2]; score = score + bias[kv_idx]; }", D)
+    bad = compile_kernel(lib, rt, "attention t { param bias: f32[2]; "
+                         "score = score + bias[kv_idx]; }", ATTN_BF16, D)
     q, k, v = (torch.randn(B, H, L, D, device="cuda", dtype=torch.bfloat16)
                for _ in range(3))
     o = torch.empty_like(q)
     bias2 = torch.zeros(2, device="cuda", dtype=torch.float32)
     keep = []
-    args = C.c_void_p()
-    check(lib, lib.attn_run_args_create(C.byref(args)), "args")
-    tq, tk, tv, to = (view(t, keep) for t in (q, k, v, o))
-    check(lib, lib.attn_run_args_set_tensors(args, C.byref(tq), C.byref(tk), C.byref(tv),
-                                             C.byref(to), None), "tensors")
-    check(lib, lib.attn_run_args_set_stream(args, stream), "stream")
-    check(lib, lib.attn_run_args_set_async(args, 1), "async")
     # bias has its declared 2 entries; the kernel reads bias[kv_idx] for
     # kv_idx up to L - 1, which only the kernel can find.
-    tb = view(bias2, keep)
-    check(lib, lib.attn_run_args_set_tensor(args, b"bias", C.byref(tb)), "bias")
+    args = run_args(lib, q, k, v, o, keep, [("bias", bias2)], stream,
+                    asynchronous=True)
     expect(lib.attn_kernel_run(bad, args) == 0, "queued bad run: returns ok")
     st = lib.attn_kernel_synchronize(bad)
     msg = lib.attn_last_error().decode()

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "..", "..", "bench", "gpu"))
-from compare import load, view, check, ATTN_BF16, ATTN_TARGET_NVPTX  # noqa: E402
+from compare import load, check, compile_kernel, run_args, ATTN_BF16  # noqa: E402
 
 
 def main():
@@ -43,13 +43,7 @@ def main():
              lambda qi, ki: doc[qi] == doc[ki]),
         ]
         for name, src, mask in masks:
-            opts = C.c_void_p()
-            check(lib, lib.attn_compile_options_create(C.byref(opts)), "options")
-            lib.attn_compile_options_set_target(opts, ATTN_TARGET_NVPTX)
-            lib.attn_compile_options_set_dtype(opts, ATTN_BF16)
-            lib.attn_compile_options_set_head_dims(opts, D, D)
-            kern = C.c_void_p()
-            check(lib, lib.attn_compile(rt, src.encode(), opts, C.byref(kern)), name)
+            kern = compile_kernel(lib, rt, src, ATTN_BF16, D, what=name)
             s = (q.double() @ k.double().transpose(-1, -2)) / math.sqrt(D)
             s = s.masked_fill(~mask(idx[:, None], idx[None, :]), float("-inf"))
             ref = torch.softmax(s, -1) @ v.double()
@@ -67,15 +61,8 @@ def main():
                     o = raw[:B * H * L * pitch].view(B, H, L, pitch)[..., :D]
                 o.fill_(float("nan"))
                 keep = []
-                args = C.c_void_p()
-                check(lib, lib.attn_run_args_create(C.byref(args)), "args")
-                tq, tk, tv, to = (view(t, keep) for t in (q, k, v, o))
-                check(lib, lib.attn_run_args_set_tensors(
-                    args, C.byref(tq), C.byref(tk), C.byref(tv), C.byref(to), None),
-                    "tensors")
-                if "doc" in src:
-                    td = view(doc, keep)
-                    check(lib, lib.attn_run_args_set_tensor(args, b"doc", C.byref(td)), "doc")
+                args = run_args(lib, q, k, v, o, keep,
+                                [("doc", doc)] if "doc" in src else [])
                 check(lib, lib.attn_kernel_run(kern, args), name)
                 torch.cuda.synchronize()
                 err = ((o.double() - ref).norm() / ref.norm()).item()
