@@ -7,8 +7,12 @@
 2. A queued run that reads a param out of range returns ATTN_OK; the error
    comes from attn_kernel_synchronize ("earlier asynchronous run", the
    param's name), once: a second synchronize is ATTN_OK.
-3. The same queued error, then a synchronous run with valid params: that
-   run reports the earlier error instead of running; the next one runs.
+3. The same queued error, then a synchronous run: that run reports the
+   earlier error instead of running; the next one runs.
+4. A queued error, then a queued run on another stream: that run reports
+   the earlier error instead of running.
+5. A queued error, then a synchronous run with Lq = 0 (nothing to launch):
+   it reports the earlier error; the next one returns ATTN_OK.
 
 Usage: async_runs.py LIBATTN   (needs PyTorch with CUDA; exits 1 on a failure)
 """
@@ -93,6 +97,32 @@ def main():
     msg = lib.attn_last_error().decode()
     expect(st != 0 and "earlier" not in msg and "out of range" in msg,
            "then runs itself (and finds its own error): %d %s" % (st, msg))
+
+    # 4. A queued run on another stream waits for the pending ones first
+    # (their clear of the error words is not ordered before it) and reports
+    # what they found instead of running.
+    check(lib, lib.attn_run_args_set_async(args, 1), "async")
+    expect(lib.attn_kernel_run(bad, args) == 0, "queued bad run on the first stream")
+    other = torch.cuda.Stream()
+    args2 = run_args(lib, q, k, v, o, keep, [("bias", bias2)], other.cuda_stream,
+                     asynchronous=True)
+    st = lib.attn_kernel_run(bad, args2)
+    msg = lib.attn_last_error().decode()
+    expect(st != 0 and "earlier asynchronous run" in msg,
+           "a queued run on another stream reports the pending error: %d %s" % (st, msg))
+    expect(lib.attn_kernel_synchronize(bad) == 0, "nothing left pending")
+
+    # 5. A synchronous run with nothing to launch (Lq = 0) still reports
+    # the pending error.
+    expect(lib.attn_kernel_run(bad, args) == 0, "queued bad run before an empty one")
+    q0 = torch.empty(B, H, 0, D, device="cuda", dtype=torch.bfloat16)
+    o0 = torch.empty_like(q0)
+    args3 = run_args(lib, q0, k, v, o0, keep, [("bias", bias2)], stream)
+    st = lib.attn_kernel_run(bad, args3)
+    msg = lib.attn_last_error().decode()
+    expect(st != 0 and "earlier asynchronous run" in msg,
+           "an empty synchronous run reports the pending error: %d %s" % (st, msg))
+    expect(lib.attn_kernel_run(bad, args3) == 0, "the next empty run is ok")
     print("%d failed" % len(failures))
     return 1 if failures else 0
 
