@@ -64,20 +64,25 @@ std::string shapeStr(const std::vector<int64_t> &s) { return formatShape(s); }
 
 bool checkView(const char *what, const TensorView &t, size_t rank,
                std::string &error) {
-  if (!t.data) {
-    error = std::string(what) + " has a null data pointer";
-    return false;
-  }
   if (t.shape.size() != rank || t.strides.size() != rank) {
     error = std::string(what) + " must have rank " + std::to_string(rank) +
             ", got shape " + shapeStr(t.shape);
     return false;
   }
-  for (int64_t d : t.shape)
+  bool empty = false;
+  for (int64_t d : t.shape) {
     if (d < 0 || d > INT32_MAX) {
       error = std::string(what) + " has an invalid shape " + shapeStr(t.shape);
       return false;
     }
+    empty |= d == 0;
+  }
+  // A tensor without elements is never read or written, and allocators
+  // (PyTorch's among them) give such tensors a null pointer.
+  if (!t.data && !empty) {
+    error = std::string(what) + " has a null data pointer";
+    return false;
+  }
   return true;
 }
 

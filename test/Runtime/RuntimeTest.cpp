@@ -902,6 +902,44 @@ void expectRunError(const std::function<void(attn::RunArgs &)> &edit,
   }
 }
 
+// A tensor without elements may have a null data pointer (PyTorch gives
+// empty tensors one); a tensor with elements may not.
+TEST(Errors, NullDataOnlyForEmptyTensors) {
+  attn::Runtime rt(memoryOnly());
+  attn::Kernel k = rt.compile(kAlibi);
+  std::vector<float> slopes = alibiSlopes(4);
+  std::string error;
+  // No queries: Q, O and LSE are empty.
+  Problem noRows(1, 4, 2, 0, 12, 8, 8);
+  attn::RunArgs args = noRows.args();
+  args.params["slopes"] =
+      attn::Tensor::contiguous(slopes.data(), attn::DType::F32, {4});
+  args.q.data = nullptr;
+  args.o.data = nullptr;
+  args.lse->data = nullptr;
+  EXPECT_EQ(k.run(args, error), Status::Ok) << error;
+  // No keys: K and V are empty, every row is empty (O = 0, LSE = -inf).
+  Problem noKeys(1, 4, 2, 12, 0, 8, 8);
+  args = noKeys.args();
+  args.params["slopes"] =
+      attn::Tensor::contiguous(slopes.data(), attn::DType::F32, {4});
+  args.k.data = nullptr;
+  args.v.data = nullptr;
+  EXPECT_EQ(k.run(args, error), Status::Ok) << error;
+  for (float x : noKeys.o)
+    EXPECT_EQ(x, 0.0f);
+  for (float x : noKeys.lse)
+    EXPECT_EQ(x, -INFINITY);
+  // One row more, and K's null pointer is an error again.
+  Problem oneKey(1, 4, 2, 12, 1, 8, 8);
+  args = oneKey.args();
+  args.params["slopes"] =
+      attn::Tensor::contiguous(slopes.data(), attn::DType::F32, {4});
+  args.k.data = nullptr;
+  EXPECT_EQ(k.run(args, error), Status::InvalidArgument);
+  EXPECT_EQ(error, "K has a null data pointer");
+}
+
 TEST(Errors, RunArguments) {
   expectRunError([](attn::RunArgs &a) { a.q.data = nullptr; },
                  Status::InvalidArgument, "Q has a null data pointer");
