@@ -342,6 +342,10 @@ private:
   /// on its first two arguments (b, h) only, so that per-element inlining
   /// reuses them (a per-head slope is read once, not once per entry).
   IRMapping hoistUniform(Region &region);
+  /// Whether what hoistUniform left of `region` may run on entries that
+  /// the mask drops: every op pure (no checked tensor read, no division
+  /// by a divisor that may be zero).
+  static bool speculatable(Region &region, const IRMapping &pre);
   /// inlineItemRegion with the hoisted ops of `pre` reused.
   Value inlineHoisted(Region &region, const IRMapping &pre, ValueRange args);
 
@@ -358,6 +362,10 @@ private:
   Value kTile, vTile;
   attn::NormKind norm = attn::NormKind::softmax;
   IRMapping scorePre, maskPre;
+  // Whether the score and the mask may run on dropped entries
+  // (speculatable()): then masked tiles compute them on every entry and
+  // select, straight-line code whose index arithmetic CSE shares.
+  bool scoreSpeculatable = false, maskSpeculatable = false;
 
   /// Data-dependent masks: per-kv-tile (min, max) of every rank-1 integer
   /// tensor param, computed once per block into shared memory (when the
@@ -662,6 +670,14 @@ IRMapping MmaKernelBuilder::hoistUniform(Region &region) {
   return pre;
 }
 
+bool MmaKernelBuilder::speculatable(Region &region, const IRMapping &pre) {
+  return llvm::all_of(region.front().without_terminator(), [&](Operation &op) {
+    return isPure(&op) || llvm::all_of(op.getResults(), [&](Value r) {
+             return pre.contains(r);
+           });
+  });
+}
+
 Value MmaKernelBuilder::inlineHoisted(Region &region, const IRMapping &pre,
                                       ValueRange args) {
   Block &block = region.front();
@@ -905,13 +921,29 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
       [&]() {
         SmallVector<Value> r;
         Value inRow[2] = {lt(rowIdx[0], sizeIdx[3]), lt(rowIdx[1], sizeIdx[3])};
+        // Column 8 j + c of the lane's share is a key while 8 j + c <
+        // Lkv - colBase: one 32-bit compare with a constant per column,
+        // shared by the lane's rows.
+        Value kvLeft =
+            arith::SubIOp::create(b, loc, sizeI32[4], toI32(colBase));
+        // Rows past Lq are computed but never stored, and each row's
+        // softmax is its own: they need excluding only where a mask or
+        // score that reads tensors (at q_idx) runs under the guard.
+        bool guardRows = (maskOp && !maskSpeculatable) ||
+                         (hasScore && !scoreSpeculatable);
         for (size_t j = 0; j < s.size(); ++j)
           for (int i = 0; i < 4; ++i) {
             Value col = column(j, i);
-            Value inside = andI(inRow[i / 2], lt(col, sizeIdx[4]));
+            Value colIn = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::slt,
+                cI32(8 * static_cast<int32_t>(j) + i % 2), kvLeft);
+            Value inside = guardRows ? andI(inRow[i / 2], colIn) : colIn;
             Value q32 = toI32(rowIdx[i / 2]), kv32 = toI32(col);
             Value keep = inside;
-            if (maskOp) {
+            if (maskOp && maskSpeculatable) {
+              keep = andI(inside, inlineHoisted(maskOp.getBody(), maskPre,
+                                                {b32, h32, q32, kv32}));
+            } else if (maskOp) {
               auto keepIf = scf::IfOp::create(
                   b, loc, inside,
                   [&](OpBuilder &, Location) {
@@ -926,7 +958,13 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
               keep = keepIf.getResult(0);
             }
             Value x = s[j][i];
-            if (hasScore) {
+            if (hasScore && scoreSpeculatable) {
+              // Computed on every entry and selected: the same straight
+              // line as the full tiles', so conversions and index
+              // arithmetic are shared across entries (CSE).
+              r.push_back(select(keep, scoreOf(x, q32, kv32),
+                                 cF32(-INFINITY)));
+            } else if (hasScore) {
               // The score only where the entry is kept, so that its
               // checked reads never fire on masked entries.
               r.push_back(ifElse(
@@ -1197,10 +1235,14 @@ void MmaKernelBuilder::build() {
     ktEnd64 = ifOp.getResult(1);
   }
   // The uniform parts of the score and mask, once per block.
-  if (attn::ScoreOp scoreOp = variant.getScoreOp())
+  if (attn::ScoreOp scoreOp = variant.getScoreOp()) {
     scorePre = hoistUniform(scoreOp.getBody());
-  if (attn::MaskOp maskOp = variant.getMaskOp())
+    scoreSpeculatable = speculatable(scoreOp.getBody(), scorePre);
+  }
+  if (attn::MaskOp maskOp = variant.getMaskOp()) {
     maskPre = hoistUniform(maskOp.getBody());
+    maskSpeculatable = speculatable(maskOp.getBody(), maskPre);
+  }
   Value ktBegin = toIdx(ktBegin64);
   ktEnd = toIdx(ktEnd64);
   Value leader =

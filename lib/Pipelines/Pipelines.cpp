@@ -217,6 +217,12 @@ void attnc::buildGpuKernelPipeline(OpPassManager &pm,
     o.tileKV = options.tileKV;
     pm.addPass(createConvertAttnToGPUKernel(o));
   }
+  // One int-to-float conversion per row and tile, not per element; the
+  // integer rewrites only for wgmma, where they were measured to help
+  // (on the mma.sync kernel they cost masked variants 2 to 7%).
+  AttnReassociateIndexOffsetsOptions reassociate;
+  reassociate.integer = shape.kernel == "wgmma";
+  pm.addPass(createAttnReassociateIndexOffsets(reassociate));
   pm.addPass(createAttnApproximateMath());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

@@ -66,8 +66,11 @@
 // CHECK: nvgpu.ldmatrix %[[KT]][{{.+}}] {numTiles = 4 : i32, transpose = false} : memref<64x136xbf16, #gpu.address_space<workgroup>> -> vector<4x2xbf16>
 // CHECK: llvm.bitcast {{.+}} : vector<2xbf16> to i32
 // CHECK: nvvm.mma.sync A[{{.+}}] B[{{.+}}] C[{{.+}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>
-// The mask only where the tile is mixed or partial.
+// The mask only where the tile is mixed or partial. It reads nothing and
+// cannot fail, so it runs on every entry of such a tile, not under an
+// scf.if per entry.
 // CHECK: scf.if %{{.+}} -> (f32,
+// CHECK-NOT: -> (i1)
 // CHECK: arith.cmpi sle
 // The tile's second barrier comes before the softmax, and the next live
 // tile's K is copied while the softmax and P V run.
@@ -126,16 +129,20 @@ attn.variant @causal {
 
 // A score modifier: its uniform part (the slope of the head) read once per
 // block, the rest inlined per accumulator element in both the masked and
-// the all-true path, and only on kept entries in the masked one.
+// the all-true path. What is left reads nothing and cannot fail, so the
+// masked path computes it on every entry and selects -inf for the dropped
+// ones: straight-line code, whose conversions CSE can share.
 // CHECK-LABEL: gpu.module @alibi
 // CHECK: memref.load %{{.+}}[%{{.+}}] : memref<?xf32, strided<[?], offset: ?>>
 // CHECK: scf.while
 // CHECK: scf.if %{{.+}} -> (f32,
-// CHECK: scf.if %{{.+}} -> (f32) {
+// CHECK-NOT: scf.if
 // CHECK-NOT: memref.load
-// CHECK: arith.sitofp
-// CHECK: } else {
-// CHECK: arith.constant 0xFF800000 : f32
+// CHECK: %[[F:.+]] = arith.sitofp
+// CHECK: %[[B:.+]] = arith.mulf %{{.+}}, %[[F]] : f32
+// CHECK: %[[S:.+]] = arith.addf %{{.+}}, %[[B]] : f32
+// CHECK: %[[L:.+]] = arith.mulf %[[S]], %{{.+}} : f32
+// CHECK: arith.select %{{.+}}, %[[L]], %{{.+}} : f32
 attn.variant @alibi {
   attn.param @slopes : f32[H]
   attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
@@ -157,6 +164,30 @@ attn.variant @alibi {
 // CHECK: math.exp2
 attn.variant @sig {
   attn.normalize sigmoid
+}
+
+// -----
+
+// A score that reads per key (bias[kv_idx]) may fail on an entry the mask
+// drops, so in the masked path it runs only on kept entries.
+// CHECK-LABEL: gpu.module @kv_bias
+// CHECK: scf.while
+// CHECK: scf.if %{{.+}} -> (f32,
+// CHECK: scf.if %{{.+}} -> (f32) {
+// CHECK: memref.load
+// CHECK: } else {
+// CHECK: arith.constant 0xFF800000 : f32
+attn.variant @kv_bias {
+  attn.param @bias : f32[Lkv]
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    %x = attn.param_load @bias[%kv] : f32
+    %r = arith.addf %s, %x : f32
+    attn.yield %r : f32
+  }
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    %m = arith.cmpi sle, %kv, %q : i32
+    attn.yield %m : i1
+  }
 }
 
 // -----

@@ -187,7 +187,11 @@ def ConvertAttnToMMAKernel
 
     The score modifier and mask are inlined per accumulator element from its
     (q_idx, kv_idx); the mask runs only in mixed or partial tiles (an
-    `scf.if` over the whole tile), and the score only on kept entries there.
+    `scf.if` over the whole tile). There, a score or mask that reads no
+    tensors and cannot fail runs on every entry, a select dropping the
+    masked ones (straight-line code whose index arithmetic CSE shares);
+    one that may fail runs only on entries inside the shape (and, for the
+    score, kept), under an `scf.if` per entry.
     kv-tiles outside the closed-form range of the tile abstraction are never
     visited, all-false tiles inside it are never loaded. Data-dependent
     masks: for every rank-1 integer tensor param the mask reads, each block
