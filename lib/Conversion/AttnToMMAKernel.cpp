@@ -672,9 +672,10 @@ IRMapping MmaKernelBuilder::hoistUniform(Region &region) {
 
 bool MmaKernelBuilder::speculatable(Region &region, const IRMapping &pre) {
   return llvm::all_of(region.front().without_terminator(), [&](Operation &op) {
-    return isPure(&op) || llvm::all_of(op.getResults(), [&](Value r) {
-             return pre.contains(r);
-           });
+    return isPure(&op) ||
+           (op.getNumResults() != 0 &&
+            llvm::all_of(op.getResults(),
+                         [&](Value r) { return pre.contains(r); }));
   });
 }
 

@@ -169,14 +169,19 @@ attn.variant @sig {
 // -----
 
 // A score that reads per key (bias[kv_idx]) may fail on an entry the mask
-// drops, so in the masked path it runs only on kept entries.
+// drops, so in the masked path it runs only on kept entries: an scf.if on
+// the entry's keep bit (inside the shape and the mask) around the checked
+// read, -inf in its else branch.
 // CHECK-LABEL: gpu.module @kv_bias
 // CHECK: scf.while
 // CHECK: scf.if %{{.+}} -> (f32,
-// CHECK: scf.if %{{.+}} -> (f32) {
+// CHECK: arith.cmpi sle
+// CHECK-NEXT: %[[KEEP:.+]] = arith.andi %{{.+}}, %{{.+}} : i1
+// CHECK-NEXT: scf.if %[[KEEP]] -> (f32) {
 // CHECK: memref.load
+// CHECK: arith.addf
 // CHECK: } else {
-// CHECK: arith.constant 0xFF800000 : f32
+// CHECK-NEXT: arith.constant 0xFF800000 : f32
 attn.variant @kv_bias {
   attn.param @bias : f32[Lkv]
   attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {

@@ -930,7 +930,7 @@ TEST(Errors, NullDataOnlyForEmptyTensors) {
     EXPECT_EQ(x, 0.0f);
   for (float x : noKeys.lse)
     EXPECT_EQ(x, -INFINITY);
-  // One row more, and K's null pointer is an error again.
+  // One key, and K's null pointer is an error again.
   Problem oneKey(1, 4, 2, 12, 1, 8, 8);
   args = oneKey.args();
   args.params["slopes"] =

@@ -3,6 +3,9 @@
 // an accumulator tile, whose kv indices differ by constants, share one
 // conversion.
 // RUN: attn-opt %s --attn-reassociate-index-offsets --cse | FileCheck %s
+// With integer=false (the mma.sync and SIMT kernels) only what a conversion
+// reads is rewritten; other integer arithmetic keeps its form.
+// RUN: attn-opt %s --attn-reassociate-index-offsets=integer=false --cse | FileCheck %s --check-prefix=CONV
 
 // Two elements of one row, at kv = base + 1 and base + 9: one conversion,
 // two float adds of 1.0 and 9.0.
@@ -17,6 +20,10 @@
 // CHECK: %[[R1:.+]] = arith.addf %[[F]], %[[C1]] : f32
 // CHECK: %[[R9:.+]] = arith.addf %[[F]], %[[C9]] : f32
 // CHECK: return %[[R1]], %[[R9]]
+// CONV-LABEL: func.func @alibi_pair
+// CONV: arith.sitofp
+// CONV-NOT: arith.sitofp
+// CONV: return
 func.func @alibi_pair(%base: index, %q: i32) -> (f32, f32) {
   %c1 = arith.constant 1 : index
   %c9 = arith.constant 9 : index
@@ -70,4 +77,43 @@ func.func @unchanged(%x: i32) -> (f32, f16, index) {
   %fh = arith.sitofp %h : i32 to f16
   %w = arith.index_cast %h : i32 to index
   return %fa, %fh, %w : f32, f16, index
+}
+
+// Integer arithmetic that no conversion reads: the constant moves outwards
+// with integer=true, and stays with integer=false.
+// CHECK-LABEL: func.func @integer_only
+// CHECK-SAME: (%[[X:.+]]: i32, %[[Y:.+]]: i32)
+// CHECK: %[[D:.+]] = arith.subi %[[X]], %[[Y]] : i32
+// CHECK: %[[R:.+]] = arith.addi %[[D]], %c3{{.*}} : i32
+// CHECK: return %[[R]]
+// CONV-LABEL: func.func @integer_only
+// CONV-SAME: (%[[X:.+]]: i32, %[[Y:.+]]: i32)
+// CONV: %[[A:.+]] = arith.addi %[[X]], %c3{{.*}} : i32
+// CONV: %[[R:.+]] = arith.subi %[[A]], %[[Y]] : i32
+// CONV: return %[[R]]
+func.func @integer_only(%x: i32, %y: i32) -> i32 {
+  %c3 = arith.constant 3 : i32
+  %a = arith.addi %x, %c3 : i32
+  %r = arith.subi %a, %y : i32
+  return %r : i32
+}
+
+// Left alone in both modes: narrow integers (x + 1 wraps in i8 long before
+// 2^24) and vectors.
+// CHECK-LABEL: func.func @narrow_and_vector
+// CHECK: %[[N:.+]] = arith.addi %{{.+}}, %c1{{.*}} : i8
+// CHECK: arith.sitofp %[[N]] : i8 to f32
+// CHECK: %[[V:.+]] = arith.addi %{{.+}}, %{{.+}} : vector<4xi32>
+// CHECK: %[[W:.+]] = arith.subi %[[V]], %{{.+}} : vector<4xi32>
+// CHECK: arith.sitofp %[[W]] : vector<4xi32> to vector<4xf32>
+func.func @narrow_and_vector(%n: i8, %v: vector<4xi32>, %w: vector<4xi32>)
+    -> (f32, vector<4xf32>) {
+  %c1 = arith.constant 1 : i8
+  %a = arith.addi %n, %c1 : i8
+  %fa = arith.sitofp %a : i8 to f32
+  %s = arith.constant dense<5> : vector<4xi32>
+  %b = arith.addi %v, %s : vector<4xi32>
+  %d = arith.subi %b, %w : vector<4xi32>
+  %fd = arith.sitofp %d : vector<4xi32> to vector<4xf32>
+  return %fa, %fd : f32, vector<4xf32>
 }

@@ -395,7 +395,8 @@ int runVariant(const Options &o, mlir::ModuleOp module,
   attn::RunArgs args;
   if (!o.threads.empty())
     args.threads = std::stoi(o.threads);
-  // A zero-element array may have no storage; any non-null pointer will do.
+  // A zero-element array may have no storage; libattn never touches it
+  // (a null pointer would do too).
   static uint8_t emptyStorage[8];
   auto dataOf = [&](NpyArray &a) -> void * {
     return a.data.empty() ? emptyStorage : a.data.data();

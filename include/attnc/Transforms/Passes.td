@@ -108,9 +108,12 @@ def AttnReassociateIndexOffsets : Pass<"attn-reassociate-index-offsets"> {
     %f = arith.addf %f0, %cst9 : f32   // 9.0
     ```
 
-    Moving the constant through the conversion is exact while the integers
-    stay below 2^24 in magnitude (f32), every index of a sequence shorter
-    than 16M keys; beyond that both forms round to a neighbouring float.
+    Moving the constant through the conversion (i32 or wider operands, f32
+    or f64 results, constants up to 2^24) is exact while the integers stay
+    below 2^24 in magnitude (f32) and the remaining sum does not wrap where
+    the original did not: every index expression of a sequence shorter
+    than 16M keys. Beyond that the two may differ by a rounding. Vectors
+    are left alone.
     The GPU pipeline runs it right after building the kernel, with
     `integer=true` for the wgmma kernel only.
   }];
