@@ -921,7 +921,6 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
       needMask, n,
       [&]() {
         SmallVector<Value> r;
-        Value inRow[2] = {lt(rowIdx[0], sizeIdx[3]), lt(rowIdx[1], sizeIdx[3])};
         // Column 8 j + c of the lane's share is a key while 8 j + c <
         // Lkv - colBase: one 32-bit compare with a constant per column,
         // shared by the lane's rows.
@@ -932,6 +931,10 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
         // score that reads tensors (at q_idx) runs under the guard.
         bool guardRows = (maskOp && !maskSpeculatable) ||
                          (hasScore && !scoreSpeculatable);
+        Value inRow[2];
+        if (guardRows)
+          for (int i = 0; i < 2; ++i)
+            inRow[i] = lt(rowIdx[i], sizeIdx[3]);
         for (size_t j = 0; j < s.size(); ++j)
           for (int i = 0; i < 4; ++i) {
             Value col = column(j, i);
