@@ -462,9 +462,6 @@ void MmaKernelBuilder::computeSummaries() {
     group *= 2;
   const int64_t perRound = cfg.threads() / group;
   const int64_t perLane = (cfg.tk + group - 1) / group;
-  numKvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
-  useSummaries = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
-                                       numKvTiles, cIdx(kMaxSummaryTiles));
   // The q-tile's side of every tensor read, once, at function level and
   // uniform over the block (the range cache then serves it to markLiveTiles
   // and the kv loop); its loads overlap the summaries' below. (Its kv side,
@@ -1106,24 +1103,6 @@ void MmaKernelBuilder::build() {
   Value r8 = arith::RemUIOp::create(b, loc, lane, cIdx(8));
   Value miLow = arith::RemUIOp::create(b, loc, mi, cIdx(2));
   Value miHigh = arith::DivUIOp::create(b, loc, mi, cIdx(2));
-  BlockTile tile = emitLongestFirstBlock(b, loc, block, sizeIdx, cfg.rows(),
-                                         2 * (D + Dv));
-  bi = tile.bi;
-  hi = tile.hi;
-  hkv = tile.hkv;
-  b32 = tile.b32;
-  h32 = tile.h32;
-  Value q0 = tile.q0, rows = tile.rows;
-  // M-tile t of the warp: tile rows (warp * mt + t) * 16 + [0, 16); the
-  // lane holds rows g and g + 8 of it.
-  SmallVector<Value> tileRow(mt);
-  SmallVector<std::array<Value, 2>> rowIdx(mt);
-  for (int64_t t = 0; t < mt; ++t) {
-    tileRow[t] = mul(add(mul(warp, cIdx(mt)), cIdx(t)), cIdx(16));
-    rowIdx[t][0] = add(add(q0, tileRow[t]), g);
-    rowIdx[t][1] = add(rowIdx[t][0], cIdx(8));
-  }
-
   // The scale, with log2(e) folded in when no score modifier needs the true
   // scaled dot product.
   bool foldLog2e = false;
@@ -1144,126 +1123,69 @@ void MmaKernelBuilder::build() {
   }
   const bool rawScores = constScale && *constScale > 0;
 
-  // The tile abstraction, with params as the kernel sees them.
-  initTileEnv(env, b, loc, bi, hi, sizeI64, kctx);
-  env.tensorRange = [this](attn::ParamOp p, ArrayRef<IntervalValues> idx) {
-    return tensorRange(p, idx);
-  };
-  // Summaries of the rank-1 integer tensor params the mask reads.
-  int64_t sharedBytes = cfg.sharedBytes();
-  if (attn::MaskOp maskOp = variant.getMaskOp()) {
-    int64_t offset = cfg.sharedBytes();
+  // The rank-1 integer tensor params the mask reads: their per-kv-tile
+  // summaries decide at run time which kv-tiles are live.
+  SmallVector<attn::ParamOp> summaryParams;
+  if (attn::MaskOp maskOp = variant.getMaskOp())
     maskOp.walk([&](attn::ParamLoadOp load) {
       auto param = llvm::dyn_cast_or_null<attn::ParamOp>(
           SymbolTable::lookupNearestSymbolFrom(load,
                                                load.getParamAttr().getAttr()));
-      auto it = param ? kctx.params.find(param.getSymName())
-                      : kctx.params.end();
-      if (!param || it == kctx.params.end() || param.getRank() != 1 ||
-          !param.getElementType().isInteger() ||
-          summaries.count(param.getSymName()))
+      if (!param || !kctx.params.count(param.getSymName()) ||
+          param.getRank() != 1 || !param.getElementType().isInteger() ||
+          llvm::is_contained(summaryParams, param))
         return;
-      Summary sum;
-      sum.tensor = it->second.arg;
-      sum.isBool = param.getElementType().isInteger(1);
-      sum.table = memref::ViewOp::create(
-          b, loc,
-          MemRefType::get({kMaxSummaryTiles, 2}, b.getI32Type(),
-                          MemRefLayoutAttrInterface(), workgroup),
-          shared, cIdx(offset), ValueRange{});
-      offset += kMaxSummaryTiles * 8;
-      summaries[param.getSymName()] = sum;
+      summaryParams.push_back(param);
     });
-    if (!summaries.empty()) {
-      liveBits = memref::ViewOp::create(
-          b, loc,
-          MemRefType::get({kMaxSummaryTiles / 32}, b.getI32Type(),
-                          MemRefLayoutAttrInterface(), workgroup),
-          shared, cIdx(offset), ValueRange{});
-      offset += kMaxSummaryTiles / 8;
-      liveEnds = memref::ViewOp::create(
-          b, loc,
-          MemRefType::get({2}, b.getI32Type(), MemRefLayoutAttrInterface(),
-                          workgroup),
-          shared, cIdx(offset), ValueRange{});
-      offset += 8;
-    }
-    sharedBytes = offset;
+  const int64_t summaryBytes =
+      summaryParams.empty()
+          ? 0
+          : static_cast<int64_t>(summaryParams.size()) * kMaxSummaryTiles * 8 +
+                kMaxSummaryTiles / 8 + 8;
+  // Persistent only for data-dependent masks (few kv-tiles per block is
+  // what they are for, and whose cost the kernel cannot know) and where
+  // the separate staging tile fits.
+  // (cfg.sharedBytes() counts the staging tile while persistent is set.)
+  cfg.persistent = cfg.persistent && cfg.wgmma && !summaryParams.empty() &&
+                   cfg.sharedBytes() + summaryBytes <= kMaxDynamicSharedBytes;
+  int64_t sharedBytes = cfg.sharedBytes();
+  for (attn::ParamOp param : summaryParams) {
+    Summary sum;
+    sum.tensor = kctx.params.find(param.getSymName())->second.arg;
+    sum.isBool = param.getElementType().isInteger(1);
+    sum.table = memref::ViewOp::create(
+        b, loc,
+        MemRefType::get({kMaxSummaryTiles, 2}, b.getI32Type(),
+                        MemRefLayoutAttrInterface(), workgroup),
+        shared, cIdx(sharedBytes), ValueRange{});
+    sharedBytes += kMaxSummaryTiles * 8;
+    summaries[param.getSymName()] = sum;
+  }
+  if (!summaries.empty()) {
+    liveBits = memref::ViewOp::create(
+        b, loc,
+        MemRefType::get({kMaxSummaryTiles / 32}, b.getI32Type(),
+                        MemRefLayoutAttrInterface(), workgroup),
+        shared, cIdx(sharedBytes), ValueRange{});
+    sharedBytes += kMaxSummaryTiles / 8;
+    liveEnds = memref::ViewOp::create(
+        b, loc,
+        MemRefType::get({2}, b.getI32Type(), MemRefLayoutAttrInterface(),
+                        workgroup),
+        shared, cIdx(sharedBytes), ValueRange{});
+    sharedBytes += 8;
+    // Rows of more than kMaxSummaryTiles kv-tiles take the row facts.
+    numKvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(tk));
+    useSummaries = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
+                                         numKvTiles, cIdx(kMaxSummaryTiles));
   }
   // What the launcher must ask for (GpuKernel.cpp reads it).
   fn->setAttr(kDynamicSharedBytesAttr, b.getI64IntegerAttr(sharedBytes));
-  // The q-tile's rows, as the tile abstraction sees them.
-  env.q = {toI64(q0),
-           arith::SubIOp::create(b, loc, toI64(add(q0, rows)), cI64(1))};
-  // The Q tile in flight first: it does not depend on which kv-tiles are
-  // live, so its copy overlaps the mask summaries and the kv range below.
-  loadTile(q, hi, qTile, D, cfg.rows(), q0, sizeIdx[3]);
-  Value ktBegin64, ktEnd64;
-  if (summaries.empty()) {
-    KvTileRange range =
-        emitKvTileRange(b, loc, variant.getMaskOp(), env, q0, rows, tk);
-    ktBegin64 = range.begin;
-    ktEnd64 = range.end;
-  } else {
-    // Data-dependent: the live tiles are marked once per block; their
-    // first and last bound the loop (a row of more than kMaxSummaryTiles
-    // tiles takes the row facts instead, reading the whole row).
-    computeSummaries();
-    markLiveTiles();
-    auto ifOp = scf::IfOp::create(
-        b, loc, useSummaries,
-        [&](OpBuilder &, Location) {
-          Value lo =
-              memref::LoadOp::create(b, loc, liveEnds, ValueRange{cIdx(0)});
-          Value hi =
-              memref::LoadOp::create(b, loc, liveEnds, ValueRange{cIdx(1)});
-          Value any =
-              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, lo, hi);
-          Value begin = arith::ExtSIOp::create(
-              b, loc, b.getI64Type(),
-              arith::SelectOp::create(b, loc, any, lo, cI32(0)));
-          Value end = arith::ExtSIOp::create(
-              b, loc, b.getI64Type(),
-              arith::SelectOp::create(
-                  b, loc, any, arith::AddIOp::create(b, loc, hi, cI32(1)),
-                  cI32(0)));
-          scf::YieldOp::create(b, loc, ValueRange{begin, end});
-        },
-        [&](OpBuilder &, Location) {
-          TileEnv rowEnv = env;
-          KvTileRange range = emitKvTileRange(b, loc, variant.getMaskOp(),
-                                              rowEnv, q0, rows, tk);
-          scf::YieldOp::create(b, loc, ValueRange{range.begin, range.end});
-        });
-    ktBegin64 = ifOp.getResult(0);
-    ktEnd64 = ifOp.getResult(1);
-  }
-  // The uniform parts of the score and mask, once per block.
-  if (attn::ScoreOp scoreOp = variant.getScoreOp()) {
-    scorePre = hoistUniform(scoreOp.getBody());
-    scoreSpeculatable = speculatable(scoreOp.getBody(), scorePre);
-  }
-  if (attn::MaskOp maskOp = variant.getMaskOp()) {
-    maskPre = hoistUniform(maskOp.getBody());
-    maskSpeculatable = speculatable(maskOp.getBody(), maskPre);
-  }
-  Value ktBegin = toIdx(ktBegin64);
-  ktEnd = toIdx(ktEnd64);
+  if (cfg.persistent)
+    fn->setAttr(kPersistentAttr, b.getUnitAttr());
+
   Value leader =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, cIdx(0));
-  ifThen(leader, [&] {
-    countTiles(kStatusTilesInRange,
-               arith::TruncIOp::create(
-                   b, loc, b.getI32Type(),
-                   arith::SubIOp::create(b, loc, ktEnd64, ktBegin64)));
-  });
-
-  // Prologue: K of the first live tile in flight, after Q (above).
-  Value kt0 = firstLiveTile(ktBegin);
-  ifThen(lt(kt0, ktEnd), [&] {
-    loadTile(k, hkv, kTile, D, tk, mul(kt0, cIdx(tk)), sizeIdx[4]);
-  });
-
   // wgmma descriptors: this warpgroup's 64 rows of Q, K (both K-major)
   // and V (N-major: its 64-column atoms lie tk * 128 bytes apart); 8-row
   // groups 1024 bytes apart in all three.
@@ -1276,6 +1198,219 @@ void MmaKernelBuilder::build() {
         16, 1024);
     kDesc = descriptor(tileAddr(cfg.kOffset()), 16, 1024);
     vDesc = descriptor(tileAddr(cfg.vOffset()), tk * 128, 1024);
+  }
+  const int64_t kRows = (D / 64) * tk, vRows = (Dv / 64) * tk;
+
+  // A work item (b, h, q-tile): where it is, its live kv-tiles [kt0,
+  // ktEnd) and (persistent kernel) its second live tile kt1.
+  struct Item {
+    Value bi, hi, hkv, q0, rows, ktEnd, kt0, kt1, b32, h32;
+  };
+  // Makes `it` the item that the helpers (tile facts, summaries, score
+  // and mask inlining) work on, from the insertion point on.
+  auto setItem = [&](const Item &it) {
+    bi = it.bi;
+    hi = it.hi;
+    hkv = it.hkv;
+    b32 = it.b32;
+    h32 = it.h32;
+    ktEnd = it.ktEnd;
+    initTileEnv(env, b, loc, bi, hi, sizeI64, kctx);
+    env.tensorRange = [this](attn::ParamOp p, ArrayRef<IntervalValues> idx) {
+      return tensorRange(p, idx);
+    };
+    // The q-tile's rows, as the tile abstraction sees them.
+    env.q = {toI64(it.q0), arith::SubIOp::create(
+                               b, loc, toI64(add(it.q0, it.rows)), cI64(1))};
+    entryBlock = b.getInsertionBlock();
+    rangeCache.clear();
+  };
+  // The item's prologue: its tile, the Q copy, its live kv-tiles and the
+  // copy of the first one's K (persistent: also the second one's K and the
+  // first one's V).
+  // The item's tile (b, h, q-tile), from its number.
+  auto itemTile = [&](Value blockIndex) {
+    // Persistent: from copies of the sizes that the compiler cannot hoist
+    // out of the item loop (what depends on the sizes alone would
+    // otherwise stay in registers across every kv loop).
+    Value sizes[7];
+    for (int i = 0; i < 7; ++i)
+      sizes[i] = sizeIdx[i];
+    if (cfg.persistent)
+      for (int i : {0, 1, 2, 3, 4})
+        sizes[i] = toIdx(pinRegisters({sizeI32[i]})[0]);
+    BlockTile tile = emitLongestFirstBlock(b, loc, blockIndex, sizes,
+                                           cfg.rows(), 2 * (D + Dv));
+    Item it;
+    it.bi = tile.bi;
+    it.hi = tile.hi;
+    it.hkv = tile.hkv;
+    it.b32 = tile.b32;
+    it.h32 = tile.h32;
+    it.q0 = tile.q0;
+    it.rows = tile.rows;
+    return it;
+  };
+  auto prologue = [&](Value blockIndex) {
+    Item it = itemTile(blockIndex);
+    setItem(it);
+    Value q0 = it.q0, rows = it.rows;
+    // The Q tile in flight first: it does not depend on which kv-tiles are
+    // live, so its copy overlaps the mask summaries and the kv range below.
+    loadTile(q, hi, qTile, D, cfg.rows(), q0, sizeIdx[3]);
+    Value ktBegin64, ktEnd64;
+    if (summaries.empty()) {
+      KvTileRange range =
+          emitKvTileRange(b, loc, variant.getMaskOp(), env, q0, rows, tk);
+      ktBegin64 = range.begin;
+      ktEnd64 = range.end;
+    } else {
+      // Data-dependent: the live tiles are marked once per item; their
+      // first and last bound the loop (a row of more than kMaxSummaryTiles
+      // tiles takes the row facts instead, reading the whole row).
+      computeSummaries();
+      markLiveTiles();
+      auto ifOp = scf::IfOp::create(
+          b, loc, useSummaries,
+          [&](OpBuilder &, Location) {
+            Value lo =
+                memref::LoadOp::create(b, loc, liveEnds, ValueRange{cIdx(0)});
+            Value hi =
+                memref::LoadOp::create(b, loc, liveEnds, ValueRange{cIdx(1)});
+            Value any = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                              lo, hi);
+            Value begin = arith::ExtSIOp::create(
+                b, loc, b.getI64Type(),
+                arith::SelectOp::create(b, loc, any, lo, cI32(0)));
+            Value end = arith::ExtSIOp::create(
+                b, loc, b.getI64Type(),
+                arith::SelectOp::create(
+                    b, loc, any, arith::AddIOp::create(b, loc, hi, cI32(1)),
+                    cI32(0)));
+            scf::YieldOp::create(b, loc, ValueRange{begin, end});
+          },
+          [&](OpBuilder &, Location) {
+            TileEnv rowEnv = env;
+            KvTileRange range = emitKvTileRange(b, loc, variant.getMaskOp(),
+                                                rowEnv, q0, rows, tk);
+            scf::YieldOp::create(b, loc, ValueRange{range.begin, range.end});
+          });
+      ktBegin64 = ifOp.getResult(0);
+      ktEnd64 = ifOp.getResult(1);
+    }
+    Value ktBegin = toIdx(ktBegin64);
+    ktEnd = it.ktEnd = toIdx(ktEnd64);
+    ifThen(leader, [&] {
+      countTiles(kStatusTilesInRange,
+                 arith::TruncIOp::create(
+                     b, loc, b.getI32Type(),
+                     arith::SubIOp::create(b, loc, ktEnd64, ktBegin64)));
+    });
+    // K of the first live tile in flight, after Q (above).
+    Value kt0 = it.kt0 = firstLiveTile(ktBegin);
+    ifThen(lt(kt0, ktEnd), [&] {
+      loadTile(k, hkv, kTile, D, tk, mul(kt0, cIdx(tk)), sizeIdx[4]);
+    });
+    if (cfg.persistent) {
+      // K of the second live tile (one group, empty when there is none)
+      // and V of the first, as the wgmma prologue below would issue them.
+      auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getIndexType()},
+                                    lt(kt0, ktEnd), /*withElseRegion=*/true);
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value kt1 = firstLiveTile(add(kt0, cIdx(1)));
+      ifThen(lt(kt1, ktEnd), [&] {
+        loadTile(k, hkv, kTile, D, tk, mul(kt1, cIdx(tk)), sizeIdx[4],
+                 cIdx(kRows), /*commit=*/false);
+      });
+      NVVM::CpAsyncCommitGroupOp::create(b, loc);
+      loadTile(v, hkv, vTile, Dv, tk, mul(kt0, cIdx(tk)), sizeIdx[4],
+               cIdx(0));
+      scf::YieldOp::create(b, loc, kt1);
+      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      scf::YieldOp::create(b, loc, ktEnd);
+      it.kt1 = ifOp.getResult(0);
+    } else {
+      it.kt1 = kt0; // unused
+    }
+    return it;
+  };
+
+  // Persistent: a loop over items blockIdx.x, + gridDim.x, ..., each
+  // item's prologue issued by the previous iteration (the first before the
+  // loop). The loop state: the item and its [kt0, ktEnd) and kt1; its
+  // tile is worked out again from its number where needed (cheaper than
+  // registers held across the kv loop).
+  Type idxType = b.getIndexType();
+  Value nItems, gridDim;
+  auto prologueIf = [&](Value item) {
+    auto ifOp = scf::IfOp::create(b, loc, TypeRange{idxType, idxType, idxType},
+                                  lt(item, nItems), /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    Item it = prologue(item);
+    scf::YieldOp::create(b, loc, ValueRange{it.ktEnd, it.kt0, it.kt1});
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    scf::YieldOp::create(b, loc, ValueRange{cIdx(0), cIdx(0), cIdx(0)});
+    SmallVector<Value> r = {item};
+    r.append(ifOp.getResults().begin(), ifOp.getResults().end());
+    return r;
+  };
+  // The tile of `item` again, from a copy of its number that the compiler
+  // cannot merge with earlier ones.
+  auto itemAgain = [&](Value item, ValueRange ranges) {
+    Value n = pinRegisters({arith::IndexCastOp::create(
+                                b, loc, b.getI32Type(), item)
+                                .getResult()})[0];
+    Item it = itemTile(arith::IndexCastOp::create(b, loc, idxType, n));
+    it.ktEnd = ranges[0];
+    it.kt0 = ranges[1];
+    it.kt1 = ranges[2];
+    return it;
+  };
+  Item cur;
+  scf::WhileOp itemLoop;
+  Value item;
+  if (cfg.persistent) {
+    gridDim = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+    nItems = mul(mul(sizeIdx[0], sizeIdx[1]),
+                 arith::CeilDivUIOp::create(b, loc, sizeIdx[3],
+                                            cIdx(cfg.rows())));
+    SmallVector<Value> init = prologueIf(block);
+    SmallVector<Type> types(4, idxType);
+    itemLoop = scf::WhileOp::create(b, loc, types, init);
+    SmallVector<Location> locs(types.size(), loc);
+    Block *before = b.createBlock(&itemLoop.getBefore(), {}, types, locs);
+    scf::ConditionOp::create(b, loc, lt(before->getArgument(0), nItems),
+                             before->getArguments());
+    Block *after = b.createBlock(&itemLoop.getAfter(), {}, types, locs);
+    item = after->getArgument(0);
+    cur = itemAgain(item, after->getArguments().drop_front());
+    setItem(cur);
+    // The q-tile's side of the mask's reads, cached for this item's tiles.
+    if (!summaries.empty())
+      tileFacts(cIdx(0));
+  } else {
+    cur = prologue(block);
+  }
+  Value q0 = cur.q0, rows = cur.rows, kt0 = cur.kt0;
+  // M-tile t of the warp: tile rows (warp * mt + t) * 16 + [0, 16); the
+  // lane holds rows g and g + 8 of it.
+  SmallVector<Value> tileRow(mt);
+  SmallVector<std::array<Value, 2>> rowIdx(mt);
+  for (int64_t t = 0; t < mt; ++t) {
+    tileRow[t] = mul(add(mul(warp, cIdx(mt)), cIdx(t)), cIdx(16));
+    rowIdx[t][0] = add(add(q0, tileRow[t]), g);
+    rowIdx[t][1] = add(rowIdx[t][0], cIdx(8));
+  }
+  // The uniform parts of the score and mask, once per item.
+  if (attn::ScoreOp scoreOp = variant.getScoreOp()) {
+    scorePre = hoistUniform(scoreOp.getBody());
+    scoreSpeculatable = speculatable(scoreOp.getBody(), scorePre);
+  }
+  if (attn::MaskOp maskOp = variant.getMaskOp()) {
+    maskPre = hoistUniform(maskOp.getBody());
+    maskSpeculatable = speculatable(maskOp.getBody(), maskPre);
   }
 
   const int64_t nS = tk / 8, nO = Dv / 8;
@@ -1502,7 +1637,6 @@ void MmaKernelBuilder::build() {
     // group, then waits for it and rescales O. The copies of K_{t_{i+1}}
     // and V_{t_i} start right after the iteration's one barrier: their
     // buffers were last read by groups that iteration i - 1 waited for.
-    const int64_t kRows = (D / 64) * tk, vRows = (Dv / 64) * tk;
     const int64_t nP = tk / 4; // P registers (element pairs) per thread
     auto bufDesc = [&](Value desc, int64_t rowsPerBuf, Value par) {
       return arith::AddIOp::create(
@@ -1607,10 +1741,15 @@ void MmaKernelBuilder::build() {
       // wait for Q and K, into buffers nothing has used yet: two groups
       // (the first empty when there is no next tile) that may stay
       // pending, so the first loop iteration finds them landed sooner.
-      Value kt1 = firstLiveTile(add(kt0, cIdx(1)));
-      ifThen(lt(kt1, ktEnd), [&] { loadK(kt1, cIdx(1), /*commit=*/false); });
-      NVVM::CpAsyncCommitGroupOp::create(b, loc);
-      loadV(kt0, cIdx(0));
+      // (A persistent kernel's item prologue issued them.)
+      Value kt1 = cur.kt1;
+      if (!cfg.persistent) {
+        kt1 = firstLiveTile(add(kt0, cIdx(1)));
+        ifThen(lt(kt1, ktEnd),
+               [&] { loadK(kt1, cIdx(1), /*commit=*/false); });
+        NVVM::CpAsyncCommitGroupOp::create(b, loc);
+        loadV(kt0, cIdx(0));
+      }
       syncTiles(2); // Q and K_{t_0} landed
       ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
       SmallVector<Value> ops = sOperands(kDesc), consts = {cI32(0), cI32(1)};
@@ -1740,6 +1879,24 @@ void MmaKernelBuilder::build() {
     fin.append(last.getResults().begin(), last.getResults().end());
   }
 
+  // Persistent: every warp is done with this item's tiles, summaries and
+  // marks (and no copy into them is in flight), so the next item's
+  // prologue runs now and its copies overlap this item's epilogue.
+  SmallVector<Value> nextItem;
+  if (cfg.persistent) {
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+    gpu::BarrierOp::create(b, loc);
+    nextItem = prologueIf(add(item, gridDim));
+    cur = itemAgain(item, {cur.ktEnd, cur.kt0, cur.kt1});
+    setItem(cur);
+    q0 = cur.q0;
+    rows = cur.rows;
+    for (int64_t t = 0; t < mt; ++t) {
+      rowIdx[t][0] = add(add(q0, tileRow[t]), g);
+      rowIdx[t][1] = add(rowIdx[t][0], cIdx(8));
+    }
+  }
+
   // Epilogue: per row, the lane's partial sums joined across the quad, the
   // sink folded in, LSE written by the first lane of the quad; then O / l
   // staged in shared memory and written in 16-byte chunks (below).
@@ -1779,7 +1936,7 @@ void MmaKernelBuilder::build() {
     return arith::TruncFOp::create(b, loc, elementType, x).getResult();
   };
   // The staged store: the block's O tile in shared memory over the Q and K
-  // tiles (rows padded by 16 bytes: the quad's pairs of a row and the 8
+  // tiles (a persistent kernel's has its own, cfg.stagingOffset()) (rows padded by 16 bytes: the quad's pairs of a row and the 8
   // rows of a lane group land in distinct banks), then rows of 16-byte
   // chunks, consecutive threads on consecutive chunks of a row. A chunk
   // goes out as one 16-byte vector when the host allows it for this O
@@ -1792,12 +1949,18 @@ void MmaKernelBuilder::build() {
         MemRefType::get({cfg.rows(), stagePitch}, elementType,
                         MemRefLayoutAttrInterface(), workgroup);
     Value stage =
-        memref::ViewOp::create(b, loc, stageType, shared, pad, ValueRange{})
+        memref::ViewOp::create(
+            b, loc, stageType, shared,
+            cfg.persistent ? add(pad, cIdx(cfg.stagingOffset())) : pad,
+            ValueRange{})
             .getResult();
     // Every warp is done with the Q, K and V tiles, and no copy into them
-    // is in flight.
-    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-    gpu::BarrierOp::create(b, loc);
+    // is in flight (persistent: the staging tile is its own, and the
+    // barrier before the next item's prologue ordered its last reads).
+    if (!cfg.persistent) {
+      NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+      gpu::BarrierOp::create(b, loc);
+    }
     auto pairType = VectorType::get({2}, elementType);
     for (int64_t t = 0; t < mt; ++t)
       for (int r = 0; r < 2; ++r) {
@@ -1846,6 +2009,10 @@ void MmaKernelBuilder::build() {
     };
     forThreadChunks(cfg.rows(), perRow, copyChunk);
   }
+  if (cfg.persistent) {
+    scf::YieldOp::create(b, loc, nextItem);
+    b.setInsertionPointAfter(itemLoop);
+  }
   gpu::ReturnOp::create(b, loc);
   expandAttnOps(fn, kctx);
   // tanh (softcap) as the hardware's tanh.approx.f32: one MUFU operation
@@ -1890,6 +2057,8 @@ struct ConvertAttnToMMAKernelPass
       module.emitError() << "convert-attn-to-mma-kernel: " << error;
       return signalPassFailure();
     }
+    // Taken per variant where the mask is data-dependent (build()).
+    cfg.persistent = persistent && wgmma;
     SmallVector<attn::VariantOp> variants(module.getOps<attn::VariantOp>());
     if (!variants.empty())
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),

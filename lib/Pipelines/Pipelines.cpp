@@ -207,6 +207,7 @@ void attnc::buildGpuKernelPipeline(OpPassManager &pm,
     o.headDim = options.headDim;
     o.valueDim = options.valueDim;
     o.tileKV = options.tileKV;
+    o.persistent = options.persistent;
     pm.addPass(createConvertAttnToMMAKernel(o));
   } else {
     ConvertAttnToGPUKernelOptions o;
@@ -297,9 +298,14 @@ struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
   Option<std::string> kernel{*this, "kernel",
                              llvm::cl::desc("auto, mma (tensor cores), wgmma (Hopper) or simt"),
                              llvm::cl::init("auto")};
+  Option<bool> persistent{
+      *this, "persistent",
+      llvm::cl::desc("a persistent wgmma kernel for data-dependent masks"),
+      llvm::cl::init(false)};
   attnc::GpuPipelineOptions get() const {
     attnc::GpuPipelineOptions o;
     o.kernel = kernel;
+    o.persistent = persistent;
     o.elementType = elementType;
     o.headDim = headDim;
     o.valueDim = valueDim;

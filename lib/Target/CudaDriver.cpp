@@ -14,6 +14,7 @@ using namespace attnc::cuda;
 
 namespace {
 constexpr int kAttrComputeCapabilityMajor = 75;
+constexpr int kAttrMultiprocessorCount = 16;
 constexpr int kAttrComputeCapabilityMinor = 76;
 } // namespace
 
@@ -54,6 +55,8 @@ Driver *Driver::get(std::string &error) {
     sym(d.cuModuleGetFunction, "cuModuleGetFunction");
     sym(d.cuModuleUnload, "cuModuleUnload");
     sym(d.cuFuncSetAttribute, "cuFuncSetAttribute");
+    sym(d.cuOccupancyMaxActiveBlocksPerMultiprocessor,
+        "cuOccupancyMaxActiveBlocksPerMultiprocessor");
     sym(d.cuLaunchKernel, "cuLaunchKernel");
     sym(d.cuMemAlloc, "cuMemAlloc_v2");
     sym(d.cuMemFree, "cuMemFree_v2");
@@ -84,6 +87,9 @@ Driver *Driver::get(std::string &error) {
                  "cuDeviceGetAttribute", err) ||
         !d.check(d.cuDeviceGetAttribute(&d.minor, kAttrComputeCapabilityMinor,
                                         d.device),
+                 "cuDeviceGetAttribute", err) ||
+        !d.check(d.cuDeviceGetAttribute(&d.multiprocessors,
+                                        kAttrMultiprocessorCount, d.device),
                  "cuDeviceGetAttribute", err) ||
         !d.check(d.cuDevicePrimaryCtxRetain(&d.context, d.device),
                  "cuDevicePrimaryCtxRetain", err)) {

@@ -21,7 +21,7 @@ std::string GpuCompileOptions::describe() const {
          " lowering=gpu kernel=" + kernel + " d=" + std::to_string(headDim) +
          " dv=" + std::to_string(valueDim) + " tq=" + std::to_string(tileQ) +
          " tk=" + std::to_string(tileKV) +
-         " chip=" + chip;
+         " chip=" + chip + (persistent ? " persistent=1" : "");
 }
 
 GpuKernel::~GpuKernel() {
@@ -77,6 +77,7 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
   g.tileKV = options.tileKV;
   g.kernel = options.kernel;
   g.chip = options.chip;
+  g.persistent = options.persistent;
   GpuLaunchShape shape;
   if (!resolveGpuKernel(g, shape, error))
     return false;
@@ -96,6 +97,7 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
       if (auto bytes = fn->getAttrOfType<mlir::IntegerAttr>(
               kDynamicSharedBytesAttr))
         out.sharedBytes = bytes.getInt();
+      out.persistent = fn->hasAttr(kPersistentAttr);
     });
   if (!ok || mlir::failed(pm.run(module))) {
     error = "internal error: GPU lowering of '" + name + "' failed" +
@@ -143,6 +145,19 @@ std::unique_ptr<GpuKernel> GpuKernel::load(const GpuArtifact &artifact,
                     static_cast<int>(artifact.sharedBytes)),
                 "cuFuncSetAttribute(max dynamic shared memory)", error))
     return nullptr;
+  // A persistent kernel gets as many blocks as run at once (fewer when
+  // the problem has fewer work items).
+  if (artifact.persistent) {
+    int perSM = 0;
+    if (!d->check(d->cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                      &perSM, k->function,
+                      static_cast<int>(artifact.threadsPerBlock),
+                      static_cast<size_t>(artifact.sharedBytes)),
+                  "cuOccupancyMaxActiveBlocksPerMultiprocessor", error))
+      return nullptr;
+    k->residentBlocks =
+        std::max<int64_t>(1, static_cast<int64_t>(perSM) * d->multiprocessors);
+  }
   return k;
 }
 
@@ -233,6 +248,8 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
     *packed.flags &= ~kFlagVectorO;
   *static_cast<void **>(packed.args[n - 5]) = status.data();
   *static_cast<void **>(packed.args[n - 4]) = status.data();
+  if (art.persistent)
+    blocks = std::min(blocks, residentBlocks);
   if (!driver->check(driver->cuLaunchKernel(
                          function, static_cast<unsigned>(blocks), 1, 1,
                          static_cast<unsigned>(art.threadsPerBlock), 1, 1,

@@ -764,9 +764,10 @@ namespace {
 /// A GPU kernel in the disk cache's object slot: one header line with the
 /// compiler's launch shape, then the PTX.
 std::string encodeGpuObject(const attnc::GpuArtifact &a) {
-  return "attn-ptx 1 " + a.kernel + " " + std::to_string(a.rowsPerBlock) +
+  return "attn-ptx 2 " + a.kernel + " " + std::to_string(a.rowsPerBlock) +
          " " + std::to_string(a.threadsPerBlock) + " " +
-         std::to_string(a.sharedBytes) + "\n" + a.ptx;
+         std::to_string(a.sharedBytes) + " " + (a.persistent ? "1" : "0") +
+         "\n" + a.ptx;
 }
 bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
   size_t eol = object.find('\n');
@@ -774,9 +775,12 @@ bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
     return false;
   std::istringstream header(object.substr(0, eol));
   std::string magic, version;
+  int persistent = -1;
   header >> magic >> version >> a.kernel >> a.rowsPerBlock >>
-      a.threadsPerBlock >> a.sharedBytes;
-  if (!header || magic != "attn-ptx" || version != "1" ||
+      a.threadsPerBlock >> a.sharedBytes >> persistent;
+  a.persistent = persistent == 1;
+  if (!header || magic != "attn-ptx" || version != "2" ||
+      (persistent != 0 && persistent != 1) ||
       (a.kernel != "mma" && a.kernel != "wgmma" && a.kernel != "simt") || a.rowsPerBlock <= 0 ||
       a.threadsPerBlock <= 0 || a.threadsPerBlock > 1024 ||
       a.sharedBytes < 0 || a.sharedBytes > 228 * 1024)
@@ -822,8 +826,19 @@ Status Runtime::Impl::compileGpu(const std::string &source,
             kernelKind + "'";
     return Status::InvalidArgument;
   }
-  std::string textKey =
-      optionsKey(options) + " kernel=" + kernelKind + '\n' + source;
+  // ATTN_GPU_PERSISTENT=1 lets the wgmma kernel be persistent for
+  // data-dependent masks; 0 or unset: never.
+  bool persistent = false;
+  if (const char *p = std::getenv("ATTN_GPU_PERSISTENT"); p && *p) {
+    if (std::string(p) != "0" && std::string(p) != "1") {
+      error = "ATTN_GPU_PERSISTENT must be 0 or 1, not '" + std::string(p) +
+              "'";
+      return Status::InvalidArgument;
+    }
+    persistent = std::string(p) == "1";
+  }
+  std::string textKey = optionsKey(options) + " kernel=" + kernelKind +
+                        (persistent ? " persistent=1" : "") + '\n' + source;
   if (lookupText(textKey, out))
     return Status::Ok;
   KeyedModule keyed;
@@ -841,6 +856,7 @@ Status Runtime::Impl::compileGpu(const std::string &source,
     g.tileKV = options.tiling.blockKV;
   g.chip = driver->chip();
   g.kernel = kernelKind;
+  g.persistent = persistent;
   // The disk cache holds the PTX with its launch shape, keyed like CPU
   // objects (build, options with the chip, canonical IR); a hit skips MLIR
   // and leaves only the driver's JIT.

@@ -106,6 +106,12 @@ OPTIONS
                    MMA, --gpu-arch sm_90; head dims multiples of 64) or
                    simt (one thread per row); attnc run --target nvptx
                    takes it from $ATTN_GPU_KERNEL
+  --gpu-persistent on|off
+                   whether the wgmma kernel may be persistent (default
+                   off): for data-dependent masks it then loops over its
+                   work items, copying the next item's tiles while it
+                   writes O; attnc run takes it from $ATTN_GPU_PERSISTENT
+                   (1: on)
   --threads N      worker threads for attnc run (default: all cores, or
                    $ATTN_NUM_THREADS)
 
@@ -129,6 +135,7 @@ struct Options {
   std::string dtype; // f32 (CPU) or f16 (GPU stages) unless given
   std::string gpuArch = "sm_80";
   std::string gpuKernel = "auto";
+  std::string gpuPersistent = "off";
   std::string q, k, v, lse, target = "cpu";
   std::string threads;
   std::string headDim, valueDim; // --emit=obj/header: a tiled kernel
@@ -187,6 +194,7 @@ Options parseArgs(int argc, char **argv) {
         value(a, "--head-dim", o.headDim) ||
         value(a, "--gpu-arch", o.gpuArch) ||
         value(a, "--gpu-kernel", o.gpuKernel) ||
+        value(a, "--gpu-persistent", o.gpuPersistent) ||
         value(a, "--value-dim", o.valueDim))
       continue;
     if (value(a, "--param", param)) {
@@ -215,6 +223,8 @@ Options parseArgs(int argc, char **argv) {
       fail("--gpu-arch must be sm_80 or later (sm_80, sm_90, ...), got '" +
            o.gpuArch + "'");
   }
+  if (o.gpuPersistent != "on" && o.gpuPersistent != "off")
+    fail("--gpu-persistent must be on or off, got '" + o.gpuPersistent + "'");
   if (o.run) {
     if (!o.emit.empty())
       fail("'--emit' is not an option of 'attnc run'");
@@ -672,6 +682,7 @@ int main(int argc, char **argv) {
         gopts.valueDim = std::stoi(o.valueDim);
       gopts.chip = o.gpuArch;
       gopts.kernel = o.gpuKernel;
+      gopts.persistent = o.gpuPersistent == "on";
       GpuLaunchShape shape;
       std::string why;
       if (!resolveGpuKernel(gopts, shape, why))

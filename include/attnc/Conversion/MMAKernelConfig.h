@@ -18,6 +18,15 @@ namespace attnc {
 /// the tensor-core kernel needs: sharedBytes() plus the mask summaries.
 inline constexpr const char *kDynamicSharedBytesAttr =
     "attnc.dynamic_shared_bytes";
+/// The gpu.func unit attribute of a persistent kernel: it loops over the
+/// B * H * ceil(Lq / rows) work items itself, item blockIdx.x, then
+/// blockIdx.x + gridDim.x, ..., so the launcher may start fewer blocks
+/// (as many as fit on the GPU at once).
+inline constexpr const char *kPersistentAttr = "attnc.persistent";
+/// The most dynamic shared memory a block may ask for on the chips the
+/// kernels target (227 KiB on sm_90; sm_80 allows 163 KiB, and the
+/// non-persistent layouts stay under 200 KiB).
+inline constexpr int64_t kMaxDynamicSharedBytes = 227 * 1024;
 
 struct MmaKernelConfig {
   int64_t headDim = 128, valueDim = 128;
@@ -31,6 +40,10 @@ struct MmaKernelConfig {
   /// Blocks that must fit on one SM at once (ptxas .minnctapersm; 0: no
   /// bound), which caps the registers per thread.
   int64_t minBlocksPerSM = 0;
+  /// (wgmma only) A persistent kernel whose O staging tile has shared
+  /// memory of its own, so that the next work item's Q, K and V copies fly
+  /// while this item's O is written (see stagingOffset()).
+  bool persistent = false;
   int64_t rows() const { return 16 * mTiles * warps; }
   int64_t threads() const { return 32 * warps; }
   /// Row pitch of the shared tiles, in elements: 8 elements (16 bytes) of
@@ -51,13 +64,20 @@ struct MmaKernelConfig {
   /// aligns the dynamic shared memory's start with.
   int64_t alignSlack() const { return wgmma ? 1024 : 0; }
   /// The O tile that the epilogue stages before writing it out: rows() rows
-  /// of Dv 2-byte elements padded by 8, over the Q (and K) tiles.
+  /// of Dv 2-byte elements padded by 8, over the Q (and K) tiles, or after
+  /// the V tiles in a persistent kernel.
   int64_t stagingBytes() const { return rows() * pitch(valueDim) * 2; }
+  int64_t tilesEnd() const {
+    return vOffset() + kvStages() * 2 * tk * rowElements(valueDim);
+  }
+  int64_t stagingOffset() const { return persistent ? tilesEnd() : 0; }
   /// Dynamic shared memory of a block: Q, K and V tiles of 2-byte elements,
-  /// or the O staging tile where it is larger (Dv > 3 D + 16 or so).
+  /// or the O staging tile where it is larger (Dv > 3 D + 16 or so); both
+  /// in a persistent kernel.
   int64_t sharedBytes() const {
-    int64_t tiles = vOffset() + kvStages() * 2 * tk * rowElements(valueDim);
-    return std::max(tiles, stagingBytes()) + alignSlack();
+    if (persistent)
+      return tilesEnd() + stagingBytes() + alignSlack();
+    return std::max(tilesEnd(), stagingBytes()) + alignSlack();
   }
 };
 

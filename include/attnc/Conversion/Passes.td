@@ -241,6 +241,21 @@ def ConvertAttnToMMAKernel
     thread issues `fence.proxy.async.shared::cta` so that wgmma sees the
     copied bytes. Head dims must be multiples of 64 up to 256.
 
+    With `wgmma`, `persistent` (off by default until it is measured on a
+    GPU) and a data-dependent mask (one
+    that reads a rank-1 integer tensor, whose summaries decide the live
+    kv-tiles at run time: a document mask leaves a block only a few), the
+    kernel is persistent (the `attnc.persistent` attribute): block i works
+    on items i, i + gridDim.x, ... of the usual numbering, and the launcher
+    starts only as many blocks as fit on the GPU at once. Once an item's
+    last P V is done, the block works out the next item's live kv-tiles
+    and starts copying its Q, its first K and V and its second K, and only
+    then normalises and writes this item's O, staged in shared memory of
+    its own (after the V tiles); the next item then finds its tiles landed
+    or in flight instead of paying the copies' latency with nothing to
+    overlap it. Where the tiles, the staging tile and the summaries do not
+    fit in 227 KiB (head dim 256), the kernel is not persistent.
+
     ```mlir
     // attn-opt --convert-attn-to-mma-kernel="element-type=bf16 head-dim=128 value-dim=128"
     gpu.module @causal {
@@ -264,6 +279,10 @@ def ConvertAttnToMMAKernel
     Option<"wgmma", "wgmma", "bool", "false",
            "Hopper warpgroup MMA (sm_90a): two warpgroups of 64 rows, "
            "128-byte-swizzled tiles read by wgmma.mma_async">,
+    Option<"persistent", "persistent", "bool", "false",
+           "With wgmma and a data-dependent mask: a persistent kernel that "
+           "copies the next work item's Q, K and V while it writes this "
+           "item's O (where its shared memory fits)">,
   ];
   let dependentDialects = [
     "mlir::arith::ArithDialect", "mlir::gpu::GPUDialect",

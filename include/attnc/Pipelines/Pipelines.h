@@ -52,6 +52,10 @@ struct GpuPipelineOptions {
   /// head dims multiples of 16 up to 256), else simt.
   std::string kernel = "auto";
   std::string chip = "sm_80"; // sm_80 or later
+  /// The wgmma kernel is persistent for data-dependent masks (see
+  /// convert-attn-to-mma-kernel's `persistent`; off until measured on a
+  /// GPU); false: never.
+  bool persistent = false;
   unsigned optLevel = 3;
 };
 

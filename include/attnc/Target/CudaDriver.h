@@ -37,6 +37,8 @@ struct Driver {
   CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
   CUresult (*cuModuleUnload)(CUmodule);
   CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
+  CUresult (*cuOccupancyMaxActiveBlocksPerMultiprocessor)(int *, CUfunction,
+                                                          int, size_t);
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned,
                              unsigned, unsigned, unsigned, unsigned, CUstream,
                              void **, void **);
@@ -52,6 +54,7 @@ struct Driver {
   CUdevice device = 0;
   CUcontext context = nullptr;
   int major = 0, minor = 0; // compute capability of device 0
+  int multiprocessors = 0;  // SMs of device 0
 
   /// The driver of this process, loaded and initialised once; null with a
   /// one-line `error` when there is no usable driver or device.

@@ -33,6 +33,9 @@ struct GpuCompileOptions {
   int64_t tileKV = 0; // keys per kv-tile; 0: the compiler's choice
   std::string kernel = "auto"; // auto, mma (tensor cores) or simt
   std::string chip = "sm_80";
+  /// A persistent wgmma kernel for data-dependent masks where it fits
+  /// (ATTN_GPU_PERSISTENT=1); false: never.
+  bool persistent = false;
   std::string describe() const;
 };
 
@@ -42,6 +45,9 @@ struct GpuArtifact {
   /// The launch configuration the compiler chose (resolveGpuKernel).
   std::string kernel; // "mma", "wgmma" or "simt"
   int64_t rowsPerBlock = 0, threadsPerBlock = 0, sharedBytes = 0;
+  /// The kernel loops over its work items (kPersistentAttr): the launcher
+  /// starts at most as many blocks as fit on the GPU at once.
+  bool persistent = false;
   std::string ptx;
 };
 
@@ -76,6 +82,8 @@ private:
   cuda::Driver *driver = nullptr;
   cuda::CUmodule module = nullptr;
   cuda::CUfunction function = nullptr;
+  /// Persistent kernels: the blocks that fit on the GPU at once.
+  int64_t residentBlocks = 1;
   /// The status words in device memory, allocated at the first launch and
   /// reused; launches of one kernel are serialised on this mutex.
   std::mutex launchMutex;

@@ -4,7 +4,12 @@ O is given as contiguous memory, [B, L, H, D] memory seen as [B, H, L, D]
 (strides in whole 16 bytes: 16-byte vector stores), one element off 16-byte
 alignment, rows of D + 1 elements (element stores) and rows of D + 8
 (vectors again), for a causal and a document mask at D = 64 and 128 with
-Lq = 1000 (a partial last block). Each O is poisoned with NaN, the memory
+Lq = 1000 (a partial last block), and for a mask whose query and key
+documents differ, so that some query rows (whole q-tiles among them) keep
+no key at all (O = 0 there).
+B H = 80 heads of 8 q-tiles: more work items than blocks that fit on an
+H100 at once, so the persistent kernel (data-dependent masks on Hopper)
+works on several items per block. Each O is poisoned with NaN, the memory
 around the view holds a sentinel; the result must match a float64 reference
 (relative error at most 1e-2 in bfloat16), every element of the view must
 be written and nothing outside it touched.
@@ -28,12 +33,16 @@ def main():
     rt = C.c_void_p()
     check(lib, lib.attn_runtime_create(C.byref(rt)), "runtime")
     torch.manual_seed(1)
-    B, H, L = 2, 4, 1000
+    B, H, L = 2, 40, 1000
     failures = 0
     for D in (64, 128):
         q, k, v = (torch.randn(B, H, L, D, device="cuda", dtype=torch.bfloat16)
                    for _ in range(3))
         doc = (torch.arange(L, device="cuda", dtype=torch.int32) * 5 // L).contiguous()
+        # Three query documents, the middle one missing from the keys: its
+        # rows (334 to 666, whole q-tiles among them) keep no key.
+        hdoc = (torch.arange(L, device="cuda", dtype=torch.int32) * 3 // L).contiguous()
+        kdoc = torch.where(hdoc == 1, 99, hdoc).to(torch.int32).contiguous()
         idx = torch.arange(L, device="cuda")
         masks = [
             ("causal", "attention v { mask = causal(); }",
@@ -41,12 +50,16 @@ def main():
             ("documents", "attention v { param doc: i32[Lkv]; "
              "mask = doc[q_idx] == doc[kv_idx]; }",
              lambda qi, ki: doc[qi] == doc[ki]),
+            ("holes", "attention v { param qd: i32[Lq]; param kd: i32[Lkv]; "
+             "mask = qd[q_idx] == kd[kv_idx]; }",
+             lambda qi, ki: hdoc[qi] == kdoc[ki]),
         ]
         for name, src, mask in masks:
             kern = compile_kernel(lib, rt, src, ATTN_BF16, D, what=name)
             s = (q.double() @ k.double().transpose(-1, -2)) / math.sqrt(D)
             s = s.masked_fill(~mask(idx[:, None], idx[None, :]), float("-inf"))
-            ref = torch.softmax(s, -1) @ v.double()
+            # Rows with no key: O = 0 (softmax of nothing is NaN in torch).
+            ref = torch.nan_to_num(torch.softmax(s, -1), nan=0.0) @ v.double()
             del s
             for layout in ("contiguous", "blhd", "offset", "pad1", "pad8"):
                 n = B * H * L * D
@@ -61,8 +74,9 @@ def main():
                     o = raw[:B * H * L * pitch].view(B, H, L, pitch)[..., :D]
                 o.fill_(float("nan"))
                 keep = []
-                args = run_args(lib, q, k, v, o, keep,
-                                [("doc", doc)] if "doc" in src else [])
+                params = {"documents": [("doc", doc)],
+                          "holes": [("qd", hdoc), ("kd", kdoc)]}.get(name, [])
+                args = run_args(lib, q, k, v, o, keep, params)
                 check(lib, lib.attn_kernel_run(kern, args), name)
                 torch.cuda.synchronize()
                 err = ((o.double() - ref).norm() / ref.norm()).item()
