@@ -108,10 +108,10 @@ OPTIONS
                    takes it from $ATTN_GPU_KERNEL
   --gpu-persistent on|off
                    whether the wgmma kernel may be persistent (default
-                   off): for data-dependent masks it then loops over its
-                   work items, copying the next item's tiles while it
-                   writes O; attnc run takes it from $ATTN_GPU_PERSISTENT
-                   (1: on)
+                   off; experimental, measured slower): for data-dependent
+                   masks it then loops over its work items, copying the
+                   next item's tiles while it writes O; attnc run takes it
+                   from $ATTN_GPU_PERSISTENT (1: on)
   --threads N      worker threads for attnc run (default: all cores, or
                    $ATTN_NUM_THREADS)
 

@@ -241,8 +241,8 @@ def ConvertAttnToMMAKernel
     thread issues `fence.proxy.async.shared::cta` so that wgmma sees the
     copied bytes. Head dims must be multiples of 64 up to 256.
 
-    With `wgmma`, `persistent` (off by default until it is measured on a
-    GPU) and a data-dependent mask (one
+    With `wgmma`, `persistent` (off by default: correct on an H100 but
+    measured slower, see docs/performance.md) and a data-dependent mask (one
     that reads a rank-1 integer tensor, whose summaries decide the live
     kv-tiles at run time: a document mask leaves a block only a few), the
     kernel is persistent (the `attnc.persistent` attribute): block i works

@@ -53,8 +53,8 @@ struct GpuPipelineOptions {
   std::string kernel = "auto";
   std::string chip = "sm_80"; // sm_80 or later
   /// The wgmma kernel is persistent for data-dependent masks (see
-  /// convert-attn-to-mma-kernel's `persistent`; off until measured on a
-  /// GPU); false: never.
+  /// convert-attn-to-mma-kernel's `persistent`; off by default: measured
+  /// slower on the H100); false: never.
   bool persistent = false;
   unsigned optLevel = 3;
 };
