@@ -1204,30 +1204,29 @@ void MmaKernelBuilder::build() {
   // A work item (b, h, q-tile): where it is, its live kv-tiles [kt0,
   // ktEnd) and (persistent kernel) its second live tile kt1.
   struct Item {
-    Value bi, hi, hkv, q0, rows, ktEnd, kt0, kt1, b32, h32;
+    BlockTile tile;
+    Value ktEnd, kt0, kt1;
   };
   // Makes `it` the item that the helpers (tile facts, summaries, score
   // and mask inlining) work on, from the insertion point on.
   auto setItem = [&](const Item &it) {
-    bi = it.bi;
-    hi = it.hi;
-    hkv = it.hkv;
-    b32 = it.b32;
-    h32 = it.h32;
+    bi = it.tile.bi;
+    hi = it.tile.hi;
+    hkv = it.tile.hkv;
+    b32 = it.tile.b32;
+    h32 = it.tile.h32;
     ktEnd = it.ktEnd;
     initTileEnv(env, b, loc, bi, hi, sizeI64, kctx);
     env.tensorRange = [this](attn::ParamOp p, ArrayRef<IntervalValues> idx) {
       return tensorRange(p, idx);
     };
     // The q-tile's rows, as the tile abstraction sees them.
-    env.q = {toI64(it.q0), arith::SubIOp::create(
-                               b, loc, toI64(add(it.q0, it.rows)), cI64(1))};
+    env.q = {toI64(it.tile.q0),
+             arith::SubIOp::create(
+                 b, loc, toI64(add(it.tile.q0, it.tile.rows)), cI64(1))};
     entryBlock = b.getInsertionBlock();
     rangeCache.clear();
   };
-  // The item's prologue: its tile, the Q copy, its live kv-tiles and the
-  // copy of the first one's K (persistent: also the second one's K and the
-  // first one's V).
   // The item's tile (b, h, q-tile), from its number.
   auto itemTile = [&](Value blockIndex) {
     // Persistent: from copies of the sizes that the compiler cannot hoist
@@ -1239,22 +1238,18 @@ void MmaKernelBuilder::build() {
     if (cfg.persistent)
       for (int i : {0, 1, 2, 3, 4})
         sizes[i] = toIdx(pinRegisters({sizeI32[i]})[0]);
-    BlockTile tile = emitLongestFirstBlock(b, loc, blockIndex, sizes,
-                                           cfg.rows(), 2 * (D + Dv));
     Item it;
-    it.bi = tile.bi;
-    it.hi = tile.hi;
-    it.hkv = tile.hkv;
-    it.b32 = tile.b32;
-    it.h32 = tile.h32;
-    it.q0 = tile.q0;
-    it.rows = tile.rows;
+    it.tile = emitLongestFirstBlock(b, loc, blockIndex, sizes, cfg.rows(),
+                                    2 * (D + Dv));
     return it;
   };
+  // The item's prologue: its tile, the Q copy, its live kv-tiles and the
+  // copy of the first one's K (persistent: also the second one's K and the
+  // first one's V).
   auto prologue = [&](Value blockIndex) {
     Item it = itemTile(blockIndex);
     setItem(it);
-    Value q0 = it.q0, rows = it.rows;
+    Value q0 = it.tile.q0, rows = it.tile.rows;
     // The Q tile in flight first: it does not depend on which kv-tiles are
     // live, so its copy overlaps the mask summaries and the kv range below.
     loadTile(q, hi, qTile, D, cfg.rows(), q0, sizeIdx[3]);
@@ -1393,7 +1388,7 @@ void MmaKernelBuilder::build() {
   } else {
     cur = prologue(block);
   }
-  Value q0 = cur.q0, rows = cur.rows, kt0 = cur.kt0;
+  Value q0 = cur.tile.q0, rows = cur.tile.rows, kt0 = cur.kt0;
   // M-tile t of the warp: tile rows (warp * mt + t) * 16 + [0, 16); the
   // lane holds rows g and g + 8 of it.
   SmallVector<Value> tileRow(mt);
@@ -1889,8 +1884,8 @@ void MmaKernelBuilder::build() {
     nextItem = prologueIf(add(item, gridDim));
     cur = itemAgain(item, {cur.ktEnd, cur.kt0, cur.kt1});
     setItem(cur);
-    q0 = cur.q0;
-    rows = cur.rows;
+    q0 = cur.tile.q0;
+    rows = cur.tile.rows;
     for (int64_t t = 0; t < mt; ++t) {
       rowIdx[t][0] = add(add(q0, tileRow[t]), g);
       rowIdx[t][1] = add(rowIdx[t][0], cIdx(8));
