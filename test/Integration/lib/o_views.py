@@ -17,7 +17,6 @@ be written and nothing outside it touched.
 Usage: o_views.py LIBATTN   (needs PyTorch with CUDA; exits 1 on a failure)
 """
 import ctypes as C
-import math
 import os
 import sys
 
@@ -25,7 +24,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "..", "..", "bench", "gpu"))
-from compare import load, check, compile_kernel, run_args, ATTN_BF16  # noqa: E402
+from compare import (load, check, compile_kernel, run_args, reference,  # noqa: E402
+                     relerr, ATTN_BF16)
 
 
 def main():
@@ -56,11 +56,8 @@ def main():
         ]
         for name, src, mask in masks:
             kern = compile_kernel(lib, rt, src, ATTN_BF16, D, what=name)
-            s = (q.double() @ k.double().transpose(-1, -2)) / math.sqrt(D)
-            s = s.masked_fill(~mask(idx[:, None], idx[None, :]), float("-inf"))
-            # Rows with no key: O = 0 (softmax of nothing is NaN in torch).
-            ref = torch.nan_to_num(torch.softmax(s, -1), nan=0.0) @ v.double()
-            del s
+            # Rows with no key: O = 0.
+            ref = reference(q, k, v, mask(idx[:, None], idx[None, :]))
             for layout in ("contiguous", "blhd", "offset", "pad1", "pad8"):
                 n = B * H * L * D
                 pitch = D + {"pad1": 1, "pad8": 8}.get(layout, 0)
@@ -79,7 +76,7 @@ def main():
                 args = run_args(lib, q, k, v, o, keep, params)
                 check(lib, lib.attn_kernel_run(kern, args), name)
                 torch.cuda.synchronize()
-                err = ((o.double() - ref).norm() / ref.norm()).item()
+                err = relerr(o, ref)
                 unwritten = torch.isnan(o.float()).sum().item()
                 inside = torch.zeros_like(raw, dtype=torch.bool)
                 inside.as_strided(o.shape, o.stride(), o.storage_offset()).fill_(True)
