@@ -1243,6 +1243,19 @@ void MmaKernelBuilder::build() {
                                     2 * (D + Dv));
     return it;
   };
+  // wgmma: K of the live tile after kt0 (one group, empty when there is
+  // none) into the second K buffer and V of kt0 into the first V buffer;
+  // returns that tile (ktEnd when there is none).
+  auto copyK1V0 = [&](Value kt0) {
+    Value kt1 = firstLiveTile(add(kt0, cIdx(1)));
+    ifThen(lt(kt1, ktEnd), [&] {
+      loadTile(k, hkv, kTile, D, tk, mul(kt1, cIdx(tk)), sizeIdx[4],
+               cIdx(kRows), /*commit=*/false);
+    });
+    NVVM::CpAsyncCommitGroupOp::create(b, loc);
+    loadTile(v, hkv, vTile, Dv, tk, mul(kt0, cIdx(tk)), sizeIdx[4], cIdx(0));
+    return kt1;
+  };
   // The item's prologue: its tile, the Q copy, its live kv-tiles and the
   // copy of the first one's K (persistent: also the second one's K and the
   // first one's V).
@@ -1313,15 +1326,7 @@ void MmaKernelBuilder::build() {
                                     lt(kt0, ktEnd), /*withElseRegion=*/true);
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      Value kt1 = firstLiveTile(add(kt0, cIdx(1)));
-      ifThen(lt(kt1, ktEnd), [&] {
-        loadTile(k, hkv, kTile, D, tk, mul(kt1, cIdx(tk)), sizeIdx[4],
-                 cIdx(kRows), /*commit=*/false);
-      });
-      NVVM::CpAsyncCommitGroupOp::create(b, loc);
-      loadTile(v, hkv, vTile, Dv, tk, mul(kt0, cIdx(tk)), sizeIdx[4],
-               cIdx(0));
-      scf::YieldOp::create(b, loc, kt1);
+      scf::YieldOp::create(b, loc, copyK1V0(kt0));
       b.setInsertionPointToStart(&ifOp.getElseRegion().front());
       scf::YieldOp::create(b, loc, ktEnd);
       it.kt1 = ifOp.getResult(0);
@@ -1737,14 +1742,7 @@ void MmaKernelBuilder::build() {
       // (the first empty when there is no next tile) that may stay
       // pending, so the first loop iteration finds them landed sooner.
       // (A persistent kernel's item prologue issued them.)
-      Value kt1 = cur.kt1;
-      if (!cfg.persistent) {
-        kt1 = firstLiveTile(add(kt0, cIdx(1)));
-        ifThen(lt(kt1, ktEnd),
-               [&] { loadK(kt1, cIdx(1), /*commit=*/false); });
-        NVVM::CpAsyncCommitGroupOp::create(b, loc);
-        loadV(kt0, cIdx(0));
-      }
+      Value kt1 = cfg.persistent ? cur.kt1 : copyK1V0(kt0);
       syncTiles(2); // Q and K_{t_0} landed
       ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
       SmallVector<Value> ops = sOperands(kDesc), consts = {cI32(0), cI32(1)};
@@ -1931,8 +1929,9 @@ void MmaKernelBuilder::build() {
     return arith::TruncFOp::create(b, loc, elementType, x).getResult();
   };
   // The staged store: the block's O tile in shared memory over the Q and K
-  // tiles (a persistent kernel's has its own, cfg.stagingOffset()) (rows padded by 16 bytes: the quad's pairs of a row and the 8
-  // rows of a lane group land in distinct banks), then rows of 16-byte
+  // tiles (a persistent kernel's has its own, at cfg.stagingOffset()), rows
+  // padded by 16 bytes (the quad's pairs of a row and the 8 rows of a lane
+  // group land in distinct banks), then rows of 16-byte
   // chunks, consecutive threads on consecutive chunks of a row. A chunk
   // goes out as one 16-byte vector when the host allows it for this O
   // (kFlagVectorO), else element by element; either way the accumulators
