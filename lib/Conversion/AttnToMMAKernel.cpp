@@ -370,7 +370,11 @@ private:
   /// Data-dependent masks: per-kv-tile (min, max) of every rank-1 integer
   /// tensor param, computed once per block into shared memory (when the
   /// row has at most kMaxSummaryTiles kv-tiles), so that classifying a
-  /// kv-tile reads two words instead of the tile's entries.
+  /// kv-tile reads two words instead of the tile's entries. Only
+  /// markLiveTiles uses them (the tileFacts(0) calls that cache the q-tile's
+  /// side also load tile 0's entry, and drop it): the wgmma kernel keeps
+  /// them in its second K buffer and the V buffers, free until the copies
+  /// that follow the marking.
   struct Summary {
     Value tensor, table; // table: memref<kMaxSummaryTiles x 2 x i32, 3>
     bool isBool = false;
@@ -383,6 +387,9 @@ private:
   /// and the first and last of them (memref<2 x i32, 3>), marked once per
   /// block by all threads in parallel (markLiveTiles).
   Value liveBits, liveEnds;
+  /// With summaries: the kv-tiles whose every entry the mask keeps (as
+  /// liveBits), which the kv loop runs without it.
+  Value fullBits;
   /// Set while every thread classifies a tile of its own (markLiveTiles):
   /// a box that is neither a summary nor cached differs from lane to lane
   /// then, so each thread reads it alone instead of with its warp.
@@ -474,6 +481,7 @@ void MmaKernelBuilder::computeSummaries() {
   // barrier below).
   ifThen(lt(tid, cIdx(kMaxSummaryTiles / 32)), [&] {
     memref::StoreOp::create(b, loc, cI32(0), liveBits, ValueRange{tid});
+    memref::StoreOp::create(b, loc, cI32(0), fullBits, ValueRange{tid});
   });
   ifThen(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, cIdx(0)),
          [&] {
@@ -572,13 +580,21 @@ void MmaKernelBuilder::markLiveTiles() {
           threadReads = true;
           TileFacts facts = tileFacts(tc);
           threadReads = false;
-          ifThen(andI(lt(t, numKvTiles), facts.mayBeTrue), [&] {
-            Value t32 = toI32(t);
-            Value bit = arith::ShLIOp::create(
-                b, loc, cI32(1), arith::AndIOp::create(b, loc, t32, cI32(31)));
-            memref::AtomicRMWOp::create(
-                b, loc, arith::AtomicRMWKind::ori, bit, liveBits,
-                ValueRange{arith::DivUIOp::create(b, loc, t, cIdx(32))});
+          Value t32 = toI32(t);
+          Value bit = arith::ShLIOp::create(
+              b, loc, cI32(1), arith::AndIOp::create(b, loc, t32, cI32(31)));
+          Value word = arith::DivUIOp::create(b, loc, t, cIdx(32));
+          Value inRow = lt(t, numKvTiles);
+          ifThen(andI(inRow, arith::XOrIOp::create(b, loc, facts.mayBeFalse,
+                                                   cBool(true))),
+                 [&] {
+                   memref::AtomicRMWOp::create(b, loc,
+                                               arith::AtomicRMWKind::ori, bit,
+                                               fullBits, ValueRange{word});
+                 });
+          ifThen(andI(inRow, facts.mayBeTrue), [&] {
+            memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::ori, bit,
+                                        liveBits, ValueRange{word});
             memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::mins, t32,
                                         liveEnds, ValueRange{cIdx(0)});
             memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::maxs, t32,
@@ -1137,11 +1153,19 @@ void MmaKernelBuilder::build() {
         return;
       summaryParams.push_back(param);
     });
+  // The summary tables: in the wgmma kernel's second K buffer and its V
+  // buffers where they fit there (nothing is copied into those before the
+  // live tiles are marked), else after the tiles; then the two bitmaps and
+  // the first and last live tile.
+  const int64_t tableBytes =
+      static_cast<int64_t>(summaryParams.size()) * kMaxSummaryTiles * 8;
+  const int64_t secondK = cfg.kOffset() + 2 * tk * cfg.rowElements(D);
+  const bool tablesInTiles =
+      cfg.wgmma && tableBytes <= cfg.tilesEnd() - secondK;
   const int64_t summaryBytes =
       summaryParams.empty()
           ? 0
-          : static_cast<int64_t>(summaryParams.size()) * kMaxSummaryTiles * 8 +
-                kMaxSummaryTiles / 8 + 8;
+          : (tablesInTiles ? 0 : tableBytes) + 2 * (kMaxSummaryTiles / 8) + 8;
   // Persistent only for data-dependent masks (few kv-tiles per block is
   // what they are for, and whose cost the kernel cannot know) and where
   // the separate staging tile fits.
@@ -1149,25 +1173,32 @@ void MmaKernelBuilder::build() {
   cfg.persistent = cfg.persistent && cfg.wgmma && !summaryParams.empty() &&
                    cfg.sharedBytes() + summaryBytes <= kMaxDynamicSharedBytes;
   int64_t sharedBytes = cfg.sharedBytes();
+  int64_t tableAt = secondK;
   for (attn::ParamOp param : summaryParams) {
     Summary sum;
     sum.tensor = kctx.params.find(param.getSymName())->second.arg;
     sum.isBool = param.getElementType().isInteger(1);
+    Value at = tablesInTiles ? add(pad, cIdx(tableAt)) : cIdx(sharedBytes);
     sum.table = memref::ViewOp::create(
         b, loc,
         MemRefType::get({kMaxSummaryTiles, 2}, b.getI32Type(),
                         MemRefLayoutAttrInterface(), workgroup),
-        shared, cIdx(sharedBytes), ValueRange{});
-    sharedBytes += kMaxSummaryTiles * 8;
+        shared, at, ValueRange{});
+    (tablesInTiles ? tableAt : sharedBytes) += kMaxSummaryTiles * 8;
     summaries[param.getSymName()] = sum;
   }
   if (!summaries.empty()) {
-    liveBits = memref::ViewOp::create(
-        b, loc,
-        MemRefType::get({kMaxSummaryTiles / 32}, b.getI32Type(),
-                        MemRefLayoutAttrInterface(), workgroup),
-        shared, cIdx(sharedBytes), ValueRange{});
-    sharedBytes += kMaxSummaryTiles / 8;
+    auto bitmap = [&] {
+      Value r = memref::ViewOp::create(
+          b, loc,
+          MemRefType::get({kMaxSummaryTiles / 32}, b.getI32Type(),
+                          MemRefLayoutAttrInterface(), workgroup),
+          shared, cIdx(sharedBytes), ValueRange{});
+      sharedBytes += kMaxSummaryTiles / 8;
+      return r;
+    };
+    liveBits = bitmap();
+    fullBits = bitmap();
     liveEnds = memref::ViewOp::create(
         b, loc,
         MemRefType::get({2}, b.getI32Type(), MemRefLayoutAttrInterface(),
@@ -1422,11 +1453,38 @@ void MmaKernelBuilder::build() {
   // Whether kv-tile `kt` needs the mask: not proved all true, or partial.
   auto needMaskOf = [&](Value kt) {
     Value k0 = mul(kt, cIdx(tk));
-    TileFacts facts = tileFacts(kt);
+    Value mayBeFalse;
+    if (fullBits) {
+      // The marks (the summaries may be overwritten by now).
+      auto ifOp = scf::IfOp::create(
+          b, loc, useSummaries,
+          [&](OpBuilder &, Location) {
+            Value word = memref::LoadOp::create(
+                b, loc, fullBits,
+                ValueRange{arith::DivUIOp::create(b, loc, kt, cIdx(32))});
+            Value bit = arith::AndIOp::create(
+                b, loc,
+                arith::ShRUIOp::create(
+                    b, loc, word,
+                    toI32(arith::RemUIOp::create(b, loc, kt, cIdx(32)))),
+                cI32(1));
+            scf::YieldOp::create(
+                b, loc,
+                ValueRange{arith::CmpIOp::create(
+                    b, loc, arith::CmpIPredicate::eq, bit, cI32(0))});
+          },
+          [&](OpBuilder &, Location) {
+            scf::YieldOp::create(b, loc,
+                                 ValueRange{tileFacts(kt).mayBeFalse});
+          });
+      mayBeFalse = ifOp.getResult(0);
+    } else {
+      mayBeFalse = tileFacts(kt).mayBeFalse;
+    }
     Value partial = arith::OrIOp::create(
         b, loc, lt(sizeIdx[4], add(k0, cIdx(tk))),
         lt(sizeIdx[3], add(q0, cIdx(cfg.rows()))));
-    return arith::OrIOp::create(b, loc, facts.mayBeFalse, partial).getResult();
+    return arith::OrIOp::create(b, loc, mayBeFalse, partial).getResult();
   };
   auto finishScores = [&](Tiles &s, Value kt, Value needMask) {
     Value k0 = mul(kt, cIdx(tk));

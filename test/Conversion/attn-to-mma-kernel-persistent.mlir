@@ -14,11 +14,14 @@
 // RUN: attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=128 value-dim=128 persistent=true" | FileCheck %s --check-prefix=MMA
 
 // Q 32 KiB, K and V 2 x 32 KiB, the staging tile 128 x 136 x 2 = 34816,
-// the alignment slack 1024: 199680; then the summaries (4096), the bitmap
-// (64) and the first and last live tile (8).
+// the alignment slack 1024: 199680; then the two bitmaps (64 each) and the
+// first and last live tile (8). The summaries (4096) lie in the second K
+// buffer, at 1024-aligned 32 KiB + 32 KiB.
 // CHECK-LABEL: gpu.func @documents
-// CHECK-SAME: attnc.dynamic_shared_bytes = 203848 : i64, attnc.persistent
-// CHECK: memref.view %{{.+}}[%c199680][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<512x2xi32, #gpu.address_space<workgroup>>
+// CHECK-SAME: attnc.dynamic_shared_bytes = 199816 : i64, attnc.persistent
+// CHECK: %[[AT:.+]] = arith.addi %{{.+}}, %c65536
+// CHECK-NEXT: memref.view %{{.+}}[%[[AT]]][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<512x2xi32, #gpu.address_space<workgroup>>
+// CHECK: memref.view %{{.+}}[%c199680][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<16xi32, #gpu.address_space<workgroup>>
 // CHECK: %[[GRID:.+]] = gpu.grid_dim x
 // The first item's prologue: Q, the summaries, K_0, then K_1 and V_0.
 // CHECK: scf.if
@@ -59,9 +62,10 @@
 // MID-NEXT: arith.addi
 
 // Off (the default): one item per block, O staged over the Q and K tiles after a
-// wait for every copy.
+// wait for every copy. 165000 bytes: the tiles and slack (164864), the
+// bitmaps and the ends, so that the 164 KiB shared-memory carve-out holds it.
 // OFF-LABEL: gpu.func @documents
-// OFF-SAME: attnc.dynamic_shared_bytes = 169032 : i64, known_block_size
+// OFF-SAME: attnc.dynamic_shared_bytes = 165000 : i64, known_block_size
 // OFF-NOT: gpu.grid_dim
 // OFF: memref.view {{.+}} to memref<128x136xbf16, #gpu.address_space<workgroup>>
 // OFF-NEXT: nvvm.cp.async.wait.group 0
@@ -70,7 +74,7 @@
 // Head dim 256: the tiles (192 KiB) and a staging tile of its own (66 KiB)
 // would not fit in 227 KiB, so the kernel is not persistent.
 // D256-LABEL: gpu.func @documents
-// D256-SAME: attnc.dynamic_shared_bytes = 201800 : i64, known_block_size
+// D256-SAME: attnc.dynamic_shared_bytes = 197768 : i64, known_block_size
 // D256-NOT: gpu.grid_dim
 
 // The mma.sync kernel is never persistent.

@@ -204,11 +204,16 @@ def ConvertAttnToMMAKernel
     marks the live ones in a shared bitmap (and the first and last of
     them, by shared atomics; a read whose box is neither the tile's
     summary nor the q-tile's side is made per thread there, since it
-    differs between lanes): the kv loop runs from the first to the last
-    and steps to the next set bit, so no thread scans the row's tiles or
-    reads the whole row's entries. The gpu.func's
+    differs between lanes), and the tiles the mask keeps whole in a second
+    bitmap: the kv loop runs from the first to the last, steps to the next
+    set bit and takes a tile's full/mixed class from the second bitmap, so
+    no thread scans the row's tiles or reads the whole row's entries. Only
+    the marking reads the table, so the wgmma kernel keeps it in its second
+    K buffer and its V buffers (nothing is copied there before the
+    marking's barrier), which keeps the document mask's block at D=128
+    within the 164 KiB shared-memory carve-out. The gpu.func's
     `attnc.dynamic_shared_bytes` says how much dynamic shared memory a
-    block needs (tiles, summaries and the bitmap). Softmax runs online in log2
+    block needs (tiles, summaries and the bitmaps). Softmax runs online in log2
     units (`exp2`), with the row max and sum reduced over the four lanes of
     a quad by `gpu.shuffle xor`; sigmoid, relu and linear accumulate plain
     weights; the sink joins at the end. The per-head parts of the score
