@@ -69,6 +69,10 @@ namespace {
 /// kv-tiles per row that the shared-memory mask summaries cover (longer
 /// rows fall back to reading each tile's entries).
 constexpr int64_t kMaxSummaryTiles = 512;
+/// Words of a q-tile's marks (the mark kernel's output, and their shared
+/// memory in the attention kernel): the live and the all-kept bitmaps, the
+/// first and the last live kv-tile.
+constexpr int64_t kMarkWords = 2 * (kMaxSummaryTiles / 32) + 2;
 
 /// Four f32 accumulators of one m16n8 tile: c0, c1 (row g) and c2, c3
 /// (row g + 8), columns 2 * (lane % 4) and 2 * (lane % 4) + 1.
@@ -76,12 +80,18 @@ using Acc = std::array<Value, 4>;
 
 class MmaKernelBuilder : public KernelIRBuilder {
 public:
+  /// With `marksOf`: the builder of the mark kernel, added to that
+  /// module (the attention kernel's).
   MmaKernelBuilder(attn::VariantOp variant, Type elementType,
-                   const MmaKernelConfig &cfg)
+                   const MmaKernelConfig &cfg,
+                   gpu::GPUModuleOp marksOf = nullptr)
       : KernelIRBuilder(variant), variant(variant), elementType(elementType),
-        cfg(cfg) {}
+        cfg(cfg), marksOnly(marksOf != nullptr), gpuModule(marksOf) {}
 
-  void build();
+  /// Builds the kernel; true when the attention kernel it built reads a
+  /// mark kernel's output (then build that with marksOf = module()).
+  bool build();
+  gpu::GPUModuleOp module() const { return gpuModule; }
 
 private:
   Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
@@ -352,6 +362,18 @@ private:
   attn::VariantOp variant;
   Type elementType;
   MmaKernelConfig cfg;
+  /// Building the mark kernel (kMarkKernelAttr) instead of the attention
+  /// kernel.
+  bool marksOnly = false;
+  gpu::GPUModuleOp gpuModule;
+  /// The marks buffer (memref<? x i32>, the last argument) where a mark
+  /// kernel writes and the attention kernel reads; null without one.
+  Value marksArg;
+  /// Whether mark items differ in b and in h (the mask reads them).
+  bool marksPerBatch = false, marksPerHead = false;
+  /// The shared memory of the marks (liveBits, fullBits, liveEnds in a
+  /// row): memref<kMarkWords x i32, 3>.
+  Value markWords;
 
   Value q, k, v, o, lse, flags, bi, hi, hkv, tid, lane, warp, g, tig;
   Value sizeIdx[7], sizeI32[7], sizeI64[7];
@@ -405,6 +427,13 @@ private:
                                             ArrayRef<IntervalValues> idx);
   void computeSummaries();
   void markLiveTiles();
+  /// With a mark kernel: reads the q-tile's marks into shared memory (the
+  /// block's part of computeSummaries and markLiveTiles).
+  void loadMarks(const BlockTile &tile);
+  /// The mark item of (b, h, q-tile): (b' * H' + h') * numQTiles + qt.
+  Value markItem(Value bIdx, Value hIdx, Value qt);
+  /// expandAttnOps and the last rewrites of a finished kernel.
+  void finishFunction(gpu::GPUFuncOp fn);
   /// firstLiveTile through the bitmap: the first set bit at or after
   /// `from`, or ktEnd.
   Value nextMarkedTile(Value from);
@@ -602,6 +631,28 @@ void MmaKernelBuilder::markLiveTiles() {
           });
           scf::YieldOp::create(b, loc);
         });
+  });
+  gpu::BarrierOp::create(b, loc);
+}
+
+Value MmaKernelBuilder::markItem(Value bIdx, Value hIdx, Value qt) {
+  Value numQTiles =
+      arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows()));
+  Value item = marksPerBatch ? bIdx : cIdx(0);
+  if (marksPerHead)
+    item = add(mul(item, sizeIdx[1]), hIdx);
+  return add(mul(item, numQTiles), qt);
+}
+
+void MmaKernelBuilder::loadMarks(const BlockTile &tile) {
+  // Threads 0 .. kMarkWords - 1 copy a word each; rows of more than
+  // kMaxSummaryTiles tiles have no marks (the mark kernel skipped them).
+  Value qt = arith::DivUIOp::create(b, loc, tile.q0, cIdx(cfg.rows()));
+  Value base = mul(markItem(tile.bi, tile.hi, qt), cIdx(kMarkWords));
+  ifThen(andI(useSummaries, lt(tid, cIdx(kMarkWords))), [&] {
+    Value word =
+        memref::LoadOp::create(b, loc, marksArg, ValueRange{add(base, tid)});
+    memref::StoreOp::create(b, loc, word, markWords, ValueRange{tid});
   });
   gpu::BarrierOp::create(b, loc);
 }
@@ -1012,7 +1063,7 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
       s[j][i] = out[4 * j + i];
 }
 
-void MmaKernelBuilder::build() {
+bool MmaKernelBuilder::build() {
   loc = variant.getLoc();
   MLIRContext *ctx = variant.getContext();
   norm = variant.getNormKind();
@@ -1023,20 +1074,72 @@ void MmaKernelBuilder::build() {
   SmallVector<Type> inputs =
       kernelArgumentTypes(b, variant, elementType, runtimeParams);
 
-  auto module = gpu::GPUModuleOp::create(b, loc, variant.getSymName());
-  b.setInsertionPointToStart(module.getBody());
-  auto fn = gpu::GPUFuncOp::create(b, loc, variant.getSymName(),
+  // The rank-1 integer tensor params the mask reads: their per-kv-tile
+  // summaries decide at run time which kv-tiles are live.
+  SmallVector<attn::ParamOp> summaryParams;
+  if (attn::MaskOp maskOp = variant.getMaskOp())
+    maskOp.walk([&](attn::ParamLoadOp load) {
+      auto param = llvm::dyn_cast_or_null<attn::ParamOp>(
+          SymbolTable::lookupNearestSymbolFrom(load,
+                                               load.getParamAttr().getAttr()));
+      if (!param || !llvm::is_contained(runtimeParams, param) ||
+          param.getRank() != 1 || !param.getElementType().isInteger() ||
+          llvm::is_contained(summaryParams, param))
+        return;
+      summaryParams.push_back(param);
+    });
+  // The summary tables: in the wgmma kernel's second K buffer and its V
+  // buffers where they fit there (nothing is copied into those before the
+  // live tiles are marked), else after the tiles (the mark kernel has no
+  // tiles); then the two bitmaps and the first and last live tile.
+  const int64_t tableBytes =
+      static_cast<int64_t>(summaryParams.size()) * kMaxSummaryTiles * 8;
+  const int64_t secondK = cfg.kOffset() + 2 * tk * cfg.rowElements(D);
+  const bool tablesInTiles =
+      !marksOnly && cfg.wgmma && tableBytes <= cfg.tilesEnd() - secondK;
+  const int64_t summaryBytes =
+      summaryParams.empty()
+          ? 0
+          : (tablesInTiles ? 0 : tableBytes) + 2 * (kMaxSummaryTiles / 8) + 8;
+  // Persistent only for data-dependent masks (few kv-tiles per block is
+  // what they are for, and whose cost the kernel cannot know) and where
+  // the separate staging tile fits.
+  // (cfg.sharedBytes() counts the staging tile while persistent is set.)
+  cfg.persistent = !marksOnly && cfg.persistent && cfg.wgmma &&
+                   !summaryParams.empty() &&
+                   cfg.sharedBytes() + summaryBytes <= kMaxDynamicSharedBytes;
+  // A mark kernel for data-dependent masks (not with the persistent
+  // kernel, whose next item's marks overlap this one's epilogue). Its items
+  // differ in b and h only where the mask reads them.
+  const bool useMarks =
+      cfg.markKernel && !summaryParams.empty() && !cfg.persistent;
+  if (useMarks) {
+    inputs.push_back(MemRefType::get({ShapedType::kDynamic}, b.getI32Type()));
+    Region &maskBody = variant.getMaskOp().getBody();
+    marksPerBatch = !maskBody.getArgument(0).use_empty();
+    marksPerHead = !maskBody.getArgument(1).use_empty();
+  }
+
+  if (!gpuModule)
+    gpuModule = gpu::GPUModuleOp::create(b, loc, variant.getSymName());
+  b.setInsertionPointToStart(gpuModule.getBody());
+  std::string fnName = variant.getSymName().str();
+  if (marksOnly)
+    fnName += "_marks";
+  auto fn = gpu::GPUFuncOp::create(b, loc, fnName,
                                    FunctionType::get(ctx, inputs, {}));
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr(
       {static_cast<int32_t>(cfg.threads()), 1, 1}));
-  if (cfg.minBlocksPerSM > 0)
+  if (cfg.minBlocksPerSM > 0 && !marksOnly)
     fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
                 b.getI32IntegerAttr(static_cast<int32_t>(cfg.minBlocksPerSM)));
   Block *entry = &fn.getBody().front();
   entryBlock = entry;
   b.setInsertionPointToStart(entry);
   KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
+  if (useMarks)
+    marksArg = entry->getArgument(e.numLeading);
   o = e.o;
   lse = e.lse;
   flags = e.flags;
@@ -1139,40 +1242,7 @@ void MmaKernelBuilder::build() {
   }
   const bool rawScores = constScale && *constScale > 0;
 
-  // The rank-1 integer tensor params the mask reads: their per-kv-tile
-  // summaries decide at run time which kv-tiles are live.
-  SmallVector<attn::ParamOp> summaryParams;
-  if (attn::MaskOp maskOp = variant.getMaskOp())
-    maskOp.walk([&](attn::ParamLoadOp load) {
-      auto param = llvm::dyn_cast_or_null<attn::ParamOp>(
-          SymbolTable::lookupNearestSymbolFrom(load,
-                                               load.getParamAttr().getAttr()));
-      if (!param || !kctx.params.count(param.getSymName()) ||
-          param.getRank() != 1 || !param.getElementType().isInteger() ||
-          llvm::is_contained(summaryParams, param))
-        return;
-      summaryParams.push_back(param);
-    });
-  // The summary tables: in the wgmma kernel's second K buffer and its V
-  // buffers where they fit there (nothing is copied into those before the
-  // live tiles are marked), else after the tiles; then the two bitmaps and
-  // the first and last live tile.
-  const int64_t tableBytes =
-      static_cast<int64_t>(summaryParams.size()) * kMaxSummaryTiles * 8;
-  const int64_t secondK = cfg.kOffset() + 2 * tk * cfg.rowElements(D);
-  const bool tablesInTiles =
-      cfg.wgmma && tableBytes <= cfg.tilesEnd() - secondK;
-  const int64_t summaryBytes =
-      summaryParams.empty()
-          ? 0
-          : (tablesInTiles ? 0 : tableBytes) + 2 * (kMaxSummaryTiles / 8) + 8;
-  // Persistent only for data-dependent masks (few kv-tiles per block is
-  // what they are for, and whose cost the kernel cannot know) and where
-  // the separate staging tile fits.
-  // (cfg.sharedBytes() counts the staging tile while persistent is set.)
-  cfg.persistent = cfg.persistent && cfg.wgmma && !summaryParams.empty() &&
-                   cfg.sharedBytes() + summaryBytes <= kMaxDynamicSharedBytes;
-  int64_t sharedBytes = cfg.sharedBytes();
+  int64_t sharedBytes = marksOnly ? 0 : cfg.sharedBytes();
   int64_t tableAt = secondK;
   for (attn::ParamOp param : summaryParams) {
     Summary sum;
@@ -1188,6 +1258,12 @@ void MmaKernelBuilder::build() {
     summaries[param.getSymName()] = sum;
   }
   if (!summaries.empty()) {
+    if (useMarks)
+      markWords = memref::ViewOp::create(
+          b, loc,
+          MemRefType::get({kMarkWords}, b.getI32Type(),
+                          MemRefLayoutAttrInterface(), workgroup),
+          shared, cIdx(sharedBytes), ValueRange{});
     auto bitmap = [&] {
       Value r = memref::ViewOp::create(
           b, loc,
@@ -1212,6 +1288,10 @@ void MmaKernelBuilder::build() {
   }
   // What the launcher must ask for (GpuKernel.cpp reads it).
   fn->setAttr(kDynamicSharedBytesAttr, b.getI64IntegerAttr(sharedBytes));
+  if (marksOnly)
+    fn->setAttr(kMarkKernelAttr,
+                b.getDenseI64ArrayAttr({marksPerBatch, marksPerHead,
+                                        kMarkWords}));
   if (cfg.persistent)
     fn->setAttr(kPersistentAttr, b.getUnitAttr());
 
@@ -1258,6 +1338,47 @@ void MmaKernelBuilder::build() {
     entryBlock = b.getInsertionBlock();
     rangeCache.clear();
   };
+  if (marksOnly) {
+    // Block -> item (b', h', q-tile), q-tile fastest (markItem); its
+    // summaries and marks as an attention block would work them out,
+    // then the kMarkWords words out, in the order of their shared memory.
+    Value numQTiles =
+        arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows()));
+    Value qt = arith::RemUIOp::create(b, loc, block, numQTiles);
+    Value rest = arith::DivUIOp::create(b, loc, block, numQTiles);
+    Item it;
+    it.tile.hi = marksPerHead
+                     ? arith::RemUIOp::create(b, loc, rest, sizeIdx[1])
+                           .getResult()
+                     : cIdx(0);
+    it.tile.bi =
+        !marksPerBatch ? cIdx(0)
+        : marksPerHead ? arith::DivUIOp::create(b, loc, rest, sizeIdx[1])
+                             .getResult()
+                       : rest;
+    it.tile.b32 = toI32(it.tile.bi);
+    it.tile.h32 = toI32(it.tile.hi);
+    it.tile.hkv = arith::DivUIOp::create(
+        b, loc, it.tile.hi,
+        arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]));
+    it.tile.q0 = mul(qt, cIdx(cfg.rows()));
+    it.tile.rows = arith::MinSIOp::create(
+        b, loc, cIdx(cfg.rows()),
+        arith::SubIOp::create(b, loc, sizeIdx[3], it.tile.q0));
+    it.ktEnd = numKvTiles;
+    setItem(it);
+    computeSummaries();
+    markLiveTiles();
+    Value base = mul(block, cIdx(kMarkWords));
+    ifThen(andI(useSummaries, lt(tid, cIdx(kMarkWords))), [&] {
+      Value word = memref::LoadOp::create(b, loc, markWords, ValueRange{tid});
+      memref::StoreOp::create(b, loc, word, marksArg,
+                              ValueRange{add(base, tid)});
+    });
+    gpu::ReturnOp::create(b, loc);
+    finishFunction(fn);
+    return false;
+  }
   // The item's tile (b, h, q-tile), from its number.
   auto itemTile = [&](Value blockIndex) {
     // Persistent: from copies of the sizes that the compiler cannot hoist
@@ -1307,8 +1428,12 @@ void MmaKernelBuilder::build() {
       // Data-dependent: the live tiles are marked once per item; their
       // first and last bound the loop (a row of more than kMaxSummaryTiles
       // tiles takes the row facts instead, reading the whole row).
-      computeSummaries();
-      markLiveTiles();
+      if (marksArg) {
+        loadMarks(it.tile);
+      } else {
+        computeSummaries();
+        markLiveTiles();
+      }
       auto ifOp = scf::IfOp::create(
           b, loc, useSummaries,
           [&](OpBuilder &, Location) {
@@ -2066,6 +2191,11 @@ void MmaKernelBuilder::build() {
     b.setInsertionPointAfter(itemLoop);
   }
   gpu::ReturnOp::create(b, loc);
+  finishFunction(fn);
+  return useMarks;
+}
+
+void MmaKernelBuilder::finishFunction(gpu::GPUFuncOp fn) {
   expandAttnOps(fn, kctx);
   // tanh (softcap) as the hardware's tanh.approx.f32: one MUFU operation
   // instead of a polynomial or an exp2 and a division per entry. Its
@@ -2111,12 +2241,15 @@ struct ConvertAttnToMMAKernelPass
     }
     // Taken per variant where the mask is data-dependent (build()).
     cfg.persistent = persistent && wgmma;
+    cfg.markKernel = markKernel;
     SmallVector<attn::VariantOp> variants(module.getOps<attn::VariantOp>());
     if (!variants.empty())
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                       b.getUnitAttr());
     for (attn::VariantOp variant : variants) {
-      MmaKernelBuilder(variant, elemType, cfg).build();
+      MmaKernelBuilder kernel(variant, elemType, cfg);
+      if (kernel.build())
+        MmaKernelBuilder(variant, elemType, cfg, kernel.module()).build();
       variant.erase();
     }
   }

@@ -208,6 +208,7 @@ void attnc::buildGpuKernelPipeline(OpPassManager &pm,
     o.valueDim = options.valueDim;
     o.tileKV = options.tileKV;
     o.persistent = options.persistent;
+    o.markKernel = options.markKernel;
     pm.addPass(createConvertAttnToMMAKernel(o));
   } else {
     ConvertAttnToGPUKernelOptions o;
@@ -302,10 +303,16 @@ struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
       *this, "persistent",
       llvm::cl::desc("a persistent wgmma kernel for data-dependent masks"),
       llvm::cl::init(false)};
+  Option<bool> markKernel{
+      *this, "mark-kernel",
+      llvm::cl::desc("data-dependent masks: a mark kernel works out the "
+                     "live kv-tiles once per launch"),
+      llvm::cl::init(true)};
   attnc::GpuPipelineOptions get() const {
     attnc::GpuPipelineOptions o;
     o.kernel = kernel;
     o.persistent = persistent;
+    o.markKernel = markKernel;
     o.elementType = elementType;
     o.headDim = headDim;
     o.valueDim = valueDim;

@@ -134,7 +134,14 @@ DeviceBuffer::~DeviceBuffer() {
 }
 
 bool DeviceBuffer::allocate(Driver &d, size_t bytes, std::string &error) {
+  if (driver && p)
+    driver->cuMemFree(p);
+  p = 0;
+  this->bytes = 0;
   driver = &d;
   // A zero-byte allocation is an error for the driver; keep one byte.
-  return d.check(d.cuMemAlloc(&p, bytes ? bytes : 1), "cuMemAlloc", error);
+  if (!d.check(d.cuMemAlloc(&p, bytes ? bytes : 1), "cuMemAlloc", error))
+    return false;
+  this->bytes = bytes;
+  return true;
 }

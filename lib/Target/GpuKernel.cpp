@@ -12,7 +12,9 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <vector>
 
 using namespace attnc;
 
@@ -21,7 +23,8 @@ std::string GpuCompileOptions::describe() const {
          " lowering=gpu kernel=" + kernel + " d=" + std::to_string(headDim) +
          " dv=" + std::to_string(valueDim) + " tq=" + std::to_string(tileQ) +
          " tk=" + std::to_string(tileKV) +
-         " chip=" + chip + (persistent ? " persistent=1" : "");
+         " chip=" + chip + (persistent ? " persistent=1" : "") +
+         (markKernel ? "" : " marks=0");
 }
 
 GpuKernel::~GpuKernel() {
@@ -78,6 +81,7 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
   g.kernel = options.kernel;
   g.chip = options.chip;
   g.persistent = options.persistent;
+  g.markKernel = options.markKernel;
   GpuLaunchShape shape;
   if (!resolveGpuKernel(g, shape, error))
     return false;
@@ -93,9 +97,20 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
   if (ok)
     // The kernel's own count of dynamic shared memory (it grows with the
     // mask summaries of data-dependent masks).
+    // A data-dependent mask may add a mark kernel, which runs first.
     module.walk([&](mlir::gpu::GPUFuncOp fn) {
-      if (auto bytes = fn->getAttrOfType<mlir::IntegerAttr>(
-              kDynamicSharedBytesAttr))
+      auto bytes =
+          fn->getAttrOfType<mlir::IntegerAttr>(kDynamicSharedBytesAttr);
+      if (auto marks =
+              fn->getAttrOfType<mlir::DenseI64ArrayAttr>(kMarkKernelAttr)) {
+        out.markKernel = fn.getName().str();
+        out.markSharedBytes = bytes ? bytes.getInt() : 0;
+        out.marksPerBatch = marks[0] != 0;
+        out.marksPerHead = marks[1] != 0;
+        out.markWords = marks[2];
+        return;
+      }
+      if (bytes)
         out.sharedBytes = bytes.getInt();
       out.persistent = fn->hasAttr(kPersistentAttr);
     });
@@ -136,6 +151,18 @@ std::unique_ptr<GpuKernel> GpuKernel::load(const GpuArtifact &artifact,
   if (!d->check(d->cuModuleGetFunction(&k->function, k->module,
                                        artifact.signature.name.c_str()),
                 "cuModuleGetFunction", error))
+    return nullptr;
+  if (!artifact.markKernel.empty() &&
+      !d->check(d->cuModuleGetFunction(&k->markFunction, k->module,
+                                       artifact.markKernel.c_str()),
+                "cuModuleGetFunction", error))
+    return nullptr;
+  if (k->markFunction && artifact.markSharedBytes > 48 * 1024 &&
+      !d->check(d->cuFuncSetAttribute(
+                    k->markFunction,
+                    /*CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES*/ 8,
+                    static_cast<int>(artifact.markSharedBytes)),
+                "cuFuncSetAttribute(max dynamic shared memory)", error))
     return nullptr;
   // More than 48 KiB of dynamic shared memory must be asked for.
   if (artifact.sharedBytes > 48 * 1024 &&
@@ -250,11 +277,51 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   *static_cast<void **>(packed.args[n - 4]) = status.data();
   if (art.persistent)
     blocks = std::min(blocks, residentBlocks);
+  // With a mark kernel: both kernels take the marks buffer last (a memref
+  // descriptor: allocated and aligned pointers, offset, size, stride), and
+  // the mark kernel runs first on the same stream, one block per item.
+  std::vector<void *> argv(packed.args.begin(), packed.args.end());
+  void *marksPtr = nullptr;
+  int64_t marksOffset = 0, marksSize = 0, marksStride = 1;
+  if (markFunction) {
+    int64_t qTiles = (lq + rowsPerBlock - 1) / rowsPerBlock;
+    int64_t items = (art.marksPerBatch ? b : 1) * (art.marksPerHead ? h : 1) *
+                    qTiles;
+    size_t bytes = static_cast<size_t>(items * art.markWords) * 4;
+    if (marks.size() < bytes) {
+      // Runs still queued may read the old buffer: wait for them (and
+      // report what they found, as a launch on another stream does).
+      if (pendingAsync) {
+        LaunchStatus earlier = readPending(error);
+        if (earlier != LaunchStatus::Ok)
+          return earlier;
+        if (!driver->check(driver->cuMemsetD8Async(status.ptr(), 0,
+                                                   sizeof packed.status, s),
+                           "cuMemsetD8Async", error))
+          return LaunchStatus::KernelError;
+      }
+      if (!marks.allocate(*driver, std::max(bytes, 2 * marks.size()), error))
+        return LaunchStatus::KernelError;
+    }
+    marksPtr = marks.data();
+    marksSize = static_cast<int64_t>(marks.size() / 4);
+    for (void *p : {static_cast<void *>(&marksPtr),
+                    static_cast<void *>(&marksPtr), static_cast<void *>(&marksOffset),
+                    static_cast<void *>(&marksSize), static_cast<void *>(&marksStride)})
+      argv.push_back(p);
+    if (!driver->check(driver->cuLaunchKernel(
+                           markFunction, static_cast<unsigned>(items), 1, 1,
+                           static_cast<unsigned>(art.threadsPerBlock), 1, 1,
+                           static_cast<unsigned>(art.markSharedBytes), s,
+                           argv.data(), nullptr),
+                       "cuLaunchKernel(mark kernel)", error))
+      return LaunchStatus::KernelError;
+  }
   if (!driver->check(driver->cuLaunchKernel(
                          function, static_cast<unsigned>(blocks), 1, 1,
                          static_cast<unsigned>(art.threadsPerBlock), 1, 1,
                          static_cast<unsigned>(art.sharedBytes), s,
-                         packed.args.data(), nullptr),
+                         argv.data(), nullptr),
                      "cuLaunchKernel", error))
     return LaunchStatus::KernelError;
   if (async) {

@@ -762,12 +762,16 @@ Status Runtime::Impl::compile(const std::string &source,
 
 namespace {
 /// A GPU kernel in the disk cache's object slot: one header line with the
-/// compiler's launch shape, then the PTX.
+/// compiler's launch shape (and its mark kernel's, "-" for none), then the
+/// PTX.
 std::string encodeGpuObject(const attnc::GpuArtifact &a) {
-  return "attn-ptx 2 " + a.kernel + " " + std::to_string(a.rowsPerBlock) +
+  return "attn-ptx 3 " + a.kernel + " " + std::to_string(a.rowsPerBlock) +
          " " + std::to_string(a.threadsPerBlock) + " " +
          std::to_string(a.sharedBytes) + " " + (a.persistent ? "1" : "0") +
-         "\n" + a.ptx;
+         " " + (a.markKernel.empty() ? "-" : a.markKernel) + " " +
+         std::to_string(a.markSharedBytes) + " " +
+         std::to_string(a.markWords) + " " + (a.marksPerBatch ? "1" : "0") +
+         " " + (a.marksPerHead ? "1" : "0") + "\n" + a.ptx;
 }
 bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
   size_t eol = object.find('\n');
@@ -775,12 +779,20 @@ bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
     return false;
   std::istringstream header(object.substr(0, eol));
   std::string magic, version;
-  int persistent = -1;
+  int persistent = -1, perBatch = -1, perHead = -1;
   header >> magic >> version >> a.kernel >> a.rowsPerBlock >>
-      a.threadsPerBlock >> a.sharedBytes >> persistent;
+      a.threadsPerBlock >> a.sharedBytes >> persistent >> a.markKernel >>
+      a.markSharedBytes >> a.markWords >> perBatch >> perHead;
   a.persistent = persistent == 1;
-  if (!header || magic != "attn-ptx" || version != "2" ||
+  a.marksPerBatch = perBatch == 1;
+  a.marksPerHead = perHead == 1;
+  if (a.markKernel == "-")
+    a.markKernel.clear();
+  if (!header || magic != "attn-ptx" || version != "3" ||
       (persistent != 0 && persistent != 1) ||
+      (perBatch != 0 && perBatch != 1) || (perHead != 0 && perHead != 1) ||
+      a.markSharedBytes < 0 || a.markSharedBytes > 228 * 1024 ||
+      (!a.markKernel.empty() && (a.markWords <= 0 || a.markWords > 4096)) ||
       (a.kernel != "mma" && a.kernel != "wgmma" && a.kernel != "simt") || a.rowsPerBlock <= 0 ||
       a.threadsPerBlock <= 0 || a.threadsPerBlock > 1024 ||
       a.sharedBytes < 0 || a.sharedBytes > 228 * 1024)
@@ -837,8 +849,20 @@ Status Runtime::Impl::compileGpu(const std::string &source,
     }
     persistent = std::string(p) == "1";
   }
+  // ATTN_GPU_MARK_KERNEL=0 makes every block of a data-dependent mask's
+  // kernel work out its live kv-tiles itself, without the mark kernel.
+  bool markKernel = true;
+  if (const char *p = std::getenv("ATTN_GPU_MARK_KERNEL"); p && *p) {
+    if (std::string(p) != "0" && std::string(p) != "1") {
+      error = "ATTN_GPU_MARK_KERNEL must be 0 or 1, not '" + std::string(p) +
+              "'";
+      return Status::InvalidArgument;
+    }
+    markKernel = std::string(p) == "1";
+  }
   std::string textKey = optionsKey(options) + " kernel=" + kernelKind +
-                        (persistent ? " persistent=1" : "") + '\n' + source;
+                        (persistent ? " persistent=1" : "") +
+                        (markKernel ? "" : " marks=0") + '\n' + source;
   if (lookupText(textKey, out))
     return Status::Ok;
   KeyedModule keyed;
@@ -857,6 +881,7 @@ Status Runtime::Impl::compileGpu(const std::string &source,
   g.chip = driver->chip();
   g.kernel = kernelKind;
   g.persistent = persistent;
+  g.markKernel = markKernel;
   // The disk cache holds the PTX with its launch shape, keyed like CPU
   // objects (build, options with the chip, canonical IR); a hit skips MLIR
   // and leaves only the driver's JIT.

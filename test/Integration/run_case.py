@@ -355,6 +355,26 @@ attention a { param doc: i32[Lkv]; mask = doc[q_idx] == doc[kv_idx]; }""",
      mask=lambda c, b, h, i, j: c.doc[i] == c.doc[j])
 
 
+# Document masks that also read h, and b and h: the GPU's mark kernel
+# then works out one item per (h, q-tile) or (b, h, q-tile) instead of one
+# per q-tile for every head.
+case("param-i32-tensor-doc-heads", """
+attention a {
+  param doc: i32[Lkv];
+  param reach: i32[H];
+  mask = doc[q_idx] == doc[kv_idx] && q_idx - kv_idx < reach[h];
+}""", H=4, Lq=400, Lkv=500, params=dict(
+    doc=doc_runs,
+    reach=lambda c, rng: rng.integers(20, 300, size=(c.H,)).astype(np.int32)),
+     mask=lambda c, b, h, i, j: (c.doc[i] == c.doc[j]) & (i - j < c.reach[h]))
+case("param-i32-tensor-doc-batch-heads", """
+attention a {
+  param doc: i32[Lkv];
+  mask = doc[q_idx] == doc[kv_idx] && kv_idx >= 37 * (b + h);
+}""", B=2, H=3, Lq=300, Lkv=500, params=dict(doc=doc_runs),
+     mask=lambda c, b, h, i, j: (c.doc[i] == c.doc[j]) & (j >= 37 * (b + h)))
+
+
 # A tensor read whose box is not the kv-tile itself (kv_idx / 2): the GPU
 # kernel's per-thread tile classification must read it per thread.
 case("param-i32-tensor-doc-half", """

@@ -112,6 +112,11 @@ OPTIONS
                    masks it then loops over its work items, copying the
                    next item's tiles while it writes O; attnc run takes it
                    from $ATTN_GPU_PERSISTENT (1: on)
+  --gpu-mark-kernel on|off
+                   data-dependent masks (not persistent): a mark kernel
+                   (@<variant>_marks), run first, works out each q-tile's
+                   live kv-tiles once for all the blocks (default on);
+                   attnc run takes it from $ATTN_GPU_MARK_KERNEL (0: off)
   --threads N      worker threads for attnc run (default: all cores, or
                    $ATTN_NUM_THREADS)
 
@@ -136,6 +141,7 @@ struct Options {
   std::string gpuArch = "sm_80";
   std::string gpuKernel = "auto";
   std::string gpuPersistent = "off";
+  std::string gpuMarkKernel = "on";
   std::string q, k, v, lse, target = "cpu";
   std::string threads;
   std::string headDim, valueDim; // --emit=obj/header: a tiled kernel
@@ -195,6 +201,7 @@ Options parseArgs(int argc, char **argv) {
         value(a, "--gpu-arch", o.gpuArch) ||
         value(a, "--gpu-kernel", o.gpuKernel) ||
         value(a, "--gpu-persistent", o.gpuPersistent) ||
+        value(a, "--gpu-mark-kernel", o.gpuMarkKernel) ||
         value(a, "--value-dim", o.valueDim))
       continue;
     if (value(a, "--param", param)) {
@@ -225,6 +232,9 @@ Options parseArgs(int argc, char **argv) {
   }
   if (o.gpuPersistent != "on" && o.gpuPersistent != "off")
     fail("--gpu-persistent must be on or off, got '" + o.gpuPersistent + "'");
+  if (o.gpuMarkKernel != "on" && o.gpuMarkKernel != "off")
+    fail("--gpu-mark-kernel must be on or off, got '" + o.gpuMarkKernel +
+         "'");
   if (o.run) {
     if (!o.emit.empty())
       fail("'--emit' is not an option of 'attnc run'");
@@ -683,6 +693,7 @@ int main(int argc, char **argv) {
       gopts.chip = o.gpuArch;
       gopts.kernel = o.gpuKernel;
       gopts.persistent = o.gpuPersistent == "on";
+      gopts.markKernel = o.gpuMarkKernel == "on";
       GpuLaunchShape shape;
       std::string why;
       if (!resolveGpuKernel(gopts, shape, why))

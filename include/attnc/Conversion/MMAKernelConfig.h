@@ -23,6 +23,15 @@ inline constexpr const char *kDynamicSharedBytesAttr =
 /// blockIdx.x + gridDim.x, ..., so the launcher may start fewer blocks
 /// (as many as fit on the GPU at once).
 inline constexpr const char *kPersistentAttr = "attnc.persistent";
+/// The gpu.func attribute (array<i64: perBatch, perHead, words>) of the
+/// mark kernel that convert-attn-to-mma-kernel adds beside a kernel with a
+/// data-dependent mask (`mark-kernel`): it takes the same arguments as that
+/// kernel and runs first, one block per (b', h', q-tile) item with b' in
+/// [0, B) if perBatch else 0 (the mask does not read b), h' likewise,
+/// q-tile fastest, and writes `words` i32 words per item to the marks
+/// buffer, the last argument of both: the q-tile's live kv-tiles (bitmap),
+/// its all-kept kv-tiles (bitmap), the first and the last live one.
+inline constexpr const char *kMarkKernelAttr = "attnc.mark_kernel";
 /// The most dynamic shared memory a block may ask for on the chips the
 /// kernels target (227 KiB on sm_90; sm_80 allows 163 KiB, and the
 /// non-persistent layouts stay under 200 KiB).
@@ -44,6 +53,10 @@ struct MmaKernelConfig {
   /// memory of its own, so that the next work item's Q, K and V copies fly
   /// while this item's O is written (see stagingOffset()).
   bool persistent = false;
+  /// Data-dependent masks (not persistent): a mark kernel works out each
+  /// q-tile's live kv-tiles once per launch (kMarkKernelAttr), and a block
+  /// reads them instead of summarising the row itself.
+  bool markKernel = false;
   int64_t rows() const { return 16 * mTiles * warps; }
   int64_t threads() const { return 32 * warps; }
   /// Row pitch of the shared tiles, in elements: 8 elements (16 bytes) of

@@ -261,6 +261,19 @@ def ConvertAttnToMMAKernel
     overlap it. Where the tiles, the staging tile and the summaries do not
     fit in 227 KiB (head dim 256), the kernel is not persistent.
 
+    With `mark-kernel` and a data-dependent mask (kernel not persistent),
+    the module holds a second kernel, `@<variant>_marks` (the
+    `attnc.mark_kernel` attribute), that the launcher runs first on the
+    same arguments. Its block per (b, h, q-tile) item summarises the row's
+    kv-tiles and marks the live and the all-kept ones, as the attention
+    kernel's blocks otherwise do each for itself, and writes the two
+    bitmaps and the first and last live tile to a buffer of the launcher's,
+    the last argument of both kernels. Items differ in b or h only when the
+    mask reads them, so a document mask is worked out once per q-tile for
+    all the heads. A block of the attention kernel then reads its q-tile's
+    34 words instead (rows of more than 512 kv-tiles still take the row
+    facts).
+
     ```mlir
     // attn-opt --convert-attn-to-mma-kernel="element-type=bf16 head-dim=128 value-dim=128"
     gpu.module @causal {
@@ -288,6 +301,10 @@ def ConvertAttnToMMAKernel
            "With wgmma and a data-dependent mask: a persistent kernel that "
            "copies the next work item's Q, K and V while it writes this "
            "item's O (where its shared memory fits)">,
+    Option<"markKernel", "mark-kernel", "bool", "false",
+           "With a data-dependent mask (kernel not persistent): a mark "
+           "kernel, run first, works out each q-tile's live kv-tiles once "
+           "per launch for all the blocks">,
   ];
   let dependentDialects = [
     "mlir::arith::ArithDialect", "mlir::gpu::GPUDialect",

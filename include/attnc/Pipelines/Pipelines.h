@@ -56,6 +56,10 @@ struct GpuPipelineOptions {
   /// convert-attn-to-mma-kernel's `persistent`; off by default: measured
   /// slower on the H100); false: never.
   bool persistent = false;
+  /// Data-dependent masks: a mark kernel, run first, works out each
+  /// q-tile's live kv-tiles once per launch (convert-attn-to-mma-kernel's
+  /// `mark-kernel`); false: every block of the attention kernel does.
+  bool markKernel = true;
   unsigned optLevel = 3;
 };
 

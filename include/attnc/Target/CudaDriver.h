@@ -75,13 +75,16 @@ public:
   DeviceBuffer(const DeviceBuffer &) = delete;
   DeviceBuffer &operator=(const DeviceBuffer &) = delete;
   ~DeviceBuffer();
+  /// Allocates `bytes` (freeing what it held).
   bool allocate(Driver &d, size_t bytes, std::string &error);
   CUdeviceptr ptr() const { return p; }
+  size_t size() const { return bytes; }
   void *data() const { return reinterpret_cast<void *>(p); }
 
 private:
   Driver *driver = nullptr;
   CUdeviceptr p = 0;
+  size_t bytes = 0;
 };
 
 } // namespace attnc::cuda

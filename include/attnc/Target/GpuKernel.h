@@ -4,9 +4,10 @@
 // lowering and gpu-module-to-binary{format=isa}; no CUDA toolkit), loads
 // the PTX through the CUDA driver (CudaDriver.h) and launches it on device
 // memory: one block of tile-q threads per (b, h, q-tile), B * H *
-// ceil(Lq / tile-q) blocks, the last q-tiles first. Arguments are checked
-// and packed exactly as for CPU kernels (KernelLaunch.h); only the status
-// words live in device memory.
+// ceil(Lq / tile-q) blocks, the last q-tiles first; a data-dependent mask's
+// mark kernel (kMarkKernelAttr) runs first on the same stream. Arguments
+// are checked and packed exactly as for CPU kernels (KernelLaunch.h); the
+// status words and the marks buffer live in device memory.
 //
 //===----------------------------------------------------------------------===//
 #ifndef ATTNC_TARGET_GPUKERNEL_H
@@ -36,6 +37,9 @@ struct GpuCompileOptions {
   /// A persistent wgmma kernel for data-dependent masks where it fits
   /// (ATTN_GPU_PERSISTENT=1); false: never.
   bool persistent = false;
+  /// Data-dependent masks: a mark kernel works out the live kv-tiles once
+  /// per launch (ATTN_GPU_MARK_KERNEL=0 turns it off).
+  bool markKernel = true;
   std::string describe() const;
 };
 
@@ -48,6 +52,12 @@ struct GpuArtifact {
   /// The kernel loops over its work items (kPersistentAttr): the launcher
   /// starts at most as many blocks as fit on the GPU at once.
   bool persistent = false;
+  /// The mark kernel that runs first on the same arguments (empty: none;
+  /// kMarkKernelAttr): its dynamic shared memory, whether its items differ
+  /// in b and in h, and the i32 words it writes per item.
+  std::string markKernel;
+  int64_t markSharedBytes = 0, markWords = 0;
+  bool marksPerBatch = false, marksPerHead = false;
   std::string ptx;
 };
 
@@ -82,6 +92,12 @@ private:
   cuda::Driver *driver = nullptr;
   cuda::CUmodule module = nullptr;
   cuda::CUfunction function = nullptr;
+  cuda::CUfunction markFunction = nullptr; // art.markKernel's
+  /// The mark kernel's output (the last argument of both kernels), grown
+  /// as problems need; launches of one kernel share it (their order on
+  /// one stream, and the wait for other streams' runs, keep a run's marks
+  /// from being overwritten before its attention kernel reads them).
+  cuda::DeviceBuffer marks;
   /// Persistent kernels: the blocks that fit on the GPU at once.
   int64_t residentBlocks = 1;
   /// The status words in device memory, allocated at the first launch and
