@@ -157,20 +157,18 @@ std::unique_ptr<GpuKernel> GpuKernel::load(const GpuArtifact &artifact,
                                        artifact.markKernel.c_str()),
                 "cuModuleGetFunction", error))
     return nullptr;
-  if (k->markFunction && artifact.markSharedBytes > 48 * 1024 &&
-      !d->check(d->cuFuncSetAttribute(
-                    k->markFunction,
-                    /*CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES*/ 8,
-                    static_cast<int>(artifact.markSharedBytes)),
-                "cuFuncSetAttribute(max dynamic shared memory)", error))
-    return nullptr;
   // More than 48 KiB of dynamic shared memory must be asked for.
-  if (artifact.sharedBytes > 48 * 1024 &&
-      !d->check(d->cuFuncSetAttribute(
-                    k->function,
-                    /*CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES*/ 8,
-                    static_cast<int>(artifact.sharedBytes)),
-                "cuFuncSetAttribute(max dynamic shared memory)", error))
+  auto allowShared = [&](cuda::CUfunction fn, int64_t bytes) {
+    return bytes <= 48 * 1024 ||
+           d->check(d->cuFuncSetAttribute(
+                        fn,
+                        /*CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES*/ 8,
+                        static_cast<int>(bytes)),
+                    "cuFuncSetAttribute(max dynamic shared memory)", error);
+  };
+  if (!allowShared(k->function, artifact.sharedBytes) ||
+      (k->markFunction &&
+       !allowShared(k->markFunction, artifact.markSharedBytes)))
     return nullptr;
   // A persistent kernel gets as many blocks as run at once (fewer when
   // the problem has fewer work items).
@@ -282,12 +280,12 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   // the mark kernel runs first on the same stream, one block per item.
   std::vector<void *> argv(packed.args.begin(), packed.args.end());
   void *marksPtr = nullptr;
-  int64_t marksOffset = 0, marksSize = 0, marksStride = 1;
+  int64_t marksOffset = 0, marksSize = 0, marksStride = 1, marksItems = 0;
   if (markFunction) {
     int64_t qTiles = (lq + rowsPerBlock - 1) / rowsPerBlock;
-    int64_t items = (art.marksPerBatch ? b : 1) * (art.marksPerHead ? h : 1) *
-                    qTiles;
-    size_t bytes = static_cast<size_t>(items * art.markWords) * 4;
+    marksItems = (art.marksPerBatch ? b : 1) * (art.marksPerHead ? h : 1) *
+                 qTiles;
+    size_t bytes = static_cast<size_t>(marksItems * art.markWords) * 4;
     if (marks.size() < bytes) {
       // Runs still queued may read the old buffer: wait for them (and
       // report what they found, as a launch on another stream does).
@@ -306,23 +304,26 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
     marksPtr = marks.data();
     marksSize = static_cast<int64_t>(marks.size() / 4);
     for (void *p : {static_cast<void *>(&marksPtr),
-                    static_cast<void *>(&marksPtr), static_cast<void *>(&marksOffset),
-                    static_cast<void *>(&marksSize), static_cast<void *>(&marksStride)})
+                    static_cast<void *>(&marksPtr),
+                    static_cast<void *>(&marksOffset),
+                    static_cast<void *>(&marksSize),
+                    static_cast<void *>(&marksStride)})
       argv.push_back(p);
-    if (!driver->check(driver->cuLaunchKernel(
-                           markFunction, static_cast<unsigned>(items), 1, 1,
-                           static_cast<unsigned>(art.threadsPerBlock), 1, 1,
-                           static_cast<unsigned>(art.markSharedBytes), s,
-                           argv.data(), nullptr),
-                       "cuLaunchKernel(mark kernel)", error))
-      return LaunchStatus::KernelError;
   }
-  if (!driver->check(driver->cuLaunchKernel(
-                         function, static_cast<unsigned>(blocks), 1, 1,
-                         static_cast<unsigned>(art.threadsPerBlock), 1, 1,
-                         static_cast<unsigned>(art.sharedBytes), s,
-                         argv.data(), nullptr),
-                     "cuLaunchKernel", error))
+  auto launchGrid = [&](cuda::CUfunction fn, int64_t grid, int64_t shared,
+                        const char *what) {
+    return driver->check(
+        driver->cuLaunchKernel(fn, static_cast<unsigned>(grid), 1, 1,
+                               static_cast<unsigned>(art.threadsPerBlock), 1,
+                               1, static_cast<unsigned>(shared), s,
+                               argv.data(), nullptr),
+        what, error);
+  };
+  if (markFunction &&
+      !launchGrid(markFunction, marksItems, art.markSharedBytes,
+                  "cuLaunchKernel(mark kernel)"))
+    return LaunchStatus::KernelError;
+  if (!launchGrid(function, blocks, art.sharedBytes, "cuLaunchKernel"))
     return LaunchStatus::KernelError;
   if (async) {
     pendingAsync = true;
