@@ -1110,15 +1110,18 @@ bool MmaKernelBuilder::build() {
                    cfg.sharedBytes() + summaryBytes <= kMaxDynamicSharedBytes;
   // A mark kernel for data-dependent masks (not with the persistent
   // kernel, whose next item's marks overlap this one's epilogue). Its items
-  // differ in b and h only where the mask reads them.
-  const bool useMarks =
-      cfg.markKernel && !summaryParams.empty() && !cfg.persistent;
+  // differ in b and h only where the mask reads them; a mask that reads
+  // both would give it an item per block of the attention kernel, the
+  // same work plus a launch, so the blocks then mark their own tiles.
+  bool useMarks = cfg.markKernel && !summaryParams.empty() && !cfg.persistent;
   if (useMarks) {
-    inputs.push_back(MemRefType::get({ShapedType::kDynamic}, b.getI32Type()));
     Region &maskBody = variant.getMaskOp().getBody();
     marksPerBatch = !maskBody.getArgument(0).use_empty();
     marksPerHead = !maskBody.getArgument(1).use_empty();
+    useMarks = !(marksPerBatch && marksPerHead);
   }
+  if (useMarks)
+    inputs.push_back(MemRefType::get({ShapedType::kDynamic}, b.getI32Type()));
 
   if (!gpuModule)
     gpuModule = gpu::GPUModuleOp::create(b, loc, variant.getSymName());

@@ -761,6 +761,20 @@ Status Runtime::Impl::compile(const std::string &source,
 }
 
 namespace {
+/// An on/off switch from the environment: unset or empty leaves `value`,
+/// "0" and "1" set it, anything else is an error.
+bool envSwitch(const char *name, bool &value, std::string &error) {
+  const char *p = std::getenv(name);
+  if (!p || !*p)
+    return true;
+  if (std::string(p) != "0" && std::string(p) != "1") {
+    error = std::string(name) + " must be 0 or 1, not '" + p + "'";
+    return false;
+  }
+  value = std::string(p) == "1";
+  return true;
+}
+
 /// A GPU kernel in the disk cache's object slot: one header line with the
 /// compiler's launch shape (and its mark kernel's, "-" for none), then the
 /// PTX.
@@ -792,7 +806,8 @@ bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
       (persistent != 0 && persistent != 1) ||
       (perBatch != 0 && perBatch != 1) || (perHead != 0 && perHead != 1) ||
       a.markSharedBytes < 0 || a.markSharedBytes > 228 * 1024 ||
-      (!a.markKernel.empty() && (a.markWords <= 0 || a.markWords > 4096)) ||
+      (!a.markKernel.empty() &&
+       (a.persistent || a.markWords <= 0 || a.markWords > 4096)) ||
       (a.kernel != "mma" && a.kernel != "wgmma" && a.kernel != "simt") || a.rowsPerBlock <= 0 ||
       a.threadsPerBlock <= 0 || a.threadsPerBlock > 1024 ||
       a.sharedBytes < 0 || a.sharedBytes > 228 * 1024)
@@ -839,27 +854,13 @@ Status Runtime::Impl::compileGpu(const std::string &source,
     return Status::InvalidArgument;
   }
   // ATTN_GPU_PERSISTENT=1 lets the wgmma kernel be persistent for
-  // data-dependent masks; 0 or unset: never.
-  bool persistent = false;
-  if (const char *p = std::getenv("ATTN_GPU_PERSISTENT"); p && *p) {
-    if (std::string(p) != "0" && std::string(p) != "1") {
-      error = "ATTN_GPU_PERSISTENT must be 0 or 1, not '" + std::string(p) +
-              "'";
-      return Status::InvalidArgument;
-    }
-    persistent = std::string(p) == "1";
-  }
-  // ATTN_GPU_MARK_KERNEL=0 makes every block of a data-dependent mask's
-  // kernel work out its live kv-tiles itself, without the mark kernel.
-  bool markKernel = true;
-  if (const char *p = std::getenv("ATTN_GPU_MARK_KERNEL"); p && *p) {
-    if (std::string(p) != "0" && std::string(p) != "1") {
-      error = "ATTN_GPU_MARK_KERNEL must be 0 or 1, not '" + std::string(p) +
-              "'";
-      return Status::InvalidArgument;
-    }
-    markKernel = std::string(p) == "1";
-  }
+  // data-dependent masks; 0 or unset: never. ATTN_GPU_MARK_KERNEL=0 makes
+  // every block of a data-dependent mask's kernel work out its live
+  // kv-tiles itself, without the mark kernel.
+  bool persistent = false, markKernel = true;
+  if (!envSwitch("ATTN_GPU_PERSISTENT", persistent, error) ||
+      !envSwitch("ATTN_GPU_MARK_KERNEL", markKernel, error))
+    return Status::InvalidArgument;
   std::string textKey = optionsKey(options) + " kernel=" + kernelKind +
                         (persistent ? " persistent=1" : "") +
                         (markKernel ? "" : " marks=0") + '\n' + source;

@@ -107,6 +107,45 @@ attn.variant @per_head {
 
 // -----
 
+// A document mask that reads b and h: a mark item per block of the
+// attention kernel would be the same work plus a launch, so none.
+// CHECK-NOT: _marks
+// CHECK-LABEL: gpu.func @per_batch_and_head(
+// CHECK-NOT: memref<?xi32>)
+// CHECK-SAME: kernel
+// CHECK: memref.atomic_rmw ori
+attn.variant @per_batch_and_head {
+  attn.param @doc : i32[Lkv]
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    %dq = attn.param_load @doc[%q] : i32
+    %dk = attn.param_load @doc[%kv] : i32
+    %m = arith.cmpi eq, %dq, %dk : i32
+    %bh = arith.cmpi ne, %b, %h : i32
+    %r = arith.andi %m, %bh : i1
+    attn.yield %r : i1
+  }
+}
+
+// -----
+
+// A mask that reads b only: an item per (b, q-tile).
+// CHECK-LABEL: gpu.func @per_batch_marks
+// CHECK-SAME: attnc.mark_kernel = array<i64: 1, 0, 34>
+attn.variant @per_batch {
+  attn.param @doc : i32[Lkv]
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    %dq = attn.param_load @doc[%q] : i32
+    %dk = attn.param_load @doc[%kv] : i32
+    %m = arith.cmpi eq, %dq, %dk : i32
+    %c0 = arith.constant 0 : i32
+    %b0 = arith.cmpi ne, %b, %c0 : i32
+    %r = arith.andi %m, %b0 : i1
+    attn.yield %r : i1
+  }
+}
+
+// -----
+
 // A mask that reads no tensor: no mark kernel.
 // CHECK-NOT: _marks
 // CHECK-LABEL: gpu.func @causal(

@@ -355,9 +355,9 @@ attention a { param doc: i32[Lkv]; mask = doc[q_idx] == doc[kv_idx]; }""",
      mask=lambda c, b, h, i, j: c.doc[i] == c.doc[j])
 
 
-# Document masks that also read h, and b and h: the GPU's mark kernel
-# then works out one item per (h, q-tile) or (b, h, q-tile) instead of one
-# per q-tile for every head.
+# Document masks that also read h, b, or both: the GPU's mark kernel then
+# works out one item per (h, q-tile) or (b, q-tile) instead of one per
+# q-tile for every head; with both, the blocks mark their own tiles.
 case("param-i32-tensor-doc-heads", """
 attention a {
   param doc: i32[Lkv];
@@ -373,6 +373,12 @@ attention a {
   mask = doc[q_idx] == doc[kv_idx] && kv_idx >= 37 * (b + h);
 }""", B=2, H=3, Lq=300, Lkv=500, params=dict(doc=doc_runs),
      mask=lambda c, b, h, i, j: (c.doc[i] == c.doc[j]) & (j >= 37 * (b + h)))
+case("param-i32-tensor-doc-per-batch", """
+attention a {
+  param doc: i32[Lkv];
+  mask = doc[q_idx] == doc[kv_idx] && kv_idx >= 53 * b;
+}""", B=3, H=2, Lq=300, Lkv=500, params=dict(doc=doc_runs),
+     mask=lambda c, b, h, i, j: (c.doc[i] == c.doc[j]) & (j >= 53 * b))
 
 
 # A tensor read whose box is not the kv-tile itself (kv_idx / 2): the GPU

@@ -115,8 +115,11 @@ OPTIONS
   --gpu-mark-kernel on|off
                    data-dependent masks (not persistent): a mark kernel
                    (@<variant>_marks), run first, works out each q-tile's
-                   live kv-tiles once for all the blocks (default on);
-                   attnc run takes it from $ATTN_GPU_MARK_KERNEL (0: off)
+                   live kv-tiles once for all the blocks (default on;
+                   not when the mask reads both b and h); its PTX then
+                   holds both kernels, each taking a marks buffer
+                   (memref<?xi32>) after the status words; attnc run takes
+                   it from $ATTN_GPU_MARK_KERNEL (0: off)
   --threads N      worker threads for attnc run (default: all cores, or
                    $ATTN_NUM_THREADS)
 

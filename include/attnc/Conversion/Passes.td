@@ -270,7 +270,8 @@ def ConvertAttnToMMAKernel
     bitmaps and the first and last live tile to a buffer of the launcher's,
     the last argument of both kernels. Items differ in b or h only when the
     mask reads them, so a document mask is worked out once per q-tile for
-    all the heads. A block of the attention kernel then reads its q-tile's
+    all the heads; a mask that reads both b and h gets no mark kernel (an
+    item per block would be the same work plus a launch). A block of the attention kernel then reads its q-tile's
     34 words instead (rows of more than 512 kv-tiles still take the row
     facts).
 
