@@ -1349,25 +1349,17 @@ bool MmaKernelBuilder::build() {
         arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows()));
     Value qt = arith::RemUIOp::create(b, loc, block, numQTiles);
     Value rest = arith::DivUIOp::create(b, loc, block, numQTiles);
-    Item it;
-    it.tile.hi = marksPerHead
+    Value hIdx = marksPerHead
                      ? arith::RemUIOp::create(b, loc, rest, sizeIdx[1])
                            .getResult()
                      : cIdx(0);
-    it.tile.bi =
+    Value bIdx =
         !marksPerBatch ? cIdx(0)
         : marksPerHead ? arith::DivUIOp::create(b, loc, rest, sizeIdx[1])
                              .getResult()
                        : rest;
-    it.tile.b32 = toI32(it.tile.bi);
-    it.tile.h32 = toI32(it.tile.hi);
-    it.tile.hkv = arith::DivUIOp::create(
-        b, loc, it.tile.hi,
-        arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]));
-    it.tile.q0 = mul(qt, cIdx(cfg.rows()));
-    it.tile.rows = arith::MinSIOp::create(
-        b, loc, cIdx(cfg.rows()),
-        arith::SubIOp::create(b, loc, sizeIdx[3], it.tile.q0));
+    Item it;
+    it.tile = emitBlockTile(b, loc, bIdx, hIdx, qt, sizeIdx, cfg.rows());
     it.ktEnd = numKvTiles;
     setItem(it);
     computeSummaries();

@@ -35,9 +35,6 @@ BlockTile attnc::emitLongestFirstBlock(OpBuilder &b, Location loc, Value block,
   auto cIdx = [&](int64_t v) -> Value {
     return arith::ConstantIndexOp::create(b, loc, v);
   };
-  auto toI32 = [&](Value v) -> Value {
-    return arith::IndexCastOp::create(b, loc, b.getI32Type(), v);
-  };
   auto mul = [&](Value x, Value y) -> Value {
     return arith::MulIOp::create(b, loc, x, y);
   };
@@ -47,7 +44,6 @@ BlockTile attnc::emitLongestFirstBlock(OpBuilder &b, Location loc, Value block,
   auto divu = [&](Value x, Value y) -> Value {
     return arith::DivUIOp::create(b, loc, x, y);
   };
-  BlockTile t;
   Value numQTiles =
       arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(rowsPerBlock));
   Value bh = mul(sizeIdx[0], sizeIdx[1]);
@@ -71,15 +67,28 @@ BlockTile attnc::emitLongestFirstBlock(OpBuilder &b, Location loc, Value block,
   Value qt = sub(sub(numQTiles, cIdx(1)), rev);
   Value bhIdx = arith::AddIOp::create(
       b, loc, firstHead, arith::RemUIOp::create(b, loc, inGroup, headsHere));
-  t.bi = arith::DivUIOp::create(b, loc, bhIdx, sizeIdx[1]);
-  t.hi = arith::RemUIOp::create(b, loc, bhIdx, sizeIdx[1]);
+  return emitBlockTile(b, loc, arith::DivUIOp::create(b, loc, bhIdx, sizeIdx[1]),
+                       arith::RemUIOp::create(b, loc, bhIdx, sizeIdx[1]), qt,
+                       sizeIdx, rowsPerBlock);
+}
+
+BlockTile attnc::emitBlockTile(OpBuilder &b, Location loc, Value bi, Value hi,
+                               Value qt, const Value sizeIdx[7],
+                               int64_t rowsPerBlock) {
+  auto toI32 = [&](Value v) -> Value {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), v);
+  };
+  BlockTile t;
+  t.bi = bi;
+  t.hi = hi;
   t.b32 = toI32(t.bi);
   t.h32 = toI32(t.hi);
   t.hkv = arith::DivUIOp::create(
       b, loc, t.hi, arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]));
-  t.q0 = arith::MulIOp::create(b, loc, qt, cIdx(rowsPerBlock));
+  t.q0 = arith::MulIOp::create(
+      b, loc, qt, arith::ConstantIndexOp::create(b, loc, rowsPerBlock));
   t.rows = arith::MinSIOp::create(
-      b, loc, cIdx(rowsPerBlock),
+      b, loc, arith::ConstantIndexOp::create(b, loc, rowsPerBlock),
       arith::SubIOp::create(b, loc, sizeIdx[3], t.q0));
   return t;
 }

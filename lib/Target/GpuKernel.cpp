@@ -96,8 +96,8 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
   bool ok = mlir::succeeded(kernelPm.run(module));
   if (ok)
     // The kernel's own count of dynamic shared memory (it grows with the
-    // mask summaries of data-dependent masks).
-    // A data-dependent mask may add a mark kernel, which runs first.
+    // mask summaries of data-dependent masks), and the mark kernel that a
+    // data-dependent mask may add, which runs first.
     module.walk([&](mlir::gpu::GPUFuncOp fn) {
       auto bytes =
           fn->getAttrOfType<mlir::IntegerAttr>(kDynamicSharedBytesAttr);

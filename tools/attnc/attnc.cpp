@@ -233,11 +233,10 @@ Options parseArgs(int argc, char **argv) {
       fail("--gpu-arch must be sm_80 or later (sm_80, sm_90, ...), got '" +
            o.gpuArch + "'");
   }
-  if (o.gpuPersistent != "on" && o.gpuPersistent != "off")
-    fail("--gpu-persistent must be on or off, got '" + o.gpuPersistent + "'");
-  if (o.gpuMarkKernel != "on" && o.gpuMarkKernel != "off")
-    fail("--gpu-mark-kernel must be on or off, got '" + o.gpuMarkKernel +
-         "'");
+  for (auto [flag, value] : {std::pair{"--gpu-persistent", &o.gpuPersistent},
+                             std::pair{"--gpu-mark-kernel", &o.gpuMarkKernel}})
+    if (*value != "on" && *value != "off")
+      fail(std::string(flag) + " must be on or off, got '" + *value + "'");
   if (o.run) {
     if (!o.emit.empty())
       fail("'--emit' is not an option of 'attnc run'");

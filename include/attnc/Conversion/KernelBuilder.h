@@ -115,6 +115,12 @@ struct BlockTile {
   mlir::Value q0, rows;    // first row and rows of the q-tile (index)
 };
 
+/// The work item (b, h, q-tile qt) as a BlockTile: its K/V head, i32
+/// copies of b and h, and the rows of the q-tile (fewer in the last).
+BlockTile emitBlockTile(mlir::OpBuilder &b, mlir::Location loc, mlir::Value bi,
+                        mlir::Value hi, mlir::Value qt,
+                        const mlir::Value sizeIdx[7], int64_t rowsPerBlock);
+
 /// K and V bytes of the heads that one group of blocks works on at once
 /// (emitLongestFirstBlock): a third of the H100's 50 MB L2.
 inline constexpr int64_t kHeadGroupKVBytes = 16 << 20;
