@@ -649,6 +649,11 @@ void MmaKernelBuilder::loadMarks(const BlockTile &tile) {
   // kMaxSummaryTiles tiles have no marks (the mark kernel skipped them).
   Value qt = arith::DivUIOp::create(b, loc, tile.q0, cIdx(cfg.rows()));
   Value base = mul(markItem(tile.bi, tile.hi, qt), cIdx(kMarkWords));
+  // Hopper: the launcher lets this kernel start while the mark kernel
+  // runs (programmatic dependent launch); everything before this point
+  // (the Q copy) overlaps it. A no-op without such a launch.
+  if (cfg.wgmma)
+    NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
   ifThen(andI(useSummaries, lt(tid, cIdx(kMarkWords))), [&] {
     Value word =
         memref::LoadOp::create(b, loc, marksArg, ValueRange{add(base, tid)});
@@ -1345,6 +1350,11 @@ bool MmaKernelBuilder::build() {
     // Block -> item (b', h', q-tile), q-tile fastest (markItem); its
     // summaries and marks as an attention block would work them out,
     // then the kMarkWords words out, in the order of their shared memory.
+    // Hopper: the attention kernel's blocks may launch at once (they wait
+    // for this grid's end and its writes before reading the marks).
+    if (cfg.wgmma)
+      NVVM::GriddepcontrolOp::create(
+          b, loc, NVVM::GridDepActionKind::launch_dependents);
     Value numQTiles =
         arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows()));
     Value qt = arith::RemUIOp::create(b, loc, block, numQTiles);

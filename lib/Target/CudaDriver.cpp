@@ -12,6 +12,12 @@
 
 using namespace attnc::cuda;
 
+// cuda.h's layout.
+static_assert(sizeof(CUlaunchAttribute) == 72, "CUlaunchAttribute");
+static_assert(offsetof(CUlaunchConfig, hStream) == 32 &&
+                  sizeof(CUlaunchConfig) == 56,
+              "CUlaunchConfig");
+
 namespace {
 constexpr int kAttrComputeCapabilityMajor = 75;
 constexpr int kAttrMultiprocessorCount = 16;
@@ -58,6 +64,8 @@ Driver *Driver::get(std::string &error) {
     sym(d.cuOccupancyMaxActiveBlocksPerMultiprocessor,
         "cuOccupancyMaxActiveBlocksPerMultiprocessor");
     sym(d.cuLaunchKernel, "cuLaunchKernel");
+    d.cuLaunchKernelEx = reinterpret_cast<decltype(d.cuLaunchKernelEx)>(
+        ::dlsym(lib, "cuLaunchKernelEx"));
     sym(d.cuMemAlloc, "cuMemAlloc_v2");
     sym(d.cuMemFree, "cuMemFree_v2");
     sym(d.cuMemcpyHtoD, "cuMemcpyHtoD_v2");

@@ -323,8 +323,29 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
       !launchGrid(markFunction, marksItems, art.markSharedBytes,
                   "cuLaunchKernel(mark kernel)"))
     return LaunchStatus::KernelError;
-  if (!launchGrid(function, blocks, art.sharedBytes, "cuLaunchKernel"))
+  // The wgmma kernel after its mark kernel: a programmatic dependent
+  // launch (Hopper), so that its blocks start, and copy Q, while the marks
+  // are worked out; griddepcontrol.wait in the kernel orders the rest.
+  if (markFunction && art.kernel == "wgmma" && driver->cuLaunchKernelEx) {
+    cuda::CUlaunchAttribute attr = {};
+    attr.id = cuda::kLaunchAttributeProgrammaticStreamSerialization;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    cuda::CUlaunchConfig config = {};
+    config.gridDimX = static_cast<unsigned>(blocks);
+    config.gridDimY = config.gridDimZ = 1;
+    config.blockDimX = static_cast<unsigned>(art.threadsPerBlock);
+    config.blockDimY = config.blockDimZ = 1;
+    config.sharedMemBytes = static_cast<unsigned>(art.sharedBytes);
+    config.hStream = s;
+    config.attrs = &attr;
+    config.numAttrs = 1;
+    if (!driver->check(driver->cuLaunchKernelEx(&config, function,
+                                                argv.data(), nullptr),
+                       "cuLaunchKernelEx", error))
+      return LaunchStatus::KernelError;
+  } else if (!launchGrid(function, blocks, art.sharedBytes, "cuLaunchKernel")) {
     return LaunchStatus::KernelError;
+  }
   if (async) {
     pendingAsync = true;
     pendingStream = stream;

@@ -20,6 +20,7 @@
 // CHECK-SAME: %[[MARKS:[^:]+]]: memref<?xi32>)
 // CHECK-SAME: attnc.dynamic_shared_bytes = 4232 : i64, attnc.mark_kernel = array<i64: 0, 0, 34>
 // CHECK: %[[WORDS:.+]] = memref.view %{{.+}}[%c4096][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<34xi32, #gpu.address_space<workgroup>>
+// CHECK: nvvm.griddepcontrol launch_dependents
 // CHECK: arith.remui %block_id_x
 // CHECK: gpu.shuffle xor
 // CHECK: gpu.barrier
@@ -38,6 +39,7 @@
 // CHECK: %[[WORDS2:.+]] = memref.view %{{.+}}[%c164864][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<34xi32, #gpu.address_space<workgroup>>
 // CHECK-NOT: gpu.shuffle
 // CHECK-NOT: memref.atomic_rmw ori
+// CHECK: nvvm.griddepcontrol wait
 // CHECK: %[[W:.+]] = memref.load %[[MARKS2]][%{{.+}}] : memref<?xi32>
 // CHECK-NEXT: memref.store %[[W]], %[[WORDS2]][%thread_id_x]
 // CHECK-NOT: memref.atomic_rmw ori
@@ -47,11 +49,14 @@
 // CHECK: gpu.return
 
 // mma.sync (sm_80) takes the mark kernel too.
+// Hopper only: no griddepcontrol on mma.sync.
 // MMA-LABEL: gpu.func @documents_marks
 // MMA-SAME: attnc.mark_kernel = array<i64: 0, 0, 34>
+// MMA-NOT: griddepcontrol
 // MMA-LABEL: gpu.func @documents(
 // MMA-SAME: memref<?xi32>)
 // MMA-NOT: memref.atomic_rmw ori
+// MMA-NOT: griddepcontrol
 // MMA-LABEL: gpu.func @per_head_marks
 
 // The persistent kernel works out its next item's marks itself: no mark

@@ -31,6 +31,9 @@ inline constexpr const char *kPersistentAttr = "attnc.persistent";
 /// q-tile fastest, and writes `words` i32 words per item to the marks
 /// buffer, the last argument of both: the q-tile's live kv-tiles (bitmap),
 /// its all-kept kv-tiles (bitmap), the first and the last live one.
+/// With wgmma both kernels hold griddepcontrol instructions, so that the
+/// launcher may start the attention kernel as a programmatic dependent of
+/// the mark kernel (its Q copy then overlaps the marking).
 inline constexpr const char *kMarkKernelAttr = "attnc.mark_kernel";
 /// The most dynamic shared memory a block may ask for on the chips the
 /// kernels target (227 KiB on sm_90; sm_80 allows 163 KiB, and the
