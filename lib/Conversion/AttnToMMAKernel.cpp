@@ -651,7 +651,7 @@ void MmaKernelBuilder::loadMarks(const BlockTile &tile) {
   Value base = mul(markItem(tile.bi, tile.hi, qt), cIdx(kMarkWords));
   // Hopper: the launcher lets this kernel start while the mark kernel
   // runs (programmatic dependent launch); everything before this point
-  // (the Q copy) overlaps it. A no-op without such a launch.
+  // (the Q copy) overlaps it (see build()). A no-op without such a launch.
   if (cfg.wgmma)
     NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
   ifThen(andI(useSummaries, lt(tid, cIdx(kMarkWords))), [&] {
@@ -1302,6 +1302,20 @@ bool MmaKernelBuilder::build() {
                                         kMarkWords}));
   if (cfg.persistent)
     fn->setAttr(kPersistentAttr, b.getUnitAttr());
+  // Hopper: the launcher starts every wgmma kernel (and its mark kernel) as
+  // a programmatic dependent of the kernel before it on the stream, so
+  // that its blocks launch during that kernel's last wave. Nothing may
+  // touch global memory before griddepcontrol.wait (the earlier kernel's
+  // end and its writes), except the attention kernel after a mark kernel,
+  // which copies Q first and waits before it reads the marks (loadMarks):
+  // the mark kernel let it launch only after its own wait. Each block then
+  // lets the next kernel launch. Both are no-ops in an ordinary launch.
+  if (cfg.wgmma) {
+    if (!useMarks || marksOnly)
+      NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+    NVVM::GriddepcontrolOp::create(
+        b, loc, NVVM::GridDepActionKind::launch_dependents);
+  }
 
   Value leader =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, cIdx(0));
@@ -1350,11 +1364,6 @@ bool MmaKernelBuilder::build() {
     // Block -> item (b', h', q-tile), q-tile fastest (markItem); its
     // summaries and marks as an attention block would work them out,
     // then the kMarkWords words out, in the order of their shared memory.
-    // Hopper: the attention kernel's blocks may launch at once (they wait
-    // for this grid's end and its writes before reading the marks).
-    if (cfg.wgmma)
-      NVVM::GriddepcontrolOp::create(
-          b, loc, NVVM::GridDepActionKind::launch_dependents);
     Value numQTiles =
         arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows()));
     Value qt = arith::RemUIOp::create(b, loc, block, numQTiles);

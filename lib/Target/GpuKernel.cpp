@@ -310,42 +310,44 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
                     static_cast<void *>(&marksStride)})
       argv.push_back(p);
   }
+  // Hopper: every wgmma kernel (and its mark kernel) is a programmatic
+  // dependent launch of the kernel before it on the stream, so that its
+  // blocks launch during that kernel's last wave; griddepcontrol.wait in
+  // the kernels keeps their memory accesses after that kernel's end (see
+  // AttnToMMAKernel.cpp). An ordinary launch where the driver lacks
+  // cuLaunchKernelEx (before CUDA 12).
+  const bool dependent = art.kernel == "wgmma" && driver->cuLaunchKernelEx;
   auto launchGrid = [&](cuda::CUfunction fn, int64_t grid, int64_t shared,
                         const char *what) {
-    return driver->check(
-        driver->cuLaunchKernel(fn, static_cast<unsigned>(grid), 1, 1,
-                               static_cast<unsigned>(art.threadsPerBlock), 1,
-                               1, static_cast<unsigned>(shared), s,
-                               argv.data(), nullptr),
-        what, error);
-  };
-  if (markFunction &&
-      !launchGrid(markFunction, marksItems, art.markSharedBytes,
-                  "cuLaunchKernel(mark kernel)"))
-    return LaunchStatus::KernelError;
-  // The wgmma kernel after its mark kernel: a programmatic dependent
-  // launch (Hopper), so that its blocks start, and copy Q, while the marks
-  // are worked out; griddepcontrol.wait in the kernel orders the rest.
-  if (markFunction && art.kernel == "wgmma" && driver->cuLaunchKernelEx) {
+    if (!dependent)
+      return driver->check(
+          driver->cuLaunchKernel(fn, static_cast<unsigned>(grid), 1, 1,
+                                 static_cast<unsigned>(art.threadsPerBlock),
+                                 1, 1, static_cast<unsigned>(shared), s,
+                                 argv.data(), nullptr),
+          what, error);
     cuda::CUlaunchAttribute attr = {};
     attr.id = cuda::kLaunchAttributeProgrammaticStreamSerialization;
     attr.value.programmaticStreamSerializationAllowed = 1;
     cuda::CUlaunchConfig config = {};
-    config.gridDimX = static_cast<unsigned>(blocks);
+    config.gridDimX = static_cast<unsigned>(grid);
     config.gridDimY = config.gridDimZ = 1;
     config.blockDimX = static_cast<unsigned>(art.threadsPerBlock);
     config.blockDimY = config.blockDimZ = 1;
-    config.sharedMemBytes = static_cast<unsigned>(art.sharedBytes);
+    config.sharedMemBytes = static_cast<unsigned>(shared);
     config.hStream = s;
     config.attrs = &attr;
     config.numAttrs = 1;
-    if (!driver->check(driver->cuLaunchKernelEx(&config, function,
-                                                argv.data(), nullptr),
-                       "cuLaunchKernelEx", error))
-      return LaunchStatus::KernelError;
-  } else if (!launchGrid(function, blocks, art.sharedBytes, "cuLaunchKernel")) {
+    return driver->check(
+        driver->cuLaunchKernelEx(&config, fn, argv.data(), nullptr), what,
+        error);
+  };
+  if (markFunction &&
+      !launchGrid(markFunction, marksItems, art.markSharedBytes,
+                  "launching the mark kernel"))
     return LaunchStatus::KernelError;
-  }
+  if (!launchGrid(function, blocks, art.sharedBytes, "launching the kernel"))
+    return LaunchStatus::KernelError;
   if (async) {
     pendingAsync = true;
     pendingStream = stream;

@@ -21,6 +21,11 @@
 // CHECK: memref.view {{.*}} to memref<256x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<512x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<512x64xbf16, #gpu.address_space<workgroup>>
+// A programmatic dependent launch: the kernel waits for the one before it
+// on the stream before any copy, then lets the next one launch.
+// CHECK-NOT: nvgpu.device_async_copy
+// CHECK: nvvm.griddepcontrol wait
+// CHECK-NEXT: nvvm.griddepcontrol launch_dependents
 // Q goes in flight before the kv range is known, then K_0; the prologue
 // starts K_1 (a group even when there is none) and V_0 before it waits for
 // Q and K_0 only (two groups may stay pending).
