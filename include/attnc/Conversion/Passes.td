@@ -275,6 +275,13 @@ def ConvertAttnToMMAKernel
     34 words instead (rows of more than 512 kv-tiles still take the row
     facts).
 
+    With `wgmma` every kernel is ready to be a programmatic dependent
+    launch (the launcher starts it so): it executes `griddepcontrol.wait`
+    before it touches global memory, then `griddepcontrol.launch_dependents`
+    so that the next kernel on the stream may launch; the attention kernel
+    after a mark kernel copies its Q before it waits, and waits before it
+    reads the marks. Both are no-ops in an ordinary launch.
+
     ```mlir
     // attn-opt --convert-attn-to-mma-kernel="element-type=bf16 head-dim=128 value-dim=128"
     gpu.module @causal {
