@@ -157,6 +157,11 @@ std::unique_ptr<GpuKernel> GpuKernel::load(const GpuArtifact &artifact,
                                        artifact.markKernel.c_str()),
                 "cuModuleGetFunction", error))
     return nullptr;
+  // Hopper: a programmatic dependent launch (see launch()), only for PTX
+  // that waits for the kernel before it before touching memory.
+  k->dependentLaunch = artifact.kernel == "wgmma" && d->cuLaunchKernelEx &&
+                       artifact.ptx.find("griddepcontrol.wait") !=
+                           std::string::npos;
   // More than 48 KiB of dynamic shared memory must be asked for.
   auto allowShared = [&](cuda::CUfunction fn, int64_t bytes) {
     return bytes <= 48 * 1024 ||
@@ -315,11 +320,10 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   // blocks launch during that kernel's last wave; griddepcontrol.wait in
   // the kernels keeps their memory accesses after that kernel's end (see
   // AttnToMMAKernel.cpp). An ordinary launch where the driver lacks
-  // cuLaunchKernelEx (before CUDA 12).
-  const bool dependent = art.kernel == "wgmma" && driver->cuLaunchKernelEx;
+  // cuLaunchKernelEx (before CUDA 12), or the PTX does not wait.
   auto launchGrid = [&](cuda::CUfunction fn, int64_t grid, int64_t shared,
                         const char *what) {
-    if (!dependent)
+    if (!dependentLaunch)
       return driver->check(
           driver->cuLaunchKernel(fn, static_cast<unsigned>(grid), 1, 1,
                                  static_cast<unsigned>(art.threadsPerBlock),

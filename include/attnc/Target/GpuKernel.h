@@ -100,6 +100,10 @@ private:
   cuda::DeviceBuffer marks;
   /// Persistent kernels: the blocks that fit on the GPU at once.
   int64_t residentBlocks = 1;
+  /// Launched as programmatic dependents of the kernel before them on the
+  /// stream: wgmma kernels whose PTX waits for it (griddepcontrol.wait),
+  /// where the driver has cuLaunchKernelEx.
+  bool dependentLaunch = false;
   /// The status words in device memory, allocated at the first launch and
   /// reused; launches of one kernel are serialised on this mutex.
   std::mutex launchMutex;
