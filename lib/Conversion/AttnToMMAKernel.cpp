@@ -652,6 +652,9 @@ void MmaKernelBuilder::loadMarks(const BlockTile &tile) {
   // Hopper: the launcher lets this kernel start while the mark kernel
   // runs (programmatic dependent launch); everything before this point
   // (the Q copy) overlaps it (see build()). A no-op without such a launch.
+  // The Q copy is ordered after the kernel before the mark kernel only
+  // through the mark kernel's own wait (it triggers after it), and reads
+  // through L2 (cp.async.cg), where that kernel's writes have landed.
   if (cfg.wgmma)
     NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
   ifThen(andI(useSummaries, lt(tid, cIdx(kMarkWords))), [&] {
@@ -1157,6 +1160,21 @@ bool MmaKernelBuilder::build() {
     sizeI32[i] = e.sizeI32[i];
     sizeI64[i] = toI64(sizeIdx[i]);
   }
+  // Hopper: the launcher starts every wgmma kernel (and its mark kernel) as
+  // a programmatic dependent of the kernel before it on the stream, so
+  // that its blocks launch during that kernel's last wave. Nothing may
+  // touch global memory before griddepcontrol.wait (the earlier kernel's
+  // end and its writes), except the attention kernel after a mark kernel,
+  // which copies Q first and waits before it reads the marks (loadMarks):
+  // the mark kernel let it launch only after its own wait. Each block then
+  // lets the next kernel launch. Both are no-ops in an ordinary launch.
+  // First thing in the kernel: even the scale (emitQScale) may read memory.
+  if (cfg.wgmma) {
+    if (!useMarks || marksOnly)
+      NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
+    NVVM::GriddepcontrolOp::create(
+        b, loc, NVVM::GridDepActionKind::launch_dependents);
+  }
 
   // The Q, K and V tiles: views of the dynamic shared memory.
   auto workgroup =
@@ -1302,21 +1320,6 @@ bool MmaKernelBuilder::build() {
                                         kMarkWords}));
   if (cfg.persistent)
     fn->setAttr(kPersistentAttr, b.getUnitAttr());
-  // Hopper: the launcher starts every wgmma kernel (and its mark kernel) as
-  // a programmatic dependent of the kernel before it on the stream, so
-  // that its blocks launch during that kernel's last wave. Nothing may
-  // touch global memory before griddepcontrol.wait (the earlier kernel's
-  // end and its writes), except the attention kernel after a mark kernel,
-  // which copies Q first and waits before it reads the marks (loadMarks):
-  // the mark kernel let it launch only after its own wait. Each block then
-  // lets the next kernel launch. Both are no-ops in an ordinary launch.
-  if (cfg.wgmma) {
-    if (!useMarks || marksOnly)
-      NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
-    NVVM::GriddepcontrolOp::create(
-        b, loc, NVVM::GridDepActionKind::launch_dependents);
-  }
-
   Value leader =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, cIdx(0));
   // wgmma descriptors: this warpgroup's 64 rows of Q, K (both K-major)

@@ -13,8 +13,13 @@
 using namespace attnc::cuda;
 
 // cuda.h's layout.
-static_assert(sizeof(CUlaunchAttribute) == 72, "CUlaunchAttribute");
+static_assert(sizeof(CUlaunchAttribute) == 72 &&
+                  alignof(CUlaunchAttribute) == 8 &&
+                  offsetof(CUlaunchAttribute, value) == 8,
+              "CUlaunchAttribute");
 static_assert(offsetof(CUlaunchConfig, hStream) == 32 &&
+                  offsetof(CUlaunchConfig, attrs) == 40 &&
+                  offsetof(CUlaunchConfig, numAttrs) == 48 &&
                   sizeof(CUlaunchConfig) == 56,
               "CUlaunchConfig");
 

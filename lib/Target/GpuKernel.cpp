@@ -320,7 +320,7 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   // blocks launch during that kernel's last wave; griddepcontrol.wait in
   // the kernels keeps their memory accesses after that kernel's end (see
   // AttnToMMAKernel.cpp). An ordinary launch where the driver lacks
-  // cuLaunchKernelEx (before CUDA 12), or the PTX does not wait.
+  // cuLaunchKernelEx (before CUDA 11.8), or the PTX does not wait.
   auto launchGrid = [&](cuda::CUfunction fn, int64_t grid, int64_t shared,
                         const char *what) {
     if (!dependentLaunch)

@@ -19,12 +19,12 @@
 // CHECK-LABEL: gpu.func @documents_marks
 // CHECK-SAME: %[[MARKS:[^:]+]]: memref<?xi32>)
 // CHECK-SAME: attnc.dynamic_shared_bytes = 4232 : i64, attnc.mark_kernel = array<i64: 0, 0, 34>
-// CHECK: %[[WORDS:.+]] = memref.view %{{.+}}[%c4096][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<34xi32, #gpu.address_space<workgroup>>
-// It waits for the kernel before it on the stream (a programmatic
+// First it waits for the kernel before it on the stream (a programmatic
 // dependent launch on Hopper), then lets the attention kernel launch.
 // CHECK-NOT: memref.load
 // CHECK: nvvm.griddepcontrol wait
 // CHECK-NEXT: nvvm.griddepcontrol launch_dependents
+// CHECK: %[[WORDS:.+]] = memref.view %{{.+}}[%c4096][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<34xi32, #gpu.address_space<workgroup>>
 // CHECK: arith.remui %block_id_x
 // CHECK: gpu.shuffle xor
 // CHECK: gpu.barrier
@@ -40,11 +40,11 @@
 // CHECK-SAME: %[[MARKS2:[^:]+]]: memref<?xi32>)
 // CHECK-SAME: attnc.dynamic_shared_bytes = 165000 : i64
 // CHECK-NOT: attnc.mark_kernel
-// CHECK: %[[WORDS2:.+]] = memref.view %{{.+}}[%c164864][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<34xi32, #gpu.address_space<workgroup>>
 // It lets the next kernel launch, copies Q, and waits for the mark
 // kernel only before it reads the marks.
 // CHECK-NOT: nvvm.griddepcontrol wait
 // CHECK: nvvm.griddepcontrol launch_dependents
+// CHECK: %[[WORDS2:.+]] = memref.view %{{.+}}[%c164864][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<34xi32, #gpu.address_space<workgroup>>
 // CHECK-NOT: gpu.shuffle
 // CHECK-NOT: memref.atomic_rmw ori
 // CHECK-NOT: nvvm.griddepcontrol wait

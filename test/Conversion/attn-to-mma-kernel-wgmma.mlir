@@ -17,15 +17,15 @@
 // Q 128 x 128, K and V 2 x 128 x 128 bf16, plus 1024 bytes of alignment slack.
 // CHECK: gpu.func @causal
 // CHECK-SAME: attnc.dynamic_shared_bytes = 164864 : i64, known_block_size = array<i32: 256, 1, 1>
+// A programmatic dependent launch: first thing, the kernel waits for the
+// one before it on the stream, then lets the next one launch.
+// CHECK-NOT: memref.load
+// CHECK: nvvm.griddepcontrol wait
+// CHECK-NEXT: nvvm.griddepcontrol launch_dependents
 // CHECK: memref.extract_aligned_pointer_as_index
 // CHECK: memref.view {{.*}} to memref<256x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<512x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<512x64xbf16, #gpu.address_space<workgroup>>
-// A programmatic dependent launch: the kernel waits for the one before it
-// on the stream before any copy, then lets the next one launch.
-// CHECK-NOT: nvgpu.device_async_copy
-// CHECK: nvvm.griddepcontrol wait
-// CHECK-NEXT: nvvm.griddepcontrol launch_dependents
 // Q goes in flight before the kv range is known, then K_0; the prologue
 // starts K_1 (a group even when there is none) and V_0 before it waits for
 // Q and K_0 only (two groups may stay pending).

@@ -29,7 +29,7 @@ inline constexpr int kLaunchAttributeProgrammaticStreamSerialization = 6;
 struct CUlaunchAttribute {
   int id;
   char pad[8 - sizeof(int)];
-  union {
+  union alignas(8) {
     char bytes[64];
     int programmaticStreamSerializationAllowed;
   } value;
@@ -62,7 +62,7 @@ struct Driver {
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned,
                              unsigned, unsigned, unsigned, unsigned, CUstream,
                              void **, void **);
-  /// Null where the driver lacks it (before CUDA 12).
+  /// Null where the driver lacks it (before CUDA 11.8).
   CUresult (*cuLaunchKernelEx)(const CUlaunchConfig *, CUfunction, void **,
                                void **);
   CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
