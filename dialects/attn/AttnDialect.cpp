@@ -399,6 +399,11 @@ ParamGetOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   if (param->isTensor())
     return emitOpError() << "parameter " << getParamAttr()
                          << " is a tensor; read it with attn.param_load";
+  // The scale is worked out before anything else in a kernel (a GPU
+  // kernel's before it may read memory): only const params.
+  if (!param->getIsConst() && (*this)->getParentOfType<ScaleOp>())
+    return emitOpError() << "the scale may read sizes and const params only, "
+                         << "not the runtime param " << getParamAttr();
   if (param->getElementType() != getType())
     return emitOpError() << "result type " << getType()
                          << " does not match parameter type "
@@ -423,6 +428,9 @@ ParamLoadOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   if (!param->isTensor())
     return emitOpError() << "parameter " << getParamAttr()
                          << " is a scalar; read it with attn.param_get";
+  if ((*this)->getParentOfType<ScaleOp>())
+    return emitOpError() << "the scale may read sizes and const params only, "
+                         << "not the tensor param " << getParamAttr();
   if (param->getRank() != getIndices().size())
     return emitOpError() << "parameter " << getParamAttr() << " has rank "
                          << param->getRank() << " but "

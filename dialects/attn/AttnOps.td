@@ -168,7 +168,9 @@ def Attn_ScaleOp : Attn_Op<"scale", [
   let summary = "The factor applied to the dot product";
   let description = [{
     A region with no arguments yielding the `f32` scale. It may read sizes
-    and `const` parameters only.
+    and `const` parameters only (the verifier rejects `attn.param_load` and
+    `attn.param_get` of a runtime parameter here): it is one value per
+    kernel, worked out once before the kernel's loops.
 
     ```mlir
     attn.scale {

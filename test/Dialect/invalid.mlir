@@ -175,3 +175,28 @@ attn.variant @no_yield {
     "test.unregistered_terminator"() : () -> ()
   }
 }
+
+// -----
+
+// The scale reads sizes and const params only.
+attn.variant @scale_runtime_param {
+  attn.param @w : f32 = 1.000000e+00
+  attn.scale {
+    // expected-error @+1 {{'attn.param_get' op the scale may read sizes and const params only, not the runtime param @w}}
+    %x = attn.param_get @w : f32
+    attn.yield %x : f32
+  }
+}
+
+// -----
+
+attn.variant @scale_tensor_param {
+  attn.param @t : f32[H]
+  attn.scale {
+    %c0 = arith.constant 0 : i32
+    // expected-error @+1 {{'attn.param_load' op the scale may read sizes and const params only, not the tensor param @t}}
+    %x = attn.param_load @t[%c0] : f32
+    attn.yield %x : f32
+  }
+}
+

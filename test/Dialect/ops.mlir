@@ -97,3 +97,17 @@ attn.variant @relu {
 attn.variant @linear {
   attn.normalize linear
 }
+
+// -----
+
+// The scale may read const params.
+// CHECK-LABEL: attn.variant @const_scale
+// CHECK: attn.scale {
+// CHECK:   attn.param_get @c : f32
+attn.variant @const_scale {
+  attn.param const @c : f32 = 2.500000e-01
+  attn.scale {
+    %x = attn.param_get @c : f32
+    attn.yield %x : f32
+  }
+}
