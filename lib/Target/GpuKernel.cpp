@@ -256,7 +256,19 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   // found, as a synchronous launch does. The tile counters are only read
   // by synchronous launches (RunStats).
   bool async = args.async && !args.stats;
-  if (pendingAsync && (!async || stream != pendingStream)) {
+  // With a mark kernel: its items (one block each) and the bytes of their
+  // marks. Runs still queued may read the marks buffer, so before it grows
+  // they are waited for (and what they found reported) in the same way.
+  int64_t marksItems = 0;
+  size_t marksBytes = 0;
+  if (markFunction) {
+    int64_t qTiles = (lq + rowsPerBlock - 1) / rowsPerBlock;
+    marksItems = (art.marksPerBatch ? b : 1) * (art.marksPerHead ? h : 1) *
+                 qTiles;
+    marksBytes = static_cast<size_t>(marksItems * art.markWords) * 4;
+  }
+  const bool growMarks = marks.size() < marksBytes;
+  if (pendingAsync && (!async || stream != pendingStream || growMarks)) {
     LaunchStatus earlier = readPending(error);
     if (earlier != LaunchStatus::Ok)
       return earlier;
@@ -285,27 +297,12 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   // the mark kernel runs first on the same stream, one block per item.
   std::vector<void *> argv(packed.args.begin(), packed.args.end());
   void *marksPtr = nullptr;
-  int64_t marksOffset = 0, marksSize = 0, marksStride = 1, marksItems = 0;
+  int64_t marksOffset = 0, marksSize = 0, marksStride = 1;
   if (markFunction) {
-    int64_t qTiles = (lq + rowsPerBlock - 1) / rowsPerBlock;
-    marksItems = (art.marksPerBatch ? b : 1) * (art.marksPerHead ? h : 1) *
-                 qTiles;
-    size_t bytes = static_cast<size_t>(marksItems * art.markWords) * 4;
-    if (marks.size() < bytes) {
-      // Runs still queued may read the old buffer: wait for them (and
-      // report what they found, as a launch on another stream does).
-      if (pendingAsync) {
-        LaunchStatus earlier = readPending(error);
-        if (earlier != LaunchStatus::Ok)
-          return earlier;
-        if (!driver->check(driver->cuMemsetD8Async(status.ptr(), 0,
-                                                   sizeof packed.status, s),
-                           "cuMemsetD8Async", error))
-          return LaunchStatus::KernelError;
-      }
-      if (!marks.allocate(*driver, std::max(bytes, 2 * marks.size()), error))
-        return LaunchStatus::KernelError;
-    }
+    if (growMarks &&
+        !marks.allocate(*driver, std::max(marksBytes, 2 * marks.size()),
+                        error))
+      return LaunchStatus::KernelError;
     marksPtr = marks.data();
     marksSize = static_cast<int64_t>(marks.size() / 4);
     for (void *p : {static_cast<void *>(&marksPtr),
