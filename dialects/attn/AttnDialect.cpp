@@ -30,9 +30,8 @@ void AttnDialect::initialize() {
       >();
 }
 
-Operation *AttnDialect::materializeConstant(OpBuilder &builder,
-                                            Attribute value, Type type,
-                                            Location loc) {
+Operation *AttnDialect::materializeConstant(OpBuilder &builder, Attribute value,
+                                            Type type, Location loc) {
   auto typed = llvm::dyn_cast<TypedAttr>(value);
   if (!typed || typed.getType() != type)
     return nullptr;
@@ -55,8 +54,9 @@ static ParseResult parseArgsAndRegion(OpAsmParser &parser, Region &region) {
 static void printArgsAndRegion(OpAsmPrinter &p, Region &region) {
   p << "(";
   if (!region.empty())
-    llvm::interleaveComma(region.getArguments(), p,
-                          [&](BlockArgument arg) { p.printRegionArgument(arg); });
+    llvm::interleaveComma(region.getArguments(), p, [&](BlockArgument arg) {
+      p.printRegionArgument(arg);
+    });
   p << ") ";
   p.printRegion(region, /*printEntryBlockArgs=*/false);
 }
@@ -77,8 +77,9 @@ static LogicalResult verifyItemRegion(Operation *op, Region &region,
   Builder b(op->getContext());
   for (unsigned i = 0; i < numIndexArgs; ++i)
     if (block.getArgument(i).getType() != b.getI32Type())
-      return op->emitOpError() << "region argument #" << i << " must be i32, got "
-                               << block.getArgument(i).getType();
+      return op->emitOpError()
+             << "region argument #" << i << " must be i32, got "
+             << block.getArgument(i).getType();
   if (withScore && block.getArgument(numIndexArgs).getType() != b.getF32Type())
     return op->emitOpError() << "score argument must be f32, got "
                              << block.getArgument(numIndexArgs).getType();
@@ -148,8 +149,8 @@ LogicalResult VariantOp::verify() {
       continue;
     auto [it, inserted] = seen.try_emplace(op.getName().getStringRef(), &op);
     if (!inserted)
-      return op.emitOpError() << "appears twice in variant '" << getSymName()
-                              << "'";
+      return op.emitOpError()
+             << "appears twice in variant '" << getSymName() << "'";
   }
   return success();
 }
@@ -162,9 +163,7 @@ static bool isParamElementType(Type t) {
   return t.isInteger(1) || t.isInteger(32) || t.isF32();
 }
 
-static bool isSizeName(StringRef s) {
-  return symbolizeSizeKind(s).has_value();
-}
+static bool isSizeName(StringRef s) { return symbolizeSizeKind(s).has_value(); }
 
 // attn.param [const] @name : TYPE [ '[' dim, ... ']' ] [= VALUE] attr-dict
 ParseResult ParamOp::parse(OpAsmParser &parser, OperationState &result) {
@@ -238,9 +237,8 @@ void ParamOp::print(OpAsmPrinter &p) {
     p << " = ";
     p.printAttributeWithoutType(*value);
   }
-  p.printOptionalAttrDict((*this)->getAttrs(),
-                          {"sym_name", "element_type", "dims", "is_const",
-                           "value"});
+  p.printOptionalAttrDict((*this)->getAttrs(), {"sym_name", "element_type",
+                                                "dims", "is_const", "value"});
 }
 
 LogicalResult ParamOp::verify() {
@@ -259,8 +257,8 @@ LogicalResult ParamOp::verify() {
           return emitOpError() << "unknown size '" << s.getValue() << "'";
       } else if (auto i = llvm::dyn_cast<IntegerAttr>(dim)) {
         if (i.getInt() <= 0)
-          return emitOpError() << "dimension must be positive, got "
-                               << i.getInt();
+          return emitOpError()
+                 << "dimension must be positive, got " << i.getInt();
       } else {
         return emitOpError() << "dimension must be a size name, integer or '?'";
       }
@@ -345,8 +343,7 @@ ParseResult NormalizeOp::parse(OpAsmParser &parser, OperationState &result) {
     return parser.emitError(loc)
            << "unknown normalisation '" << keyword
            << "' (expected softmax, sigmoid, relu or linear)";
-  result.addAttribute("kind",
-                      NormKindAttr::get(parser.getContext(), *kind));
+  result.addAttribute("kind", NormKindAttr::get(parser.getContext(), *kind));
   Region *sink = result.addRegion();
   if (succeeded(parser.parseOptionalKeyword("sink")) &&
       parseArgsAndRegion(parser, *sink))
@@ -390,10 +387,8 @@ static FailureOr<ParamOp> lookupParam(Operation *user, FlatSymbolRefAttr ref,
   return param;
 }
 
-LogicalResult
-ParamGetOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
-  FailureOr<ParamOp> param =
-      lookupParam(*this, getParamAttr(), &symbolTable);
+LogicalResult ParamGetOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  FailureOr<ParamOp> param = lookupParam(*this, getParamAttr(), &symbolTable);
   if (failed(param))
     return failure();
   if (param->isTensor())
@@ -421,8 +416,7 @@ OpFoldResult ParamGetOp::fold(FoldAdaptor) {
 
 LogicalResult
 ParamLoadOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
-  FailureOr<ParamOp> param =
-      lookupParam(*this, getParamAttr(), &symbolTable);
+  FailureOr<ParamOp> param = lookupParam(*this, getParamAttr(), &symbolTable);
   if (failed(param))
     return failure();
   if (!param->isTensor())
@@ -433,8 +427,8 @@ ParamLoadOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
                          << "not the tensor param " << getParamAttr();
   if (param->getRank() != getIndices().size())
     return emitOpError() << "parameter " << getParamAttr() << " has rank "
-                         << param->getRank() << " but "
-                         << getIndices().size() << " indices were given";
+                         << param->getRank() << " but " << getIndices().size()
+                         << " indices were given";
   if (param->getElementType() != getType())
     return emitOpError() << "result type " << getType()
                          << " does not match element type "

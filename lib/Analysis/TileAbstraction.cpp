@@ -153,14 +153,14 @@ struct KvForm {
 
 struct AbsValue {
   enum class Kind { Int, Bool, Other } kind = Kind::Other;
-  IntervalValues range;         // Int
-  Value mayT, mayF;             // Bool
+  IntervalValues range; // Int
+  Value mayT, mayF;     // Bool
   bool dependsKv = false;
-  bool isPoint = false;         // Int: lo == hi by construction
-  KvForm form;                  // Int: value = sign * (kv / div) + rest
-  KvForm absForm;               // Int: value = abs(form)
-  Value kvLo, kvHi;             // Bool: admissible kv when true
-  bool boundedKv = false;       // Bool: kvLo/kvHi tighter than the full range
+  bool isPoint = false;   // Int: lo == hi by construction
+  KvForm form;            // Int: value = sign * (kv / div) + rest
+  KvForm absForm;         // Int: value = abs(form)
+  Value kvLo, kvHi;       // Bool: admissible kv when true
+  bool boundedKv = false; // Bool: kvLo/kvHi tighter than the full range
 };
 
 class Interpreter {
@@ -239,12 +239,18 @@ void Interpreter::boundT(arith::CmpIPredicate p, const KvForm &form,
   using P = arith::CmpIPredicate;
   // v = s * t + r.  s = +1: v <= I.hi  =>  t <= I.hi - r.lo, and so on.
   auto upper = [&](int64_t strict) {
-    return form.sign > 0 ? std::pair<bool, Value>{true, f.sub(f.sub(i.hi, form.rest.lo), f.c(strict))}
-                         : std::pair<bool, Value>{false, f.add(f.sub(form.rest.lo, i.hi), f.c(strict))};
+    return form.sign > 0
+               ? std::pair<bool, Value>{true, f.sub(f.sub(i.hi, form.rest.lo),
+                                                    f.c(strict))}
+               : std::pair<bool, Value>{
+                     false, f.add(f.sub(form.rest.lo, i.hi), f.c(strict))};
   };
   auto lower = [&](int64_t strict) {
-    return form.sign > 0 ? std::pair<bool, Value>{false, f.add(f.sub(i.lo, form.rest.hi), f.c(strict))}
-                         : std::pair<bool, Value>{true, f.sub(f.sub(form.rest.hi, i.lo), f.c(strict))};
+    return form.sign > 0
+               ? std::pair<bool, Value>{false, f.add(f.sub(i.lo, form.rest.hi),
+                                                     f.c(strict))}
+               : std::pair<bool, Value>{
+                     true, f.sub(f.sub(form.rest.hi, i.lo), f.c(strict))};
   };
   auto apply = [&](std::pair<bool, Value> bound) {
     // first: the bound is an upper bound on t; else a lower bound.
@@ -276,15 +282,13 @@ void Interpreter::boundT(arith::CmpIPredicate p, const KvForm &form,
 }
 
 void Interpreter::boundKv(arith::CmpIPredicate p, const KvForm &form,
-                          const IntervalValues &i, Value &kvLo,
-                          Value &kvHi) {
+                          const IntervalValues &i, Value &kvLo, Value &kvHi) {
   Value tLo, tHi;
   boundT(p, form, i, tLo, tHi);
   // t = kv / div  =>  kv in [tLo * div, tHi * div + div - 1].
   Value d = f.c(form.div);
   kvLo = tLo ? f.max(full0, f.mul(tLo, d)) : full0;
-  kvHi = tHi ? f.min(fullHi, f.add(f.mul(tHi, d), f.c(form.div - 1)))
-             : fullHi;
+  kvHi = tHi ? f.min(fullHi, f.add(f.mul(tHi, d), f.c(form.div - 1))) : fullHi;
   if (form.guard) {
     kvLo = f.select(form.guard, kvLo, full0);
     kvHi = f.select(form.guard, kvHi, fullHi);
@@ -336,9 +340,9 @@ AbsValue Interpreter::visitCmp(arith::CmpIPredicate p, const AbsValue &x,
   case P::ne: {
     Value overlap =
         f.land(f.cmp(P::sle, a.lo, c.hi), f.cmp(P::sle, c.lo, a.hi));
-    Value allSame = f.land(f.land(f.cmp(P::eq, a.lo, a.hi),
-                                  f.cmp(P::eq, c.lo, c.hi)),
-                           f.cmp(P::eq, a.lo, c.lo));
+    Value allSame =
+        f.land(f.land(f.cmp(P::eq, a.lo, a.hi), f.cmp(P::eq, c.lo, c.hi)),
+               f.cmp(P::eq, a.lo, c.lo));
     mayT = overlap;
     mayF = f.lnot(allSame);
     if (p == P::ne)
@@ -365,11 +369,9 @@ AbsValue Interpreter::visitCmp(arith::CmpIPredicate p, const AbsValue &x,
   if (formSide->form.valid && pred != P::ne) {
     boundKv(pred, formSide->form, other->range, r.kvLo, r.kvHi);
     r.boundedKv = !formSide->form.guard;
-  } else if (formSide->absForm.valid &&
-             (pred == P::sle || pred == P::slt)) {
+  } else if (formSide->absForm.valid && (pred == P::sle || pred == P::slt)) {
     // |v| <= u  =>  -u <= v <= u.
-    Value u = pred == P::sle ? other->range.hi
-                             : f.sub(other->range.hi, f.c(1));
+    Value u = pred == P::sle ? other->range.hi : f.sub(other->range.hi, f.c(1));
     IntervalValues band = {f.neg(u), u};
     KvForm form = formSide->absForm;
     Value tLo, tHi;
@@ -388,8 +390,7 @@ AbsValue Interpreter::visitCmp(arith::CmpIPredicate p, const AbsValue &x,
 }
 
 AbsValue Interpreter::visit(Operation *op) {
-  Type resultType =
-      op->getNumResults() ? op->getResult(0).getType() : Type();
+  Type resultType = op->getNumResults() ? op->getResult(0).getType() : Type();
   bool anyKv = llvm::any_of(op->getOperands(),
                             [&](Value v) { return get(v).dependsKv; });
   auto i1 = [&](unsigned n) { return get(op->getOperand(n)); };
@@ -429,7 +430,8 @@ AbsValue Interpreter::visit(Operation *op) {
   }
   if (auto load = llvm::dyn_cast<attn::ParamLoadOp>(op)) {
     auto param = llvm::dyn_cast_or_null<attn::ParamOp>(
-        SymbolTable::lookupNearestSymbolFrom(op, load.getParamAttr().getAttr()));
+        SymbolTable::lookupNearestSymbolFrom(op,
+                                             load.getParamAttr().getAttr()));
     readsTensors = true;
     if (!param || resultType.isF32() || !env.tensorRange)
       return top(resultType, anyKv);
@@ -453,11 +455,10 @@ AbsValue Interpreter::visit(Operation *op) {
     if (x.kind != AbsValue::Kind::Int || y.kind != AbsValue::Kind::Int)
       return top(resultType, anyKv);
     bool isAdd = llvm::isa<arith::AddIOp>(op);
-    AbsValue r = isAdd
-                     ? interval(f.add(x.range.lo, y.range.lo),
-                                f.add(x.range.hi, y.range.hi), anyKv)
-                     : interval(f.sub(x.range.lo, y.range.hi),
-                                f.sub(x.range.hi, y.range.lo), anyKv);
+    AbsValue r = isAdd ? interval(f.add(x.range.lo, y.range.lo),
+                                  f.add(x.range.hi, y.range.hi), anyKv)
+                       : interval(f.sub(x.range.lo, y.range.hi),
+                                  f.sub(x.range.hi, y.range.lo), anyKv);
     r.isPoint = x.isPoint && y.isPoint;
     // Forms: (s*t + r) +- I, and I +- (s*t + r).
     if (x.form.valid && !y.dependsKv) {
@@ -483,8 +484,10 @@ AbsValue Interpreter::visit(Operation *op) {
     AbsValue x = i1(0), y = i1(1);
     if (x.kind != AbsValue::Kind::Int || y.kind != AbsValue::Kind::Int)
       return top(resultType, anyKv);
-    Value p1 = f.mul(x.range.lo, y.range.lo), p2 = f.mul(x.range.lo, y.range.hi),
-          p3 = f.mul(x.range.hi, y.range.lo), p4 = f.mul(x.range.hi, y.range.hi);
+    Value p1 = f.mul(x.range.lo, y.range.lo),
+          p2 = f.mul(x.range.lo, y.range.hi),
+          p3 = f.mul(x.range.hi, y.range.lo),
+          p4 = f.mul(x.range.hi, y.range.hi);
     AbsValue r = interval(f.min(f.min(p1, p2), f.min(p3, p4)),
                           f.max(f.max(p1, p2), f.max(p3, p4)), anyKv);
     r.isPoint = x.isPoint && y.isPoint;
@@ -497,9 +500,9 @@ AbsValue Interpreter::visit(Operation *op) {
     Value d = y.range.lo;
     Value positive = f.cmp(arith::CmpIPredicate::sgt, d, f.c(0));
     AbsValue t = top(resultType, anyKv);
-    AbsValue r = interval(f.select(positive, f.fdiv(x.range.lo, d), t.range.lo),
-                          f.select(positive, f.fdiv(x.range.hi, d), t.range.hi),
-                          anyKv);
+    AbsValue r =
+        interval(f.select(positive, f.fdiv(x.range.lo, d), t.range.lo),
+                 f.select(positive, f.fdiv(x.range.hi, d), t.range.hi), anyKv);
     r.isPoint = x.isPoint;
     // kv / C with a constant C > 0 is a form with div = C.
     std::optional<int64_t> dc = Folder::cst(d);
@@ -531,8 +534,8 @@ AbsValue Interpreter::visit(Operation *op) {
     // base = (kv.lo / C) C: a form that bounds kv within a tile that does
     // not straddle a period (the columns of a grid row, say).
     std::optional<int64_t> dc = Folder::cst(d);
-    if (x.form.valid && !x.form.guard && x.form.sign == 1 &&
-        x.form.div == 1 && dc && *dc > 0 && Folder::cst(x.form.rest.lo) == 0 &&
+    if (x.form.valid && !x.form.guard && x.form.sign == 1 && x.form.div == 1 &&
+        dc && *dc > 0 && Folder::cst(x.form.rest.lo) == 0 &&
         Folder::cst(x.form.rest.hi) == 0) {
       Value base = f.neg(f.mul(f.fdiv(x.range.lo, d), d));
       r.form = x.form;
@@ -548,8 +551,9 @@ AbsValue Interpreter::visit(Operation *op) {
     Value lo = x.range.lo, hi = x.range.hi;
     Value nonNeg = f.cmp(arith::CmpIPredicate::sge, lo, f.c(0));
     Value nonPos = f.cmp(arith::CmpIPredicate::sle, hi, f.c(0));
-    AbsValue r = interval(f.select(nonNeg, lo, f.select(nonPos, f.neg(hi), f.c(0))),
-                          f.max(f.neg(lo), hi), anyKv);
+    AbsValue r =
+        interval(f.select(nonNeg, lo, f.select(nonPos, f.neg(hi), f.c(0))),
+                 f.max(f.neg(lo), hi), anyKv);
     if (x.form.valid)
       r.absForm = x.form;
     return r;
@@ -591,8 +595,9 @@ AbsValue Interpreter::visit(Operation *op) {
     Value onlyT = f.land(c.mayT, f.lnot(c.mayF));
     Value onlyF = f.land(c.mayF, f.lnot(c.mayT));
     auto pick = [&](Value xv, Value yv, bool lower) {
-      Value both = lower ? (xv.getType().isInteger(1) ? f.land(xv, yv) : f.min(xv, yv))
-                         : (xv.getType().isInteger(1) ? f.lor(xv, yv) : f.max(xv, yv));
+      Value both =
+          lower ? (xv.getType().isInteger(1) ? f.land(xv, yv) : f.min(xv, yv))
+                : (xv.getType().isInteger(1) ? f.lor(xv, yv) : f.max(xv, yv));
       return f.select(onlyT, xv, f.select(onlyF, yv, both));
     };
     if (x.kind == AbsValue::Kind::Int)
@@ -626,8 +631,10 @@ AbsValue Interpreter::disjunction(const AbsValue &x, const AbsValue &y,
                                   bool anyKv) {
   AbsValue r = boolean(f.lor(x.mayT, y.mayT), f.land(x.mayF, y.mayF), anyKv);
   // A side that can never be true adds nothing to the hull.
-  Value xLo = f.select(x.mayT, x.kvLo, fullHi), xHi = f.select(x.mayT, x.kvHi, full0);
-  Value yLo = f.select(y.mayT, y.kvLo, fullHi), yHi = f.select(y.mayT, y.kvHi, full0);
+  Value xLo = f.select(x.mayT, x.kvLo, fullHi),
+        xHi = f.select(x.mayT, x.kvHi, full0);
+  Value yLo = f.select(y.mayT, y.kvLo, fullHi),
+        yHi = f.select(y.mayT, y.kvHi, full0);
   r.kvLo = f.min(xLo, yLo);
   r.kvHi = f.max(xHi, yHi);
   r.boundedKv = x.boundedKv && y.boundedKv;
@@ -676,8 +683,10 @@ AbsValue Interpreter::visitIf(scf::IfOp op) {
     Value onlyT = f.land(c.mayT, f.lnot(c.mayF));
     Value onlyF = f.land(c.mayF, f.lnot(c.mayT));
     return interval(
-        f.select(onlyT, x.range.lo, f.select(onlyF, y.range.lo, f.min(x.range.lo, y.range.lo))),
-        f.select(onlyT, x.range.hi, f.select(onlyF, y.range.hi, f.max(x.range.hi, y.range.hi))),
+        f.select(onlyT, x.range.lo,
+                 f.select(onlyF, y.range.lo, f.min(x.range.lo, y.range.lo))),
+        f.select(onlyT, x.range.hi,
+                 f.select(onlyF, y.range.hi, f.max(x.range.hi, y.range.hi))),
         anyKv);
   }
   return top(t, anyKv);

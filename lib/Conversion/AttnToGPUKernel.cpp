@@ -127,8 +127,7 @@ void GpuKernelBuilder::stageTile(Value x, Value tile, int64_t width, Value k0,
   });
 }
 
-Value GpuKernelBuilder::scoreOf(Value j, Value k0, Value cols,
-                                Value needMask) {
+Value GpuKernelBuilder::scoreOf(Value j, Value k0, Value cols, Value needMask) {
   attn::ScoreOp scoreOp = variant.getScoreOp();
   attn::MaskOp maskOp = variant.getMaskOp();
   // s = q . k_j (q already scaled)
@@ -203,8 +202,8 @@ GpuKernelBuilder::tensorRangeFn() {
   // min/max over the index box, read directly when the box is within the
   // tensor and holds at most 4096 entries; otherwise unknown. Every thread
   // of the block reads the same entries (broadcast loads).
-  return [this](attn::ParamOp p, ArrayRef<IntervalValues> idx)
-             -> std::optional<IntervalValues> {
+  return [this](attn::ParamOp p,
+                ArrayRef<IntervalValues> idx) -> std::optional<IntervalValues> {
     auto it = kctx.params.find(p.getSymName());
     if (it == kctx.params.end())
       return std::nullopt;
@@ -224,7 +223,8 @@ void GpuKernelBuilder::build() {
 
   auto module = gpu::GPUModuleOp::create(b, loc, variant.getSymName());
   b.setInsertionPointToStart(module.getBody());
-  auto workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   auto sharedTile = [&](int64_t width) {
     return MemRefType::get({cfg.tk * width}, elementType,
                            MemRefLayoutAttrInterface(), workgroup);
@@ -233,8 +233,8 @@ void GpuKernelBuilder::build() {
       b, loc, variant.getSymName(), FunctionType::get(ctx, inputs, {}),
       TypeRange{sharedTile(cfg.headDim), sharedTile(cfg.valueDim)});
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr(
-      {static_cast<int32_t>(cfg.tq), 1, 1}));
+  fn.setKnownBlockSizeAttr(
+      b.getDenseI32ArrayAttr({static_cast<int32_t>(cfg.tq), 1, 1}));
   Block *entry = &fn.getBody().front();
   b.setInsertionPointToStart(entry);
   KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
@@ -305,13 +305,13 @@ void GpuKernelBuilder::build() {
   // value here is uniform over the block, so barriers inside are safe.
   KvTileRange range = emitKvTileRange(b, loc, maskOp, env, q0, rows, cfg.tk);
   Value ktBegin = range.begin, ktEnd = range.end;
-  Value leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
-                                       cIdx(0));
+  Value leader =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, cIdx(0));
   ifThen(leader, [&] {
-    countTiles(kStatusTilesInRange,
-               arith::TruncIOp::create(
-                   b, loc, b.getI32Type(),
-                   arith::SubIOp::create(b, loc, ktEnd, ktBegin)));
+    countTiles(
+        kStatusTilesInRange,
+        arith::TruncIOp::create(b, loc, b.getI32Type(),
+                                arith::SubIOp::create(b, loc, ktEnd, ktBegin)));
   });
 
   forLoop(toIdx(ktBegin), toIdx(ktEnd), cIdx(1), [&](Value ktIdx) {
@@ -319,8 +319,8 @@ void GpuKernelBuilder::build() {
     Value cols = arith::MinSIOp::create(
         b, loc, cIdx(cfg.tk), arith::SubIOp::create(b, loc, sizeIdx[4], k0));
     TileEnv tileEnv = env;
-    tileEnv.kv = {toI64(k0), arith::SubIOp::create(b, loc, toI64(add(k0, cols)),
-                                                   cI64(1))};
+    tileEnv.kv = {toI64(k0),
+                  arith::SubIOp::create(b, loc, toI64(add(k0, cols)), cI64(1))};
     TileFacts facts = emitTileFacts(b, loc, maskOp, tileEnv);
     // All-false tiles are never loaded; all-true ones run without the mask.
     ifThen(facts.mayBeTrue, [&] {
@@ -334,8 +334,7 @@ void GpuKernelBuilder::build() {
       ifThen(active, [&] {
         // Pass 1: the scores of the tile and their maximum.
         auto maxLoop = scf::ForOp::create(
-            b, loc, cIdx(0), cIdx(cfg.tk), cIdx(1),
-            ValueRange{cF32(-INFINITY)},
+            b, loc, cIdx(0), cIdx(cfg.tk), cIdx(1), ValueRange{cF32(-INFINITY)},
             [&](OpBuilder &, Location, Value j, ValueRange mx) {
               Value s = scoreOf(j, k0, cols, needMask);
               store(s, sRow, {j});
@@ -349,7 +348,8 @@ void GpuKernelBuilder::build() {
           // m' = max(m, max_j s_j); alpha = 2^(m - m'). While every entry so
           // far is masked, m' = -inf: use 0 so that p stays 0, never NaN.
           Value m = load(ml, {cIdx(0)});
-          Value mNew = arith::MaximumFOp::create(b, loc, m, maxLoop.getResult(0));
+          Value mNew =
+              arith::MaximumFOp::create(b, loc, m, maxLoop.getResult(0));
           Value allMasked = arith::CmpFOp::create(
               b, loc, arith::CmpFPredicate::OEQ, mNew, cF32(-INFINITY));
           mSafe = arith::SelectOp::create(b, loc, allMasked, cF32(0.0), mNew);
@@ -359,8 +359,8 @@ void GpuKernelBuilder::build() {
               b, loc, arith::CmpFPredicate::UNE, alpha, cF32(1.0));
           ifThen(rescale, [&] {
             forLoop(cIdx(0), cIdx(cfg.valueDim), cIdx(1), [&](Value c) {
-              store(arith::MulFOp::create(b, loc, load(oAcc, {c}), alpha),
-                    oAcc, {c});
+              store(arith::MulFOp::create(b, loc, load(oAcc, {c}), alpha), oAcc,
+                    {c});
             });
           });
           l = arith::MulFOp::create(b, loc, l, alpha);
@@ -380,8 +380,7 @@ void GpuKernelBuilder::build() {
                     b, loc, cF32(1.0),
                     arith::AddFOp::create(
                         b, loc, cF32(1.0),
-                        exp2(arith::MulFOp::create(b, loc, s,
-                                                   cF32(-kLog2e)))));
+                        exp2(arith::MulFOp::create(b, loc, s, cF32(-kLog2e)))));
               } else if (norm == attn::NormKind::relu) {
                 p = arith::MaximumFOp::create(b, loc, s, cF32(0.0));
               } else {
@@ -391,8 +390,8 @@ void GpuKernelBuilder::build() {
               Value vBase = mul(j, cIdx(cfg.valueDim));
               forLoop(cIdx(0), cIdx(cfg.valueDim), cIdx(1), [&](Value c) {
                 Value vc = toF32(load(vTile, {add(vBase, c)}));
-                store(math::FmaOp::create(b, loc, p, vc, load(oAcc, {c})),
-                      oAcc, {c});
+                store(math::FmaOp::create(b, loc, p, vc, load(oAcc, {c})), oAcc,
+                      {c});
               });
               scf::YieldOp::create(
                   b, loc, arith::AddFOp::create(b, loc, sum[0], p).getResult());
@@ -431,8 +430,8 @@ struct ConvertAttnToGPUKernelPass
       // of shared memory.
       int64_t bytes = elemType.getIntOrFloatBitWidth() / 8;
       cfg.tk = 64;
-      while (cfg.tk > 1 && cfg.tk * (cfg.headDim + cfg.valueDim) * bytes >
-                               32 * 1024)
+      while (cfg.tk > 1 &&
+             cfg.tk * (cfg.headDim + cfg.valueDim) * bytes > 32 * 1024)
         cfg.tk /= 2;
     }
     if (cfg.tq <= 0 || cfg.tq > 1024 || cfg.tk <= 0 || cfg.headDim <= 0 ||

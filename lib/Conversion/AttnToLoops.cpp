@@ -98,15 +98,16 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
         Value j32 = idx32(j);
-        Value keep = maskOp ? inlineRegion(maskOp.getBody(),
-                                           {b32, h32, i32v, j32})
-                            : arith::ConstantOp::create(b, l, b.getBoolAttr(true))
-                                  .getResult();
+        Value keep = maskOp
+                         ? inlineRegion(maskOp.getBody(), {b32, h32, i32v, j32})
+                         : arith::ConstantOp::create(b, l, b.getBoolAttr(true))
+                               .getResult();
         auto sIf = scf::IfOp::create(
             b, l, keep,
             [&](OpBuilder &tb, Location tl) {
               OpBuilder::InsertionGuard g2(b);
-              b.setInsertionPoint(tb.getInsertionBlock(), tb.getInsertionPoint());
+              b.setInsertionPoint(tb.getInsertionBlock(),
+                                  tb.getInsertionPoint());
               // s = scale * dot(Q[b,h,i,:], K[b,hkv,j,:])
               auto dot = scf::ForOp::create(
                   b, tl, zero, sizeIdx[5], one, ValueRange{f0},
@@ -171,7 +172,8 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
             b, l, keep,
             [&](OpBuilder &tb, Location tl) {
               OpBuilder::InsertionGuard g2(b);
-              b.setInsertionPoint(tb.getInsertionBlock(), tb.getInsertionPoint());
+              b.setInsertionPoint(tb.getInsertionBlock(),
+                                  tb.getInsertionPoint());
               Value s = memref::LoadOp::create(b, tl, srow, ValueRange{j});
               Value w;
               switch (norm) {
@@ -184,8 +186,8 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
                     b, tl, f1,
                     arith::AddFOp::create(
                         b, tl, f1,
-                        math::ExpOp::create(
-                            b, tl, arith::NegFOp::create(b, tl, s))));
+                        math::ExpOp::create(b, tl,
+                                            arith::NegFOp::create(b, tl, s))));
                 break;
               case attn::NormKind::relu: // max(s, 0)
                 w = arith::MaximumFOp::create(b, tl, s, f0);
@@ -207,9 +209,8 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
                         ValueRange{c});
                     scf::YieldOp::create(b, cl);
                   });
-              scf::YieldOp::create(b, tl,
-                                   arith::AddFOp::create(b, tl, iters[0], w)
-                                       .getResult());
+              scf::YieldOp::create(
+                  b, tl, arith::AddFOp::create(b, tl, iters[0], w).getResult());
             },
             [&](OpBuilder &eb, Location el) {
               scf::YieldOp::create(eb, el, iters[0]);
@@ -224,8 +225,8 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
   if (norm == attn::NormKind::sigmoid || norm == attn::NormKind::relu)
     denom = f1;
   // O = acc / denom; an empty row (or a zero linear denominator) gives 0.
-  Value zeroDenom = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
-                                          denom, f0);
+  Value zeroDenom =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, denom, f0);
   Value inv = arith::SelectOp::create(
       b, loc, arith::OrIOp::create(b, loc, empty, zeroDenom), f0,
       arith::DivFOp::create(b, loc, f1, denom));
@@ -246,8 +247,8 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
         arith::AndIOp::create(b, loc, flags, cI32(loc, kFlagWriteLSE)),
         cI32(loc, 0));
     scf::IfOp::create(b, loc, wantLse, [&](OpBuilder &nb, Location l) {
-      Value value = arith::AddFOp::create(nb, l, m,
-                                          math::LogOp::create(nb, l, denom));
+      Value value =
+          arith::AddFOp::create(nb, l, m, math::LogOp::create(nb, l, denom));
       value = arith::SelectOp::create(nb, l, empty, negInf, value);
       memref::StoreOp::create(nb, l, value, lse, ValueRange{bi, hi, ii});
       scf::YieldOp::create(nb, l);
@@ -282,21 +283,18 @@ func::FuncOp KernelBuilder::build() {
   else
     scale = arith::DivFOp::create(
         b, loc, cF32(loc, 1.0),
-        math::SqrtOp::create(b, loc,
-                             arith::SIToFPOp::create(b, loc, b.getF32Type(),
-                                                     sizeI32[5])));
-  srow = memref::AllocOp::create(b, loc,
-                                 MemRefType::get({ShapedType::kDynamic},
-                                                 b.getF32Type()),
-                                 ValueRange{sizeIdx[4]});
-  mrow = memref::AllocOp::create(b, loc,
-                                 MemRefType::get({ShapedType::kDynamic},
-                                                 b.getI8Type()),
-                                 ValueRange{sizeIdx[4]});
-  acc = memref::AllocOp::create(b, loc,
-                                MemRefType::get({ShapedType::kDynamic},
-                                                b.getF32Type()),
-                                ValueRange{sizeIdx[6]});
+        math::SqrtOp::create(
+            b, loc,
+            arith::SIToFPOp::create(b, loc, b.getF32Type(), sizeI32[5])));
+  srow = memref::AllocOp::create(
+      b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
+      ValueRange{sizeIdx[4]});
+  mrow = memref::AllocOp::create(
+      b, loc, MemRefType::get({ShapedType::kDynamic}, b.getI8Type()),
+      ValueRange{sizeIdx[4]});
+  acc = memref::AllocOp::create(
+      b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
+      ValueRange{sizeIdx[6]});
   Value zero = cIdx(loc, 0), one = cIdx(loc, 1);
   // for b, h, i: one row at a time.
   scf::ForOp::create(

@@ -171,8 +171,8 @@ private:
   }
   Acc mma(ArrayRef<Value> a, ArrayRef<Value> bOps, const Acc &c) {
     Type f32 = b.getF32Type();
-    auto st = LLVM::LLVMStructType::getLiteral(b.getContext(),
-                                               {f32, f32, f32, f32});
+    auto st =
+        LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
     NVVM::MMATypes t = isBF16() ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
     Value r = NVVM::MmaOp::create(
         b, loc, st, a, bOps, ValueRange(c), {16, 8, 16}, std::nullopt,
@@ -207,13 +207,10 @@ private:
       out.push_back(op.getResult(0));
     else
       for (size_t i = 0; i < results.size(); ++i)
-        out.push_back(
-            LLVM::ExtractValueOp::create(b, loc, op.getResult(0), i));
+        out.push_back(LLVM::ExtractValueOp::create(b, loc, op.getResult(0), i));
     return out;
   }
-  void ptx(const std::string &text) {
-    inlinePtx({}, {}, text, "~{memory}");
-  }
+  void ptx(const std::string &text) { inlinePtx({}, {}, text, "~{memory}"); }
   /// The values passed through an empty asm statement, so that no use of
   /// them moves across the wgmma fence or wait next to it (the registers
   /// wgmma reads or writes asynchronously).
@@ -223,8 +220,9 @@ private:
     for (size_t i = 0; i < values.size(); ++i) {
       Type t = values[i].getType();
       types.push_back(t);
-      outs += std::string(i ? "," : "") +
-              (t.isF32() ? "=f" : t.isInteger(64) ? "=l" : "=r");
+      outs += std::string(i ? "," : "") + (t.isF32()         ? "=f"
+                                           : t.isInteger(64) ? "=l"
+                                                             : "=r");
       ins += "," + std::to_string(i);
     }
     return inlinePtx(types, values, "", outs + ins);
@@ -283,12 +281,11 @@ private:
       operands.push_back(acc[i]);
       cons += "," + std::to_string(i);
     }
-    std::string text =
-        "{\n.reg .pred p;\nsetp.ne.b32 p, " + scaleText +
-        ", 0;\nwgmma.mma_async.sync.aligned.m64n" + std::to_string(n) +
-        "k16.f32." + t + "." + t + " {" + regs + "}, " + aText + ", " + bText +
-        ", p, 1, 1" + (aDesc ? ", 0" : "") + (transB ? ", 1" : ", 0") +
-        ";\n}";
+    std::string text = "{\n.reg .pred p;\nsetp.ne.b32 p, " + scaleText +
+                       ", 0;\nwgmma.mma_async.sync.aligned.m64n" +
+                       std::to_string(n) + "k16.f32." + t + "." + t + " {" +
+                       regs + "}, " + aText + ", " + bText + ", p, 1, 1" +
+                       (aDesc ? ", 0" : "") + (transB ? ", 1" : ", 0") + ";\n}";
     return inlinePtx(SmallVector<Type>(nr, b.getF32Type()), operands, text,
                      cons);
   }
@@ -312,8 +309,8 @@ private:
   /// unless `commit` is false (the caller then commits, so that a
   /// conditional copy still counts as one group), commits them as one
   /// group.
-  void loadTile(Value src, Value head, Value tile, int64_t width,
-                int64_t rows, Value r0, Value limit, Value dstBase = Value(),
+  void loadTile(Value src, Value head, Value tile, int64_t width, int64_t rows,
+                Value r0, Value limit, Value dstBase = Value(),
                 bool commit = true);
   /// Calls body(row, chunk) for each of this thread's chunks of a grid of
   /// `rows` x `perRow` 16-byte chunks: unrolled where the grid divides
@@ -402,8 +399,8 @@ private:
     bool isBool = false;
   };
   llvm::StringMap<Summary> summaries;
-  Value useSummaries;            // i1, block-uniform
-  Value numKvTiles;              // index: kv-tiles of a row (with summaries)
+  Value useSummaries; // i1, block-uniform
+  Value numKvTiles;   // index: kv-tiles of a row (with summaries)
   /// With summaries: the kv-tiles that may hold a kept entry of this
   /// block's rows, as a bitmap (memref<kMaxSummaryTiles / 32 x i32, 3>),
   /// and the first and last of them (memref<2 x i32, 3>), marked once per
@@ -416,8 +413,8 @@ private:
   /// a box that is neither a summary nor cached differs from lane to lane
   /// then, so each thread reads it alone instead of with its warp.
   bool threadReads = false;
-  Value curKt;                   // the kv-tile tileFacts is classifying
-  IntervalValues curKv;          // and its kv box (the Values in its env)
+  Value curKt;          // the kv-tile tileFacts is classifying
+  IntervalValues curKv; // and its kv box (the Values in its env)
   /// Ranges over boxes computed at function level, reused by later calls
   /// with the same bound Values (the q-tile's entries, once per block).
   std::map<std::tuple<void *, void *, void *>, IntervalValues> rangeCache;
@@ -744,10 +741,10 @@ IRMapping MmaKernelBuilder::hoistUniform(Region &region) {
 
 bool MmaKernelBuilder::speculatable(Region &region, const IRMapping &pre) {
   return llvm::all_of(region.front().without_terminator(), [&](Operation &op) {
-    return isPure(&op) ||
-           (op.getNumResults() != 0 &&
-            llvm::all_of(op.getResults(),
-                         [&](Value r) { return pre.contains(r); }));
+    return isPure(&op) || (op.getNumResults() != 0 &&
+                           llvm::all_of(op.getResults(), [&](Value r) {
+                             return pre.contains(r);
+                           }));
   });
 }
 
@@ -757,9 +754,8 @@ Value MmaKernelBuilder::inlineHoisted(Region &region, const IRMapping &pre,
   IRMapping map = pre;
   map.map(block.getArguments(), args);
   for (Operation &op : block.without_terminator()) {
-    if (op.getNumResults() && llvm::all_of(op.getResults(), [&](Value r) {
-          return pre.contains(r);
-        }))
+    if (op.getNumResults() &&
+        llvm::all_of(op.getResults(), [&](Value r) { return pre.contains(r); }))
       continue;
     b.clone(op, map);
   }
@@ -843,10 +839,10 @@ void MmaKernelBuilder::loadTile(Value src, Value head, Value tile,
       dstRow = add(mul(atom, cIdx(rows)), row);
       if (dstBase) // a buffer of a multi-buffered tile
         dstRow = add(dstRow, dstBase);
-      dstCol = mul(arith::XOrIOp::create(
-                       b, loc, within,
-                       arith::RemUIOp::create(b, loc, row, cIdx(8))),
-                   cIdx(8));
+      dstCol =
+          mul(arith::XOrIOp::create(
+                  b, loc, within, arith::RemUIOp::create(b, loc, row, cIdx(8))),
+              cIdx(8));
     }
     Value srcRow = add(r0, row), srcElements;
     if (checked) {
@@ -938,8 +934,8 @@ Value MmaKernelBuilder::scanLiveTiles(Value from) {
                                       ValueRange{from});
   {
     OpBuilder::InsertionGuard guard(b);
-    Block *before = b.createBlock(&whileOp.getBefore(), {},
-                                  {b.getIndexType()}, {loc});
+    Block *before =
+        b.createBlock(&whileOp.getBefore(), {}, {b.getIndexType()}, {loc});
     Value t = before->getArgument(0);
     Value inRange = lt(t, ktEnd);
     auto dead = scf::IfOp::create(
@@ -955,8 +951,8 @@ Value MmaKernelBuilder::scanLiveTiles(Value from) {
           scf::YieldOp::create(b, loc, cBool(false));
         });
     scf::ConditionOp::create(b, loc, dead.getResult(0), ValueRange{t});
-    Block *after = b.createBlock(&whileOp.getAfter(), {}, {b.getIndexType()},
-                                 {loc});
+    Block *after =
+        b.createBlock(&whileOp.getAfter(), {}, {b.getIndexType()}, {loc});
     scf::YieldOp::create(b, loc, add(after->getArgument(0), cIdx(1)));
   }
   return whileOp.getResult(0);
@@ -966,7 +962,8 @@ Value MmaKernelBuilder::scoreOf(Value s, Value q32, Value kv32) {
   attn::ScoreOp scoreOp = variant.getScoreOp();
   if (!scoreOp)
     return s;
-  Value x = inlineHoisted(scoreOp.getBody(), scorePre, {b32, h32, q32, kv32, s});
+  Value x =
+      inlineHoisted(scoreOp.getBody(), scorePre, {b32, h32, q32, kv32, s});
   if (norm == attn::NormKind::softmax)
     x = fmul(x, cF32(kLog2e));
   return x;
@@ -1001,8 +998,8 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
         // Rows past Lq are computed but never stored, and each row's
         // softmax is its own: they need excluding only where a mask or
         // score that reads tensors (at q_idx) runs under the guard.
-        bool guardRows = (maskOp && !maskSpeculatable) ||
-                         (hasScore && !scoreSpeculatable);
+        bool guardRows =
+            (maskOp && !maskSpeculatable) || (hasScore && !scoreSpeculatable);
         Value inRow[2];
         if (guardRows)
           for (int i = 0; i < 2; ++i)
@@ -1023,10 +1020,10 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
               auto keepIf = scf::IfOp::create(
                   b, loc, inside,
                   [&](OpBuilder &, Location) {
-                    scf::YieldOp::create(
-                        b, loc,
-                        inlineHoisted(maskOp.getBody(), maskPre,
-                                      {b32, h32, q32, kv32}));
+                    scf::YieldOp::create(b, loc,
+                                         inlineHoisted(maskOp.getBody(),
+                                                       maskPre,
+                                                       {b32, h32, q32, kv32}));
                   },
                   [&](OpBuilder &, Location) {
                     scf::YieldOp::create(b, loc, cBool(false));
@@ -1038,13 +1035,13 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
               // Computed on every entry and selected: the same straight
               // line as the full tiles', so conversions and index
               // arithmetic are shared across entries (CSE).
-              r.push_back(select(keep, scoreOf(x, q32, kv32),
-                                 cF32(-INFINITY)));
+              r.push_back(select(keep, scoreOf(x, q32, kv32), cF32(-INFINITY)));
             } else if (hasScore) {
               // The score only where the entry is kept, so that its
               // checked reads never fire on masked entries.
               r.push_back(ifElse(
-                  keep, 1, [&]() -> SmallVector<Value> {
+                  keep, 1,
+                  [&]() -> SmallVector<Value> {
                     return {scoreOf(x, q32, kv32)};
                   },
                   [&]() -> SmallVector<Value> {
@@ -1062,8 +1059,8 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
         SmallVector<Value> r;
         for (size_t j = 0; j < s.size(); ++j)
           for (int i = 0; i < 4; ++i)
-            r.push_back(scoreOf(s[j][i], toI32(rowIdx[i / 2]),
-                                toI32(column(j, i))));
+            r.push_back(
+                scoreOf(s[j][i], toI32(rowIdx[i / 2]), toI32(column(j, i))));
         return r;
       });
   for (size_t j = 0; j < s.size(); ++j)
@@ -1140,8 +1137,8 @@ bool MmaKernelBuilder::build() {
   auto fn = gpu::GPUFuncOp::create(b, loc, fnName,
                                    FunctionType::get(ctx, inputs, {}));
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  fn.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr(
-      {static_cast<int32_t>(cfg.threads()), 1, 1}));
+  fn.setKnownBlockSizeAttr(
+      b.getDenseI32ArrayAttr({static_cast<int32_t>(cfg.threads()), 1, 1}));
   if (cfg.minBlocksPerSM > 0 && !marksOnly)
     fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
                 b.getI32IntegerAttr(static_cast<int32_t>(cfg.minBlocksPerSM)));
@@ -1172,8 +1169,8 @@ bool MmaKernelBuilder::build() {
   if (cfg.wgmma) {
     if (!useMarks || marksOnly)
       NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
-    NVVM::GriddepcontrolOp::create(
-        b, loc, NVVM::GridDepActionKind::launch_dependents);
+    NVVM::GriddepcontrolOp::create(b, loc,
+                                   NVVM::GridDepActionKind::launch_dependents);
   }
 
   // The Q, K and V tiles: views of the dynamic shared memory.
@@ -1191,8 +1188,7 @@ bool MmaKernelBuilder::build() {
     sharedAddr = arith::IndexCastOp::create(
         b, loc, b.getI64Type(),
         memref::ExtractAlignedPointerAsIndexOp::create(b, loc, shared));
-    Value misalign =
-        arith::AndIOp::create(b, loc, sharedAddr, cI64(1023));
+    Value misalign = arith::AndIOp::create(b, loc, sharedAddr, cI64(1023));
     pad = toIdx(arith::AndIOp::create(
         b, loc, arith::SubIOp::create(b, loc, cI64(1024), misalign),
         cI64(1023)));
@@ -1203,8 +1199,8 @@ bool MmaKernelBuilder::build() {
     SmallVector<int64_t> shape = {rows, MmaKernelConfig::pitch(width)};
     if (cfg.wgmma)
       shape = {stages * rows * (width / 64), 64};
-    auto type = MemRefType::get(shape, elementType,
-                                MemRefLayoutAttrInterface(), workgroup);
+    auto type = MemRefType::get(shape, elementType, MemRefLayoutAttrInterface(),
+                                workgroup);
     Value at = cfg.wgmma ? add(pad, cIdx(offset)) : cIdx(offset);
     return memref::ViewOp::create(b, loc, type, shared, at, ValueRange{})
         .getResult();
@@ -1221,16 +1217,15 @@ bool MmaKernelBuilder::build() {
   auto unitInner = [&](Value x) -> Value {
     auto meta = memref::ExtractStridedMetadataOp::create(b, loc, x);
     int64_t dyn = ShapedType::kDynamic;
-    auto type = MemRefType::get(
-        {dyn, dyn, dyn, dyn}, elementType,
-        StridedLayoutAttr::get(ctx, dyn, {dyn, dyn, dyn, 1}));
+    auto type =
+        MemRefType::get({dyn, dyn, dyn, dyn}, elementType,
+                        StridedLayoutAttr::get(ctx, dyn, {dyn, dyn, dyn, 1}));
     SmallVector<OpFoldResult> sizes(meta.getSizes()), strides;
     for (int i = 0; i < 3; ++i)
       strides.push_back(meta.getStrides()[i]);
     strides.push_back(b.getIndexAttr(1));
-    return memref::ReinterpretCastOp::create(b, loc, type, x,
-                                             OpFoldResult(meta.getOffset()),
-                                             sizes, strides);
+    return memref::ReinterpretCastOp::create(
+        b, loc, type, x, OpFoldResult(meta.getOffset()), sizes, strides);
   };
   q = unitInner(e.q);
   k = unitInner(e.k);
@@ -1315,9 +1310,9 @@ bool MmaKernelBuilder::build() {
   // What the launcher must ask for (GpuKernel.cpp reads it).
   fn->setAttr(kDynamicSharedBytesAttr, b.getI64IntegerAttr(sharedBytes));
   if (marksOnly)
-    fn->setAttr(kMarkKernelAttr,
-                b.getDenseI64ArrayAttr({marksPerBatch, marksPerHead,
-                                        kMarkWords}));
+    fn->setAttr(
+        kMarkKernelAttr,
+        b.getDenseI64ArrayAttr({marksPerBatch, marksPerHead, kMarkWords}));
   if (cfg.persistent)
     fn->setAttr(kPersistentAttr, b.getUnitAttr());
   Value leader =
@@ -1358,8 +1353,8 @@ bool MmaKernelBuilder::build() {
     };
     // The q-tile's rows, as the tile abstraction sees them.
     env.q = {toI64(it.tile.q0),
-             arith::SubIOp::create(
-                 b, loc, toI64(add(it.tile.q0, it.tile.rows)), cI64(1))};
+             arith::SubIOp::create(b, loc, toI64(add(it.tile.q0, it.tile.rows)),
+                                   cI64(1))};
     entryBlock = b.getInsertionBlock();
     rangeCache.clear();
   };
@@ -1371,15 +1366,15 @@ bool MmaKernelBuilder::build() {
         arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows()));
     Value qt = arith::RemUIOp::create(b, loc, block, numQTiles);
     Value rest = arith::DivUIOp::create(b, loc, block, numQTiles);
-    Value hIdx = marksPerHead
-                     ? arith::RemUIOp::create(b, loc, rest, sizeIdx[1])
-                           .getResult()
-                     : cIdx(0);
+    Value hIdx =
+        marksPerHead
+            ? arith::RemUIOp::create(b, loc, rest, sizeIdx[1]).getResult()
+            : cIdx(0);
     Value bIdx =
         !marksPerBatch ? cIdx(0)
-        : marksPerHead ? arith::DivUIOp::create(b, loc, rest, sizeIdx[1])
-                             .getResult()
-                       : rest;
+        : marksPerHead
+            ? arith::DivUIOp::create(b, loc, rest, sizeIdx[1]).getResult()
+            : rest;
     Item it;
     it.tile = emitBlockTile(b, loc, bIdx, hIdx, qt, sizeIdx, cfg.rows());
     it.ktEnd = numKvTiles;
@@ -1532,9 +1527,9 @@ bool MmaKernelBuilder::build() {
   // The tile of `item` again, from a copy of its number that the compiler
   // cannot merge with earlier ones.
   auto itemAgain = [&](Value item, ValueRange ranges) {
-    Value n = pinRegisters({arith::IndexCastOp::create(
-                                b, loc, b.getI32Type(), item)
-                                .getResult()})[0];
+    Value n =
+        pinRegisters({arith::IndexCastOp::create(b, loc, b.getI32Type(), item)
+                          .getResult()})[0];
     Item it = itemTile(arith::IndexCastOp::create(b, loc, idxType, n));
     it.ktEnd = ranges[0];
     it.kt0 = ranges[1];
@@ -1546,9 +1541,9 @@ bool MmaKernelBuilder::build() {
   Value item;
   if (cfg.persistent) {
     gridDim = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-    nItems = mul(mul(sizeIdx[0], sizeIdx[1]),
-                 arith::CeilDivUIOp::create(b, loc, sizeIdx[3],
-                                            cIdx(cfg.rows())));
+    nItems =
+        mul(mul(sizeIdx[0], sizeIdx[1]),
+            arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows())));
     SmallVector<Value> init = prologueIf(block);
     SmallVector<Type> types(4, idxType);
     itemLoop = scf::WhileOp::create(b, loc, types, init);
@@ -1616,16 +1611,15 @@ bool MmaKernelBuilder::build() {
                     b, loc, arith::CmpIPredicate::eq, bit, cI32(0))});
           },
           [&](OpBuilder &, Location) {
-            scf::YieldOp::create(b, loc,
-                                 ValueRange{tileFacts(kt).mayBeFalse});
+            scf::YieldOp::create(b, loc, ValueRange{tileFacts(kt).mayBeFalse});
           });
       mayBeFalse = ifOp.getResult(0);
     } else {
       mayBeFalse = tileFacts(kt).mayBeFalse;
     }
-    Value partial = arith::OrIOp::create(
-        b, loc, lt(sizeIdx[4], add(k0, cIdx(tk))),
-        lt(sizeIdx[3], add(q0, cIdx(cfg.rows()))));
+    Value partial =
+        arith::OrIOp::create(b, loc, lt(sizeIdx[4], add(k0, cIdx(tk))),
+                             lt(sizeIdx[3], add(q0, cIdx(cfg.rows()))));
     return arith::OrIOp::create(b, loc, mayBeFalse, partial).getResult();
   };
   auto finishScores = [&](Tiles &s, Value kt, Value needMask) {
@@ -1679,10 +1673,9 @@ bool MmaKernelBuilder::build() {
           Value x = s[t][j][i], w;
           switch (norm) {
           case attn::NormKind::softmax:
-            w = rawScores ? exp2(math::FmaOp::create(b, loc, x, qscale,
-                                                     arith::NegFOp::create(
-                                                         b, loc,
-                                                         mSafe[t][i / 2])))
+            w = rawScores ? exp2(math::FmaOp::create(
+                                b, loc, x, qscale,
+                                arith::NegFOp::create(b, loc, mSafe[t][i / 2])))
                           : exp2(fsub(x, mSafe[t][i / 2]));
             break;
           case attn::NormKind::sigmoid:
@@ -1810,8 +1803,7 @@ bool MmaKernelBuilder::build() {
           Value col = cIdx(8 * jd);
           if (pair)
             col = add(col, mul(miHigh, cIdx(8)));
-          SmallVector<Value> bf =
-              ldmatrix(vTile, row, col, pair ? 4 : 2, true);
+          SmallVector<Value> bf = ldmatrix(vTile, row, col, pair ? 4 : 2, true);
           for (int64_t t = 0; t < mt; ++t) {
             oAcc[t][jd] = mma(a[t], {bf[0], bf[1]}, oAcc[t][jd]);
             if (pair)
@@ -2029,15 +2021,14 @@ bool MmaKernelBuilder::build() {
         SmallVector<Value> pNext = packP(toTiles(pF32, nS));
         Tiles oT = toTiles(pinRegisters(o1), nO);
         rescale(oT, st);
-        SmallVector<Value> r = {st.m[0][0], st.m[0][1], st.l[0][0],
-                                st.l[0][1]};
+        SmallVector<Value> r = {st.m[0][0], st.m[0][1], st.l[0][0], st.l[0][1]};
         for (Acc &acc : oT[0])
           r.append(acc.begin(), acc.end());
         r.append(pNext);
         scf::YieldOp::create(b, loc, r);
       }
-      SmallVector<Value> next = {ktNext,
-                                 firstLiveTile(add(ktNext, cIdx(1))), other};
+      SmallVector<Value> next = {ktNext, firstLiveTile(add(ktNext, cIdx(1))),
+                                 other};
       next.append(step.getResults().begin(), step.getResults().end());
       scf::YieldOp::create(b, loc, next);
     }
@@ -2048,8 +2039,8 @@ bool MmaKernelBuilder::build() {
                              loop.getResults().begin() + 7 + nO * 4);
     SmallVector<Value> pRegs(loop.getResults().begin() + 7 + nO * 4,
                              loop.getResults().end());
-    auto last = scf::IfOp::create(b, loc, SmallVector<Type>(nO * 4, f32),
-                                  any, true);
+    auto last =
+        scf::IfOp::create(b, loc, SmallVector<Type>(nO * 4, f32), any, true);
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(&last.getThenRegion().front());
@@ -2139,9 +2130,8 @@ bool MmaKernelBuilder::build() {
   // MmaKernelConfig::sharedBytes() makes room for it.
   {
     const int64_t stagePitch = MmaKernelConfig::pitch(Dv);
-    auto stageType =
-        MemRefType::get({cfg.rows(), stagePitch}, elementType,
-                        MemRefLayoutAttrInterface(), workgroup);
+    auto stageType = MemRefType::get({cfg.rows(), stagePitch}, elementType,
+                                     MemRefLayoutAttrInterface(), workgroup);
     Value stage =
         memref::ViewOp::create(
             b, loc, stageType, shared,
@@ -2179,10 +2169,9 @@ bool MmaKernelBuilder::build() {
     auto copyChunk = [&](Value row, Value chunk) {
       ifThen(lt(row, rows), [&] {
         Value col = mul(chunk, cIdx(8));
-        Value x = vector::LoadOp::create(b, loc, chunkType, stage,
-                                         ValueRange{row, col},
-                                         /*nontemporal=*/false,
-                                         llvm::Align(16));
+        Value x = vector::LoadOp::create(
+            b, loc, chunkType, stage, ValueRange{row, col},
+            /*nontemporal=*/false, llvm::Align(16));
         Value qRow = add(q0, row);
         scf::IfOp::create(
             b, loc, vectorO,
@@ -2223,9 +2212,9 @@ void MmaKernelBuilder::finishFunction(gpu::GPUFuncOp fn) {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(op);
     // llvm.tanh with `afn` is what NVPTX selects to tanh.approx.f32.
-    auto call = LLVM::CallIntrinsicOp::create(
-        b, op.getLoc(), b.getF32Type(), b.getStringAttr("llvm.tanh.f32"),
-        ValueRange{op.getOperand()});
+    auto call = LLVM::CallIntrinsicOp::create(b, op.getLoc(), b.getF32Type(),
+                                              b.getStringAttr("llvm.tanh.f32"),
+                                              ValueRange{op.getOperand()});
     call.setFastmathFlagsAttr(
         LLVM::FastmathFlagsAttr::get(b.getContext(), LLVM::FastmathFlags::afn));
     Value r = call.getResult(0);
@@ -2251,8 +2240,7 @@ struct ConvertAttnToMMAKernelPass
     }
     MmaKernelConfig cfg;
     std::string error;
-    if (!chooseMmaKernelConfig(headDim, valueDim, tileKV, cfg, error,
-                               wgmma)) {
+    if (!chooseMmaKernelConfig(headDim, valueDim, tileKV, cfg, error, wgmma)) {
       module.emitError() << "convert-attn-to-mma-kernel: " << error;
       return signalPassFailure();
     }

@@ -194,8 +194,8 @@ private:
                      Value needMask);
   /// Applies score and mask to the row of S at `sRow`, element by element
   /// (masks and scores that do not vectorise).
-  void modifyScores(Value sRow, Value q32, Value k0, Value cols,
-                    Value needMask, std::pair<Value, Value> range);
+  void modifyScores(Value sRow, Value q32, Value k0, Value cols, Value needMask,
+                    std::pair<Value, Value> range);
   /// The region evaluated for the 16 (vector width) lanes of a row.
   Value vectorizedRegion(Region &region, ValueRange scalarArgs,
                          ValueRange vectorArgs);
@@ -237,10 +237,10 @@ private:
   /// acc[r][c] += a(k, r) * bvec(k, c) for R rows and n vectors, the n
   /// vectors loaded once per k and each a(k, r) broadcast; returns the
   /// accumulators, row-major.
-  SmallVector<Value>
-  rank1Block(Value lb, Value ub, ArrayRef<Value> init, int64_t n,
-             llvm::function_ref<Value(Value, int64_t)> bvec,
-             llvm::function_ref<Value(Value, int64_t)> a);
+  SmallVector<Value> rank1Block(Value lb, Value ub, ArrayRef<Value> init,
+                                int64_t n,
+                                llvm::function_ref<Value(Value, int64_t)> bvec,
+                                llvm::function_ref<Value(Value, int64_t)> a);
   /// S[rows of the block][col0 .. col0 + n vw) = Qp K^T: n vectors of
   /// columns from column col0 (not necessarily aligned), K^T the Tk-wide
   /// rows src[base + d * Tk].
@@ -255,8 +255,7 @@ private:
   void microPV(Value rows, Value k0, Value cols);
   /// Per row r: `modify(r)` gives the function applied to each loaded
   /// vector of S and its first column (score and mask), or none.
-  using RowModifier =
-      std::function<std::function<Value(Value, Value)>(Value)>;
+  using RowModifier = std::function<std::function<Value(Value, Value)>(Value)>;
   void softmaxRows(Value rows, const RowModifier &modify = nullptr);
   void epilogue(Value q0, Value rows);
 
@@ -373,8 +372,8 @@ Value TiledKernelBuilder::vectorizedRegion(Region &region,
 void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
   // Qp[r][d] = Q[b, h, q0 + r, d] * qscale, zero past the last row.
   forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
-    Value inRow = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, r,
-                                        rows);
+    Value inRow =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, r, rows);
     Value row = arith::AddIOp::create(b, loc, q0, r);
     Value safeRow = arith::SelectOp::create(b, loc, inRow, row, cIdx(0));
     forLoop(cIdx(0), cIdx(cfg.headDim), 1, [&](Value d) {
@@ -387,10 +386,11 @@ void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
   });
 }
 
-SmallVector<Value> TiledKernelBuilder::rank1Block(
-    Value lb, Value ub, ArrayRef<Value> init, int64_t n,
-    llvm::function_ref<Value(Value, int64_t)> bvec,
-    llvm::function_ref<Value(Value, int64_t)> a) {
+SmallVector<Value>
+TiledKernelBuilder::rank1Block(Value lb, Value ub, ArrayRef<Value> init,
+                               int64_t n,
+                               llvm::function_ref<Value(Value, int64_t)> bvec,
+                               llvm::function_ref<Value(Value, int64_t)> a) {
   int64_t R = cfg.rows;
   auto loop = scf::ForOp::create(
       b, loc, lb, ub, cIdx(1), init,
@@ -420,8 +420,8 @@ void TiledKernelBuilder::microQKBlock(Value rb, Value src, Value base,
       [&](Value d, int64_t jv) {
         return vload(src, arith::AddIOp::create(
                               b, loc,
-                              arith::AddIOp::create(
-                                  b, loc, base, offset(nullptr, cfg.tk, d)),
+                              arith::AddIOp::create(b, loc, base,
+                                                    offset(nullptr, cfg.tk, d)),
                               column(jv)));
       },
       [&](Value d, int64_t r) -> Value {
@@ -572,11 +572,11 @@ std::pair<Value, Value> TiledKernelBuilder::ensureKt(Value ktIdx, Value k0,
         });
   };
   Value old = atomicOr(1);
-  Value mine = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, old,
-                                     cI32(0));
+  Value mine =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, old, cI32(0));
   // Claimed, not ready: exactly bit 0 (the state goes 0 -> 1 -> 3).
-  Value busy = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, old,
-                                     cI32(1));
+  Value busy =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, old, cI32(1));
   scf::IfOp::create(b, loc, mine, [&](OpBuilder &, Location) {
     transpose(kt, sharedBase);
     atomicOr(2); // release: the tile is written
@@ -665,8 +665,8 @@ void TiledKernelBuilder::computeLiveRanges(const TileEnv &tileEnv,
   // the mask. Tiles that are all true keep every vector and need no mask.
   int64_t R = cfg.rows, nv = cfg.tk / cfg.vw;
   Value ub = rowsInBlocks(rows);
-  auto store = [&](Value rb, Value start, Value count, Value mixed,
-                   Value keyLo, Value keyEnd) {
+  auto store = [&](Value rb, Value start, Value count, Value mixed, Value keyLo,
+                   Value keyEnd) {
     Value i = arith::DivUIOp::create(b, loc, rb, cIdx(R));
     memref::StoreOp::create(b, loc, start, liveStart, ValueRange{i});
     memref::StoreOp::create(b, loc, count, liveCount, ValueRange{i});
@@ -679,14 +679,12 @@ void TiledKernelBuilder::computeLiveRanges(const TileEnv &tileEnv,
       [&](OpBuilder &, Location) {
         forLoop(cIdx(0), ub, R, [&](Value rb) {
           Value last = arith::SubIOp::create(
-              b, loc,
-              minIdx(arith::AddIOp::create(b, loc, rb, cIdx(R)), rows),
+              b, loc, minIdx(arith::AddIOp::create(b, loc, rb, cIdx(R)), rows),
               cIdx(1));
           TileEnv blockEnv = tileEnv;
           blockEnv.q = {toI64(arith::AddIOp::create(b, loc, q0, rb)),
                         toI64(arith::AddIOp::create(b, loc, q0, last))};
-          TileFacts bf =
-              emitTileFacts(b, loc, variant.getMaskOp(), blockEnv);
+          TileFacts bf = emitTileFacts(b, loc, variant.getMaskOp(), blockEnv);
           Value lo = arith::SubIOp::create(
               b, loc, arith::MaxSIOp::create(b, loc, bf.kvLo, tileEnv.kv.lo),
               tileEnv.kv.lo);
@@ -695,8 +693,7 @@ void TiledKernelBuilder::computeLiveRanges(const TileEnv &tileEnv,
               tileEnv.kv.lo);
           Value live = arith::AndIOp::create(
               b, loc, bf.mayBeTrue,
-              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, lo,
-                                    hi));
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, lo, hi));
           Value n = arith::DivSIOp::create(
               b, loc,
               arith::AddIOp::create(
@@ -711,25 +708,21 @@ void TiledKernelBuilder::computeLiveRanges(const TileEnv &tileEnv,
             return arith::IndexCastOp::create(b, loc, b.getIndexType(), x)
                 .getResult();
           };
-          store(rb,
-                arith::SelectOp::create(b, loc, live, idx(start), cIdx(0)),
+          store(rb, arith::SelectOp::create(b, loc, live, idx(start), cIdx(0)),
                 arith::SelectOp::create(b, loc, live, idx(n), cIdx(0)),
                 idx(arith::ExtUIOp::create(b, loc, b.getI64Type(),
                                            bf.mayBeFalse)),
                 arith::SelectOp::create(b, loc, live, idx(lo), cIdx(0)),
                 arith::SelectOp::create(
                     b, loc, live,
-                    idx(arith::AddIOp::create(b, loc, hi, cI64(1))),
-                    cIdx(0)));
+                    idx(arith::AddIOp::create(b, loc, hi, cI64(1))), cIdx(0)));
         });
         scf::YieldOp::create(b, loc);
       },
       [&](OpBuilder &, Location) {
-        forLoop(cIdx(0), ub, R,
-                [&](Value rb) {
-                  store(rb, cIdx(0), cIdx(nv), cIdx(0), cIdx(0),
-                        cIdx(cfg.tk));
-                });
+        forLoop(cIdx(0), ub, R, [&](Value rb) {
+          store(rb, cIdx(0), cIdx(nv), cIdx(0), cIdx(0), cIdx(cfg.tk));
+        });
         scf::YieldOp::create(b, loc);
       });
 }
@@ -742,8 +735,7 @@ bool TiledKernelBuilder::vectorizedModifiers() {
 }
 
 Value TiledKernelBuilder::modifyVector(Value sv, Value col, Value q32,
-                                       Value k032, Value cols,
-                                       Value needMask) {
+                                       Value k032, Value cols, Value needMask) {
   attn::ScoreOp scoreOp = variant.getScoreOp();
   attn::MaskOp maskOp = variant.getMaskOp();
   SmallVector<Attribute> lanes;
@@ -792,42 +784,48 @@ void TiledKernelBuilder::modifyScores(Value sRow, Value q32, Value k0,
     guard = scf::IfOp::create(b, loc, needMask, /*withElseRegion=*/false);
     b.setInsertionPointToStart(guard.thenBlock());
   }
-  forLoop(range.first,
-          arith::AddIOp::create(
-              b, loc, range.first,
-              arith::MulIOp::create(b, loc, range.second, cIdx(cfg.vw))),
-          1, [&](Value j) {
-    Value off = arith::AddIOp::create(b, loc, sRow, j);
-    Value sv = memref::LoadOp::create(b, loc, s, ValueRange{off});
-    Value kv32 = toI32(arith::AddIOp::create(b, loc, k0, j));
-    Value inCol = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, j,
-                                        cols);
-    auto keepIf = scf::IfOp::create(
-        b, loc, arith::AndIOp::create(b, loc, needMask, inCol),
-        [&](OpBuilder &, Location) {
-          Value keep = maskOp ? inlineItemRegion(b, maskOp.getBody(),
-                                                 {b32, h32, q32, kv32})
-                              : arith::ConstantOp::create(b, loc,
-                                                          b.getBoolAttr(true))
-                                    .getResult();
-          scf::YieldOp::create(b, loc, keep);
-        },
-        [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, inCol); });
-    auto sIf = scf::IfOp::create(
-        b, loc, keepIf.getResult(0),
-        [&](OpBuilder &, Location) {
-          Value x = sv;
-          if (scoreOp) {
-            x = inlineItemRegion(b, scoreOp.getBody(),
-                                 {b32, h32, q32, kv32, sv});
-            if (norm == attn::NormKind::softmax)
-              x = arith::MulFOp::create(b, loc, x, cF32(kLog2e));
-          }
-          scf::YieldOp::create(b, loc, x);
-        },
-        [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, negInf); });
-    memref::StoreOp::create(b, loc, sIf.getResult(0), s, ValueRange{off});
-  });
+  forLoop(
+      range.first,
+      arith::AddIOp::create(
+          b, loc, range.first,
+          arith::MulIOp::create(b, loc, range.second, cIdx(cfg.vw))),
+      1, [&](Value j) {
+        Value off = arith::AddIOp::create(b, loc, sRow, j);
+        Value sv = memref::LoadOp::create(b, loc, s, ValueRange{off});
+        Value kv32 = toI32(arith::AddIOp::create(b, loc, k0, j));
+        Value inCol =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, j, cols);
+        auto keepIf = scf::IfOp::create(
+            b, loc, arith::AndIOp::create(b, loc, needMask, inCol),
+            [&](OpBuilder &, Location) {
+              Value keep =
+                  maskOp
+                      ? inlineItemRegion(b, maskOp.getBody(),
+                                         {b32, h32, q32, kv32})
+                      : arith::ConstantOp::create(b, loc, b.getBoolAttr(true))
+                            .getResult();
+              scf::YieldOp::create(b, loc, keep);
+            },
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(b, loc, inCol);
+            });
+        auto sIf = scf::IfOp::create(
+            b, loc, keepIf.getResult(0),
+            [&](OpBuilder &, Location) {
+              Value x = sv;
+              if (scoreOp) {
+                x = inlineItemRegion(b, scoreOp.getBody(),
+                                     {b32, h32, q32, kv32, sv});
+                if (norm == attn::NormKind::softmax)
+                  x = arith::MulFOp::create(b, loc, x, cF32(kLog2e));
+              }
+              scf::YieldOp::create(b, loc, x);
+            },
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(b, loc, negInf);
+            });
+        memref::StoreOp::create(b, loc, sIf.getResult(0), s, ValueRange{off});
+      });
   if (guard)
     b.setInsertionPointAfter(guard);
 }
@@ -892,8 +890,8 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
           b, loc, arith::CmpFPredicate::OGT, mx,
           vector::BroadcastOp::create(
               b, loc, vf, arith::AddFOp::create(b, loc, m, cF32(8.0))));
-      Value grow = vector::ReductionOp::create(
-          b, loc, vector::CombiningKind::OR, above);
+      Value grow =
+          vector::ReductionOp::create(b, loc, vector::CombiningKind::OR, above);
       auto growIf = scf::IfOp::create(
           b, loc, grow,
           [&](OpBuilder &, Location) {
@@ -906,24 +904,22 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
                 b, loc, arith::CmpFPredicate::OEQ, m, cF32(-INFINITY));
             auto rescaled = scf::IfOp::create(
                 b, loc, first,
-                [&](OpBuilder &, Location) {
-                  scf::YieldOp::create(b, loc, l);
-                },
+                [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, l); },
                 [&](OpBuilder &, Location) {
                   Value alphaV = exp2(vector::BroadcastOp::create(
                       b, loc, vf, arith::SubFOp::create(b, loc, m, mNew)));
                   for (int64_t c = 0; c < nvd; ++c) {
                     Value off = offset(nullptr, dvp, r, c * cfg.vw);
-                    vstore(arith::MulFOp::create(b, loc, vload(oacc, off),
-                                                 alphaV),
-                           oacc, off);
+                    vstore(
+                        arith::MulFOp::create(b, loc, vload(oacc, off), alphaV),
+                        oacc, off);
                   }
                   scf::YieldOp::create(
                       b, loc,
                       arith::MulFOp::create(b, loc, l, alphaV).getResult());
                 });
-            scf::YieldOp::create(
-                b, loc, ValueRange{mNew, rescaled.getResult(0)});
+            scf::YieldOp::create(b, loc,
+                                 ValueRange{mNew, rescaled.getResult(0)});
           },
           [&](OpBuilder &, Location) {
             scf::YieldOp::create(b, loc, ValueRange{m, l});
@@ -932,10 +928,9 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
       l = growIf.getResult(1);
       // While every entry so far is masked, m = -inf: use 0 so that
       // -inf - m stays -inf (P = 0) and never NaN.
-      Value allMasked = arith::CmpFOp::create(
-          b, loc, arith::CmpFPredicate::OEQ, mCur, cF32(-INFINITY));
-      Value mSafe =
-          arith::SelectOp::create(b, loc, allMasked, cF32(0.0), mCur);
+      Value allMasked = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
+                                              mCur, cF32(-INFINITY));
+      Value mSafe = arith::SelectOp::create(b, loc, allMasked, cF32(0.0), mCur);
       Value mSafeV = vector::BroadcastOp::create(b, loc, vf, mSafe);
       for (int64_t jv = 0; jv < n; ++jv) {
         Value p = exp2(arith::SubFOp::create(b, loc, sv[jv], mSafeV));
@@ -951,9 +946,9 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
   attn::NormalizeOp normOp = variant.getNormalizeOp();
   forLoop(cIdx(0), rows, 1, [&](Value r) {
     Value row = arith::AddIOp::create(b, loc, q0, r);
-    Value l = vector::ReductionOp::create(
-        b, loc, vector::CombiningKind::ADD,
-        vload(lrow, offset(nullptr, cfg.vw, r)));
+    Value l =
+        vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
+                                    vload(lrow, offset(nullptr, cfg.vw, r)));
     Value factor, lseValue, empty;
     if (norm == attn::NormKind::softmax) {
       Value m = memref::LoadOp::create(b, loc, mrow, ValueRange{r});
@@ -982,7 +977,8 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
       // LSE = ln(sum e^s) = (M + log2 l') ln 2
       lseValue = arith::MulFOp::create(
           b, loc,
-          arith::AddFOp::create(b, loc, top, math::Log2Op::create(b, loc, denom)),
+          arith::AddFOp::create(b, loc, top,
+                                math::Log2Op::create(b, loc, denom)),
           cF32(kLn2));
     } else if (norm == attn::NormKind::linear) {
       empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, l,
@@ -994,9 +990,10 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
     }
     factor = arith::SelectOp::create(b, loc, empty, cF32(0.0), factor);
     forLoop(cIdx(0), cIdx(cfg.valueDim), 1, [&](Value c) {
-      Value a = memref::LoadOp::create(
-          b, loc, oacc, ValueRange{arith::AddIOp::create(
-                            b, loc, offset(nullptr, dvp, r), c)});
+      Value a =
+          memref::LoadOp::create(b, loc, oacc,
+                                 ValueRange{arith::AddIOp::create(
+                                     b, loc, offset(nullptr, dvp, r), c)});
       Value out = arith::MulFOp::create(b, loc, a, factor);
       if (!elementType.isF32())
         out = arith::TruncFOp::create(b, loc, elementType, out);
@@ -1007,8 +1004,8 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
           b, loc, arith::CmpIPredicate::ne,
           arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
       scf::IfOp::create(b, loc, wantLse, [&](OpBuilder &, Location) {
-        Value value = arith::SelectOp::create(b, loc, empty, cF32(-INFINITY),
-                                              lseValue);
+        Value value =
+            arith::SelectOp::create(b, loc, empty, cF32(-INFINITY), lseValue);
         memref::StoreOp::create(b, loc, value, lse, ValueRange{bi, hi, row});
         scf::YieldOp::create(b, loc);
       });
@@ -1039,8 +1036,8 @@ func::FuncOp TiledKernelBuilder::build() {
                               ShapedType::kDynamic, 1}));
   inputs.push_back(MemRefType::get({ShapedType::kDynamic},
                                    b.getF32Type())); // K^T tiles
-  inputs.push_back(rowsType);                              // V rows
-  inputs.push_back(rowsType);                              // K rows
+  inputs.push_back(rowsType);                        // V rows
+  inputs.push_back(rowsType);                        // K rows
   inputs.push_back(MemRefType::get({ShapedType::kDynamic},
                                    b.getI32Type())); // K^T tile states
   // Tile summaries of data-dependent masks: for every rank-1 i32 or bool
@@ -1051,8 +1048,8 @@ func::FuncOp TiledKernelBuilder::build() {
   for (attn::ParamOp p : runtimeParams)
     if (p.isTensor() && p.getRank() == 1 && !p.getElementType().isF32()) {
       summarized.push_back(p);
-      inputs.append(2, MemRefType::get({ShapedType::kDynamic, 2},
-                                       b.getI32Type()));
+      inputs.append(2,
+                    MemRefType::get({ShapedType::kDynamic, 2}, b.getI32Type()));
     }
   auto fn = func::FuncOp::create(b, loc, variant.getSymName(),
                                  FunctionType::get(ctx, inputs, {}));
@@ -1119,8 +1116,8 @@ func::FuncOp TiledKernelBuilder::build() {
   Value qscale = emitQScale(b, loc, variant, sizeI32[5], foldLog2e);
 
   Value q0 = arith::MulIOp::create(b, loc, qtIdx, cIdx(cfg.tq));
-  Value rows = minIdx(cIdx(cfg.tq),
-                      arith::SubIOp::create(b, loc, sizeIdx[3], q0));
+  Value rows =
+      minIdx(cIdx(cfg.tq), arith::SubIOp::create(b, loc, sizeIdx[3], q0));
   packQ(q0, rows, qscale);
   forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
     memref::StoreOp::create(b, loc, cF32(-INFINITY), mrow, ValueRange{r});
@@ -1146,9 +1143,10 @@ func::FuncOp TiledKernelBuilder::build() {
   // box of a q-tile (e.g. doc[q_idx]) is first computed for the row of
   // tiles, before the kv loop, and reused by every kv-tile's facts.
   std::map<std::pair<std::string, SmallVector<void *>>, IntervalValues> memo;
-  env.tensorRange = [&, memoRef = &memo](attn::ParamOp p,
-                                         ArrayRef<IntervalValues> idx)
-      -> std::optional<IntervalValues> {
+  env.tensorRange =
+      [&, memoRef = &memo](
+          attn::ParamOp p,
+          ArrayRef<IntervalValues> idx) -> std::optional<IntervalValues> {
     std::pair<std::string, SmallVector<void *>> key;
     key.first = p.getSymName().str();
     for (const IntervalValues &r : idx) {
@@ -1157,52 +1155,51 @@ func::FuncOp TiledKernelBuilder::build() {
     }
     if (auto it = memoRef->find(key); it != memoRef->end())
       return it->second;
-    std::optional<IntervalValues> result = [&]()
-        -> std::optional<IntervalValues> {
-    // p[q_idx] over this q-tile or p[kv_idx] over this kv-tile: one row
-    // of the host's tile summary (its tile covers the box, possibly more).
-    auto sum = summaries.find(p.getSymName());
-    if (sum != summaries.end() && idx.size() == 1) {
-      Value table, row;
-      if (idx[0].lo == rowQLo && idx[0].hi == rowQHi) {
-        table = sum->second.first;
-        row = qtIdx;
-      } else if (curKvLo && idx[0].lo == curKvLo && idx[0].hi == curKvHi) {
-        table = sum->second.second;
-        row = curKtIdx;
+    std::optional<IntervalValues> result =
+        [&]() -> std::optional<IntervalValues> {
+      // p[q_idx] over this q-tile or p[kv_idx] over this kv-tile: one row
+      // of the host's tile summary (its tile covers the box, possibly more).
+      auto sum = summaries.find(p.getSymName());
+      if (sum != summaries.end() && idx.size() == 1) {
+        Value table, row;
+        if (idx[0].lo == rowQLo && idx[0].hi == rowQHi) {
+          table = sum->second.first;
+          row = qtIdx;
+        } else if (curKvLo && idx[0].lo == curKvLo && idx[0].hi == curKvHi) {
+          table = sum->second.second;
+          row = curKtIdx;
+        }
+        if (table) {
+          Value t = kctx.params.find(p.getSymName())->second.arg;
+          Value len = toI64(memref::DimOp::create(b, loc, t, 0));
+          Value inside = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::slt, idx[0].hi, len);
+          bool isBool = p.getElementType().isInteger(1);
+          auto ifOp = scf::IfOp::create(
+              b, loc, inside,
+              [&](OpBuilder &, Location) {
+                auto word = [&](int64_t col) {
+                  Value x = memref::LoadOp::create(b, loc, table,
+                                                   ValueRange{row, cIdx(col)});
+                  return arith::ExtSIOp::create(b, loc, b.getI64Type(), x)
+                      .getResult();
+                };
+                scf::YieldOp::create(b, loc, ValueRange{word(0), word(1)});
+              },
+              [&](OpBuilder &, Location) {
+                scf::YieldOp::create(b, loc,
+                                     ValueRange{cI64(isBool ? 0 : INT32_MIN),
+                                                cI64(isBool ? 1 : INT32_MAX)});
+              });
+          return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
+        }
       }
-      if (table) {
-        Value t = kctx.params.find(p.getSymName())->second.arg;
-        Value len = toI64(memref::DimOp::create(b, loc, t, 0));
-        Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                             idx[0].hi, len);
-        bool isBool = p.getElementType().isInteger(1);
-        auto ifOp = scf::IfOp::create(
-            b, loc, inside,
-            [&](OpBuilder &, Location) {
-              auto word = [&](int64_t col) {
-                Value x = memref::LoadOp::create(b, loc, table,
-                                                 ValueRange{row, cIdx(col)});
-                return arith::ExtSIOp::create(b, loc, b.getI64Type(), x)
-                    .getResult();
-              };
-              scf::YieldOp::create(b, loc, ValueRange{word(0), word(1)});
-            },
-            [&](OpBuilder &, Location) {
-              scf::YieldOp::create(
-                  b, loc,
-                  ValueRange{cI64(isBool ? 0 : INT32_MIN),
-                             cI64(isBool ? 1 : INT32_MAX)});
-            });
-        return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
-      }
-    }
-    // Other boxes: scanned when small, unknown otherwise.
-    auto it = kctx.params.find(p.getSymName());
-    if (it == kctx.params.end())
-      return std::nullopt;
-    return emitTensorBoxRange(b, loc, it->second.arg,
-                              p.getElementType().isInteger(1), idx);
+      // Other boxes: scanned when small, unknown otherwise.
+      auto it = kctx.params.find(p.getSymName());
+      if (it == kctx.params.end())
+        return std::nullopt;
+      return emitTensorBoxRange(b, loc, it->second.arg,
+                                p.getElementType().isInteger(1), idx);
     }();
     // Only a box bounded by values of the function body (not of a loop
     // iteration) is reused: those dominate every later use.
@@ -1216,9 +1213,8 @@ func::FuncOp TiledKernelBuilder::build() {
   };
 
   // Closed-form kv range of this q-tile: loop bounds over kv-tiles.
-  Value qLast = arith::SubIOp::create(b, loc, toI64(arith::AddIOp::create(
-                                                  b, loc, q0, rows)),
-                                      cI64(1));
+  Value qLast = arith::SubIOp::create(
+      b, loc, toI64(arith::AddIOp::create(b, loc, q0, rows)), cI64(1));
   env.q = {toI64(q0), qLast};
   rowQLo = env.q.lo;
   rowQHi = env.q.hi;
@@ -1226,20 +1222,21 @@ func::FuncOp TiledKernelBuilder::build() {
   TileFacts rowFacts = emitTileFacts(b, loc, maskOp, env);
   Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
                                          rowFacts.kvLo, rowFacts.kvHi);
-  Value ktBegin = arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo,
-                                              cI64(cfg.tk));
+  Value ktBegin =
+      arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo, cI64(cfg.tk));
   Value ktEnd = arith::SelectOp::create(
       b, loc, nonEmpty,
       arith::AddIOp::create(
-          b, loc, arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(cfg.tk)),
+          b, loc,
+          arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(cfg.tk)),
           cI64(1)),
       ktBegin);
   Value ktB = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktBegin);
   Value ktE = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktEnd);
-  countTiles(kStatusTilesInRange,
-             arith::TruncIOp::create(b, loc, b.getI32Type(),
-                                     arith::SubIOp::create(b, loc, ktEnd,
-                                                           ktBegin)));
+  countTiles(
+      kStatusTilesInRange,
+      arith::TruncIOp::create(b, loc, b.getI32Type(),
+                              arith::SubIOp::create(b, loc, ktEnd, ktBegin)));
   // Last kv-tile first: scores that grow towards the diagonal (ALiBi, a
   // causal row's nearest keys) set the running max early, so later tiles
   // rarely exceed it and need no rescale.
@@ -1248,13 +1245,13 @@ func::FuncOp TiledKernelBuilder::build() {
         b, loc, arith::SubIOp::create(b, loc, ktE, cIdx(1)),
         arith::SubIOp::create(b, loc, i, ktB));
     Value k0 = arith::MulIOp::create(b, loc, ktIdx, cIdx(cfg.tk));
-    Value cols = minIdx(cIdx(cfg.tk),
-                        arith::SubIOp::create(b, loc, sizeIdx[4], k0));
+    Value cols =
+        minIdx(cIdx(cfg.tk), arith::SubIOp::create(b, loc, sizeIdx[4], k0));
     TileEnv tileEnv = env;
-    tileEnv.kv = {toI64(k0),
-                  arith::SubIOp::create(
-                      b, loc, toI64(arith::AddIOp::create(b, loc, k0, cols)),
-                      cI64(1))};
+    tileEnv.kv = {
+        toI64(k0),
+        arith::SubIOp::create(
+            b, loc, toI64(arith::AddIOp::create(b, loc, k0, cols)), cI64(1))};
     curKvLo = tileEnv.kv.lo;
     curKvHi = tileEnv.kv.hi;
     curKtIdx = ktIdx;

@@ -62,17 +62,15 @@ KernelEntry attnc::bindKernelEntry(OpBuilder &b, Location loc,
   e.lse = entry->getArgument(4);
   for (auto [i, p] : llvm::enumerate(runtimeParams))
     ctx.params[attn::ParamOp(p).getSymName()] = {entry->getArgument(5 + i),
-                                  static_cast<int>(i)};
+                                                 static_cast<int>(i)};
   e.numLeading = 7 + runtimeParams.size();
   e.flags = entry->getArgument(e.numLeading - 2);
   e.status = entry->getArgument(e.numLeading - 1);
   // Sizes, in attn::SizeKind order: B, H, Hkv, Lq, Lkv, D, Dv.
-  std::pair<Value, int64_t> dims[7] = {{e.q, 0}, {e.q, 1}, {e.k, 1},
-                                       {e.q, 2}, {e.k, 2}, {e.q, 3},
-                                       {e.v, 3}};
+  std::pair<Value, int64_t> dims[7] = {{e.q, 0}, {e.q, 1}, {e.k, 1}, {e.q, 2},
+                                       {e.k, 2}, {e.q, 3}, {e.v, 3}};
   for (int i = 0; i < 7; ++i) {
-    e.sizeIdx[i] =
-        memref::DimOp::create(b, loc, dims[i].first, dims[i].second);
+    e.sizeIdx[i] = memref::DimOp::create(b, loc, dims[i].first, dims[i].second);
     e.sizeI32[i] =
         arith::IndexCastOp::create(b, loc, b.getI32Type(), e.sizeIdx[i]);
     ctx.sizeI32[i] = e.sizeI32[i];
@@ -126,14 +124,14 @@ IntervalValues attnc::emitTensorBoxRange(OpBuilder &b, Location loc,
                 Value x = memref::LoadOp::create(b, loc, tensor, ivs);
                 // i8 bytes of a bool: any non-zero is true, 0x80 and up too
                 // (zero-extended, so a true byte never reads as negative).
-                x = isBool ? arith::MinUIOp::create(
-                                 b, loc,
-                                 arith::ExtUIOp::create(b, loc, b.getI64Type(),
-                                                        x),
-                                 c64(1))
-                                 .getResult()
-                           : arith::ExtSIOp::create(b, loc, b.getI64Type(), x)
-                                 .getResult();
+                x = isBool
+                        ? arith::MinUIOp::create(
+                              b, loc,
+                              arith::ExtUIOp::create(b, loc, b.getI64Type(), x),
+                              c64(1))
+                              .getResult()
+                        : arith::ExtSIOp::create(b, loc, b.getI64Type(), x)
+                              .getResult();
                 acc = {arith::MinSIOp::create(b, loc, acc[0], x),
                        arith::MaxSIOp::create(b, loc, acc[1], x)};
                 return;
@@ -167,7 +165,8 @@ Value attnc::inlineItemRegion(OpBuilder &b, Region &region, ValueRange args) {
   map.map(block.getArguments(), args);
   for (Operation &op : block.without_terminator())
     b.clone(op, map);
-  return map.lookup(llvm::cast<attn::YieldOp>(block.getTerminator()).getValue());
+  return map.lookup(
+      llvm::cast<attn::YieldOp>(block.getTerminator()).getValue());
 }
 
 namespace {
@@ -241,15 +240,13 @@ Value Expander::checkedLoad(attn::ParamLoadOp op) {
         b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
         recordError(l, {cI32(l, kStatusIndexOutOfRange), cI32(l, pa.ordinal),
                         badDim, badIdx, badSize});
-        Value zero = arith::ConstantOp::create(
-            b, l, b.getZeroAttr(resultType));
+        Value zero = arith::ConstantOp::create(b, l, b.getZeroAttr(resultType));
         scf::YieldOp::create(b, l, zero);
       });
   return ifOp.getResult(0);
 }
 
-Value Expander::checkedDivMod(Location loc, Value lhs, Value rhs,
-                                   bool isMod) {
+Value Expander::checkedDivMod(Location loc, Value lhs, Value rhs, bool isMod) {
   // A zero divisor is recorded; -1 is special-cased so that INT_MIN / -1
   // wraps instead of trapping.
   Value isZero = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, rhs,
@@ -311,7 +308,6 @@ void Expander::run(Operation *root) {
     op->erase();
   }
 }
-
 
 void attnc::expandAttnOps(Operation *root, const KernelContext &ctx) {
   Expander(ctx).run(root);

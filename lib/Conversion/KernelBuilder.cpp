@@ -54,20 +54,21 @@ BlockTile attnc::emitLongestFirstBlock(OpBuilder &b, Location loc, Value block,
         b, loc, mul(sizeIdx[4], cIdx(kvBytesPerKey)), cIdx(1));
     groupHeads = arith::MinUIOp::create(
         b, loc, bh,
-        arith::MaxUIOp::create(
-            b, loc, divu(cIdx(kHeadGroupKVBytes), headBytes), cIdx(1)));
+        arith::MaxUIOp::create(b, loc, divu(cIdx(kHeadGroupKVBytes), headBytes),
+                               cIdx(1)));
   }
   Value groupBlocks = mul(groupHeads, numQTiles);
   Value group = divu(block, groupBlocks);
   Value firstHead = mul(group, groupHeads);
-  Value headsHere = arith::MinUIOp::create(b, loc, groupHeads,
-                                           sub(bh, firstHead));
+  Value headsHere =
+      arith::MinUIOp::create(b, loc, groupHeads, sub(bh, firstHead));
   Value inGroup = sub(block, mul(group, groupBlocks));
   Value rev = divu(inGroup, headsHere);
   Value qt = sub(sub(numQTiles, cIdx(1)), rev);
   Value bhIdx = arith::AddIOp::create(
       b, loc, firstHead, arith::RemUIOp::create(b, loc, inGroup, headsHere));
-  return emitBlockTile(b, loc, arith::DivUIOp::create(b, loc, bhIdx, sizeIdx[1]),
+  return emitBlockTile(b, loc,
+                       arith::DivUIOp::create(b, loc, bhIdx, sizeIdx[1]),
                        arith::RemUIOp::create(b, loc, bhIdx, sizeIdx[1]), qt,
                        sizeIdx, rowsPerBlock);
 }
@@ -108,11 +109,11 @@ Value attnc::emitQScale(OpBuilder &b, Location loc, attn::VariantOp variant,
         math::SqrtOp::create(
             b, loc,
             arith::SIToFPOp::create(b, loc, b.getF32Type(), headDimI32)));
-  foldLog2e = !variant.getScoreOp() &&
-              variant.getNormKind() == attn::NormKind::softmax;
-  return foldLog2e ? arith::MulFOp::create(b, loc, scale, cF32(kLog2e))
-                         .getResult()
-                   : scale;
+  foldLog2e =
+      !variant.getScoreOp() && variant.getNormKind() == attn::NormKind::softmax;
+  return foldLog2e
+             ? arith::MulFOp::create(b, loc, scale, cF32(kLog2e)).getResult()
+             : scale;
 }
 
 void attnc::initTileEnv(TileEnv &env, OpBuilder &b, Location loc, Value bi,
@@ -126,8 +127,7 @@ void attnc::initTileEnv(TileEnv &env, OpBuilder &b, Location loc, Value bi,
   const KernelContext *context = &kctx;
   env.scalarParam = [builder, context, loc](attn::ParamOp p) -> Value {
     auto it = context->params.find(p.getSymName());
-    if (it == context->params.end() ||
-        !it->second.arg.getType().isInteger(32))
+    if (it == context->params.end() || !it->second.arg.getType().isInteger(32))
       return Value();
     return arith::ExtSIOp::create(*builder, loc, builder->getI64Type(),
                                   it->second.arg);
@@ -173,15 +173,13 @@ Value attnc::emitSinkLog2(OpBuilder &b, Location loc, attn::VariantOp variant,
 }
 
 RowNormalization attnc::emitRowNormalization(OpBuilder &b, Location loc,
-                                              attn::NormKind norm, Value m,
-                                              Value l, Value sinkLog2) {
+                                             attn::NormKind norm, Value m,
+                                             Value l, Value sinkLog2) {
   auto cF32 = [&](double v) -> Value {
     return arith::ConstantOp::create(b, loc,
                                      b.getF32FloatAttr(static_cast<float>(v)));
   };
-  auto exp2 = [&](Value x) -> Value {
-    return math::Exp2Op::create(b, loc, x);
-  };
+  auto exp2 = [&](Value x) -> Value { return math::Exp2Op::create(b, loc, x); };
   RowNormalization r;
   if (norm == attn::NormKind::softmax) {
     r.empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m,
@@ -203,8 +201,8 @@ RowNormalization attnc::emitRowNormalization(OpBuilder &b, Location loc,
         arith::AddFOp::create(b, loc, top, math::Log2Op::create(b, loc, denom)),
         cF32(kLn2));
   } else if (norm == attn::NormKind::linear) {
-    r.empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, l,
-                                    cF32(0.0));
+    r.empty =
+        arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, l, cF32(0.0));
     r.factor = arith::DivFOp::create(b, loc, cF32(1.0), l);
   } else {
     r.empty = arith::ConstantOp::create(b, loc, b.getBoolAttr(false));

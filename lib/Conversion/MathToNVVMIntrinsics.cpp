@@ -29,8 +29,7 @@ namespace {
 /// becomes ex2.approx.ftz there (one MUFU.EX2, without the compare and two
 /// multiplies that keep denormal results), as the kernels' softmax weights
 /// ask for.
-template <typename Op>
-struct ToIntrinsic : public OpRewritePattern<Op> {
+template <typename Op> struct ToIntrinsic : public OpRewritePattern<Op> {
   ToIntrinsic(MLIRContext *ctx, StringRef name, StringRef afnName = {})
       : OpRewritePattern<Op>(ctx), name(name), afnName(afnName) {}
   LogicalResult matchAndRewrite(Op op,
@@ -97,8 +96,8 @@ struct PowFToExp2 : public OpRewritePattern<math::PowFOp> {
                    arith::MulFOp::create(rewriter, loc, y,
                                          call("llvm.nvvm.lg2.approx.f", ax)));
     // y integral: floor(y) == y; odd: floor(y / 2) * 2 != y.
-    Value yInt = cmp(arith::CmpFPredicate::OEQ,
-                     call("llvm.nvvm.floor.f", y), y);
+    Value yInt =
+        cmp(arith::CmpFPredicate::OEQ, call("llvm.nvvm.floor.f", y), y);
     Value half = call("llvm.nvvm.floor.f",
                       arith::MulFOp::create(rewriter, loc, y, c(0.5)));
     Value yOdd = arith::AndIOp::create(
@@ -108,8 +107,8 @@ struct PowFToExp2 : public OpRewritePattern<math::PowFOp> {
     Value negBase = cmp(arith::CmpFPredicate::OLT, x, c(0.0));
     Value signed_ = arith::SelectOp::create(
         rewriter, loc, yOdd, arith::NegFOp::create(rewriter, loc, r), r);
-    Value forNeg = arith::SelectOp::create(rewriter, loc, yInt, signed_,
-                                           c(std::nan("")));
+    Value forNeg =
+        arith::SelectOp::create(rewriter, loc, yInt, signed_, c(std::nan("")));
     Value res = arith::SelectOp::create(rewriter, loc, negBase, forNeg, r);
     Value one = arith::OrIOp::create(rewriter, loc,
                                      cmp(arith::CmpFPredicate::OEQ, y, c(0.0)),

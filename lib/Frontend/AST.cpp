@@ -123,8 +123,7 @@ void Printer::print(const File &file) {
 
 void Printer::printDef(const Def &def) {
   begin() << "def " << def.name.name << "(";
-  llvm::interleave(
-      def.params, os, [&](const Ident &p) { os << p.name; }, ", ");
+  llvm::interleave(def.params, os, [&](const Ident &p) { os << p.name; }, ", ");
   os << ")";
   end(def.loc);
   printChild(*def.body);

@@ -68,8 +68,8 @@ private:
   Value genCall(const TExpr &e);
   Value genCast(const TExpr &e);
   /// `cond ? then : else` as scf.if, evaluating only the taken side.
-  Value genLazySelect(Location loc, Value cond, const TExpr *thenE,
-                      Value thenV, const TExpr *elseE, Value elseV, Type type);
+  Value genLazySelect(Location loc, Value cond, const TExpr *thenE, Value thenV,
+                      const TExpr *elseE, Value elseV, Type type);
 
   OpBuilder &b;
   ValueRange args;
@@ -87,7 +87,8 @@ Value ExprGen::index(const TExpr &e) {
     return args[3];
   case IndexVar::HKV: {
     // hkv = h / (H / Hkv): the KV head that query head h reads.
-    Value group = attn::FloorDivOp::create(b, e.loc, b.getI32Type(), size(e.loc, SizeKind::H),
+    Value group = attn::FloorDivOp::create(b, e.loc, b.getI32Type(),
+                                           size(e.loc, SizeKind::H),
                                            size(e.loc, SizeKind::Hkv));
     return attn::FloorDivOp::create(b, e.loc, b.getI32Type(), args[1], group);
   }
@@ -114,9 +115,8 @@ Value ExprGen::gen(const TExpr &e) {
     assert(args.size() == attn::kScoreArgs && "score outside the score item");
     return args[4];
   case TExpr::Kind::Param:
-    return attn::ParamGetOp::create(b, loc, typeOf(e.type),
-                                    FlatSymbolRefAttr::get(b.getContext(),
-                                                           e.name));
+    return attn::ParamGetOp::create(
+        b, loc, typeOf(e.type), FlatSymbolRefAttr::get(b.getContext(), e.name));
   case TExpr::Kind::TensorLoad: {
     SmallVector<Value> indices;
     for (const TExprPtr &op : e.operands)
@@ -160,8 +160,8 @@ Value ExprGen::genLazySelect(Location loc, Value cond, const TExpr *thenE,
 Value ExprGen::genUnary(const TExpr &e) {
   Value x = gen(*e.operands[0]);
   if (e.unaryOp == UnaryOp::Not) {
-    Value one = arith::ConstantOp::create(b, e.loc,
-                                          b.getIntegerAttr(b.getI1Type(), 1));
+    Value one =
+        arith::ConstantOp::create(b, e.loc, b.getIntegerAttr(b.getI1Type(), 1));
     return arith::XOrIOp::create(b, e.loc, x, one);
   }
   if (e.type == ScalarType::F32)
@@ -187,8 +187,9 @@ Value ExprGen::genBinary(const TExpr &e) {
                                  b.getI1Type());
     }
     Value rhs = gen(rhsE);
-    return op == BinaryOp::And ? arith::AndIOp::create(b, loc, lhs, rhs)
-                               : arith::OrIOp::create(b, loc, lhs, rhs).getResult();
+    return op == BinaryOp::And
+               ? arith::AndIOp::create(b, loc, lhs, rhs)
+               : arith::OrIOp::create(b, loc, lhs, rhs).getResult();
   }
   Value lhs = gen(lhsE), rhs = gen(rhsE);
   bool isFloat = lhs.getType().isF32();
@@ -204,13 +205,14 @@ Value ExprGen::genBinary(const TExpr &e) {
                    : arith::MulIOp::create(b, loc, lhs, rhs).getResult();
   case BinaryOp::Div:
     return isFloat ? arith::DivFOp::create(b, loc, lhs, rhs).getResult()
-                   : attn::FloorDivOp::create(b, loc, b.getI32Type(), lhs, rhs).getResult();
+                   : attn::FloorDivOp::create(b, loc, b.getI32Type(), lhs, rhs)
+                         .getResult();
   case BinaryOp::Mod: {
     if (!isFloat)
       return attn::FloorModOp::create(b, loc, b.getI32Type(), lhs, rhs);
     // Floating floor modulo: x - floor(x / y) * y.
-    Value q = math::FloorOp::create(b, loc,
-                                    arith::DivFOp::create(b, loc, lhs, rhs));
+    Value q =
+        math::FloorOp::create(b, loc, arith::DivFOp::create(b, loc, lhs, rhs));
     return arith::SubFOp::create(b, loc, lhs,
                                  arith::MulFOp::create(b, loc, q, rhs));
   }
@@ -228,9 +230,11 @@ Value ExprGen::genBinary(const TExpr &e) {
         arith::CmpFPredicate::OEQ, arith::CmpFPredicate::UNE,
         arith::CmpFPredicate::OLT, arith::CmpFPredicate::OLE,
         arith::CmpFPredicate::OGT, arith::CmpFPredicate::OGE};
-    unsigned i = static_cast<unsigned>(op) - static_cast<unsigned>(BinaryOp::Eq);
-    return isFloat ? arith::CmpFOp::create(b, loc, fpred[i], lhs, rhs).getResult()
-                   : arith::CmpIOp::create(b, loc, ipred[i], lhs, rhs).getResult();
+    unsigned i =
+        static_cast<unsigned>(op) - static_cast<unsigned>(BinaryOp::Eq);
+    return isFloat
+               ? arith::CmpFOp::create(b, loc, fpred[i], lhs, rhs).getResult()
+               : arith::CmpIOp::create(b, loc, ipred[i], lhs, rhs).getResult();
   }
   case BinaryOp::And:
   case BinaryOp::Or:

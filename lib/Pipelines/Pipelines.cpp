@@ -12,39 +12,39 @@
 #include "attnc/Conversion/Passes.h"
 #include "attnc/Transforms/Passes.h"
 
-#include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
-#include "mlir/Conversion/GPUToNVVM/GPUToNVVM.h"
-#include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
 #include "attnc/Conversion/MMAKernelConfig.h"
-#include "mlir/Conversion/NVGPUToNVVM/NVGPUToNVVM.h"
-#include "mlir/Conversion/VectorToLLVM/ConvertVectorToLLVM.h"
-#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
-#include "mlir/Conversion/NVVMToLLVM/NVVMToLLVM.h"
-#include "mlir/Conversion/UBToLLVM/UBToLLVM.h"
-#include "mlir/Conversion/IndexToLLVM/IndexToLLVM.h"
+#include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
 #include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVM.h"
 #include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVMPass.h"
+#include "mlir/Conversion/GPUToNVVM/GPUToNVVM.h"
+#include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
+#include "mlir/Conversion/IndexToLLVM/IndexToLLVM.h"
 #include "mlir/Conversion/MathToLLVM/MathToLLVM.h"
 #include "mlir/Conversion/MathToLibm/MathToLibm.h"
 #include "mlir/Conversion/MemRefToLLVM/MemRefToLLVM.h"
+#include "mlir/Conversion/NVGPUToNVVM/NVGPUToNVVM.h"
+#include "mlir/Conversion/NVVMToLLVM/NVVMToLLVM.h"
 #include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
 #include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
+#include "mlir/Conversion/UBToLLVM/UBToLLVM.h"
+#include "mlir/Conversion/VectorToLLVM/ConvertVectorToLLVM.h"
 #include "mlir/Conversion/VectorToLLVM/ConvertVectorToLLVMPass.h"
-#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
-#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
-#include "mlir/Dialect/UB/IR/UBOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/UB/IR/UBOps.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Target/LLVM/NVVM/Target.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
@@ -56,9 +56,9 @@
 using namespace mlir;
 
 void attnc::registerDialects(DialectRegistry &registry) {
-  registry.insert<attn::AttnDialect, arith::ArithDialect, cf::ControlFlowDialect,
-                  func::FuncDialect, LLVM::LLVMDialect, math::MathDialect,
-                  memref::MemRefDialect, scf::SCFDialect,
+  registry.insert<attn::AttnDialect, arith::ArithDialect,
+                  cf::ControlFlowDialect, func::FuncDialect, LLVM::LLVMDialect,
+                  math::MathDialect, memref::MemRefDialect, scf::SCFDialect,
                   vector::VectorDialect, gpu::GPUDialect, NVVM::NVVMDialect,
                   nvgpu::NVGPUDialect, ub::UBDialect>();
   // What convert-gpu-to-nvvm and gpu-module-to-binary need: the
@@ -123,8 +123,9 @@ void attnc::buildLowerToLLVMPipeline(OpPassManager &pm) {
 bool attnc::resolveGpuKernel(const GpuPipelineOptions &options,
                              GpuLaunchShape &shape, std::string &error) {
   auto fits = [](int64_t d) { return d > 0 && d % 16 == 0 && d <= 256; };
-  bool mmaOk = (options.elementType == "f16" || options.elementType == "bf16") &&
-               fits(options.headDim) && fits(options.valueDim);
+  bool mmaOk =
+      (options.elementType == "f16" || options.elementType == "bf16") &&
+      fits(options.headDim) && fits(options.valueDim);
   shape.kernel = options.kernel;
   // auto: wgmma on Hopper for head dims 64, 128, 192 and 256 (1.2 to 1.8x
   // mma.sync on the H100, docs/performance.md), mma.sync on other
@@ -132,8 +133,7 @@ bool attnc::resolveGpuKernel(const GpuPipelineOptions &options,
   if (shape.kernel == "auto") {
     auto measured = [](int64_t d) { return d > 0 && d % 64 == 0 && d <= 256; };
     shape.kernel = !mmaOk ? "simt"
-                   : isHopperChip(options.chip) &&
-                           measured(options.headDim) &&
+                   : isHopperChip(options.chip) && measured(options.headDim) &&
                            measured(options.valueDim)
                        ? "wgmma"
                        : "mma";
@@ -142,8 +142,7 @@ bool attnc::resolveGpuKernel(const GpuPipelineOptions &options,
     if (!mmaOk) {
       error = "the tensor-core GPU kernel needs f16 or bf16 and head dims "
               "that are multiples of 16 up to 256 (got " +
-              options.elementType + ", D = " +
-              std::to_string(options.headDim) +
+              options.elementType + ", D = " + std::to_string(options.headDim) +
               ", Dv = " + std::to_string(options.valueDim) + ")";
       return false;
     }
@@ -296,9 +295,10 @@ struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
   Option<int64_t> valueDim{*this, "value-dim", llvm::cl::init(64)};
   Option<std::string> chip{*this, "chip", llvm::cl::desc("sm_80, sm_90, ..."),
                            llvm::cl::init("sm_80")};
-  Option<std::string> kernel{*this, "kernel",
-                             llvm::cl::desc("auto, mma (tensor cores), wgmma (Hopper) or simt"),
-                             llvm::cl::init("auto")};
+  Option<std::string> kernel{
+      *this, "kernel",
+      llvm::cl::desc("auto, mma (tensor cores), wgmma (Hopper) or simt"),
+      llvm::cl::init("auto")};
   Option<bool> persistent{
       *this, "persistent",
       llvm::cl::desc("a persistent wgmma kernel for data-dependent masks"),
@@ -337,14 +337,13 @@ void attnc::registerAllPassesAndPipelines() {
   registerAttncConversionPasses();
   registerAttncTransformsPasses();
   registerPass([] { return createConvertVectorToLLVMPass(); });
-  for (auto make : {createSCFToControlFlowPass, arith::createArithExpandOpsPass,
-                    createConvertMathToLLVMPass, createConvertMathToLibmPass,
-                    memref::createExpandStridedMetadataPass,
-                    createFinalizeMemRefToLLVMConversionPass,
-                    createArithToLLVMConversionPass,
-                    createConvertControlFlowToLLVMPass,
-                    createConvertFuncToLLVMPass,
-                    createReconcileUnrealizedCastsPass})
+  for (auto make :
+       {createSCFToControlFlowPass, arith::createArithExpandOpsPass,
+        createConvertMathToLLVMPass, createConvertMathToLibmPass,
+        memref::createExpandStridedMetadataPass,
+        createFinalizeMemRefToLLVMConversionPass,
+        createArithToLLVMConversionPass, createConvertControlFlowToLLVMPass,
+        createConvertFuncToLLVMPass, createReconcileUnrealizedCastsPass})
     registerPass(make);
   registerPass([] { return createConvertGpuOpsToNVVMOps(); });
   registerPass([] { return createConvertNVGPUToNVVMPass(); });

@@ -71,8 +71,8 @@ std::string AotKernelShape::spec() const {
   if (!tiled)
     return "reference";
   return "tiled abi=" + std::to_string(kTiledKernelAbi) +
-         " tile_q=" + std::to_string(tileQ) +
-         " d=" + std::to_string(headDim) + " dv=" + std::to_string(valueDim) +
+         " tile_q=" + std::to_string(tileQ) + " d=" + std::to_string(headDim) +
+         " dv=" + std::to_string(valueDim) +
          " tile_kv=" + std::to_string(tileKV) +
          " vw=" + std::to_string(vectorWidth);
 }

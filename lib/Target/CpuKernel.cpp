@@ -37,11 +37,13 @@ std::string attnc::tiledOptionsError(const CompileOptions &options) {
     return "a tiled kernel needs its head dimensions D and Dv";
   if (options.headDim > kMaxTiledHeadDim || options.valueDim > kMaxTiledHeadDim)
     return "tiled CPU kernels support head dims up to " +
-           std::to_string(kMaxTiledHeadDim) + ", got D = " +
-           std::to_string(options.headDim) + ", Dv = " +
-           std::to_string(options.valueDim) + "; use the reference kernel";
-  int64_t stackBytes = 4 * options.tileQ *
-                       (options.headDim + options.valueDim + 16 + options.tileKV);
+           std::to_string(kMaxTiledHeadDim) +
+           ", got D = " + std::to_string(options.headDim) +
+           ", Dv = " + std::to_string(options.valueDim) +
+           "; use the reference kernel";
+  int64_t stackBytes =
+      4 * options.tileQ *
+      (options.headDim + options.valueDim + 16 + options.tileKV);
   if (options.tileQ <= 0 || options.tileKV <= 0 ||
       stackBytes > kMaxTiledStackBytes)
     return "tiles of " + std::to_string(options.tileQ) + " x " +
@@ -130,8 +132,7 @@ std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
   kernel->object = LoadedObject::load(object, signature.name, error);
   if (!kernel->object)
     return nullptr;
-  void *entry =
-      kernel->object->lookup(packedEntryName(signature.name), error);
+  void *entry = kernel->object->lookup(packedEntryName(signature.name), error);
   if (!entry)
     return nullptr;
   kernel->entry = reinterpret_cast<PackedKernelFn>(entry);
@@ -157,6 +158,5 @@ LaunchStatus CpuKernel::launch(const RunArgs &args, std::string &error) const {
   shape.vectorWidth = hostVectorWidth(options.vectorWidth);
   shape.headDim = options.headDim;
   shape.valueDim = options.valueDim;
-  return launchTiledKernel(sig, options.elementType, entry, shape, args,
-                           error);
+  return launchTiledKernel(sig, options.elementType, entry, shape, args, error);
 }

@@ -22,9 +22,8 @@ std::string GpuCompileOptions::describe() const {
   return std::string("dtype=") + dtypeName(elementType) +
          " lowering=gpu kernel=" + kernel + " d=" + std::to_string(headDim) +
          " dv=" + std::to_string(valueDim) + " tq=" + std::to_string(tileQ) +
-         " tk=" + std::to_string(tileKV) +
-         " chip=" + chip + (persistent ? " persistent=1" : "") +
-         (markKernel ? "" : " marks=0");
+         " tk=" + std::to_string(tileKV) + " chip=" + chip +
+         (persistent ? " persistent=1" : "") + (markKernel ? "" : " marks=0");
 }
 
 GpuKernel::~GpuKernel() {
@@ -40,8 +39,8 @@ GpuKernel::~GpuKernel() {
 }
 
 bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
-                             const GpuCompileOptions &options,
-                             GpuArtifact &out, std::string &error) {
+                             const GpuCompileOptions &options, GpuArtifact &out,
+                             std::string &error) {
   if (options.elementType != DType::F16 && options.elementType != DType::F32 &&
       options.elementType != DType::BF16) {
     error = "GPU kernels take float16, bfloat16 or float32 Q, K and V";
@@ -141,9 +140,9 @@ std::unique_ptr<GpuKernel> GpuKernel::load(const GpuArtifact &artifact,
                    /*CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES*/ 6};
   void *values[] = {log, reinterpret_cast<void *>(sizeof log)};
   std::string ptx = artifact.ptx; // NUL-terminated
-  if (!d->check(d->cuModuleLoadDataEx(&k->module, ptx.c_str(), 2, options,
-                                      values),
-                "cuModuleLoadDataEx", error)) {
+  if (!d->check(
+          d->cuModuleLoadDataEx(&k->module, ptx.c_str(), 2, options, values),
+          "cuModuleLoadDataEx", error)) {
     if (log[0])
       error += " (" + std::string(log) + ")";
     return nullptr;
@@ -159,9 +158,9 @@ std::unique_ptr<GpuKernel> GpuKernel::load(const GpuArtifact &artifact,
     return nullptr;
   // Hopper: a programmatic dependent launch (see launch()), only for PTX
   // that waits for the kernel before it before touching memory.
-  k->dependentLaunch = artifact.kernel == "wgmma" && d->cuLaunchKernelEx &&
-                       artifact.ptx.find("griddepcontrol.wait") !=
-                           std::string::npos;
+  k->dependentLaunch =
+      artifact.kernel == "wgmma" && d->cuLaunchKernelEx &&
+      artifact.ptx.find("griddepcontrol.wait") != std::string::npos;
   // More than 48 KiB of dynamic shared memory must be asked for.
   auto allowShared = [&](cuda::CUfunction fn, int64_t bytes) {
     return bytes <= 48 * 1024 ||
@@ -235,8 +234,7 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
     // Nothing to launch; a synchronous run still reports what earlier
     // asynchronous ones found.
     std::lock_guard<std::mutex> lock(launchMutex);
-    return !args.async && pendingAsync ? readPending(error)
-                                       : LaunchStatus::Ok;
+    return !args.async && pendingAsync ? readPending(error) : LaunchStatus::Ok;
   }
   if (blocks > 0x7fffffff) {
     error = "the problem needs " + std::to_string(blocks) +
@@ -263,8 +261,8 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   size_t marksBytes = 0;
   if (markFunction) {
     int64_t qTiles = (lq + rowsPerBlock - 1) / rowsPerBlock;
-    marksItems = (art.marksPerBatch ? b : 1) * (art.marksPerHead ? h : 1) *
-                 qTiles;
+    marksItems =
+        (art.marksPerBatch ? b : 1) * (art.marksPerHead ? h : 1) * qTiles;
     marksBytes = static_cast<size_t>(marksItems * art.markWords) * 4;
   }
   const bool growMarks = marks.size() < marksBytes;
@@ -274,9 +272,9 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
       return earlier;
   }
   if (!(async && pendingAsync) &&
-      !driver->check(driver->cuMemsetD8Async(status.ptr(), 0,
-                                             sizeof packed.status, s),
-                     "cuMemsetD8Async", error))
+      !driver->check(
+          driver->cuMemsetD8Async(status.ptr(), 0, sizeof packed.status, s),
+          "cuMemsetD8Async", error))
     return LaunchStatus::KernelError;
   size_t n = packed.args.size();
   // Testing: ATTN_GPU_SCALAR_O=1 withholds kFlagVectorO, so that the
@@ -300,16 +298,14 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   int64_t marksOffset = 0, marksSize = 0, marksStride = 1;
   if (markFunction) {
     if (growMarks &&
-        !marks.allocate(*driver, std::max(marksBytes, 2 * marks.size()),
-                        error))
+        !marks.allocate(*driver, std::max(marksBytes, 2 * marks.size()), error))
       return LaunchStatus::KernelError;
     marksPtr = marks.data();
     marksSize = static_cast<int64_t>(marks.size() / 4);
-    for (void *p : {static_cast<void *>(&marksPtr),
-                    static_cast<void *>(&marksPtr),
-                    static_cast<void *>(&marksOffset),
-                    static_cast<void *>(&marksSize),
-                    static_cast<void *>(&marksStride)})
+    for (void *p :
+         {static_cast<void *>(&marksPtr), static_cast<void *>(&marksPtr),
+          static_cast<void *>(&marksOffset), static_cast<void *>(&marksSize),
+          static_cast<void *>(&marksStride)})
       argv.push_back(p);
   }
   // Hopper: every wgmma kernel (and its mark kernel) is a programmatic
@@ -323,8 +319,8 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
     if (!dependentLaunch)
       return driver->check(
           driver->cuLaunchKernel(fn, static_cast<unsigned>(grid), 1, 1,
-                                 static_cast<unsigned>(art.threadsPerBlock),
-                                 1, 1, static_cast<unsigned>(shared), s,
+                                 static_cast<unsigned>(art.threadsPerBlock), 1,
+                                 1, static_cast<unsigned>(shared), s,
                                  argv.data(), nullptr),
           what, error);
     cuda::CUlaunchAttribute attr = {};
@@ -343,9 +339,8 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
         driver->cuLaunchKernelEx(&config, fn, argv.data(), nullptr), what,
         error);
   };
-  if (markFunction &&
-      !launchGrid(markFunction, marksItems, art.markSharedBytes,
-                  "launching the mark kernel"))
+  if (markFunction && !launchGrid(markFunction, marksItems, art.markSharedBytes,
+                                  "launching the mark kernel"))
     return LaunchStatus::KernelError;
   if (!launchGrid(function, blocks, art.sharedBytes, "launching the kernel"))
     return LaunchStatus::KernelError;
@@ -372,8 +367,8 @@ LaunchStatus GpuKernel::readPending(std::string &error) {
   pendingAsync = false;
   int32_t words[kStatusWords];
   if (!driver->makeCurrent(error) ||
-      !driver->check(driver->cuCtxSynchronize(),
-                     "an earlier asynchronous run", error) ||
+      !driver->check(driver->cuCtxSynchronize(), "an earlier asynchronous run",
+                     error) ||
       !driver->check(driver->cuMemcpyDtoH(words, status.ptr(), sizeof words),
                      "cuMemcpyDtoH", error))
     return LaunchStatus::KernelError;

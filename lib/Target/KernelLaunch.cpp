@@ -289,11 +289,11 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
   }
   int32_t flags = a.lse ? kFlagWriteLSE : 0;
   const int64_t oBytes = dtypeSize(a.o.dtype);
-  bool vectorO = a.o.strides[3] == 1 &&
-                 reinterpret_cast<uintptr_t>(a.o.data) % 16 == 0;
+  bool vectorO =
+      a.o.strides[3] == 1 && reinterpret_cast<uintptr_t>(a.o.data) % 16 == 0;
   for (int i = 0; i < 3; ++i) // a dim of size 1 never steps its stride
-    vectorO = vectorO && (a.o.shape[i] == 1 ||
-                          (a.o.strides[i] * oBytes) % 16 == 0);
+    vectorO =
+        vectorO && (a.o.shape[i] == 1 || (a.o.strides[i] * oBytes) % 16 == 0);
   if (vectorO)
     flags |= kFlagVectorO;
   pack.i32(flags);
@@ -340,6 +340,7 @@ LaunchStatus attnc::launchKernel(const KernelSignature &sig, DType elementType,
   if (!packKernelArgs(sig, elementType, args, packed, error))
     return LaunchStatus::InvalidArguments;
   entry(packed.args.data());
-  return decodeKernelStatus(sig, packed.status, error) ? LaunchStatus::Ok
-                                                : LaunchStatus::KernelError;
+  return decodeKernelStatus(sig, packed.status, error)
+             ? LaunchStatus::Ok
+             : LaunchStatus::KernelError;
 }

@@ -22,7 +22,7 @@ KernelSignature KernelSignature::fromVariant(attn::VariantOp variant) {
     SignatureParam sp;
     sp.name = p.getSymName().str();
     Type t = p.getElementType();
-    sp.type = t.isF32()          ? ParamType::F32
+    sp.type = t.isF32()         ? ParamType::F32
               : t.isInteger(32) ? ParamType::I32
                                 : ParamType::Bool;
     sp.isConst = p.getIsConst();

@@ -127,7 +127,8 @@ struct Summary {
         if (t.dtype == DType::Bool) {
           x = static_cast<const uint8_t *>(t.data)[i * stride] != 0;
         } else {
-          std::memcpy(&x, static_cast<const char *>(t.data) + i * stride * 4, 4);
+          std::memcpy(&x, static_cast<const char *>(t.data) + i * stride * 4,
+                      4);
         }
         lo = std::min(lo, x);
         hi = std::max(hi, x);
@@ -159,18 +160,17 @@ struct Summary {
 LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
                                       DType elementType, PackedKernelFn entry,
                                       const TiledKernelShape &shape,
-                                      const RunArgs &args,
-                                      std::string &error) {
+                                      const RunArgs &args, std::string &error) {
   PackedKernelArgs packed;
   if (!packKernelArgs(sig, elementType, args, packed, error))
     return LaunchStatus::InvalidArguments;
   const Sizes &sz = packed.sizes;
   if (sz.value[5] != shape.headDim || sz.value[6] != shape.valueDim) {
     error = "this kernel was compiled for head dimensions D = " +
-            std::to_string(shape.headDim) + ", Dv = " +
-            std::to_string(shape.valueDim) + ", but the tensors have D = " +
-            std::to_string(sz.value[5]) + ", Dv = " +
-            std::to_string(sz.value[6]);
+            std::to_string(shape.headDim) +
+            ", Dv = " + std::to_string(shape.valueDim) +
+            ", but the tensors have D = " + std::to_string(sz.value[5]) +
+            ", Dv = " + std::to_string(sz.value[6]);
     return LaunchStatus::InvalidArguments;
   }
   // Per call, for the kernels: a K^T buffer, flat [B, Hkv, kvTiles, DP,
@@ -207,8 +207,8 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   kt.size = ktSize;
   states.bind(ktStates);
   auto bind = [&](Operand &op, const TensorView &t, int64_t dim) {
-    bool direct = t.dtype == DType::F32 && t.strides[3] == 1 &&
-                  dim == roundUp(dim);
+    bool direct =
+        t.dtype == DType::F32 && t.strides[3] == 1 && dim == roundUp(dim);
     if (!direct) {
       op.init({B, Hkv, Lkv, roundUp(dim)});
       return false;
@@ -222,8 +222,8 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
     return true;
   };
   bool directK = bind(kr, args.k, D), directV = bind(vr, args.v, Dv);
-  auto copyRows = [&](const TensorView &t, Operand &op, int64_t dim,
-                      int64_t b, int64_t h) {
+  auto copyRows = [&](const TensorView &t, Operand &op, int64_t dim, int64_t b,
+                      int64_t h) {
     int64_t dimP = roundUp(dim);
     float *base = op.data.data() + (b * Hkv + h) * Lkv * dimP;
     bool fast = t.dtype == DType::F32 && t.strides[3] == 1;
@@ -280,7 +280,8 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   int64_t tiles = (sz.value[3] + shape.tileQ - 1) / shape.tileQ;
   int64_t items = bh * tiles;
   int threads = args.numThreads > 0 ? args.numThreads : defaultThreadCount();
-  threads = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(items, 1)));
+  threads =
+      static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(items, 1)));
 
   // The status memref (allocated, aligned, offset, size, stride) is the last
   // argument; each worker points it at its own words.

@@ -154,9 +154,8 @@ struct AttnPrintTileMapPass
       os << "\n" << blocks;
     }
     os << "  tiles: " << counts[1] << " all-true, " << counts[2] << " mixed, "
-       << counts[0] << " all-false (" << outside
-       << " skipped by loop bounds, " << insideFalse
-       << " by classification)\n";
+       << counts[0] << " all-false (" << outside << " skipped by loop bounds, "
+       << insideFalse << " by classification)\n";
   }
 };
 

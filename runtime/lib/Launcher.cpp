@@ -154,7 +154,8 @@ bool parseKernelSpec(const char *spec, bool &tiled, TiledKernelShape &shape,
     }
     if (q && d && dv && abi != kTiledKernelAbi) {
       error = "attn_launch: this tiled kernel was built by another attnc "
-              "(kernel ABI " + std::to_string(abi) + ", this launcher runs " +
+              "(kernel ABI " +
+              std::to_string(abi) + ", this launcher runs " +
               std::to_string(kTiledKernelAbi) +
               "): rebuild its object and header with this attnc";
       return false;

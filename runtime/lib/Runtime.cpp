@@ -279,8 +279,8 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
   args.numThreads = a.threads;
   args.reuseTileSummaries = a.paramsUnchanged;
   args.async = a.async;
-  attnc::LaunchStatus launched = k.gpu ? k.gpu->launch(args, a.stream, error)
-                                       : k.cpu->launch(args, error);
+  attnc::LaunchStatus launched =
+      k.gpu ? k.gpu->launch(args, a.stream, error) : k.cpu->launch(args, error);
   switch (launched) {
   case attnc::LaunchStatus::Ok:
     return Status::Ok;
@@ -623,11 +623,12 @@ Status Runtime::Impl::compile(const std::string &source,
     return Status::InvalidArgument;
   }
   if (options.dtype != DType::F32 && options.dtype != DType::F16) {
-    error = std::string("cpu kernels take float32 or float16 Q, K and V, "
-                        "not ") +
-            dtypeName(options.dtype) +
-            (options.dtype == DType::BF16 ? " (bfloat16 runs on the nvptx target)"
-                                          : "");
+    error =
+        std::string("cpu kernels take float32 or float16 Q, K and V, "
+                    "not ") +
+        dtypeName(options.dtype) +
+        (options.dtype == DType::BF16 ? " (bfloat16 runs on the nvptx target)"
+                                      : "");
     return Status::InvalidArgument;
   }
   attnc::CompileOptions copts;
@@ -642,8 +643,7 @@ Status Runtime::Impl::compile(const std::string &source,
   switch (options.tiling.mode) {
   case Tiling::Mode::Auto:
     // The tiled kernel when it applies; very wide heads use the reference.
-    copts.reference = !dimsKnown ||
-                      options.headDim > attnc::kMaxTiledHeadDim ||
+    copts.reference = !dimsKnown || options.headDim > attnc::kMaxTiledHeadDim ||
                       options.valueDim > attnc::kMaxTiledHeadDim;
     break;
   case Tiling::Mode::Reference:
@@ -779,13 +779,13 @@ bool envSwitch(const char *name, bool &value, std::string &error) {
 /// compiler's launch shape (and its mark kernel's, "-" for none), then the
 /// PTX.
 std::string encodeGpuObject(const attnc::GpuArtifact &a) {
-  return "attn-ptx 3 " + a.kernel + " " + std::to_string(a.rowsPerBlock) +
-         " " + std::to_string(a.threadsPerBlock) + " " +
+  return "attn-ptx 3 " + a.kernel + " " + std::to_string(a.rowsPerBlock) + " " +
+         std::to_string(a.threadsPerBlock) + " " +
          std::to_string(a.sharedBytes) + " " + (a.persistent ? "1" : "0") +
          " " + (a.markKernel.empty() ? "-" : a.markKernel) + " " +
-         std::to_string(a.markSharedBytes) + " " +
-         std::to_string(a.markWords) + " " + (a.marksPerBatch ? "1" : "0") +
-         " " + (a.marksPerHead ? "1" : "0") + "\n" + a.ptx;
+         std::to_string(a.markSharedBytes) + " " + std::to_string(a.markWords) +
+         " " + (a.marksPerBatch ? "1" : "0") + " " +
+         (a.marksPerHead ? "1" : "0") + "\n" + a.ptx;
 }
 bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
   size_t eol = object.find('\n');
@@ -808,9 +808,10 @@ bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
       a.markSharedBytes < 0 || a.markSharedBytes > 228 * 1024 ||
       (!a.markKernel.empty() &&
        (a.persistent || a.markWords <= 0 || a.markWords > 4096)) ||
-      (a.kernel != "mma" && a.kernel != "wgmma" && a.kernel != "simt") || a.rowsPerBlock <= 0 ||
-      a.threadsPerBlock <= 0 || a.threadsPerBlock > 1024 ||
-      a.sharedBytes < 0 || a.sharedBytes > 228 * 1024)
+      (a.kernel != "mma" && a.kernel != "wgmma" && a.kernel != "simt") ||
+      a.rowsPerBlock <= 0 || a.threadsPerBlock <= 0 ||
+      a.threadsPerBlock > 1024 || a.sharedBytes < 0 ||
+      a.sharedBytes > 228 * 1024)
     return false;
   a.ptx = object.substr(eol + 1);
   return !a.ptx.empty();
@@ -886,10 +887,9 @@ Status Runtime::Impl::compileGpu(const std::string &source,
   // The disk cache holds the PTX with its launch shape, keyed like CPU
   // objects (build, options with the chip, canonical IR); a hit skips MLIR
   // and leaves only the driver's JIT.
-  std::string key = sha256Hex("attn-kernel-key 1\nbuild " +
-                              std::string(ATTN_BUILD_ID) + "\noptions " +
-                              g.describe() + " target=nvptx\nir\n" +
-                              keyed.canonicalIR);
+  std::string key = sha256Hex(
+      "attn-kernel-key 1\nbuild " + std::string(ATTN_BUILD_ID) + "\noptions " +
+      g.describe() + " target=nvptx\nir\n" + keyed.canonicalIR);
   attnc::GpuArtifact artifact;
   bool fromDisk = false;
   DiskCache::KeyLock lock;
@@ -901,8 +901,8 @@ Status Runtime::Impl::compileGpu(const std::string &source,
     DiskCache::Lookup found = disk->read(key, stored, why);
     if (found == DiskCache::Lookup::Hit) {
       if (stored.build == ATTN_BUILD_ID && stored.options == g.describe() &&
-          attnc::KernelSignature::fromText(stored.signature,
-                                           artifact.signature, why) &&
+          attnc::KernelSignature::fromText(stored.signature, artifact.signature,
+                                           why) &&
           decodeGpuObject(stored.object, artifact)) {
         artifact.options = g;
         fromDisk = true;

@@ -181,11 +181,11 @@ TEST(Launcher, ChecksBeforeCalling) {
   // A description without abi= (an older attnc) or with another one is
   // refused before the kernel is called.
   int before = calls;
-  for (const char *spec : {"tiled tile_q=64 d=4 dv=4",
-                           "tiled abi=1 tile_q=64 d=4 dv=4",
-                           "tiled abi=99 tile_q=64 d=4 dv=4"}) {
-    EXPECT_EQ(attn_launch(text.c_str(), spec, 0, ATTN_F32, fakeKernel, &tq,
-                          &tq, &tq, &to, nullptr, nullptr, 0, err, sizeof err),
+  for (const char *spec :
+       {"tiled tile_q=64 d=4 dv=4", "tiled abi=1 tile_q=64 d=4 dv=4",
+        "tiled abi=99 tile_q=64 d=4 dv=4"}) {
+    EXPECT_EQ(attn_launch(text.c_str(), spec, 0, ATTN_F32, fakeKernel, &tq, &tq,
+                          &tq, &to, nullptr, nullptr, 0, err, sizeof err),
               ATTN_ERROR_INVALID_ARGUMENT)
         << spec;
     EXPECT_NE(std::strstr(err, "built by another attnc"), nullptr) << err;

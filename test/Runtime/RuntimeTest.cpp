@@ -178,7 +178,9 @@ TEST(Numerics, StridedViewsThroughBothKernels) {
             p.o[((b * p.H + h) * p.Lq + i) * p.Dv + c] =
                 ot[((b * p.Lq + i) * p.H + h) * p.Dv + c];
     auto score = [](double s, int64_t, int64_t, int64_t, int64_t) { return s; };
-    auto mask = [](int64_t, int64_t, int64_t i, int64_t j) { return j <= i + 7; };
+    auto mask = [](int64_t, int64_t, int64_t i, int64_t j) {
+      return j <= i + 7;
+    };
     EXPECT_LT(p.maxError(score, mask, /*checkLse=*/false), 1e-4);
     EXPECT_LT(p.maxError(score, mask), 1e-4);
   }
@@ -237,7 +239,9 @@ TEST(Numerics, DocumentMaskSummariesAndTheirReuse) {
     k.run(args);
     return p.maxError(
         [](double s, int64_t, int64_t, int64_t, int64_t) { return s; },
-        [&](int64_t, int64_t, int64_t i, int64_t j) { return doc[i] == doc[j]; });
+        [&](int64_t, int64_t, int64_t i, int64_t j) {
+          return doc[i] == doc[j];
+        });
   };
   for (int64_t i = 0; i < 300; ++i)
     doc[i] = int32_t(i / 37); // documents of 37 tokens
@@ -259,10 +263,9 @@ TEST(Numerics, BoolTensorBytesAnyNonZeroIsTrue) {
   attn::Runtime rt(memoryOnly());
   attn::CompileOptions opts;
   opts.headDim = opts.valueDim = 16;
-  attn::Kernel k = rt.compile(
-      "attention blk { param blocks: bool[?, ?]; "
-      "mask = blocks[q_idx / 16, kv_idx / 16]; }",
-      opts);
+  attn::Kernel k = rt.compile("attention blk { param blocks: bool[?, ?]; "
+                              "mask = blocks[q_idx / 16, kv_idx / 16]; }",
+                              opts);
   const int64_t L = 200, n = (L + 15) / 16;
   Problem p(1, 2, 2, L, L, 16, 16, 5);
   std::vector<uint8_t> blocks(n * n);
@@ -274,12 +277,12 @@ TEST(Numerics, BoolTensorBytesAnyNonZeroIsTrue) {
   args.params["blocks"] =
       attn::Tensor::contiguous(blocks.data(), attn::DType::Bool, {n, n});
   k.run(args);
-  EXPECT_LT(p.maxError(
-                [](double s, int64_t, int64_t, int64_t, int64_t) { return s; },
-                [&](int64_t, int64_t, int64_t i, int64_t j) {
-                  return blocks[(i / 16) * n + j / 16] != 0;
-                }),
-            1e-4);
+  EXPECT_LT(
+      p.maxError([](double s, int64_t, int64_t, int64_t, int64_t) { return s; },
+                 [&](int64_t, int64_t, int64_t i, int64_t j) {
+                   return blocks[(i / 16) * n + j / 16] != 0;
+                 }),
+      1e-4);
 }
 
 TEST(Numerics, RuntimeScalarNeverRecompiles) {
@@ -950,11 +953,9 @@ TEST(Errors, RunArguments) {
                  Status::InvalidArgument, "O must have shape (1, 4, 12, 8)");
   expectRunError([](attn::RunArgs &a) { a.q.shape.pop_back(); },
                  Status::InvalidArgument, "Q must have rank 4");
-  expectRunError(
-      [](attn::RunArgs &a) {
-        a.v.strides = {1, 2};
-      },
-      Status::InvalidArgument, "V has 2 strides for a shape of rank 4");
+  expectRunError([](attn::RunArgs &a) { a.v.strides = {1, 2}; },
+                 Status::InvalidArgument,
+                 "V has 2 strides for a shape of rank 4");
   expectRunError([](attn::RunArgs &a) { a.params["nosuch"] = 1.0; },
                  Status::InvalidArgument,
                  "unknown param 'nosuch' for variant 'alibi' (its params: "

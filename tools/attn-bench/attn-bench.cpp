@@ -160,9 +160,9 @@ struct Options {
 
 /// Parses and checks `source` and returns a module holding variant `name`,
 /// after `edit` (which may rewrite the variant).
-mlir::OwningOpRef<mlir::ModuleOp>
-frontEnd(mlir::MLIRContext &ctx, const std::string &path,
-         const std::string &name) {
+mlir::OwningOpRef<mlir::ModuleOp> frontEnd(mlir::MLIRContext &ctx,
+                                           const std::string &path,
+                                           const std::string &name) {
   auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
   if (!buffer)
     fail("cannot read '" + path + "': " + buffer.getError().message());
@@ -239,8 +239,8 @@ RunArgs makeArgs(Buffers &buf, const KernelSignature &sig, int threads,
   a.v = TensorView::contiguous(buf.v.data.data(), buf.v.dtype, buf.v.shape);
   a.o = TensorView::contiguous(buf.o.data.data(), buf.o.dtype, buf.o.shape);
   if (withLse)
-    a.lse = TensorView::contiguous(buf.lse.data.data(), DType::F32,
-                                   buf.lse.shape);
+    a.lse =
+        TensorView::contiguous(buf.lse.data.data(), DType::F32, buf.lse.shape);
   for (const SignatureParam &p : sig.params) {
     if (p.isConst)
       continue;
@@ -260,7 +260,8 @@ void materialised(const Buffers &buf, const Shape &s, int threads) {
   const float *q = reinterpret_cast<const float *>(buf.q.data.data());
   const float *k = reinterpret_cast<const float *>(buf.k.data.data());
   const float *v = reinterpret_cast<const float *>(buf.v.data.data());
-  float *o = reinterpret_cast<float *>(const_cast<uint8_t *>(buf.o.data.data()));
+  float *o =
+      reinterpret_cast<float *>(const_cast<uint8_t *>(buf.o.data.data()));
   std::vector<float> S(s.Lq * s.Lkv);
   float scale = 1.0f / std::sqrt(float(s.D));
   for (int64_t b = 0; b < s.B; ++b)
@@ -282,8 +283,8 @@ void materialised(const Buffers &buf, const Shape &s, int threads) {
         for (int64_t j = 0; j < s.Lkv; ++j)
           row[j] /= sum;
       });
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.Lq, s.Dv,
-                  s.Lkv, 1.0f, S.data(), s.Lkv, vp, s.Dv, 0.0f, op, s.Dv);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.Lq, s.Dv, s.Lkv,
+                  1.0f, S.data(), s.Lkv, vp, s.Dv, 0.0f, op, s.Dv);
     }
 }
 
@@ -303,7 +304,8 @@ Options parseArgs(int argc, char **argv) {
       char *end = nullptr;
       long long x = std::strtoll(v.c_str(), &end, 10);
       if (v.empty() || *end || x < 0)
-        fail("option '" + a + "' needs a non-negative integer, got '" + v + "'");
+        fail("option '" + a + "' needs a non-negative integer, got '" + v +
+             "'");
       return x;
     };
     if (a == "--help" || a == "-h") {
@@ -420,8 +422,9 @@ int main(int argc, char **argv) {
         fail(err);
     } else {
       buf.scalars[name] = {val == "true" ? 1.0
-                           : val == "false" ? 0.0
-                                            : std::strtod(val.c_str(), nullptr)};
+                           : val == "false"
+                               ? 0.0
+                               : std::strtod(val.c_str(), nullptr)};
     }
   }
 
@@ -449,18 +452,19 @@ int main(int argc, char **argv) {
     }
     blasMem = rss().second - before;
     blasTime = median(t);
-    llvm::outs() << llvm::format(
-        "materialised baseline (OpenBLAS, dense): %.2f ms, extra peak %.1f MB\n",
-        blasTime * 1e3, blasMem / 1e6);
+    llvm::outs() << llvm::format("materialised baseline (OpenBLAS, dense): "
+                                 "%.2f ms, extra peak %.1f MB\n",
+                                 blasTime * 1e3, blasMem / 1e6);
   }
 
   std::ostringstream json;
-  json << "{\n  \"fma_peak_gflops\": " << peak << ",\n  \"threads\": "
-       << o.threads << ",\n  \"shape\": {\"B\": " << s.B << ", \"H\": " << s.H
-       << ", \"Hkv\": " << s.Hkv << ", \"Lq\": " << s.Lq << ", \"Lkv\": "
-       << s.Lkv << ", \"D\": " << s.D << ", \"Dv\": " << s.Dv
-       << ", \"dtype\": \"" << o.dtype << "\"},\n  \"materialised_ms\": "
-       << blasTime * 1e3 << ",\n  \"materialised_extra_mb\": " << blasMem / 1e6
+  json << "{\n  \"fma_peak_gflops\": " << peak
+       << ",\n  \"threads\": " << o.threads << ",\n  \"shape\": {\"B\": " << s.B
+       << ", \"H\": " << s.H << ", \"Hkv\": " << s.Hkv << ", \"Lq\": " << s.Lq
+       << ", \"Lkv\": " << s.Lkv << ", \"D\": " << s.D << ", \"Dv\": " << s.Dv
+       << ", \"dtype\": \"" << o.dtype
+       << "\"},\n  \"materialised_ms\": " << blasTime * 1e3
+       << ",\n  \"materialised_extra_mb\": " << blasMem / 1e6
        << ",\n  \"variants\": [";
   llvm::outs() << llvm::format("%-18s %10s %9s %7s %8s %10s %9s %9s\n",
                                "variant", "median ms", "GFLOP/s", "%peak",

@@ -199,8 +199,7 @@ Options parseArgs(int argc, char **argv) {
         value(a, "-o", o.output) || value(a, "--dtype", o.dtype) ||
         value(a, "--q", o.q) || value(a, "--k", o.k) || value(a, "--v", o.v) ||
         value(a, "--lse", o.lse) || value(a, "--target", o.target) ||
-        value(a, "--threads", o.threads) ||
-        value(a, "--head-dim", o.headDim) ||
+        value(a, "--threads", o.threads) || value(a, "--head-dim", o.headDim) ||
         value(a, "--gpu-arch", o.gpuArch) ||
         value(a, "--gpu-kernel", o.gpuKernel) ||
         value(a, "--gpu-persistent", o.gpuPersistent) ||
@@ -228,8 +227,8 @@ Options parseArgs(int argc, char **argv) {
   {
     llvm::StringRef sm(o.gpuArch);
     unsigned n = 0;
-    if (!sm.consume_front("sm_") || sm.take_while(llvm::isDigit).getAsInteger(10, n) ||
-        n < 80)
+    if (!sm.consume_front("sm_") ||
+        sm.take_while(llvm::isDigit).getAsInteger(10, n) || n < 80)
       fail("--gpu-arch must be sm_80 or later (sm_80, sm_90, ...), got '" +
            o.gpuArch + "'");
   }
@@ -254,9 +253,9 @@ Options parseArgs(int argc, char **argv) {
     if (o.emit.empty())
       fail("nothing to do: give --emit=STAGE or use 'attnc run' (see attnc "
            "--help)");
-    static const char *stages[] = {"ast",    "mlir",    "loops", "tiled",
-                                   "llvm",   "llvm-ir", "obj",   "header",
-                                   "gpu",    "nvvm",    "ptx"};
+    static const char *stages[] = {"ast",  "mlir",    "loops", "tiled",
+                                   "llvm", "llvm-ir", "obj",   "header",
+                                   "gpu",  "nvvm",    "ptx"};
     if (std::find(std::begin(stages), std::end(stages), o.emit) ==
         std::end(stages))
       fail("unknown stage '" + o.emit +
@@ -361,7 +360,7 @@ int runVariant(const Options &o, mlir::ModuleOp module,
            dtypeName(arr->dtype));
     if (arr->shape.size() != 4)
       fail(*path + ": " + what + " must have rank 4 (" +
-           (std::string(what) == "Q" ? "B, H, Lq, D"
+           (std::string(what) == "Q"   ? "B, H, Lq, D"
             : std::string(what) == "K" ? "B, Hkv, Lkv, D"
                                        : "B, Hkv, Lkv, Dv") +
            "), got shape " + formatShape(arr->shape));
@@ -441,10 +440,9 @@ int runVariant(const Options &o, mlir::ModuleOp module,
     std::string pname = p.substr(0, eq), text = p.substr(eq + 1);
     if (args.params.count(pname))
       fail("--param '" + pname + "' is given twice");
-    auto it = std::find_if(sig.params.begin(), sig.params.end(),
-                           [&](const attn::ParamInfo &sp) {
-                             return sp.name == pname;
-                           });
+    auto it = std::find_if(
+        sig.params.begin(), sig.params.end(),
+        [&](const attn::ParamInfo &sp) { return sp.name == pname; });
     if (it == sig.params.end()) {
       std::vector<std::string> known;
       for (const attn::ParamInfo &sp : sig.params)
@@ -471,8 +469,7 @@ int runVariant(const Options &o, mlir::ModuleOp module,
       if (llvm::StringRef(text).ends_with(".npy"))
         fail("--param " + p + ": param '" + pname + "' is a scalar " +
              paramTypeName(paramType(it->dtype)) + "; give a literal");
-      args.params[pname] =
-          parseScalar(pname, text, paramType(it->dtype)).value;
+      args.params[pname] = parseScalar(pname, text, paramType(it->dtype)).value;
     }
   }
 
@@ -554,11 +551,11 @@ int cacheCommand(int argc, char **argv) {
     llvm::outs() << llvm::format("%-16s  %-16s  %-46s  %10s  %s\n", "key",
                                  "variant", "options", "bytes", "last used");
     for (const attn::CacheEntry &e : entries)
-      llvm::outs() << llvm::format(
-          "%-16s  %-16s  %-46s  %10llu  %s\n", e.key.substr(0, 16).c_str(),
-          e.variant.c_str(), e.options.c_str(),
-          static_cast<unsigned long long>(e.bytes),
-          formatTime(e.lastUsed).c_str());
+      llvm::outs() << llvm::format("%-16s  %-16s  %-46s  %10llu  %s\n",
+                                   e.key.substr(0, 16).c_str(),
+                                   e.variant.c_str(), e.options.c_str(),
+                                   static_cast<unsigned long long>(e.bytes),
+                                   formatTime(e.lastUsed).c_str());
     llvm::outs() << entries.size() << " entries, " << total << " bytes in "
                  << rt.cacheFolder() << "\n";
   } else if (cmd == "stats") {
@@ -604,10 +601,9 @@ int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
     auto variant = llvm::cast<mlir::attn::VariantOp>(
         mlir::SymbolTable::lookupSymbolIn(module, name));
     const HostTarget &host = HostTarget::native();
-    std::string text =
-        emitAotHeader(KernelSignature::fromVariant(variant), copts.elementType,
-                      shape, o.input + " for " + host.triple + " (" +
-                                 host.cpu + ")");
+    std::string text = emitAotHeader(
+        KernelSignature::fromVariant(variant), copts.elementType, shape,
+        o.input + " for " + host.triple + " (" + host.cpu + ")");
     auto out = openOutput(o.output);
     out->os() << text;
     out->keep();

@@ -38,8 +38,8 @@ struct TileEnv {
   std::function<mlir::Value(mlir::attn::ParamOp)> scalarParam;
   /// The range of `param[indices]` over index intervals (i64), or nullopt
   /// when unknown. Called only for i32 and bool tensor params.
-  std::function<std::optional<IntervalValues>(
-      mlir::attn::ParamOp, llvm::ArrayRef<IntervalValues>)>
+  std::function<std::optional<IntervalValues>(mlir::attn::ParamOp,
+                                              llvm::ArrayRef<IntervalValues>)>
       tensorRange;
 };
 

@@ -22,15 +22,15 @@ namespace attnc {
 
 /// A runtime parameter as a kernel argument.
 struct KernelParamArg {
-  mlir::Value arg;   // memref (tensor) or i32/f32 (scalar; bools as i32)
-  int ordinal = 0;   // position among the runtime params (for errors)
+  mlir::Value arg; // memref (tensor) or i32/f32 (scalar; bools as i32)
+  int ordinal = 0; // position among the runtime params (for errors)
 };
 
 struct KernelContext {
   mlir::attn::VariantOp variant;
-  mlir::Value sizeI32[7];   // B, H, Hkv, Lq, Lkv, D, Dv as i32
+  mlir::Value sizeI32[7]; // B, H, Hkv, Lq, Lkv, D, Dv as i32
   llvm::StringMap<KernelParamArg> params;
-  mlir::Value status;       // memref<kStatusWords x i32>
+  mlir::Value status; // memref<kStatusWords x i32>
 };
 
 /// The kernel argument type of a runtime param (KernelABI.h).

@@ -99,8 +99,7 @@ protected:
   /// status[word] += n, atomically (one thread per block calls it).
   void countTiles(int word, mlir::Value n) {
     mlir::memref::AtomicRMWOp::create(b, loc, mlir::arith::AtomicRMWKind::addi,
-                                      n, status,
-                                      mlir::ValueRange{cIdx(word)});
+                                      n, status, mlir::ValueRange{cIdx(word)});
   }
 
   mlir::OpBuilder b;

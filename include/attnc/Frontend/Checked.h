@@ -36,14 +36,36 @@ enum class IndexVar { B, H, Q, KV, HKV };
 
 /// Builtin functions of the language (casts are Cast nodes, not calls).
 enum class Builtin {
-  Exp, Log, Sqrt, Tanh, Sigmoid, Abs, Floor, Ceil, Min, Max, Pow
+  Exp,
+  Log,
+  Sqrt,
+  Tanh,
+  Sigmoid,
+  Abs,
+  Floor,
+  Ceil,
+  Min,
+  Max,
+  Pow
 };
 
 enum class UnaryOp { Neg, Not };
 
 /// Binary operators. Div and Mod on I32 are floor division / floor modulo.
 enum class BinaryOp {
-  Add, Sub, Mul, Div, Mod, Eq, Ne, Lt, Le, Gt, Ge, And, Or
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Mod,
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,
+  And,
+  Or
 };
 
 /// Spelling of a binary operator as the language writes it ("+", "&&", ...).
@@ -55,19 +77,19 @@ using TExprPtr = std::unique_ptr<TExpr>;
 /// A typed, resolved expression node.
 struct TExpr {
   enum class Kind {
-    ConstInt,    // intValue, type I32
-    ConstFloat,  // floatValue, type F32
-    ConstBool,   // boolValue, type Bool
-    Index,       // index (b, h, q_idx, kv_idx, hkv), type I32
-    Size,        // size, type I32
-    Score,       // the scaled dot product, type F32 (only in score)
-    Param,       // scalar param `name` (const or runtime), type = its type
-    TensorLoad,  // tensor param `name` indexed by operands (all I32)
-    Unary,       // unaryOp on operands[0]
-    Binary,      // binaryOp on operands[0], operands[1] (same type)
-    Select,      // operands[0] ? operands[1] : operands[2]
-    Call,        // builtin on operands (already converted to the right types)
-    Cast,        // operands[0] converted to `type` (F32<->I32, Bool->I32/F32)
+    ConstInt,   // intValue, type I32
+    ConstFloat, // floatValue, type F32
+    ConstBool,  // boolValue, type Bool
+    Index,      // index (b, h, q_idx, kv_idx, hkv), type I32
+    Size,       // size, type I32
+    Score,      // the scaled dot product, type F32 (only in score)
+    Param,      // scalar param `name` (const or runtime), type = its type
+    TensorLoad, // tensor param `name` indexed by operands (all I32)
+    Unary,      // unaryOp on operands[0]
+    Binary,     // binaryOp on operands[0], operands[1] (same type)
+    Select,     // operands[0] ? operands[1] : operands[2]
+    Call,       // builtin on operands (already converted to the right types)
+    Cast,       // operands[0] converted to `type` (F32<->I32, Bool->I32/F32)
   };
   Kind kind;
   ScalarType type;
@@ -77,7 +99,7 @@ struct TExpr {
   bool boolValue = false;
   IndexVar index = IndexVar::B;
   SizeKind size = SizeKind::B;
-  std::string name;  // Param, TensorLoad
+  std::string name; // Param, TensorLoad
   UnaryOp unaryOp = UnaryOp::Neg;
   BinaryOp binaryOp = BinaryOp::Add;
   Builtin builtin = Builtin::Exp;
@@ -91,8 +113,8 @@ struct TExpr {
 struct ParamDim {
   enum class Kind { Size, Literal, Dynamic };
   Kind kind = Kind::Dynamic;
-  SizeKind size = SizeKind::B;  // Kind::Size
-  int64_t value = 0;            // Kind::Literal
+  SizeKind size = SizeKind::B; // Kind::Size
+  int64_t value = 0;           // Kind::Literal
 };
 
 /// A literal value of a param (default or const value), of the param's type.
@@ -109,8 +131,8 @@ struct ParamDecl {
   ScalarType elementType = ScalarType::F32;
   bool isConst = false;
   bool isTensor = false;
-  std::vector<ParamDim> dims;          // tensors only
-  std::optional<ParamValue> value;     // const value, or runtime default
+  std::vector<ParamDim> dims;      // tensors only
+  std::optional<ParamValue> value; // const value, or runtime default
 
   explicit ParamDecl(mlir::Location loc) : loc(loc) {}
 };
@@ -120,12 +142,12 @@ enum class Normalization { Softmax, Sigmoid, Relu, Linear };
 struct CheckedVariant {
   std::string name;
   mlir::Location loc;
-  std::vector<ParamDecl> params;  // in declaration order
-  TExprPtr scale;   // F32; null when absent (default 1 / sqrt(D))
-  TExprPtr score;   // F32; null when absent (identity)
-  TExprPtr mask;    // Bool; null when absent (all true)
+  std::vector<ParamDecl> params; // in declaration order
+  TExprPtr scale;                // F32; null when absent (default 1 / sqrt(D))
+  TExprPtr score;                // F32; null when absent (identity)
+  TExprPtr mask;                 // Bool; null when absent (all true)
   Normalization normalization = Normalization::Softmax;
-  TExprPtr sink;    // F32 expression of b, h, sizes, params; softmax only
+  TExprPtr sink; // F32 expression of b, h, sizes, params; softmax only
   std::optional<mlir::Location> normalizeLoc;
 
   explicit CheckedVariant(mlir::Location loc) : loc(loc) {}

@@ -31,7 +31,7 @@ struct GpuCompileOptions {
   /// simt: rows per block = threads per block (the mma kernel's shape is
   /// fixed by MMAKernelConfig.h).
   int64_t tileQ = 128;
-  int64_t tileKV = 0; // keys per kv-tile; 0: the compiler's choice
+  int64_t tileKV = 0;          // keys per kv-tile; 0: the compiler's choice
   std::string kernel = "auto"; // auto, mma (tensor cores) or simt
   std::string chip = "sm_80";
   /// A persistent wgmma kernel for data-dependent masks where it fits

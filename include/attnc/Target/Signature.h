@@ -31,8 +31,8 @@ const char *paramTypeName(ParamType t); // "f32", "i32", "bool"
 
 struct SignatureDim {
   enum class Kind { Size, Literal, Dynamic } kind = Kind::Dynamic;
-  int size = 0;       // index into Sizes::names for Kind::Size
-  int64_t value = 0;  // Kind::Literal
+  int size = 0;      // index into Sizes::names for Kind::Size
+  int64_t value = 0; // Kind::Literal
 };
 
 struct SignatureParam {
