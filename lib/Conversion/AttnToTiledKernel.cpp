@@ -999,13 +999,18 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
         out = arith::TruncFOp::create(b, loc, elementType, out);
       memref::StoreOp::create(b, loc, out, o, ValueRange{bi, hi, row, c});
     });
-    if (norm == attn::NormKind::softmax) {
+    if (norm == attn::NormKind::softmax || norm == attn::NormKind::linear) {
+      // The row statistic the backward needs: LSE (softmax), the row sum
+      // (linear).
       Value wantLse = arith::CmpIOp::create(
           b, loc, arith::CmpIPredicate::ne,
           arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
       scf::IfOp::create(b, loc, wantLse, [&](OpBuilder &, Location) {
-        Value value =
-            arith::SelectOp::create(b, loc, empty, cF32(-INFINITY), lseValue);
+        Value value = norm == attn::NormKind::linear
+                          ? l
+                          : arith::SelectOp::create(b, loc, empty,
+                                                    cF32(-INFINITY), lseValue)
+                                .getResult();
         memref::StoreOp::create(b, loc, value, lse, ValueRange{bi, hi, row});
         scf::YieldOp::create(b, loc);
       });

@@ -25,6 +25,8 @@ std::string CompileOptions::describe() const {
   std::string s = std::string("dtype=") +
                   (elementType == DType::F16 ? "f16" : "f32") +
                   " lowering=" + (reference ? "reference" : "tiled");
+  if (backward)
+    s += " pass=backward";
   if (!reference)
     s += " d=" + std::to_string(headDim) + " dv=" + std::to_string(valueDim) +
          " tq=" + std::to_string(tileQ) + " tk=" + std::to_string(tileKV) +
@@ -93,7 +95,13 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
   });
   PassManager pm(ctx);
   const char *elem = options.elementType == DType::F16 ? "f16" : "f32";
-  if (options.reference) {
+  if (options.backward && options.reference) {
+    buildReferenceBackwardPipeline(pm, elem);
+  } else if (options.backward) {
+    error = "the tiled backward kernel is not available yet; use the "
+            "reference kernel";
+    return false;
+  } else if (options.reference) {
     buildReferenceLoopsPipeline(pm, elem);
   } else {
     error = tiledOptionsError(options);
@@ -132,7 +140,8 @@ std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
   kernel->object = LoadedObject::load(object, signature.name, error);
   if (!kernel->object)
     return nullptr;
-  void *entry = kernel->object->lookup(packedEntryName(signature.name), error);
+  std::string symbol = signature.name + (options.backward ? "_bwd" : "");
+  void *entry = kernel->object->lookup(packedEntryName(symbol), error);
   if (!entry)
     return nullptr;
   kernel->entry = reinterpret_cast<PackedKernelFn>(entry);
@@ -150,6 +159,11 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module,
 }
 
 LaunchStatus CpuKernel::launch(const RunArgs &args, std::string &error) const {
+  if (options.backward) {
+    error = "kernel '" + sig.name +
+            "' computes gradients; run it with its backward arguments";
+    return LaunchStatus::InvalidArguments;
+  }
   if (options.reference)
     return launchKernel(sig, options.elementType, entry, args, error);
   TiledKernelShape shape;
@@ -159,4 +173,14 @@ LaunchStatus CpuKernel::launch(const RunArgs &args, std::string &error) const {
   shape.headDim = options.headDim;
   shape.valueDim = options.valueDim;
   return launchTiledKernel(sig, options.elementType, entry, shape, args, error);
+}
+
+LaunchStatus CpuKernel::launchBackward(const BackwardRunArgs &args,
+                                       std::string &error) const {
+  if (!options.backward) {
+    error = "kernel '" + sig.name +
+            "' computes the forward pass; compile it for the backward pass";
+    return LaunchStatus::InvalidArguments;
+  }
+  return launchBackwardKernel(sig, options.elementType, entry, args, error);
 }

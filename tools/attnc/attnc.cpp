@@ -56,12 +56,20 @@ USAGE
   attnc run FILE.attn [--variant NAME] --q Q.npy --k K.npy --v V.npy
         [--param NAME=VALUE | --param NAME=FILE.npy]... [--target cpu|nvptx]
         -o OUT.npy [--lse LSE.npy] [--reference]
+  attnc grad FILE.attn [--variant NAME] --q Q.npy --k K.npy --v V.npy
+        --do DO.npy [--o O.npy (--lse LSE.npy | --stats S.npy)]
+        [--param NAME=VALUE | --param NAME=FILE.npy]...
+        --dq DQ.npy --dk DK.npy --dv DV.npy [--dparam NAME=FILE.npy]...
+        [--reference]
   attnc cache list|stats|clear
   attnc --help | --version
 
 STAGES (--emit)
   ast      the parsed syntax tree, before any checks
   mlir     the `attn` dialect: one attn.variant per attention block
+  grad-mlir  the same with each variant's backward form (attn-differentiate):
+           attn.score_grad / attn.sink_grad regions computing the
+           derivatives of the score and sink and the param gradients
   loops    the reference kernel: scf loops over memrefs (--dtype picks f32/f16)
   tiled    the optimised CPU kernel: one (b, h, q-tile) work item with the
            mask's kv bounds, tile skipping, online softmax and vector
@@ -91,6 +99,14 @@ RUN
   their dtype; --lse writes the float32 log-sum-exp [B, H, Lq] (softmax only).
   Scalar params take a literal (42, 0.5, true); tensor params a .npy file
   of the declared element type (float32, int32, bool).
+
+GRAD
+  attnc grad writes the gradients of a loss L with respect to Q, K, V and
+  the f32 params, given dO = dL/dO (the shape and dtype of O). Without
+  --o it runs the forward pass first; with --o it needs the forward's row
+  statistics: --lse (softmax) or --stats (softmax: the LSE; linear: the
+  row sums of the scores); sigmoid and relu need none. --dparam NAME=FILE
+  writes the float32 gradient of param NAME (of the param's shape).
 
 OPTIONS
   --variant NAME   the attention block to use (needed when the file has several)
@@ -136,6 +152,9 @@ EXAMPLE
 
 struct Options {
   bool run = false;
+  bool grad = false;
+  std::string dO, inO, stats, dq, dk, dv;
+  std::vector<std::string> dparams;
   std::string input;
   std::string variant;
   std::string emit;
@@ -159,6 +178,9 @@ Options parseArgs(int argc, char **argv) {
   size_t i = 0;
   if (!args.empty() && args[0] == "run") {
     o.run = true;
+    ++i;
+  } else if (!args.empty() && args[0] == "grad") {
+    o.grad = true;
     ++i;
   }
   auto value = [&](const std::string &arg, const std::string &name,
@@ -204,10 +226,17 @@ Options parseArgs(int argc, char **argv) {
         value(a, "--gpu-kernel", o.gpuKernel) ||
         value(a, "--gpu-persistent", o.gpuPersistent) ||
         value(a, "--gpu-mark-kernel", o.gpuMarkKernel) ||
-        value(a, "--value-dim", o.valueDim))
+        value(a, "--value-dim", o.valueDim) || value(a, "--do", o.dO) ||
+        value(a, "--o", o.inO) || value(a, "--stats", o.stats) ||
+        value(a, "--dq", o.dq) || value(a, "--dk", o.dk) ||
+        value(a, "--dv", o.dv))
       continue;
     if (value(a, "--param", param)) {
       o.params.push_back(param);
+      continue;
+    }
+    if (value(a, "--dparam", param)) {
+      o.dparams.push_back(param);
       continue;
     }
     if (!a.empty() && a[0] == '-' && a != "-")
@@ -236,7 +265,30 @@ Options parseArgs(int argc, char **argv) {
                              std::pair{"--gpu-mark-kernel", &o.gpuMarkKernel}})
     if (*value != "on" && *value != "off")
       fail(std::string(flag) + " must be on or off, got '" + *value + "'");
-  if (o.run) {
+  if (o.grad) {
+    if (!o.emit.empty())
+      fail("'--emit' is not an option of 'attnc grad'");
+    if (!o.output.empty())
+      fail("attnc grad writes --dq, --dk, --dv and --dparam files, not -o");
+    if (o.q.empty() || o.k.empty() || o.v.empty() || o.dO.empty())
+      fail("attnc grad needs --q, --k, --v and --do");
+    if (o.dq.empty() || o.dk.empty() || o.dv.empty())
+      fail("attnc grad needs --dq, --dk and --dv");
+    if (o.inO.empty() && (!o.lse.empty() || !o.stats.empty()))
+      fail("--lse and --stats go with --o (the forward's output)");
+    if (!o.lse.empty() && !o.stats.empty())
+      fail("give --lse or --stats, not both");
+    if (o.target != "cpu")
+      fail("attnc grad runs on the cpu target only");
+    if (!o.threads.empty() &&
+        (o.threads.find_first_not_of("0123456789") != std::string::npos ||
+         o.threads.size() > 4 || std::stoi(o.threads) < 1))
+      fail("--threads must be a positive integer, got '" + o.threads + "'");
+  } else if (!o.dO.empty() || !o.dq.empty() || !o.dk.empty() || !o.dv.empty() ||
+             !o.inO.empty() || !o.stats.empty() || !o.dparams.empty()) {
+    fail("--do, --o, --stats, --dq, --dk, --dv and --dparam are options of "
+         "'attnc grad'");
+  } else if (o.run) {
     if (!o.emit.empty())
       fail("'--emit' is not an option of 'attnc run'");
     if (o.q.empty() || o.k.empty() || o.v.empty())
@@ -253,14 +305,14 @@ Options parseArgs(int argc, char **argv) {
     if (o.emit.empty())
       fail("nothing to do: give --emit=STAGE or use 'attnc run' (see attnc "
            "--help)");
-    static const char *stages[] = {"ast",  "mlir",    "loops", "tiled",
-                                   "llvm", "llvm-ir", "obj",   "header",
-                                   "gpu",  "nvvm",    "ptx"};
+    static const char *stages[] = {"ast",    "mlir", "grad-mlir", "loops",
+                                   "tiled",  "llvm", "llvm-ir",   "obj",
+                                   "header", "gpu",  "nvvm",      "ptx"};
     if (std::find(std::begin(stages), std::end(stages), o.emit) ==
         std::end(stages))
       fail("unknown stage '" + o.emit +
-           "' for --emit (expected ast, mlir, loops, tiled, llvm, llvm-ir, "
-           "obj, header, gpu, nvvm or ptx)");
+           "' for --emit (expected ast, mlir, grad-mlir, loops, tiled, llvm, "
+           "llvm-ir, obj, header, gpu, nvvm or ptx)");
     for (const std::string *dim : {&o.headDim, &o.valueDim})
       if (!dim->empty() &&
           (dim->find_first_not_of("0123456789") != std::string::npos ||
@@ -516,6 +568,204 @@ int runVariant(const Options &o, mlir::ModuleOp module,
   return 0;
 }
 
+/// `attnc grad`: the backward pass on .npy tensors, on the CPU.
+int gradVariant(const Options &o, mlir::MLIRContext &ctx,
+                mlir::ModuleOp module) {
+  std::string name = chooseVariant(module, o.variant, o.input);
+  NpyArray q = readOrFail(o.q), k = readOrFail(o.k), v = readOrFail(o.v);
+  NpyArray dO = readOrFail(o.dO);
+  for (auto [what, arr, path] : {std::tuple{"Q", &q, &o.q},
+                                 {"K", &k, &o.k},
+                                 {"V", &v, &o.v},
+                                 {"dO", &dO, &o.dO}}) {
+    if (arr->dtype != DType::F32 && arr->dtype != DType::F16)
+      fail(*path + ": " + what + " must be float32 or float16, got " +
+           dtypeName(arr->dtype));
+    if (arr->shape.size() != 4)
+      fail(*path + ": " + what + " must have rank 4, got shape " +
+           formatShape(arr->shape));
+  }
+  if (q.dtype != k.dtype || q.dtype != v.dtype)
+    fail(std::string("Q, K and V must have the same dtype, got ") +
+         dtypeName(q.dtype) + ", " + dtypeName(k.dtype) + " and " +
+         dtypeName(v.dtype));
+
+  mlir::DialectRegistry registry;
+  registerDialects(registry);
+  ctx.appendDialectRegistry(registry);
+  CompileOptions copts;
+  copts.elementType = q.dtype;
+  copts.reference = true;
+  if (!o.reference) {
+    copts.headDim = q.shape[3];
+    copts.valueDim = v.shape[3];
+    copts.reference = !tiledOptionsError(copts).empty();
+  }
+  std::string err;
+  auto compile = [&](bool backward) {
+    CompileOptions c = copts;
+    c.backward = backward;
+    // The tiled backward kernel comes later: the reference for now.
+    if (backward)
+      c.reference = true;
+    mlir::OwningOpRef<mlir::ModuleOp> copy = module.clone();
+    std::unique_ptr<CpuKernel> kernel = CpuKernel::compile(*copy, name, c, err);
+    if (!kernel)
+      fail(err);
+    return kernel;
+  };
+  std::unique_ptr<CpuKernel> bwd = compile(true);
+  const KernelSignature &sig = bwd->signature();
+
+  static uint8_t emptyStorage[8];
+  auto dataOf = [&](NpyArray &a) -> void * {
+    return a.data.empty() ? emptyStorage : a.data.data();
+  };
+  auto view = [&](NpyArray &a) {
+    return TensorView::contiguous(dataOf(a), a.dtype, a.shape);
+  };
+  auto poisoned = [&](DType dtype, std::vector<int64_t> shape) {
+    NpyArray a;
+    a.dtype = dtype;
+    a.shape = std::move(shape);
+    a.data.assign(a.numel() * dtypeSize(dtype), 0xFF);
+    return a;
+  };
+
+  // Params, by the signature.
+  std::map<std::string, ParamArg> params;
+  std::map<std::string, NpyArray> tensorParams;
+  for (const std::string &p : o.params) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0)
+      fail("--param '" + p + "' must be NAME=VALUE or NAME=FILE.npy");
+    std::string pname = p.substr(0, eq), text = p.substr(eq + 1);
+    if (params.count(pname))
+      fail("--param '" + pname + "' is given twice");
+    auto it = std::find_if(
+        sig.params.begin(), sig.params.end(),
+        [&](const SignatureParam &sp) { return sp.name == pname; });
+    if (it == sig.params.end()) {
+      std::vector<llvm::StringRef> refs;
+      for (const SignatureParam &sp : sig.params)
+        refs.push_back(sp.name);
+      std::string near = ast::didYouMean(pname, refs);
+      fail("unknown param '" + pname + "' for variant '" + name + "'" +
+           (near.empty() ? std::string() : near));
+    }
+    if (it->isTensor) {
+      if (!llvm::StringRef(text).ends_with(".npy"))
+        fail("--param " + p + ": param '" + pname +
+             "' is a tensor; give a .npy file");
+      NpyArray &arr = tensorParams[pname] = readOrFail(text);
+      params[pname] = view(arr);
+    } else {
+      if (llvm::StringRef(text).ends_with(".npy"))
+        fail("--param " + p + ": param '" + pname + "' is a scalar " +
+             paramTypeName(it->type) + "; give a literal");
+      params[pname] = parseScalar(pname, text, it->type);
+    }
+  }
+
+  // O and the row statistics: given, or from a forward run.
+  bool hasStats =
+      sig.normalization == "softmax" || sig.normalization == "linear";
+  NpyArray out, stats;
+  std::vector<int64_t> oShape = {q.shape[0], q.shape[1], q.shape[2],
+                                 v.shape[3]};
+  std::vector<int64_t> rowShape = {q.shape[0], q.shape[1], q.shape[2]};
+  if (!o.inO.empty()) {
+    out = readOrFail(o.inO);
+    std::string statsPath = !o.lse.empty() ? o.lse : o.stats;
+    if (!o.lse.empty() && sig.normalization != "softmax")
+      fail("--lse: 'normalize " + sig.normalization + "' has no log-sum-exp" +
+           (sig.normalization == "linear"
+                ? std::string("; its backward takes the row sums (--stats)")
+                : std::string("; its backward needs no row statistics")));
+    if (hasStats && statsPath.empty())
+      fail("the backward of variant '" + name + "' (normalize " +
+           sig.normalization +
+           ") needs the forward's row statistics with "
+           "--o: give " +
+           (sig.normalization == "softmax" ? "--lse LSE.npy (or --stats)"
+                                           : "--stats S.npy") +
+           ", or leave out --o to run the forward here");
+    if (!statsPath.empty()) {
+      if (!hasStats)
+        fail("--stats: 'normalize " + sig.normalization +
+             "' saves no row statistics; its backward needs none");
+      stats = readOrFail(statsPath);
+    }
+  } else {
+    std::unique_ptr<CpuKernel> fwd = compile(false);
+    out = poisoned(q.dtype, oShape);
+    RunArgs run;
+    run.q = view(q);
+    run.k = view(k);
+    run.v = view(v);
+    run.o = view(out);
+    if (hasStats) {
+      stats = poisoned(DType::F32, rowShape);
+      run.rowStats = view(stats);
+    }
+    run.params = params;
+    if (!o.threads.empty())
+      run.numThreads = std::stoi(o.threads);
+    if (!fwd->run(run, err))
+      fail(err);
+  }
+
+  BackwardRunArgs args;
+  args.q = view(q);
+  args.k = view(k);
+  args.v = view(v);
+  args.o = view(out);
+  args.dO = view(dO);
+  if (!stats.shape.empty())
+    args.rowStats = view(stats);
+  NpyArray dq = poisoned(q.dtype, q.shape), dk = poisoned(k.dtype, k.shape),
+           dv = poisoned(v.dtype, v.shape);
+  args.dq = view(dq);
+  args.dk = view(dk);
+  args.dv = view(dv);
+  args.params = params;
+  if (!o.threads.empty())
+    args.numThreads = std::stoi(o.threads);
+  std::map<std::string, std::pair<NpyArray, std::string>> dparams;
+  for (const std::string &p : o.dparams) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == p.size())
+      fail("--dparam '" + p + "' must be NAME=FILE.npy");
+    std::string pname = p.substr(0, eq), path = p.substr(eq + 1);
+    if (dparams.count(pname))
+      fail("--dparam '" + pname + "' is given twice");
+    auto it = std::find_if(
+        sig.params.begin(), sig.params.end(),
+        [&](const SignatureParam &sp) { return sp.name == pname; });
+    std::vector<int64_t> shape;
+    if (it != sig.params.end() && it->isTensor) {
+      auto t = tensorParams.find(pname);
+      if (t == tensorParams.end())
+        fail("missing tensor param '" + pname + "' (" + declaredType(*it) +
+             ")");
+      shape = t->second.shape;
+    }
+    auto &[arr, file] = dparams[pname];
+    arr = poisoned(DType::F32, shape);
+    file = path;
+    args.paramGrads[pname] = view(arr);
+  }
+  if (bwd->launchBackward(args, err) != LaunchStatus::Ok)
+    fail(err);
+  for (auto [arr, path] : {std::pair{&dq, &o.dq}, {&dk, &o.dk}, {&dv, &o.dv}})
+    if (!writeNpy(*path, *arr, err))
+      fail(err);
+  for (auto &[pname, entry] : dparams)
+    if (!writeNpy(entry.second, entry.first, err))
+      fail(err);
+  return 0;
+}
+
 std::string formatTime(int64_t t) {
   char buf[32] = "?";
   time_t tt = static_cast<time_t>(t);
@@ -662,13 +912,30 @@ int main(int argc, char **argv) {
                     "not verify (please report this with your input)\n";
     return 1;
   }
+  if (o.grad)
+    return gradVariant(o, ctx, *module);
   if (o.run)
     return runVariant(o, *module,
                       sm.getMemoryBuffer(bufferId)->getBuffer().str());
   if (o.emit == "obj" || o.emit == "header")
     return emitAot(o, ctx, *module);
 
-  if (o.emit != "mlir") {
+  if (o.emit == "grad-mlir") {
+    if (!o.variant.empty()) {
+      std::string name = chooseVariant(*module, o.variant, o.input);
+      for (mlir::Operation &op : llvm::make_early_inc_range(*module->getBody()))
+        if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
+          if (v.getSymName() != name)
+            op.erase();
+    }
+    mlir::DialectRegistry registry;
+    registerDialects(registry);
+    ctx.appendDialectRegistry(registry);
+    mlir::PassManager pm(&ctx);
+    buildDifferentiatePipeline(pm);
+    if (mlir::failed(pm.run(*module)))
+      return 1;
+  } else if (o.emit != "mlir") {
     // Later stages compile one variant.
     std::string name = o.variant.empty() && module->getBody()->empty()
                            ? std::string()

@@ -50,6 +50,57 @@ def ConvertAttnToLoops : Pass<"convert-attn-to-loops", "mlir::ModuleOp"> {
   ];
 }
 
+def ConvertAttnToBackwardLoops
+    : Pass<"convert-attn-to-backward-loops", "mlir::ModuleOp"> {
+  let summary = "Lower each differentiated attn.variant to a reference backward kernel of scf loops";
+  let description = [{
+    Replaces every `attn.variant @name` that `attn-differentiate` has put in
+    backward form by `func.func @name_bwd`, the numerical reference of the
+    backward pass: single-threaded `scf` loops, float32 accumulation. For
+    each query row `(b, h, i)` it recomputes the row's scores `s_j` and
+    modified scores `t_j` (kept entries only), takes the weights from the
+    saved row statistic (softmax: `P_j = exp(t_j - LSE_i)`; linear:
+    `t_j / S_i`), and for every kept key:
+
+    ```
+    dP_j = dO_i . V_j                D_i = dO_i . O_i
+    dT_j = P_j (dP_j - D_i)          softmax (also with a sink)
+         = dP_j w_j (1 - w_j)        sigmoid
+         = dP_j [t_j > 0]            relu (0 at 0)
+         = (dP_j - D_i) / S_i        linear (0 when S_i = 0)
+    dS_j = score_grad(s_j, dT_j)     param gradients accumulate on the way
+    dV_j += w_j dO_i,  dQ_i += scale dS_j K_j,  dK_j += scale dS_j Q_i
+    ```
+
+    and, with a sink, `dL/de = -sum_i exp(e - LSE_i) D_i` through
+    `attn.sink_grad` once per `(b, h)`. Fully masked rows give zero
+    gradients. GQA sums `dK` and `dV` over the query heads of a KV head.
+
+    The kernel takes (KernelABI.h) `Q, K, V, O, dO` as strided rank-4
+    memrefs of `element-type`, the row statistics (LSE or row sum) as a
+    strided rank-3 f32 memref, `dQ, dK, dV` (strided rank-4, written
+    whole), the runtime params, one f32 gradient memref per f32 runtime
+    param (the param's rank, rank 1 for a scalar; zero on entry, added
+    to), the flag word and the status memref.
+
+    ```mlir
+    // attn-opt --attn-differentiate --convert-attn-to-backward-loops
+    attn.variant @plain {}
+    // becomes
+    func.func @plain_bwd(%q: memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>, ...)
+    ```
+  }];
+  let options = [
+    Option<"elementType", "element-type", "std::string", "\"f32\"",
+           "Element type of Q, K, V, O, dO and their gradients: f32 or f16">,
+  ];
+  let dependentDialects = [
+    "mlir::arith::ArithDialect", "mlir::func::FuncDialect",
+    "mlir::math::MathDialect", "mlir::memref::MemRefDialect",
+    "mlir::scf::SCFDialect"
+  ];
+}
+
 def ConvertAttnToTiledKernel
     : Pass<"convert-attn-to-tiled-kernel", "mlir::ModuleOp"> {
   let summary = "Lower each attn.variant to a tiled, vectorised flash-attention work item";

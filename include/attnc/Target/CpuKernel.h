@@ -36,6 +36,9 @@ struct CompileOptions {
   int64_t headDim = 0, valueDim = 0;
   int64_t tileQ = 128, tileKV = 64;
   int vectorWidth = 0;
+  /// The backward pass (attn-differentiate, then the backward lowering):
+  /// the kernel computes gradients (CpuKernel::launchBackward) instead of O.
+  bool backward = false;
 
   /// "dtype=f32 lowering=reference": what the options change in the code,
   /// for cache keys and manifests.
@@ -99,12 +102,17 @@ public:
   /// The same, telling rejected arguments from errors the kernel reported.
   LaunchStatus launch(const RunArgs &args, std::string &error) const;
 
+  /// Backward kernels (CompileOptions::backward): checks `args` and writes
+  /// dQ, dK, dV and the requested param gradients.
+  LaunchStatus launchBackward(const BackwardRunArgs &args,
+                              std::string &error) const;
+
 private:
   CpuKernel() = default;
   KernelSignature sig;
   CompileOptions options;
   std::unique_ptr<LoadedObject> object;
-  PackedKernelFn entry = nullptr; // _mlir_<sig.name>
+  PackedKernelFn entry = nullptr; // _mlir_<sig.name>, or _mlir_<name>_bwd
 };
 
 } // namespace attnc
