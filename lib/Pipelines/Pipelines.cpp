@@ -121,6 +121,22 @@ void attnc::buildTiledKernelPipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
 }
 
+void attnc::buildTiledBackwardPipeline(OpPassManager &pm,
+                                       const TiledPipelineOptions &options) {
+  pm.addPass(createAttnDifferentiate());
+  ConvertAttnToTiledBackwardKernelOptions o;
+  o.elementType = options.elementType;
+  o.headDim = options.headDim;
+  o.valueDim = options.valueDim;
+  o.tileQ = options.tileQ;
+  o.tileKV = options.tileKV;
+  o.vectorWidth = options.vectorWidth;
+  pm.addPass(createConvertAttnToTiledBackwardKernel(o));
+  pm.addPass(createAttnApproximateMath());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
 void attnc::buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(arith::createArithExpandOpsPass());

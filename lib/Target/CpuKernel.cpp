@@ -44,8 +44,11 @@ std::string attnc::tiledOptionsError(const CompileOptions &options) {
            ", Dv = " + std::to_string(options.valueDim) +
            "; use the reference kernel";
   int64_t stackBytes =
-      4 * options.tileQ *
-      (options.headDim + options.valueDim + 16 + options.tileKV);
+      options.backward
+          ? 4 * (2 * options.tileQ * options.tileKV +
+                 2 * (options.headDim + options.valueDim + 32) * options.tileKV)
+          : 4 * options.tileQ *
+                (options.headDim + options.valueDim + 16 + options.tileKV);
   if (options.tileQ <= 0 || options.tileKV <= 0 ||
       stackBytes > kMaxTiledStackBytes)
     return "tiles of " + std::to_string(options.tileQ) + " x " +
@@ -98,9 +101,17 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
   if (options.backward && options.reference) {
     buildReferenceBackwardPipeline(pm, elem);
   } else if (options.backward) {
-    error = "the tiled backward kernel is not available yet; use the "
-            "reference kernel";
-    return false;
+    error = tiledOptionsError(options);
+    if (!error.empty())
+      return false;
+    TiledPipelineOptions tiled;
+    tiled.elementType = elem;
+    tiled.headDim = options.headDim;
+    tiled.valueDim = options.valueDim;
+    tiled.tileQ = options.tileQ;
+    tiled.tileKV = options.tileKV;
+    tiled.vectorWidth = hostVectorWidth(options.vectorWidth);
+    buildTiledBackwardPipeline(pm, tiled);
   } else if (options.reference) {
     buildReferenceLoopsPipeline(pm, elem);
   } else {
@@ -145,6 +156,13 @@ std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
   if (!entry)
     return nullptr;
   kernel->entry = reinterpret_cast<PackedKernelFn>(entry);
+  if (options.backward && !options.reference) {
+    void *rows =
+        kernel->object->lookup(packedEntryName(symbol + "_rows"), error);
+    if (!rows)
+      return nullptr;
+    kernel->rowsEntry = reinterpret_cast<PackedKernelFn>(rows);
+  }
   return kernel;
 }
 
@@ -182,5 +200,14 @@ LaunchStatus CpuKernel::launchBackward(const BackwardRunArgs &args,
             "' computes the forward pass; compile it for the backward pass";
     return LaunchStatus::InvalidArguments;
   }
-  return launchBackwardKernel(sig, options.elementType, entry, args, error);
+  if (options.reference)
+    return launchBackwardKernel(sig, options.elementType, entry, args, error);
+  TiledKernelShape shape;
+  shape.tileQ = options.tileQ;
+  shape.tileKV = options.tileKV;
+  shape.vectorWidth = hostVectorWidth(options.vectorWidth);
+  shape.headDim = options.headDim;
+  shape.valueDim = options.valueDim;
+  return launchTiledBackwardKernel(sig, options.elementType, rowsEntry, entry,
+                                   shape, args, error);
 }

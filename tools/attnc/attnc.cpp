@@ -605,9 +605,8 @@ int gradVariant(const Options &o, mlir::MLIRContext &ctx,
   auto compile = [&](bool backward) {
     CompileOptions c = copts;
     c.backward = backward;
-    // The tiled backward kernel comes later: the reference for now.
     if (backward)
-      c.reference = true;
+      c.tileQ = 64;
     mlir::OwningOpRef<mlir::ModuleOp> copy = module.clone();
     std::unique_ptr<CpuKernel> kernel = CpuKernel::compile(*copy, name, c, err);
     if (!kernel)

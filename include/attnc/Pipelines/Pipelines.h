@@ -48,6 +48,11 @@ struct TiledPipelineOptions {
 void buildTiledKernelPipeline(mlir::OpPassManager &pm,
                               const TiledPipelineOptions &options);
 
+/// attn -> differentiated attn -> tiled backward work items
+/// (convert-attn-to-tiled-backward-kernel) -> polynomial math -> cleanups.
+void buildTiledBackwardPipeline(mlir::OpPassManager &pm,
+                                const TiledPipelineOptions &options);
+
 /// scf/arith/math/memref/func -> LLVM dialect.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 

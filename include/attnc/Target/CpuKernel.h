@@ -38,6 +38,8 @@ struct CompileOptions {
   int vectorWidth = 0;
   /// The backward pass (attn-differentiate, then the backward lowering):
   /// the kernel computes gradients (CpuKernel::launchBackward) instead of O.
+  /// The tiled backward kernel takes tileQ and tileKV like the forward
+  /// (64 x 64 is what attnc and the runtime choose for it).
   bool backward = false;
 
   /// "dtype=f32 lowering=reference": what the options change in the code,
@@ -112,7 +114,8 @@ private:
   KernelSignature sig;
   CompileOptions options;
   std::unique_ptr<LoadedObject> object;
-  PackedKernelFn entry = nullptr; // _mlir_<sig.name>, or _mlir_<name>_bwd
+  PackedKernelFn entry = nullptr;     // _mlir_<sig.name>, or _mlir_<name>_bwd
+  PackedKernelFn rowsEntry = nullptr; // tiled backward: _mlir_<name>_bwd_rows
 };
 
 } // namespace attnc
