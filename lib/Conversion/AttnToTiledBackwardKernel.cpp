@@ -17,8 +17,10 @@
 //       S  = Q K^T, dP = dO V^T              (register-blocked micro-kernels)
 //       P  = exp2(t log2 e - LSE log2 e), t = score(scale S), masked -> 0
 //       dT = P (dP - D) | dP w (1 - w) | dP [t > 0] | (dP - D) / S
-//       dS = score_grad(s, dT)  (vectorised; param gradients accumulated
-//                                into the worker's partial buffers)
+//       dS = score_grad(s, dT)  (vectorised when the score is: a param read
+//                                that is the same for every lane is summed
+//                                over the lanes first; param gradients go
+//                                to the worker's own buffers)
 //       dV += P^T dO, dK += scale dS^T Q, dQ += scale dS K
 //     dK and dV of the tile are then stored; dQ rows are accumulated in the
 //     item's own buffer (zeroed by the item), so no two items write the same
@@ -222,30 +224,20 @@ void TiledBackwardBuilder::checkedAdd(Value grad, ArrayRef<Value> indices,
 void TiledBackwardBuilder::accumulateLanes(attn::AccumulateGradOp op,
                                            Value value,
                                            ArrayRef<Value> indices) {
+  // The indices are those of the primal read, which only vectorises when
+  // it is the same for every lane of a row (slopes[h]); a read that varies
+  // along kv (bias[h, q_idx, kv_idx]) keeps the region on the scalar path.
+  assert(llvm::none_of(
+             indices,
+             [](Value i) { return llvm::isa<VectorType>(i.getType()); }) &&
+         "a lane-varying gradient index");
   Value grad = kctx.grads.lookup(op.getParam());
-  // Masked lanes add nothing, even where their value is not finite.
+  // Masked lanes add nothing, even where their value is not finite; the
+  // lanes' contributions are summed before the one read-modify-write.
   Value g = arith::SelectOp::create(b, loc, curKeep, value, splatF(0.0));
-  bool uniform = llvm::none_of(
-      indices, [](Value i) { return llvm::isa<VectorType>(i.getType()); });
-  if (uniform) {
-    // One place for every lane (slopes[h]): the lanes' sum.
-    Value sum =
-        vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, g);
-    checkedAdd(grad, indices, sum);
-    return;
-  }
-  // A scatter: each lane at its own indices.
-  for (int64_t l = 0; l < vw; ++l) {
-    SmallVector<Value> lane;
-    for (Value i : indices)
-      lane.push_back(
-          llvm::isa<VectorType>(i.getType())
-              ? vector::ExtractOp::create(b, loc, i, ArrayRef<int64_t>{l})
-                    .getResult()
-              : i);
-    Value x = vector::ExtractOp::create(b, loc, g, ArrayRef<int64_t>{l});
-    checkedAdd(grad, lane, x);
-  }
+  Value sum =
+      vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, g);
+  checkedAdd(grad, indices, sum);
 }
 
 bool TiledBackwardBuilder::vectorized() {

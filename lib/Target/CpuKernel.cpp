@@ -18,6 +18,10 @@
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/TargetParser/Host.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
 using namespace attnc;
 using namespace mlir;
 
@@ -61,6 +65,20 @@ std::string attnc::tiledOptionsError(const CompileOptions &options) {
 int attnc::hostVectorWidth(int requested) {
   if (requested > 0)
     return requested;
+  // Testing: ATTN_CPU_VECTOR_WIDTH=8 builds AVX2's kernels on an AVX-512
+  // host (and 16 the other way round: LLVM splits the vectors).
+  if (const char *env = std::getenv("ATTN_CPU_VECTOR_WIDTH")) {
+    std::string v = env;
+    if (v == "8" || v == "16")
+      return std::stoi(v);
+    static std::once_flag warned;
+    std::call_once(warned, [&] {
+      std::fprintf(stderr,
+                   "attn: ignoring ATTN_CPU_VECTOR_WIDTH='%s' (expected 8 or "
+                   "16)\n",
+                   env);
+    });
+  }
   llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
   return features.lookup("avx512f") ? 16 : 8;
 }

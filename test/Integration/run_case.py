@@ -1005,6 +1005,29 @@ def compare_grads(cs, got, ref, c):
         worst, sum(k.startswith("d_") for k in ref))
 
 
+def rerun_identical(cmd, out, opts):
+    """Runs `cmd` again with every output elsewhere; the outputs must be
+    the same bits (param gradients are summed in a fixed order)."""
+    again = list(cmd)
+    for path in out.values():
+        i = again.index(path) if path in again else None
+        if i is None:  # --dparam NAME=PATH
+            i = next(k for k, a in enumerate(again) if a.endswith("=" + path))
+            again[i] = again[i][:-len(path)] + path + ".again.npy"
+        else:
+            again[i] = path + ".again.npy"
+    p = subprocess.run(again, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, errors="replace", timeout=opts.timeout)
+    if p.returncode != 0:
+        return ["the second run failed: exit status %s" % p.returncode]
+    problems = []
+    for key, path in out.items():
+        a, b = np.load(path), np.load(path + ".again.npy")
+        if a.tobytes() != b.tobytes():
+            problems.append("%s differs between two identical runs" % key)
+    return problems
+
+
 def run_grad_one(cs, opts, seed):
     rng = np.random.default_rng(seed)
     tmp = tempfile.mkdtemp(prefix="attnc-grad-%s-" % cs.name)
@@ -1090,6 +1113,9 @@ def run_grad_one(cs, opts, seed):
                     problems.append("cannot load %s: %s" % (key, e))
             more, summary = compare_grads(cs, got, ref, c)
             problems += more
+            if opts.determinism and not problems:
+                problems += rerun_identical(cmd, out, opts)
+                summary += " identical-rerun" if not problems else ""
             if opts.fd and not problems:
                 problems += finite_differences(
                     cs, qkv, do.astype(np.float64), c,
@@ -1226,6 +1252,9 @@ def main():
                     help="keep temp files of failed cases")
     ap.add_argument("--grad", action="store_true",
                     help="check the backward pass (attnc grad) instead")
+    ap.add_argument("--determinism", action="store_true",
+                    help="with --grad: run each case twice, the outputs must "
+                         "be bitwise identical")
     ap.add_argument("--fd", action="store_true",
                     help="with --grad: also finite differences of the "
                          "float64 forward at a few entries")

@@ -60,8 +60,9 @@ struct CompileOptions;
 /// tiles too large), or "" when they can.
 std::string tiledOptionsError(const CompileOptions &options);
 
-/// f32 lanes per vector for tiled kernels: `requested` if positive, else 16
-/// on hosts with AVX-512 and 8 elsewhere.
+/// f32 lanes per vector for tiled kernels: `requested` if positive, else
+/// $ATTN_CPU_VECTOR_WIDTH (8 or 16; for tests), else 16 on hosts with
+/// AVX-512 and 8 elsewhere.
 int hostVectorWidth(int requested);
 
 struct CpuArtifact {
