@@ -13,13 +13,17 @@ ctypes path on the current stream.
 The op's schema::
 
     attnc::attention(str kernel, Tensor q, Tensor k, Tensor v,
-                     Tensor[] tensors, float[] scalars, bool return_lse)
-        -> (Tensor o, Tensor lse)
+                     Tensor[] tensors, SymInt[] ints, float[] floats,
+                     bool return_lse) -> (Tensor o, Tensor lse)
 
 ``kernel`` is the kernel's ``op_id`` (a hash of its source and options, so
 a graph holds no Python object; ``Kernel`` objects register themselves by
-it), ``tensors`` and ``scalars`` the variant's runtime params in
-declaration order, ``lse`` a 0-element tensor unless ``return_lse``.
+it); ``tensors``, ``ints`` (i32 and bool scalars) and ``floats`` (f32
+scalars) are the variant's runtime params of each kind in declaration
+order; ``lse`` is a 0-element tensor unless ``return_lse``. Integer scalars
+may stay symbolic in a graph (a new value reuses it); f32 scalars are
+Python floats, so a new value is a new graph, as for the Python constants
+of a FlexAttention ``score_mod``.
 
 Autograd: libattn has no backward kernels yet, so no autograd formula is
 registered, and a call whose inputs require grad in grad mode raises
@@ -69,18 +73,18 @@ def register() -> None:
 
     @torch.library.custom_op("attnc::attention", mutates_args=())
     def attention(kernel: str, q: torch.Tensor, k: torch.Tensor,
-                  v: torch.Tensor, tensors: List[torch.Tensor],
-                  scalars: List[float], return_lse: bool
+                  v: torch.Tensor, tensors: List[torch.Tensor], ints: List[int],
+                  floats: List[float], return_lse: bool
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
         kern = _kernel.kernels_by_id(kernel)
-        params = _bind(kern, tensors, scalars)
+        params = _bind(kern, tensors, ints, floats)
         if return_lse:
             return kern._call_torch(q, k, v, None, True, params, check_grad=False)
         o = kern._call_torch(q, k, v, None, False, params, check_grad=False)
         return o, q.new_empty((0,), dtype=torch.float32)
 
     @attention.register_fake
-    def _(kernel, q, k, v, tensors, scalars, return_lse):
+    def _(kernel, q, k, v, tensors, ints, floats, return_lse):
         for name, t in (("Q", q), ("K", k), ("V", v)):
             if t.dim() != 4:
                 raise RunError("%s must have rank 4, got shape %s"
@@ -93,18 +97,17 @@ def register() -> None:
 
 
 def _bind(kernel: "_kernel.Kernel", tensors: List[torch.Tensor],
-          scalars: List[float]) -> Dict[str, Any]:
-    """The op's tensor and scalar lists as the kernel's keyword params."""
+          ints: List[int], floats: List[float]) -> Dict[str, Any]:
+    """The op's lists of params as the kernel's keyword params."""
     params: Dict[str, Any] = {}
-    ti = si = 0
+    lists = {"tensor": iter(tensors), "int": iter(ints), "float": iter(floats)}
     for p in kernel._runtime_params:
-        if p.is_tensor:
-            params[p.name] = tensors[ti]
-            ti += 1
-        else:
-            params[p.name] = float(scalars[si])
-            si += 1
+        params[p.name] = next(lists[_kind(p)])
     return params
+
+
+def _kind(p) -> str:
+    return "tensor" if p.is_tensor else "float" if p.dtype == "f32" else "int"
 
 
 def traced_call(kernel: "_kernel.Kernel", q: Any, k: Any, v: Any,
@@ -112,9 +115,7 @@ def traced_call(kernel: "_kernel.Kernel", q: Any, k: Any, v: Any,
                 kwargs: Dict[str, Any]):
     """A call while torch.compile traces: one attnc::attention node.
 
-    Scalars become Python floats here (a symbolic number is specialised,
-    so a new value recompiles the graph, as FlexAttention's Python
-    constants do); ``out`` is filled with a copy of the op's result."""
+    ``out`` is filled with a copy of the op's result."""
     if torch.is_grad_enabled():
         grads = q.requires_grad or k.requires_grad or v.requires_grad
         for x in kwargs.values():
@@ -128,7 +129,8 @@ def traced_call(kernel: "_kernel.Kernel", q: Any, k: Any, v: Any,
             raise RunError("unknown param '%s' for variant '%s' (its params: "
                            "%s)" % (name, kernel.name, ", ".join(names) or "none"))
     tensors: List[torch.Tensor] = []
-    scalars: List[float] = []
+    ints: List[int] = []
+    floats: List[float] = []
     for p in kernel._runtime_params:
         x = kwargs.get(p.name)
         if p.is_tensor:
@@ -136,15 +138,21 @@ def traced_call(kernel: "_kernel.Kernel", q: Any, k: Any, v: Any,
                 raise RunError("missing tensor param '%s' (%s)"
                                % (p.name, p.declared_type))
             tensors.append(x)
+            continue
+        if x is None:
+            if p.default is None:
+                raise RunError("missing param '%s' (%s, no default)"
+                               % (p.name, p.declared_type))
+            x = p.default
+        if p.dtype == "f32":
+            floats.append(float(x))
         else:
-            if x is None:
-                if p.default is None:
-                    raise RunError("missing param '%s' (%s, no default)"
-                                   % (p.name, p.declared_type))
-                x = p.default
-            scalars.append(float(x))
-    o, lse = torch.ops.attnc.attention(kernel.op_id, q, k, v, tensors, scalars,
-                                       bool(return_lse))
+            if isinstance(x, float) and not x.is_integer():
+                raise RunError("param '%s' is %s and cannot take the value %r"
+                               % (p.name, p.dtype, x))
+            ints.append(int(x))
+    o, lse = torch.ops.attnc.attention(kernel.op_id, q, k, v, tensors, ints,
+                                       floats, bool(return_lse))
     if isinstance(out, tuple):
         if not return_lse or len(out) != 2:
             raise RunError("out=(o, lse) preallocates both outputs and needs "
