@@ -64,20 +64,57 @@ def _bad_dtype(what: str, dtype: Any) -> RunError:
                     "int32 and bool for tensor params" % (what, dtype))
 
 
+# Element strides and overlap of the layouts seen so far, by (shape,
+# strides, itemsize): most programs call with a few layouts, and the
+# conversion and checks then cost one dict lookup.
+_LAYOUTS: dict = {}
+
+
+def layout(shape, strides, size: int, what: str) -> Tuple[Tuple[int, ...], bool]:
+    """(strides in elements, whether a written view would overlap itself)
+    of a view with byte (size > 1) or element (size 1) strides."""
+    key = (shape, strides, size)
+    got = _LAYOUTS.get(key)
+    if got is None:
+        # a dim of extent 0 or 1 never steps its stride
+        if any(s % size and n > 1 for s, n in zip(strides, shape)):
+            raise RunError("%s has strides %s (bytes) that are not whole "
+                           "elements of %d bytes; pass a copy "
+                           "(numpy.ascontiguousarray)" % (what, strides, size))
+        elements = tuple(s // size for s in strides)
+        overlap = 0 not in shape and any(s == 0 and n > 1
+                                         for s, n in zip(strides, shape))
+        if len(_LAYOUTS) >= 4096:
+            _LAYOUTS.clear()
+        got = _LAYOUTS[key] = (elements, overlap)
+    return got
+
+
 def numpy_view(a: Any, what: str) -> View:
     """The view of a NumPy array (pointer to element 0, strides in elements)."""
     code = NUMPY_DTYPES.get(a.dtype)
     if code is None:
         raise _bad_dtype(what, a.dtype)
-    size = a.itemsize
-    strides = a.strides
-    el = tuple(s // size for s in strides)
-    # a dim of extent 0 or 1 never steps its stride
-    if any(s % size and n > 1 for s, n in zip(strides, a.shape)):
-        raise RunError("%s has strides %s (bytes) that are not whole elements "
-                       "of %d bytes; pass a copy (numpy.ascontiguousarray)"
-                       % (what, strides, size))
-    return a.__array_interface__["data"][0], code, a.shape, el, -1
+    shape = a.shape
+    return (a.ctypes.data, code, shape,
+            layout(shape, a.strides, a.itemsize, what)[0], -1)
+
+
+def numpy_out_view(a: Any, what: str) -> View:
+    """The view of a NumPy array that a run writes."""
+    if type(a) is not ndarray:
+        raise RunError("%s must be a NumPy array for NumPy inputs, got %s"
+                       % (what, type(a).__name__))
+    if not a.flags.writeable:
+        raise RunError("%s is read-only" % what)
+    code = NUMPY_DTYPES.get(a.dtype)
+    if code is None:
+        raise _bad_dtype(what, a.dtype)
+    shape = a.shape
+    elements, overlap = layout(shape, a.strides, a.itemsize, what)
+    if overlap:
+        raise RunError("%s has a zero stride: its elements overlap" % what)
+    return a.ctypes.data, code, shape, elements, -1
 
 
 def torch_view(t: Any, what: str) -> View:
@@ -86,6 +123,24 @@ def torch_view(t: Any, what: str) -> View:
     if code is None:
         raise _bad_dtype(what, t.dtype)
     return t.data_ptr(), code, t.shape, t.stride(), t.get_device()
+
+
+def torch_out_view(t: Any, what: str, device: int) -> View:
+    """The view of a torch tensor that a run writes, on ``device``."""
+    if not is_torch(t):
+        raise RunError("%s must be a torch tensor for torch inputs, got %s"
+                       % (what, type(t).__name__))
+    view = torch_view(t, what)
+    if view[4] != device:
+        raise RunError("%s is on %s but Q is on %s" % (
+            what, device_name(view[4]), device_name(device)))
+    if layout(view[2], view[3], 1, what)[1]:
+        raise RunError("%s has a zero stride: its elements overlap" % what)
+    return view
+
+
+def device_name(device: int) -> str:
+    return "the host" if device < 0 else "cuda:%d" % device
 
 
 def as_numpy(x: Any, what: str) -> Any:

@@ -260,14 +260,10 @@ class CompiledKernel:
             except Exception:  # interpreter shutdown
                 pass
 
-    def _slot(self, tensors: int) -> _Slot:
-        slot = getattr(self._tls, "slot", None)
-        if slot is None:
-            slot = _Slot(self._lib, self._threads, self._async,
-                         max(tensors, self._tensor_params))
-            self._tls.slot = slot
-        elif tensors > slot.capacity:
-            slot.grow(tensors)
+    def _new_slot(self, tensors: int) -> _Slot:
+        slot = _Slot(self._lib, self._threads, self._async,
+                     max(tensors, self._tensor_params))
+        self._tls.slot = slot
         return slot
 
     def _launch(self, q, k, v, o, lse, params: Dict[str, Any], tensors: int,
@@ -275,7 +271,12 @@ class CompiledKernel:
         """Runs on views (pointer, dtype, shape, strides, device) of Q, K,
         V, O (rank 4, checked by the caller) and LSE (rank 3) or None;
         ``params`` maps names to views or floats, ``tensors`` of them views."""
-        slot = self._slot(tensors)
+        try:
+            slot = self._tls.slot
+        except AttributeError:
+            slot = self._new_slot(tensors)
+        if tensors > slot.capacity:
+            slot.grow(tensors)
         lib = self._lib
         p = slot.qkvo_ptrs
         _QKVO.pack_into(slot.mv, 0,
@@ -360,14 +361,6 @@ def _dtype_code(dtype: Any) -> int:
     return code
 
 
-def _rank4(what: str, shape) -> None:
-    if len(shape) != 4:
-        raise RunError("%s must have rank 4 ([B, H%s, %s, %s]), got shape %s"
-                       % (what, "kv" if what in "KV" else "",
-                          "Lq" if what in "QO" else "Lkv",
-                          "Dv" if what in "VO" else "D", tuple(shape)))
-
-
 # Kernels by op id, for the torch.library op (which names its kernel by a
 # string so that compiled graphs hold no Python object).
 registry: "weakref.WeakValueDictionary[str, Kernel]" = weakref.WeakValueDictionary()
@@ -426,7 +419,11 @@ class Kernel:
         self.threads = threads
         self.synchronous = bool(synchronous)
         self.runtime = runtime
+        # Compiled kernels by (target, dtype, D, Dv); _lookup also maps the
+        # head dims of calls that share one (the reference kernel's).
         self._instances: Dict[Tuple[int, int, int, int], CompiledKernel] = {}
+        self._lookup: Dict[Tuple[int, int, int, int], CompiledKernel] = {}
+        self._what: Dict[str, str] = {}
         self._lock = threading.Lock()
         # The signature: the CPU reference kernel compiles in ~0.1 s and
         # reports every error of the source, variant name and consts now.
@@ -496,11 +493,13 @@ class Kernel:
         return self._instance(code, _dtype_code(dtype), head_dim, dv)
 
     def _instance(self, target: int, dtype: int, d: int, dv: int) -> CompiledKernel:
+        asked = (target, dtype, d, dv)
         if target == capi.TARGET_CPU and self._tiling[0] == capi.TILING_REFERENCE:
             d = dv = 0  # the reference kernel takes any head dims
         key = (target, dtype, d, dv)
         inst = self._instances.get(key)
         if inst is not None:
+            self._lookup[asked] = inst
             return inst
         if target == capi.TARGET_CPU and dtype == capi.BF16:
             raise UnavailableError("bfloat16 runs on CUDA only; on the CPU use "
@@ -513,6 +512,7 @@ class Kernel:
                                       self.threads, self.synchronous,
                                       self._tensor_params)
                 self._instances[key] = inst
+            self._lookup[asked] = inst
         return inst
 
     @property
@@ -564,7 +564,8 @@ class Kernel:
         out: Dict[str, Any] = {}
         tensors = 0
         for name, x in kwargs.items():
-            what = "param '%s'" % name
+            what = self._what.get(name) or self._what.setdefault(
+                name, "param '%s'" % name)
             if type(x) is arrays.ndarray:
                 view = arrays.numpy_view(x, what)
             elif arrays.is_torch(x):
@@ -582,7 +583,8 @@ class Kernel:
                 view = arrays.numpy_view(a, what)
             if view[4] != device:
                 raise RunError("%s is on %s but Q is on %s" % (
-                    what, _device_name(view[4]), _device_name(device)))
+                    what, arrays.device_name(view[4]),
+                    arrays.device_name(device)))
             if len(view[2]) > MAX_RANK:
                 raise RunError("%s has rank %d; attnc takes at most %d"
                                % (what, len(view[2]), MAX_RANK))
@@ -592,38 +594,43 @@ class Kernel:
 
     def _call_host(self, q, k, v, out, return_lse, kwargs):
         """NumPy arrays (and array-likes) on the CPU."""
-        np = arrays.np
-        keep = []
-        if type(k) is not arrays.ndarray:
+        ndarray = arrays.ndarray
+        if type(k) is not ndarray:
             k = arrays.as_numpy(k, "K")
-        if type(v) is not arrays.ndarray:
+        if type(v) is not ndarray:
             v = arrays.as_numpy(v, "V")
-        qv = arrays.numpy_view(q, "Q")
-        kv = arrays.numpy_view(k, "K")
-        vv = arrays.numpy_view(v, "V")
-        _rank4("Q", qv[2])
-        _rank4("K", kv[2])
-        _rank4("V", vv[2])
-        B, H, Lq, D = qv[2]
-        Dv = vv[2][3]
-        inst = self._instances.get((capi.TARGET_CPU, qv[1], D, Dv)) or \
+        view = arrays.numpy_view
+        qv = view(q, "Q")
+        kv = view(k, "K")
+        vv = view(v, "V")
+        qs, vs = qv[2], vv[2]
+        if len(qs) != 4 or len(kv[2]) != 4 or len(vs) != 4:
+            _rank_error(qv, kv, vv)
+        B, H, Lq, D = qs
+        Dv = vs[3]
+        inst = self._lookup.get((capi.TARGET_CPU, qv[1], D, Dv)) or \
             self._instance(capi.TARGET_CPU, qv[1], D, Dv)
         lse = lv = None
         if type(out) is tuple:
             out, lse = _split_out(out, return_lse)
         if out is None:
-            out = np.empty((B, H, Lq, Dv), dtype=q.dtype)
+            out = arrays.np.empty((B, H, Lq, Dv), dtype=q.dtype)
+            ov = view(out, "out")
         else:
-            _check_numpy_out(out, "out")
-        ov = arrays.numpy_view(out, "out")
-        _rank4("O", ov[2])
+            ov = arrays.numpy_out_view(out, "out")
+            if len(ov[2]) != 4:
+                _rank_error(ov=ov)
         if return_lse:
             if lse is None:
-                lse = np.empty((B, H, Lq), dtype=np.float32)
+                lse = arrays.np.empty((B, H, Lq), dtype=arrays.np.float32)
+                lv = view(lse, "LSE")
             else:
-                _check_numpy_out(lse, "the LSE out")
-            lv = arrays.numpy_view(lse, "LSE")
-        params, tensors = self._params(kwargs, -1, keep) if kwargs else ({}, 0)
+                lv = arrays.numpy_out_view(lse, "the LSE out")
+        if kwargs:
+            keep: List[Any] = []
+            params, tensors = self._params(kwargs, -1, keep)
+        else:
+            params, tensors = _NO_PARAMS, 0
         inst._launch(qv, kv, vv, ov, lv, params, tensors, None)
         return (out, lse) if return_lse else out
 
@@ -631,27 +638,29 @@ class Kernel:
         """torch tensors: CPU tensors on the CPU, CUDA tensors on GPU 0.
         ``check_grad`` False: the caller (the custom op) handled autograd."""
         torch = arrays.torch
-        if not (arrays.is_torch(k) and arrays.is_torch(v)):
+        tensor = arrays.torch_tensor
+        if not (isinstance(k, tensor) and isinstance(v, tensor)):
             raise RunError("Q is a torch tensor, so K and V must be too (got %s "
                            "and %s)" % (type(k).__name__, type(v).__name__))
         # Where autograd plugs in: once libattn has backward kernels, calls
         # that need gradients go through the custom op's registered autograd
         # formula (attnc/_torch.py) instead of failing here.
-        if check_grad and torch.is_grad_enabled() and (
-                q.requires_grad or k.requires_grad or v.requires_grad):
+        if check_grad and (q.requires_grad or k.requires_grad or
+                           v.requires_grad) and torch.is_grad_enabled():
             raise _no_backward(self.name)
-        qv = arrays.torch_view(q, "Q")
-        kv = arrays.torch_view(k, "K")
-        vv = arrays.torch_view(v, "V")
+        view = arrays.torch_view
+        qv = view(q, "Q")
+        kv = view(k, "K")
+        vv = view(v, "V")
         dev = qv[4]
         if kv[4] != dev or vv[4] != dev:
             raise RunError("Q, K and V must be on one device, got %s, %s and %s"
                            % (q.device, k.device, v.device))
-        _rank4("Q", qv[2])
-        _rank4("K", kv[2])
-        _rank4("V", vv[2])
-        B, H, Lq, D = qv[2]
-        Dv = vv[2][3]
+        qs, vs = qv[2], vv[2]
+        if len(qs) != 4 or len(kv[2]) != 4 or len(vs) != 4:
+            _rank_error(qv, kv, vv)
+        B, H, Lq, D = qs
+        Dv = vs[3]
         if dev < 0:
             target, stream = capi.TARGET_CPU, None
         else:
@@ -661,33 +670,46 @@ class Kernel:
                                "picks which GPU is 0)" % dev)
             target = capi.TARGET_NVPTX
             stream = _current_stream(torch, dev)
-        inst = self._instances.get((target, qv[1], D, Dv)) or \
+        inst = self._lookup.get((target, qv[1], D, Dv)) or \
             self._instance(target, qv[1], D, Dv)
         lse = lv = None
         if type(out) is tuple:
             out, lse = _split_out(out, return_lse)
         if out is None:
             out = q.new_empty((B, H, Lq, Dv))
-            ov = arrays.torch_view(out, "out")
+            ov = view(out, "out")
         else:
-            ov = _torch_out(out, "out", dev)
-        _rank4("O", ov[2])
+            ov = arrays.torch_out_view(out, "out", dev)
+            if len(ov[2]) != 4:
+                _rank_error(ov=ov)
         if return_lse:
             if lse is None:
                 lse = q.new_empty((B, H, Lq), dtype=torch.float32)
-                lv = arrays.torch_view(lse, "LSE")
+                lv = view(lse, "LSE")
             else:
-                lv = _torch_out(lse, "the LSE out", dev)
+                lv = arrays.torch_out_view(lse, "the LSE out", dev)
         if kwargs:
-            keep = []
+            keep: List[Any] = []
             params, tensors = self._params(kwargs, dev, keep)
-            if check_grad and torch.is_grad_enabled() and any(
+            if check_grad and tensors and torch.is_grad_enabled() and any(
                     getattr(x, "requires_grad", False) for x in kwargs.values()):
                 raise _no_backward(self.name)
         else:
-            params, tensors = {}, 0
+            params, tensors = _NO_PARAMS, 0
         inst._launch(qv, kv, vv, ov, lv, params, tensors, stream)
         return (out, lse) if return_lse else out
+
+
+_NO_PARAMS: Dict[str, Any] = {}
+
+
+def _rank_error(qv=None, kv=None, vv=None, ov=None):
+    for what, view in (("Q", qv), ("K", kv), ("V", vv), ("O", ov)):
+        if view is not None and len(view[2]) != 4:
+            raise RunError("%s must have rank 4 ([B, H%s, %s, %s]), got shape %s"
+                           % (what, "kv" if what in "KV" else "",
+                              "Lq" if what in "QO" else "Lkv",
+                              "Dv" if what in "VO" else "D", tuple(view[2])))
 
 
 def _split_out(out: tuple, return_lse: bool):
@@ -695,33 +717,6 @@ def _split_out(out: tuple, return_lse: bool):
         raise RunError("out=(o, lse) preallocates both outputs and needs "
                        "return_lse=True; pass out=o for O alone")
     return out
-
-
-def _check_numpy_out(out: Any, what: str) -> None:
-    if type(out) is not arrays.ndarray:
-        raise RunError("%s must be a NumPy array for NumPy inputs, got %s"
-                       % (what, type(out).__name__))
-    if not out.flags.writeable:
-        raise RunError("%s is read-only" % what)
-    if any(s == 0 and n > 1 for s, n in zip(out.strides, out.shape)):
-        raise RunError("%s has a zero stride: its elements overlap" % what)
-
-
-def _torch_out(out: Any, what: str, device: int):
-    if not arrays.is_torch(out):
-        raise RunError("%s must be a torch tensor for torch inputs, got %s"
-                       % (what, type(out).__name__))
-    view = arrays.torch_view(out, what)
-    if view[4] != device:
-        raise RunError("%s is on %s but Q is on %s" % (
-            what, _device_name(view[4]), _device_name(device)))
-    if any(s == 0 and n > 1 for s, n in zip(view[3], view[2])):
-        raise RunError("%s has a zero stride: its elements overlap" % what)
-    return view
-
-
-def _device_name(device: int) -> str:
-    return "the host" if device < 0 else "cuda:%d" % device
 
 
 def _no_backward(name: str) -> BackwardUnavailableError:
