@@ -14,9 +14,10 @@ import ctypes as C
 import hashlib
 import struct
 import threading
+import warnings
 import weakref
-from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional,
-                    Tuple, Union)
+from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Tuple,
+                    Union)
 
 from . import _arrays as arrays
 from . import _capi as capi
@@ -30,9 +31,13 @@ def _not_compiling() -> bool:
     return False
 
 
-# torch.compiler.is_compiling once PyTorch is seen (see _arrays.find_torch
-# and _note_torch): True while Dynamo traces a call, which then goes to the
-# torch.library custom op instead of the ctypes path.
+def _never_compiling() -> bool:
+    return False
+
+
+# torch.compiler.is_compiling once PyTorch is seen (see note_torch): True
+# while Dynamo traces a call, which then goes to the torch.library custom op
+# instead of the ctypes path.
 _compiling = _not_compiling
 
 
@@ -44,9 +49,14 @@ def note_torch() -> bool:
     if not arrays.find_torch():
         return False
     if _compiling is _not_compiling:
-        from . import _torch
-        _torch.register()
-        _compiling = _torch.is_compiling
+        try:
+            from . import _torch
+            _torch.register()
+            _compiling = _torch.is_compiling
+        except Exception as e:  # a torch this package does not know: eager only
+            _compiling = _never_compiling
+            warnings.warn("attnc: no torch.compile support with this PyTorch "
+                          "(%s: %s); eager calls work" % (type(e).__name__, e))
     return True
 
 
@@ -763,7 +773,3 @@ def kernels_by_id(op_id: str) -> Kernel:
                        "cache: compile the variant with attnc.compile first)"
                        % op_id)
     return kernel
-
-
-def iter_params(kernel: Kernel) -> Iterable[Param]:
-    return kernel._runtime_params
