@@ -39,19 +39,21 @@ def _never_compiling() -> bool:
 # while Dynamo traces a call, which then goes to the torch.library custom op
 # instead of the ctypes path.
 _compiling = _not_compiling
+_torch_module = None  # attnc._torch, once imported
 
 
 def note_torch() -> bool:
     """Sets up the PyTorch integration when the program has imported torch
     (called by ``import attnc``, ``attnc.compile`` and the first call on a
     torch tensor). Returns True when torch is there."""
-    global _compiling
+    global _compiling, _torch_module
     if not arrays.find_torch():
         return False
     if _compiling is _not_compiling:
         try:
             from . import _torch
             _torch.register()
+            _torch_module = _torch
             _compiling = _torch.is_compiling
         except Exception as e:  # a torch this package does not know: eager only
             _compiling = _never_compiling
@@ -556,9 +558,9 @@ class Kernel:
                 raise RunError("param %s given twice (in params= and as a "
                                "keyword)" % ", ".join(sorted(clash)))
             kwargs.update(params)
-        if _compiling():
-            from . import _torch
-            return _torch.traced_call(self, q, k, v, out, return_lse, kwargs)
+        if _compiling():  # no import here: Dynamo traces this code
+            return _torch_module.traced_call(self, q, k, v, out, return_lse,
+                                             kwargs)
         if type(q) is arrays.ndarray:
             return self._call_host(q, k, v, out, return_lse, kwargs)
         if arrays.is_torch(q):
