@@ -513,6 +513,9 @@ class Kernel:
         if inst is not None:
             self._lookup[asked] = inst
             return inst
+        if dtype not in (capi.F32, capi.F16, capi.BF16):
+            raise RunError("Q has dtype %s; Q, K, V and O take float32, float16 "
+                           "or bfloat16 (CUDA only)" % capi.DTYPE_NAMES[dtype])
         if target == capi.TARGET_CPU and dtype == capi.BF16:
             raise UnavailableError("bfloat16 runs on CUDA only; on the CPU use "
                                    "float32 or float16")

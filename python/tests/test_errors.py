@@ -103,6 +103,8 @@ RUN_ERRORS = [
      attnc.RunError, "multiple of the number of KV heads"),
     ("float64", lambda t, p: ((t[0].astype(np.float64),) + t[1:], p),
      attnc.RunError, "Q has dtype float64"),
+    ("int32", lambda t, p: (tuple(x.astype(np.int32) for x in t), p),
+     attnc.RunError, "Q has dtype int32; Q, K, V and O take float32"),
     ("mixed_dtypes", lambda t, p: ((t[0], t[1].astype(np.float16), t[2]), p),
      attnc.RunError, "same dtype"),
     ("missing_tensor", lambda t, p: (t, {"slopes": p["slopes"]}), attnc.RunError,
