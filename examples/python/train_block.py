@@ -66,16 +66,18 @@ class Attention(nn.Module):
         H, Hkv, D = self.heads, self.kv_heads, self.head_dim
         qkv = self.qkv(x).view(B, L, H + 2 * Hkv, D).transpose(1, 2)
         q, k, v = qkv.split([H, Hkv, Hkv], dim=1)       # strided views
+        # f32[H] in the variant: Module.to(dtype) made the buffer bf16 (the
+        # slopes are powers of two, exact in either)
+        slopes = self.slopes.float()
         if self.impl == "attnc":
-            o = self.kernel(q, k, v, slopes=self.slopes)
+            o = self.kernel(q, k, v, slopes=slopes)
         else:
-            o = self.flex(q, k, v, L)
+            o = self.flex(q, k, v, L, slopes)
         return self.proj(o.transpose(1, 2).reshape(B, L, H * D))
 
-    def flex(self, q, k, v, L):
+    def flex(self, q, k, v, L, slopes):
         from torch.nn.attention.flex_attention import (create_block_mask,
                                                        flex_attention)
-        slopes = self.slopes
         if self.block_mask is None or self.block_mask.shape[-1] != L:
             self.block_mask = create_block_mask(
                 lambda b, h, qi, ki: ki <= qi, None, None, L, L,
