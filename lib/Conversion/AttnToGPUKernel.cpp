@@ -21,9 +21,9 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/ABI/KernelABI.h"
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
 #include "attnc/Conversion/KernelBuilder.h"
 #include "attnc/Conversion/Passes.h"
 

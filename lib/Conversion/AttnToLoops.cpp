@@ -10,8 +10,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/ABI/KernelABI.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
 #include "attnc/Conversion/KernelBuilder.h"
 #include "attnc/Conversion/Passes.h"
 

@@ -31,11 +31,11 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/ABI/KernelABI.h"
+#include "attnc/ABI/MMAKernelConfig.h"
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
 #include "attnc/Conversion/KernelBuilder.h"
-#include "attnc/Conversion/MMAKernelConfig.h"
 #include "attnc/Conversion/Passes.h"
 
 #include "attn/AttnDialect.h"

@@ -12,7 +12,7 @@
 #include "attnc/Conversion/Passes.h"
 #include "attnc/Transforms/Passes.h"
 
-#include "attnc/Conversion/MMAKernelConfig.h"
+#include "attnc/ABI/MMAKernelConfig.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
 #include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVM.h"

@@ -2,7 +2,7 @@
 
 #include "attnc/Target/GpuKernel.h"
 
-#include "attnc/Conversion/MMAKernelConfig.h"
+#include "attnc/ABI/MMAKernelConfig.h"
 #include "attnc/Pipelines/Pipelines.h"
 #include "attnc/Support/Npy.h"
 
