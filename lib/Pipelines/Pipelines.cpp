@@ -8,9 +8,9 @@
 
 #include "attnc/Pipelines/Pipelines.h"
 
-#include "attn/AttnDialect.h"
 #include "attnc/Conversion/Passes.h"
 #include "attnc/Transforms/Passes.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "attnc/ABI/MMAKernelConfig.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"

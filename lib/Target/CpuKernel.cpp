@@ -9,8 +9,8 @@
 
 #include "attnc/Target/CpuKernel.h"
 
-#include "attn/AttnDialect.h"
 #include "attnc/Pipelines/Pipelines.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"

@@ -6,7 +6,7 @@
 #include "attnc/Pipelines/Pipelines.h"
 #include "attnc/Support/Npy.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/Diagnostics.h"

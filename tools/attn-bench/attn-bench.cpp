@@ -16,7 +16,7 @@
 #include "attnc/Target/CpuKernel.h"
 #include "attnc/Target/ThreadPool.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/Support/Format.h"
