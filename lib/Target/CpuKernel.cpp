@@ -21,7 +21,7 @@
 using namespace attnc;
 using namespace mlir;
 
-std::string CompileOptions::describe() const {
+std::string CpuCompileOptions::describe() const {
   std::string s = std::string("dtype=") +
                   (elementType == DType::F16 ? "f16" : "f32") +
                   " lowering=" + (reference ? "reference" : "tiled");
@@ -32,7 +32,7 @@ std::string CompileOptions::describe() const {
   return s;
 }
 
-std::string attnc::tiledOptionsError(const CompileOptions &options) {
+std::string attnc::tiledOptionsError(const CpuCompileOptions &options) {
   if (options.headDim <= 0 || options.valueDim <= 0)
     return "a tiled kernel needs its head dimensions D and Dv";
   if (options.headDim > kMaxTiledHeadDim || options.valueDim > kMaxTiledHeadDim)
@@ -63,8 +63,8 @@ int attnc::hostVectorWidth(int requested) {
 CpuKernel::~CpuKernel() = default;
 
 bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
-                                const CompileOptions &options, CpuArtifact &out,
-                                std::string &error) {
+                                const CpuCompileOptions &options,
+                                CpuArtifact &out, std::string &error) {
   auto variant = llvm::dyn_cast_or_null<attn::VariantOp>(
       SymbolTable::lookupSymbolIn(module, name));
   if (!variant) {
@@ -124,7 +124,7 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
 
 std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
                                            const std::string &object,
-                                           const CompileOptions &options,
+                                           const CpuCompileOptions &options,
                                            std::string &error) {
   std::unique_ptr<CpuKernel> kernel(new CpuKernel());
   kernel->sig = signature;
@@ -141,7 +141,7 @@ std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
 
 std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module,
                                               const std::string &name,
-                                              const CompileOptions &options,
+                                              const CpuCompileOptions &options,
                                               std::string &error) {
   CpuArtifact artifact;
   if (!compileToObject(module, name, options, artifact, error))
