@@ -67,12 +67,12 @@ def jobs_of(cs):
 
 
 def emit(attnc, folder, cs, name, args):
-    src = os.path.join(folder, "source.attn")
-    cmd = [attnc, src] + args + ["-o", os.path.join(folder, name)]
+    # Relative paths from the case's folder: the LLVM IR names its source.
+    cmd = [os.path.abspath(attnc), "source.attn"] + args + ["-o", name]
     if cs.variant:
         cmd += ["--variant", cs.variant]
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, errors="replace")
+                       text=True, errors="replace", cwd=folder)
     if p.returncode != 0:
         if os.path.exists(os.path.join(folder, name)):
             os.remove(os.path.join(folder, name))
