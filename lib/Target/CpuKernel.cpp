@@ -9,8 +9,8 @@
 
 #include "attnc/Target/CpuKernel.h"
 
-#include "attn/AttnDialect.h"
 #include "attnc/Pipelines/Pipelines.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
@@ -21,7 +21,7 @@
 using namespace attnc;
 using namespace mlir;
 
-std::string CompileOptions::describe() const {
+std::string CpuCompileOptions::describe() const {
   std::string s = std::string("dtype=") +
                   (elementType == DType::F16 ? "f16" : "f32") +
                   " lowering=" + (reference ? "reference" : "tiled");
@@ -32,7 +32,7 @@ std::string CompileOptions::describe() const {
   return s;
 }
 
-std::string attnc::tiledOptionsError(const CompileOptions &options) {
+std::string attnc::tiledOptionsError(const CpuCompileOptions &options) {
   if (options.headDim <= 0 || options.valueDim <= 0)
     return "a tiled kernel needs its head dimensions D and Dv";
   if (options.headDim > kMaxTiledHeadDim || options.valueDim > kMaxTiledHeadDim)
@@ -69,8 +69,8 @@ int attnc::hostVectorWidth(int requested) {
 CpuKernel::~CpuKernel() = default;
 
 bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
-                                const CompileOptions &options, CpuArtifact &out,
-                                std::string &error) {
+                                const CpuCompileOptions &options,
+                                CpuArtifact &out, std::string &error) {
   auto variant = llvm::dyn_cast_or_null<attn::VariantOp>(
       SymbolTable::lookupSymbolIn(module, name));
   if (!variant) {
@@ -130,7 +130,7 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
 
 std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
                                            const std::string &object,
-                                           const CompileOptions &options,
+                                           const CpuCompileOptions &options,
                                            std::string &error) {
   std::unique_ptr<CpuKernel> kernel(new CpuKernel());
   kernel->sig = signature;
@@ -147,7 +147,7 @@ std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
 
 std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module,
                                               const std::string &name,
-                                              const CompileOptions &options,
+                                              const CpuCompileOptions &options,
                                               std::string &error) {
   CpuArtifact artifact;
   if (!compileToObject(module, name, options, artifact, error))
