@@ -22,11 +22,11 @@
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
-#include "attnc/Conversion/KernelBuilder.h"
+#include "attnc/ABI/KernelABI.h"
+#include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"

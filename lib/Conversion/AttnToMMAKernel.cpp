@@ -31,14 +31,14 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/ABI/KernelABI.h"
+#include "attnc/ABI/MMAKernelConfig.h"
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
-#include "attnc/Conversion/KernelBuilder.h"
-#include "attnc/Conversion/MMAKernelConfig.h"
+#include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -372,8 +372,11 @@ private:
   /// row): memref<kMarkWords x i32, 3>.
   Value markWords;
 
-  Value q, k, v, o, lse, flags, bi, hi, hkv, tid, lane, warp, g, tig;
-  Value sizeIdx[7], sizeI32[7], sizeI64[7];
+  /// Q, K and V with the unit inner stride the host guarantees (the
+  /// entry's are fully strided).
+  Value q, k, v;
+  Value bi, hi, hkv, tid, lane, warp, g, tig;
+  Value sizeI64[7];
   Value b32, h32;
   Value ktEnd;
   TileEnv env;
@@ -528,11 +531,12 @@ void MmaKernelBuilder::computeSummaries() {
           Value k0 = mul(tc, cIdx(cfg.tk));
           Value last = arith::SubIOp::create(
               b, loc,
-              arith::MinUIOp::create(b, loc, add(k0, cIdx(cfg.tk)), sizeIdx[4]),
+              arith::MinUIOp::create(b, loc, add(k0, cIdx(cfg.tk)),
+                                     entry.sizeIdx[4]),
               cIdx(1));
-          for (auto &entry : summaries) {
-            Value tensor = entry.second.tensor;
-            bool isBool = entry.second.isBool;
+          for (auto &named : summaries) {
+            Value tensor = named.second.tensor;
+            bool isBool = named.second.isBool;
             int64_t topLo = isBool ? 0 : INT32_MIN,
                     topHi = isBool ? 1 : INT32_MAX;
             Value dim = memref::DimOp::create(b, loc, tensor, 0);
@@ -574,7 +578,7 @@ void MmaKernelBuilder::computeSummaries() {
                 inRange, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
                                                sub, cIdx(0)));
             ifThen(store, [&] {
-              Value table = entry.second.table;
+              Value table = named.second.table;
               memref::StoreOp::create(b, loc, mn, table,
                                       ValueRange{t, cIdx(0)});
               memref::StoreOp::create(b, loc, mx, table,
@@ -634,10 +638,10 @@ void MmaKernelBuilder::markLiveTiles() {
 
 Value MmaKernelBuilder::markItem(Value bIdx, Value hIdx, Value qt) {
   Value numQTiles =
-      arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows()));
+      arith::CeilDivUIOp::create(b, loc, entry.sizeIdx[3], cIdx(cfg.rows()));
   Value item = marksPerBatch ? bIdx : cIdx(0);
   if (marksPerHead)
-    item = add(mul(item, sizeIdx[1]), hIdx);
+    item = add(mul(item, entry.sizeIdx[1]), hIdx);
   return add(mul(item, numQTiles), qt);
 }
 
@@ -903,7 +907,8 @@ void MmaKernelBuilder::forThreadChunks(
 TileFacts MmaKernelBuilder::tileFacts(Value kt) {
   Value k0 = mul(kt, cIdx(cfg.tk));
   Value cols = arith::MinSIOp::create(
-      b, loc, cIdx(cfg.tk), arith::SubIOp::create(b, loc, sizeIdx[4], k0));
+      b, loc, cIdx(cfg.tk),
+      arith::SubIOp::create(b, loc, entry.sizeIdx[4], k0));
   TileEnv tileEnv = env;
   tileEnv.kv = {toI64(k0),
                 arith::SubIOp::create(b, loc, toI64(add(k0, cols)), cI64(1))};
@@ -994,7 +999,7 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
         // Lkv - colBase: one 32-bit compare with a constant per column,
         // shared by the lane's rows.
         Value kvLeft =
-            arith::SubIOp::create(b, loc, sizeI32[4], toI32(colBase));
+            arith::SubIOp::create(b, loc, entry.sizeI32[4], toI32(colBase));
         // Rows past Lq are computed but never stored, and each row's
         // softmax is its own: they need excluding only where a mask or
         // score that reads tensors (at q_idx) runs under the guard.
@@ -1003,7 +1008,7 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
         Value inRow[2];
         if (guardRows)
           for (int i = 0; i < 2; ++i)
-            inRow[i] = lt(rowIdx[i], sizeIdx[3]);
+            inRow[i] = lt(rowIdx[i], entry.sizeIdx[3]);
         for (size_t j = 0; j < s.size(); ++j)
           for (int i = 0; i < 4; ++i) {
             Value col = column(j, i);
@@ -1142,21 +1147,14 @@ bool MmaKernelBuilder::build() {
   if (cfg.minBlocksPerSM > 0 && !marksOnly)
     fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
                 b.getI32IntegerAttr(static_cast<int32_t>(cfg.minBlocksPerSM)));
-  Block *entry = &fn.getBody().front();
-  entryBlock = entry;
-  b.setInsertionPointToStart(entry);
-  KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
+  Block *body = &fn.getBody().front();
+  entryBlock = body;
+  b.setInsertionPointToStart(body);
+  entry = bindKernelEntry(b, loc, variant, body, runtimeParams, kctx);
   if (useMarks)
-    marksArg = entry->getArgument(e.numLeading);
-  o = e.o;
-  lse = e.lse;
-  flags = e.flags;
-  status = e.status;
-  for (int i = 0; i < 7; ++i) {
-    sizeIdx[i] = e.sizeIdx[i];
-    sizeI32[i] = e.sizeI32[i];
-    sizeI64[i] = toI64(sizeIdx[i]);
-  }
+    marksArg = body->getArgument(entry.numLeading);
+  for (int i = 0; i < 7; ++i)
+    sizeI64[i] = toI64(entry.sizeIdx[i]);
   // Hopper: the launcher starts every wgmma kernel (and its mark kernel) as
   // a programmatic dependent of the kernel before it on the stream, so
   // that its blocks launch during that kernel's last wave. Nothing may
@@ -1227,9 +1225,9 @@ bool MmaKernelBuilder::build() {
     return memref::ReinterpretCastOp::create(
         b, loc, type, x, OpFoldResult(meta.getOffset()), sizes, strides);
   };
-  q = unitInner(e.q);
-  k = unitInner(e.k);
-  v = unitInner(e.v);
+  q = unitInner(entry.q);
+  k = unitInner(entry.k);
+  v = unitInner(entry.v);
 
   // Block -> (b, h, q-tile), longest first within groups of heads whose K
   // and V (2-byte elements) fit in the L2 cache.
@@ -1303,7 +1301,7 @@ bool MmaKernelBuilder::build() {
         shared, cIdx(sharedBytes), ValueRange{});
     sharedBytes += 8;
     // Rows of more than kMaxSummaryTiles kv-tiles take the row facts.
-    numKvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(tk));
+    numKvTiles = arith::CeilDivUIOp::create(b, loc, entry.sizeIdx[4], cIdx(tk));
     useSummaries = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
                                          numKvTiles, cIdx(kMaxSummaryTiles));
   }
@@ -1363,20 +1361,20 @@ bool MmaKernelBuilder::build() {
     // summaries and marks as an attention block would work them out,
     // then the kMarkWords words out, in the order of their shared memory.
     Value numQTiles =
-        arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows()));
+        arith::CeilDivUIOp::create(b, loc, entry.sizeIdx[3], cIdx(cfg.rows()));
     Value qt = arith::RemUIOp::create(b, loc, block, numQTiles);
     Value rest = arith::DivUIOp::create(b, loc, block, numQTiles);
     Value hIdx =
         marksPerHead
-            ? arith::RemUIOp::create(b, loc, rest, sizeIdx[1]).getResult()
+            ? arith::RemUIOp::create(b, loc, rest, entry.sizeIdx[1]).getResult()
             : cIdx(0);
     Value bIdx =
         !marksPerBatch ? cIdx(0)
         : marksPerHead
-            ? arith::DivUIOp::create(b, loc, rest, sizeIdx[1]).getResult()
+            ? arith::DivUIOp::create(b, loc, rest, entry.sizeIdx[1]).getResult()
             : rest;
     Item it;
-    it.tile = emitBlockTile(b, loc, bIdx, hIdx, qt, sizeIdx, cfg.rows());
+    it.tile = emitBlockTile(b, loc, bIdx, hIdx, qt, entry.sizeIdx, cfg.rows());
     it.ktEnd = numKvTiles;
     setItem(it);
     computeSummaries();
@@ -1398,10 +1396,10 @@ bool MmaKernelBuilder::build() {
     // otherwise stay in registers across every kv loop).
     Value sizes[7];
     for (int i = 0; i < 7; ++i)
-      sizes[i] = sizeIdx[i];
+      sizes[i] = entry.sizeIdx[i];
     if (cfg.persistent)
       for (int i : {0, 1, 2, 3, 4})
-        sizes[i] = toIdx(pinRegisters({sizeI32[i]})[0]);
+        sizes[i] = toIdx(pinRegisters({entry.sizeI32[i]})[0]);
     Item it;
     it.tile = emitLongestFirstBlock(b, loc, blockIndex, sizes, cfg.rows(),
                                     2 * (D + Dv));
@@ -1413,11 +1411,12 @@ bool MmaKernelBuilder::build() {
   auto copyK1V0 = [&](Value kt0) {
     Value kt1 = firstLiveTile(add(kt0, cIdx(1)));
     ifThen(lt(kt1, ktEnd), [&] {
-      loadTile(k, hkv, kTile, D, tk, mul(kt1, cIdx(tk)), sizeIdx[4],
+      loadTile(k, hkv, kTile, D, tk, mul(kt1, cIdx(tk)), entry.sizeIdx[4],
                cIdx(kRows), /*commit=*/false);
     });
     NVVM::CpAsyncCommitGroupOp::create(b, loc);
-    loadTile(v, hkv, vTile, Dv, tk, mul(kt0, cIdx(tk)), sizeIdx[4], cIdx(0));
+    loadTile(v, hkv, vTile, Dv, tk, mul(kt0, cIdx(tk)), entry.sizeIdx[4],
+             cIdx(0));
     return kt1;
   };
   // The item's prologue: its tile, the Q copy, its live kv-tiles and the
@@ -1429,7 +1428,7 @@ bool MmaKernelBuilder::build() {
     Value q0 = it.tile.q0, rows = it.tile.rows;
     // The Q tile in flight first: it does not depend on which kv-tiles are
     // live, so its copy overlaps the mask summaries and the kv range below.
-    loadTile(q, hi, qTile, D, cfg.rows(), q0, sizeIdx[3]);
+    loadTile(q, hi, qTile, D, cfg.rows(), q0, entry.sizeIdx[3]);
     Value ktBegin64, ktEnd64;
     if (summaries.empty()) {
       KvTileRange range =
@@ -1485,7 +1484,7 @@ bool MmaKernelBuilder::build() {
     // K of the first live tile in flight, after Q (above).
     Value kt0 = it.kt0 = firstLiveTile(ktBegin);
     ifThen(lt(kt0, ktEnd), [&] {
-      loadTile(k, hkv, kTile, D, tk, mul(kt0, cIdx(tk)), sizeIdx[4]);
+      loadTile(k, hkv, kTile, D, tk, mul(kt0, cIdx(tk)), entry.sizeIdx[4]);
     });
     if (cfg.persistent) {
       // K of the second live tile (one group, empty when there is none)
@@ -1541,9 +1540,9 @@ bool MmaKernelBuilder::build() {
   Value item;
   if (cfg.persistent) {
     gridDim = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-    nItems =
-        mul(mul(sizeIdx[0], sizeIdx[1]),
-            arith::CeilDivUIOp::create(b, loc, sizeIdx[3], cIdx(cfg.rows())));
+    nItems = mul(
+        mul(entry.sizeIdx[0], entry.sizeIdx[1]),
+        arith::CeilDivUIOp::create(b, loc, entry.sizeIdx[3], cIdx(cfg.rows())));
     SmallVector<Value> init = prologueIf(block);
     SmallVector<Type> types(4, idxType);
     itemLoop = scf::WhileOp::create(b, loc, types, init);
@@ -1618,8 +1617,8 @@ bool MmaKernelBuilder::build() {
       mayBeFalse = tileFacts(kt).mayBeFalse;
     }
     Value partial =
-        arith::OrIOp::create(b, loc, lt(sizeIdx[4], add(k0, cIdx(tk))),
-                             lt(sizeIdx[3], add(q0, cIdx(cfg.rows()))));
+        arith::OrIOp::create(b, loc, lt(entry.sizeIdx[4], add(k0, cIdx(tk))),
+                             lt(entry.sizeIdx[3], add(q0, cIdx(cfg.rows()))));
     return arith::OrIOp::create(b, loc, mayBeFalse, partial).getResult();
   };
   auto finishScores = [&](Tiles &s, Value kt, Value needMask) {
@@ -1743,7 +1742,7 @@ bool MmaKernelBuilder::build() {
       ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
       NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
       gpu::BarrierOp::create(b, loc); // Q and K_j are in shared memory
-      loadTile(v, hkv, vTile, Dv, tk, k0, sizeIdx[4]);
+      loadTile(v, hkv, vTile, Dv, tk, k0, entry.sizeIdx[4]);
 
       // S = Q K_j^T, two k-steps at a time: the A fragments of both
       // m-tiles from the Q tile, then per n-tile (8 keys) one ldmatrix.x4
@@ -1780,7 +1779,7 @@ bool MmaKernelBuilder::build() {
       NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
       gpu::BarrierOp::create(b, loc); // V_j landed; every warp is done with K_j
       ifThen(lt(ktNext, ktEnd), [&] {
-        loadTile(k, hkv, kTile, D, tk, mul(ktNext, cIdx(tk)), sizeIdx[4]);
+        loadTile(k, hkv, kTile, D, tk, mul(ktNext, cIdx(tk)), entry.sizeIdx[4]);
       });
 
       Step st = softmaxStep(s, m, l);
@@ -1838,11 +1837,11 @@ bool MmaKernelBuilder::build() {
           .getResult();
     };
     auto loadK = [&](Value kt, Value par, bool commit = true) {
-      loadTile(k, hkv, kTile, D, tk, mul(kt, cIdx(tk)), sizeIdx[4],
+      loadTile(k, hkv, kTile, D, tk, mul(kt, cIdx(tk)), entry.sizeIdx[4],
                mul(par, cIdx(kRows)), commit);
     };
     auto loadV = [&](Value kt, Value par) {
-      loadTile(v, hkv, vTile, Dv, tk, mul(kt, cIdx(tk)), sizeIdx[4],
+      loadTile(v, hkv, vTile, Dv, tk, mul(kt, cIdx(tk)), entry.sizeIdx[4],
                mul(par, cIdx(vRows)));
     };
     // All but the `pending` newest copy groups landed, for every thread.
@@ -2086,7 +2085,7 @@ bool MmaKernelBuilder::build() {
   // staged in shared memory and written in 16-byte chunks (below).
   Value wantLse = arith::CmpIOp::create(
       b, loc, arith::CmpIPredicate::ne,
-      arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
+      arith::AndIOp::create(b, loc, entry.flags, cI32(kFlagWriteLSE)), cI32(0));
   Value firstOfQuad =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tig, cIdx(0));
   Value sinkLog2 = emitSinkLog2(b, loc, variant, b32, h32);
@@ -2106,9 +2105,10 @@ bool MmaKernelBuilder::build() {
       factor[t][r] = rn.factor;
       if (norm == attn::NormKind::softmax) {
         Value lseValue = select(rn.empty, cF32(-INFINITY), rn.lse);
-        ifThen(andI(lt(rowIdx[t][r], sizeIdx[3]), andI(wantLse, firstOfQuad)),
+        ifThen(andI(lt(rowIdx[t][r], entry.sizeIdx[3]),
+                    andI(wantLse, firstOfQuad)),
                [&] {
-                 memref::StoreOp::create(b, loc, lseValue, lse,
+                 memref::StoreOp::create(b, loc, lseValue, entry.lse,
                                          ValueRange{bi, hi, rowIdx[t][r]});
                });
       }
@@ -2162,8 +2162,9 @@ bool MmaKernelBuilder::build() {
     gpu::BarrierOp::create(b, loc);
     Value vectorO = arith::CmpIOp::create(
         b, loc, arith::CmpIPredicate::ne,
-        arith::AndIOp::create(b, loc, flags, cI32(kFlagVectorO)), cI32(0));
-    Value oVec = unitInner(o);
+        arith::AndIOp::create(b, loc, entry.flags, cI32(kFlagVectorO)),
+        cI32(0));
+    Value oVec = unitInner(entry.o);
     auto chunkType = VectorType::get({8}, elementType);
     const int64_t perRow = Dv / 8;
     auto copyChunk = [&](Value row, Value chunk) {
@@ -2184,7 +2185,7 @@ bool MmaKernelBuilder::build() {
             [&](OpBuilder &, Location) {
               for (int64_t e = 0; e < 8; ++e)
                 memref::StoreOp::create(
-                    b, loc, vector::ExtractOp::create(b, loc, x, e), o,
+                    b, loc, vector::ExtractOp::create(b, loc, x, e), entry.o,
                     ValueRange{bi, hi, qRow, add(col, cIdx(e))});
               scf::YieldOp::create(b, loc);
             });

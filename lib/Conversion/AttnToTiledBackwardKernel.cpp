@@ -15,7 +15,7 @@
 //     the mask may keep (tile facts; all-false tiles are never computed,
 //     all-true ones never evaluate the mask):
 //       S  = Q K^T, dP = dO V^T              (register-blocked micro-kernels)
-//       P  = exp2(t log2 e - LSE log2 e), t = score(scale S), masked -> 0
+//       P  = 2^(t log2 e - LSE log2 e), t = score(scale S), masked -> 0
 //       dT = P (dP - D) | dP w (1 - w) | dP [t > 0] | (dP - D) / S
 //       dS = score_grad(s, dT)  (vectorised when the score is: a param read
 //                                that is the same for every lane is summed
@@ -35,12 +35,12 @@
 
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
-#include "attnc/Conversion/KernelBuilder.h"
+#include "attnc/ABI/KernelABI.h"
+#include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 #include "attnc/Conversion/VectorKernelBuilder.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -497,13 +497,13 @@ void TiledBackwardBuilder::weightsAndScoreGrads(Value q0, Value rows, Value k0,
         case attn::NormKind::softmax: {
           // P = 2^(t log2 e - LSE log2 e); dT = P (dP - D)
           Value x2 = foldLog2e ? t : fmul(t, splatF(kLog2e));
-          w = sel(keep, exp2(fsub(x2, statV)), zero);
+          w = sel(keep, vexp2(fsub(x2, statV)), zero);
           dT = fmul(w, fsub(dpv, dV));
           break;
         }
         case attn::NormKind::sigmoid: {
           // w = 1 / (1 + 2^(-t log2 e)); dT = dP w (1 - w)
-          Value e = exp2(fmul(t, splatF(-kLog2e)));
+          Value e = vexp2(fmul(t, splatF(-kLog2e)));
           w = arith::DivFOp::create(
               b, loc, splatF(1.0),
               arith::AddFOp::create(b, loc, splatF(1.0), e));

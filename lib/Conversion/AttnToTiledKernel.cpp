@@ -29,14 +29,14 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/ABI/KernelABI.h"
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
-#include "attnc/Conversion/KernelBuilder.h"
+#include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 #include "attnc/Conversion/VectorKernelBuilder.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -92,12 +92,13 @@ private:
   void modifyScores(Value sRow, Value q32, Value k0, Value cols, Value needMask,
                     std::pair<Value, Value> range);
   void packQ(Value q0, Value rows, Value qscale);
-  /// status[word] += n (the host sums the words of all workers).
-  void countTiles(int word, Value n) {
+  /// status[word] += n, not atomically: each worker thread has status
+  /// words of its own (the host sums them).
+  void countWorkerTiles(int word, Value n) {
     Value w = cIdx(word);
-    Value old = memref::LoadOp::create(b, loc, status, ValueRange{w});
+    Value old = memref::LoadOp::create(b, loc, entry.status, ValueRange{w});
     memref::StoreOp::create(b, loc, arith::AddIOp::create(b, loc, old, n),
-                            status, ValueRange{w});
+                            entry.status, ValueRange{w});
   }
   /// `rows` rounded up to whole register blocks of cfg.rows rows (the
   /// extra rows of the Q tile are zero).
@@ -147,8 +148,8 @@ private:
   int64_t dvp;
 
   // Arguments and derived values.
-  Value q, k, v, o, lse, flags, status, bi, hi, hkv;
-  Value sizeIdx[7], sizeI32[7], sizeI64[7];
+  Value bi, hi, hkv;
+  Value sizeI64[7];
   Value b32, h32;
   KernelContext kctx;
   // Scratch tiles (flat f32 memrefs); the shared K^T buffer the kernels
@@ -178,8 +179,8 @@ void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
     Value row = arith::AddIOp::create(b, loc, q0, r);
     Value safeRow = arith::SelectOp::create(b, loc, inRow, row, cIdx(0));
     forLoop(cIdx(0), cIdx(cfg.headDim), 1, [&](Value d) {
-      Value x = arith::MulFOp::create(b, loc, loadF32(q, {bi, hi, safeRow, d}),
-                                      qscale);
+      Value x = arith::MulFOp::create(
+          b, loc, loadF32(entry.q, {bi, hi, safeRow, d}), qscale);
       x = arith::SelectOp::create(b, loc, inRow, x, cF32(0.0));
       memref::StoreOp::create(b, loc, x, qp,
                               ValueRange{offset(d, cfg.headDim, r)});
@@ -250,13 +251,14 @@ std::pair<Value, Value> TiledKernelBuilder::ensureKt(Value ktIdx, Value k0,
   // its own stack buffer. So every visited kv-tile of every KV head is
   // transposed about once per call, by the thread that first needs it,
   // and no thread ever blocks on another.
-  Value kvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
+  Value kvTiles =
+      arith::CeilDivUIOp::create(b, loc, entry.sizeIdx[4], cIdx(cfg.tk));
   Value word = arith::AddIOp::create(
       b, loc,
       arith::MulIOp::create(
           b, loc,
           arith::AddIOp::create(
-              b, loc, arith::MulIOp::create(b, loc, bi, sizeIdx[2]), hkv),
+              b, loc, arith::MulIOp::create(b, loc, bi, entry.sizeIdx[2]), hkv),
           kvTiles),
       ktIdx);
   Value sharedBase = arith::MulIOp::create(b, loc, word, cIdx(dp * cfg.tk));
@@ -618,7 +620,7 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
                 b, loc, splatF(1.0),
                 arith::AddFOp::create(
                     b, loc, splatF(1.0),
-                    exp2(arith::MulFOp::create(b, loc, x, splatF(-kLog2e)))));
+                    vexp2(arith::MulFOp::create(b, loc, x, splatF(-kLog2e)))));
           else if (norm == attn::NormKind::relu)
             w = arith::MaximumFOp::create(b, loc, x, splatF(0.0));
           else
@@ -660,7 +662,7 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
                 b, loc, first,
                 [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, l); },
                 [&](OpBuilder &, Location) {
-                  Value alphaV = exp2(vector::BroadcastOp::create(
+                  Value alphaV = vexp2(vector::BroadcastOp::create(
                       b, loc, vf, arith::SubFOp::create(b, loc, m, mNew)));
                   for (int64_t c = 0; c < nvd; ++c) {
                     Value off = offset(nullptr, dvp, r, c * cfg.vw);
@@ -687,7 +689,7 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
       Value mSafe = arith::SelectOp::create(b, loc, allMasked, cF32(0.0), mCur);
       Value mSafeV = vector::BroadcastOp::create(b, loc, vf, mSafe);
       for (int64_t jv = 0; jv < n; ++jv) {
-        Value p = exp2(arith::SubFOp::create(b, loc, sv[jv], mSafeV));
+        Value p = vexp2(arith::SubFOp::create(b, loc, sv[jv], mSafeV));
         l = arith::AddFOp::create(b, loc, l, p);
         vstore(p, s, offs[jv]);
       }
@@ -716,12 +718,12 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
             b, loc, inlineItemRegion(b, normOp.getSink(), {b32, h32}),
             cF32(kLog2e));
         top = arith::MaximumFOp::create(b, loc, mSafe, e);
-        Value pair = exp2(vector::BroadcastOp::create(
+        Value pair = vexp2(vector::BroadcastOp::create(
             b, loc, vf, arith::SubFOp::create(b, loc, mSafe, top)));
         keep = vector::ExtractOp::create(b, loc, pair, ArrayRef<int64_t>{0});
         Value sinkW = vector::ExtractOp::create(
             b, loc,
-            exp2(vector::BroadcastOp::create(
+            vexp2(vector::BroadcastOp::create(
                 b, loc, vf, arith::SubFOp::create(b, loc, e, top))),
             ArrayRef<int64_t>{0});
         denom = arith::AddFOp::create(
@@ -751,21 +753,23 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
       Value out = arith::MulFOp::create(b, loc, a, factor);
       if (!elementType.isF32())
         out = arith::TruncFOp::create(b, loc, elementType, out);
-      memref::StoreOp::create(b, loc, out, o, ValueRange{bi, hi, row, c});
+      memref::StoreOp::create(b, loc, out, entry.o, ValueRange{bi, hi, row, c});
     });
     if (norm == attn::NormKind::softmax || norm == attn::NormKind::linear) {
       // The row statistic the backward needs: LSE (softmax), the row sum
       // (linear).
       Value wantLse = arith::CmpIOp::create(
           b, loc, arith::CmpIPredicate::ne,
-          arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
+          arith::AndIOp::create(b, loc, entry.flags, cI32(kFlagWriteLSE)),
+          cI32(0));
       scf::IfOp::create(b, loc, wantLse, [&](OpBuilder &, Location) {
         Value value = norm == attn::NormKind::linear
                           ? l
                           : arith::SelectOp::create(b, loc, empty,
                                                     cF32(-INFINITY), lseValue)
                                 .getResult();
-        memref::StoreOp::create(b, loc, value, lse, ValueRange{bi, hi, row});
+        memref::StoreOp::create(b, loc, value, entry.lse,
+                                ValueRange{bi, hi, row});
         scf::YieldOp::create(b, loc);
       });
     }
@@ -812,36 +816,27 @@ func::FuncOp TiledKernelBuilder::build() {
     }
   auto fn = func::FuncOp::create(b, loc, variant.getSymName(),
                                  FunctionType::get(ctx, inputs, {}));
-  Block *entry = fn.addEntryBlock();
-  b.setInsertionPointToStart(entry);
-  KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
-  q = e.q;
-  k = e.k;
-  v = e.v;
-  o = e.o;
-  lse = e.lse;
-  flags = e.flags;
-  status = e.status;
-  for (int i = 0; i < 7; ++i) {
-    sizeIdx[i] = e.sizeIdx[i];
-    sizeI32[i] = e.sizeI32[i];
-    sizeI64[i] = toI64(sizeIdx[i]);
-  }
-  unsigned prefix = e.numLeading;
-  bi = entry->getArgument(prefix);
-  hi = entry->getArgument(prefix + 1);
-  qtIdx = entry->getArgument(prefix + 2);
-  kt = entry->getArgument(prefix + 3);
-  vp = entry->getArgument(prefix + 4);
-  kr = entry->getArgument(prefix + 5);
-  kflags = entry->getArgument(prefix + 6);
+  Block *body = fn.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  entry = bindKernelEntry(b, loc, variant, body, runtimeParams, kctx);
+  for (int i = 0; i < 7; ++i)
+    sizeI64[i] = toI64(entry.sizeIdx[i]);
+  unsigned prefix = entry.numLeading;
+  bi = body->getArgument(prefix);
+  hi = body->getArgument(prefix + 1);
+  qtIdx = body->getArgument(prefix + 2);
+  kt = body->getArgument(prefix + 3);
+  vp = body->getArgument(prefix + 4);
+  kr = body->getArgument(prefix + 5);
+  kflags = body->getArgument(prefix + 6);
   for (auto [i, p] : llvm::enumerate(summarized))
-    summaries[p.getSymName()] = {entry->getArgument(prefix + 7 + 2 * i),
-                                 entry->getArgument(prefix + 8 + 2 * i)};
+    summaries[p.getSymName()] = {body->getArgument(prefix + 7 + 2 * i),
+                                 body->getArgument(prefix + 8 + 2 * i)};
   b32 = toI32(bi);
   h32 = toI32(hi);
   hkv = arith::DivUIOp::create(
-      b, loc, hi, arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]));
+      b, loc, hi,
+      arith::DivUIOp::create(b, loc, entry.sizeIdx[1], entry.sizeIdx[2]));
 
   auto scratch = [&](int64_t size) {
     auto op = memref::AllocaOp::create(b, loc,
@@ -872,11 +867,11 @@ func::FuncOp TiledKernelBuilder::build() {
 
   // scale, with log2(e) folded in when no score modifier needs the true
   // scaled dot product.
-  Value qscale = emitQScale(b, loc, variant, sizeI32[5], foldLog2e);
+  Value qscale = emitQScale(b, loc, variant, entry.sizeI32[5], foldLog2e);
 
   Value q0 = arith::MulIOp::create(b, loc, qtIdx, cIdx(cfg.tq));
   Value rows =
-      minIdx(cIdx(cfg.tq), arith::SubIOp::create(b, loc, sizeIdx[3], q0));
+      minIdx(cIdx(cfg.tq), arith::SubIOp::create(b, loc, entry.sizeIdx[3], q0));
   packQ(q0, rows, qscale);
   forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
     memref::StoreOp::create(b, loc, cF32(-INFINITY), mrow, ValueRange{r});
@@ -963,10 +958,10 @@ func::FuncOp TiledKernelBuilder::build() {
     // Only a box bounded by values of the function body (not of a loop
     // iteration) is reused: those dominate every later use.
     bool functionLevel = llvm::all_of(idx, [&](const IntervalValues &r) {
-      return Value(r.lo).getParentBlock() == entry &&
-             Value(r.hi).getParentBlock() == entry;
+      return Value(r.lo).getParentBlock() == body &&
+             Value(r.hi).getParentBlock() == body;
     });
-    if (result && functionLevel && b.getInsertionBlock() == entry)
+    if (result && functionLevel && b.getInsertionBlock() == body)
       (*memoRef)[key] = *result;
     return result;
   };
@@ -992,7 +987,7 @@ func::FuncOp TiledKernelBuilder::build() {
       ktBegin);
   Value ktB = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktBegin);
   Value ktE = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktEnd);
-  countTiles(
+  countWorkerTiles(
       kStatusTilesInRange,
       arith::TruncIOp::create(b, loc, b.getI32Type(),
                               arith::SubIOp::create(b, loc, ktEnd, ktBegin)));
@@ -1004,8 +999,8 @@ func::FuncOp TiledKernelBuilder::build() {
         b, loc, arith::SubIOp::create(b, loc, ktE, cIdx(1)),
         arith::SubIOp::create(b, loc, i, ktB));
     Value k0 = arith::MulIOp::create(b, loc, ktIdx, cIdx(cfg.tk));
-    Value cols =
-        minIdx(cIdx(cfg.tk), arith::SubIOp::create(b, loc, sizeIdx[4], k0));
+    Value cols = minIdx(cIdx(cfg.tk),
+                        arith::SubIOp::create(b, loc, entry.sizeIdx[4], k0));
     TileEnv tileEnv = env;
     tileEnv.kv = {
         toI64(k0),
@@ -1017,7 +1012,7 @@ func::FuncOp TiledKernelBuilder::build() {
     TileFacts facts = emitTileFacts(b, loc, maskOp, tileEnv);
     // All-false tiles are skipped; all-true ones run without the mask.
     scf::IfOp::create(b, loc, facts.mayBeTrue, [&](OpBuilder &, Location) {
-      countTiles(kStatusTilesComputed, cI32(1));
+      countWorkerTiles(kStatusTilesComputed, cI32(1));
       if (maskOp)
         computeLiveRanges(tileEnv, facts, q0, rows);
       curKvLo = curKvHi = curKtIdx = Value();

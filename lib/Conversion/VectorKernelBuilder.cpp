@@ -49,7 +49,7 @@ bool attnc::isVectorizable(Region &region) {
   return true;
 }
 
-Value VectorKernelBuilder::exp2(Value x) {
+Value VectorKernelBuilder::vexp2(Value x) {
   // Cephes exp2f: x = n + f, f in [-0.5, 0.5], 2^f = 1 + f P(f).
   static const double p[] = {1.535336188319500e-4, 1.339887440266574e-3,
                              9.618437357674640e-3, 5.550332471162809e-2,

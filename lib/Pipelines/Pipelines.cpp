@@ -8,11 +8,11 @@
 
 #include "attnc/Pipelines/Pipelines.h"
 
-#include "attn/AttnDialect.h"
 #include "attnc/Conversion/Passes.h"
 #include "attnc/Transforms/Passes.h"
+#include "dialects/attn/AttnDialect.h"
 
-#include "attnc/Conversion/MMAKernelConfig.h"
+#include "attnc/ABI/MMAKernelConfig.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
 #include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVM.h"

@@ -9,8 +9,8 @@
 
 #include "attnc/Target/CpuKernel.h"
 
-#include "attn/AttnDialect.h"
 #include "attnc/Pipelines/Pipelines.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
@@ -25,7 +25,7 @@
 using namespace attnc;
 using namespace mlir;
 
-std::string CompileOptions::describe() const {
+std::string CpuCompileOptions::describe() const {
   std::string s = std::string("dtype=") +
                   (elementType == DType::F16 ? "f16" : "f32") +
                   " lowering=" + (reference ? "reference" : "tiled");
@@ -38,7 +38,7 @@ std::string CompileOptions::describe() const {
   return s;
 }
 
-std::string attnc::tiledOptionsError(const CompileOptions &options) {
+std::string attnc::tiledOptionsError(const CpuCompileOptions &options) {
   if (options.headDim <= 0 || options.valueDim <= 0)
     return "a tiled kernel needs its head dimensions D and Dv";
   if (options.headDim > kMaxTiledHeadDim || options.valueDim > kMaxTiledHeadDim)
@@ -65,29 +65,32 @@ std::string attnc::tiledOptionsError(const CompileOptions &options) {
 int attnc::hostVectorWidth(int requested) {
   if (requested > 0)
     return requested;
-  // Testing: ATTN_CPU_VECTOR_WIDTH=8 builds AVX2's kernels on an AVX-512
-  // host (and 16 the other way round: LLVM splits the vectors).
-  if (const char *env = std::getenv("ATTN_CPU_VECTOR_WIDTH")) {
-    std::string v = env;
-    if (v == "8" || v == "16")
-      return std::stoi(v);
-    static std::once_flag warned;
-    std::call_once(warned, [&] {
+  // Asked once per process: every tiled launch needs it, and LLVM's answer
+  // costs about 0.15 ms (it parses /proc/cpuinfo), which was most of the
+  // time of a small run. Testing: ATTN_CPU_VECTOR_WIDTH=8 builds AVX2's
+  // kernels on an AVX-512 host (and 16 the other way round: LLVM splits the
+  // vectors).
+  static const int width = [] {
+    if (const char *env = std::getenv("ATTN_CPU_VECTOR_WIDTH")) {
+      std::string v = env;
+      if (v == "8" || v == "16")
+        return std::stoi(v);
       std::fprintf(stderr,
                    "attn: ignoring ATTN_CPU_VECTOR_WIDTH='%s' (expected 8 or "
                    "16)\n",
                    env);
-    });
-  }
-  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
-  return features.lookup("avx512f") ? 16 : 8;
+    }
+    llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+    return features.lookup("avx512f") ? 16 : 8;
+  }();
+  return width;
 }
 
 CpuKernel::~CpuKernel() = default;
 
 bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
-                                const CompileOptions &options, CpuArtifact &out,
-                                std::string &error) {
+                                const CpuCompileOptions &options,
+                                CpuArtifact &out, std::string &error) {
   auto variant = llvm::dyn_cast_or_null<attn::VariantOp>(
       SymbolTable::lookupSymbolIn(module, name));
   if (!variant) {
@@ -161,7 +164,7 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
 
 std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
                                            const std::string &object,
-                                           const CompileOptions &options,
+                                           const CpuCompileOptions &options,
                                            std::string &error) {
   std::unique_ptr<CpuKernel> kernel(new CpuKernel());
   kernel->sig = signature;
@@ -186,7 +189,7 @@ std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
 
 std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module,
                                               const std::string &name,
-                                              const CompileOptions &options,
+                                              const CpuCompileOptions &options,
                                               std::string &error) {
   CpuArtifact artifact;
   if (!compileToObject(module, name, options, artifact, error))

@@ -2,11 +2,11 @@
 
 #include "attnc/Target/GpuKernel.h"
 
-#include "attnc/Conversion/MMAKernelConfig.h"
+#include "attnc/ABI/MMAKernelConfig.h"
 #include "attnc/Pipelines/Pipelines.h"
 #include "attnc/Support/Npy.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/Diagnostics.h"

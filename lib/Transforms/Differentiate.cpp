@@ -21,7 +21,7 @@
 #include "attnc/Transforms/Differentiate.h"
 #include "attnc/Transforms/Passes.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"

@@ -28,7 +28,7 @@ namespace attn::detail {
 /// What an entry holds besides its key.
 struct StoredKernel {
   std::string variant;
-  std::string options; // CompileOptions::describe()
+  std::string options; // CpuCompileOptions::describe()
   std::string target;  // HostTarget::describe()
   std::string build;   // the compiler's build identity
   std::string signature;

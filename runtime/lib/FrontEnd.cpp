@@ -2,12 +2,12 @@
 
 #include "FrontEnd.h"
 
-#include "attn/AttnDialect.h"
 #include "attnc/Frontend/AST.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Parser.h"
 #include "attnc/Frontend/Sema.h"
 #include "attnc/Pipelines/Pipelines.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Verifier.h"

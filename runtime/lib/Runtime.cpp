@@ -409,8 +409,8 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
                  const CompileOptions &options, KernelPtr &out,
                  std::string &error);
   Status build(const std::string &key, KeyedModule &keyed,
-               const attnc::CompileOptions &copts, DType dtype, KernelPtr &out,
-               std::string &error);
+               const attnc::CpuCompileOptions &copts, DType dtype,
+               KernelPtr &out, std::string &error);
   Status compileGpu(const std::string &source, const std::string &bufferName,
                     const CompileOptions &options, KernelPtr &out,
                     std::string &error);
@@ -425,7 +425,7 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
     return true;
   }
   Status compileAndLoad(const std::string &key, KeyedModule &keyed,
-                        const attnc::CompileOptions &copts, DType dtype,
+                        const attnc::CpuCompileOptions &copts, DType dtype,
                         DiskCache *store, KernelPtr &out, std::string &error);
 
   // Disk-cache bookkeeping shared by CPU objects and GPU PTX: this
@@ -542,7 +542,7 @@ void Runtime::clearCache() {
 }
 
 Status Runtime::Impl::compileAndLoad(const std::string &key, KeyedModule &keyed,
-                                     const attnc::CompileOptions &copts,
+                                     const attnc::CpuCompileOptions &copts,
                                      DType dtype, DiskCache *store,
                                      KernelPtr &out, std::string &error) {
   attnc::CpuArtifact artifact;
@@ -573,7 +573,7 @@ Status Runtime::Impl::compileAndLoad(const std::string &key, KeyedModule &keyed,
 }
 
 Status Runtime::Impl::build(const std::string &key, KeyedModule &keyed,
-                            const attnc::CompileOptions &copts, DType dtype,
+                            const attnc::CpuCompileOptions &copts, DType dtype,
                             KernelPtr &out, std::string &error) {
   if (!disk)
     return compileAndLoad(key, keyed, copts, dtype, nullptr, out, error);
@@ -631,7 +631,7 @@ Status Runtime::Impl::compile(const std::string &source,
                                       : "");
     return Status::InvalidArgument;
   }
-  attnc::CompileOptions copts;
+  attnc::CpuCompileOptions copts;
   copts.elementType = toInternal(options.dtype);
   if (options.headDim < 0 || options.valueDim < 0) {
     error = "head dims must be positive (or 0 for unknown), got D = " +

@@ -19,7 +19,7 @@
 #include "attnc/Target/CpuKernel.h"
 #include "attnc/Target/ThreadPool.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/Support/Format.h"
@@ -200,7 +200,7 @@ std::unique_ptr<CpuKernel> compile(const Options &o, const std::string &name,
     if (auto n = v.getNormalizeOp())
       n.erase();
   }
-  CompileOptions copts;
+  CpuCompileOptions copts;
   copts.elementType = o.dtype == "f16" ? DType::F16 : DType::F32;
   copts.reference = reference;
   copts.headDim = o.shape.D;

@@ -19,7 +19,7 @@
 
 #include "attn/attn.hpp"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
@@ -593,7 +593,7 @@ int gradVariant(const Options &o, mlir::MLIRContext &ctx,
   mlir::DialectRegistry registry;
   registerDialects(registry);
   ctx.appendDialectRegistry(registry);
-  CompileOptions copts;
+  CpuCompileOptions copts;
   copts.elementType = q.dtype;
   copts.reference = true;
   if (!o.reference) {
@@ -603,7 +603,7 @@ int gradVariant(const Options &o, mlir::MLIRContext &ctx,
   }
   std::string err;
   auto compile = [&](bool backward) {
-    CompileOptions c = copts;
+    CpuCompileOptions c = copts;
     c.backward = backward;
     if (backward)
       c.tileQ = 64;
@@ -830,7 +830,7 @@ int cacheCommand(int argc, char **argv) {
 /// --emit=obj and --emit=header: the pieces of an ahead-of-time kernel.
 int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
   std::string name = chooseVariant(module, o.variant, o.input);
-  CompileOptions copts;
+  CpuCompileOptions copts;
   copts.elementType = o.dtype == "f16" ? DType::F16 : DType::F32;
   AotKernelShape shape;
   if (!o.headDim.empty() && !o.reference) {

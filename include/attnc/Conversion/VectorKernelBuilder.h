@@ -11,7 +11,9 @@
 #ifndef ATTNC_CONVERSION_VECTORKERNELBUILDER_H
 #define ATTNC_CONVERSION_VECTORKERNELBUILDER_H
 
-#include "attn/AttnDialect.h"
+#include "attnc/Conversion/KernelIRBuilder.h"
+
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -33,12 +35,11 @@ llvm::DenseSet<mlir::Value> varyingValues(mlir::Region &region);
 /// accumulations (no results) are allowed: see accumulateLanes.
 bool isVectorizable(mlir::Region &region);
 
-class VectorKernelBuilder {
+class VectorKernelBuilder : public KernelIRBuilder {
 public:
   /// Vectors of `vw` f32 lanes; micro-kernels block `blockRows` rows.
   VectorKernelBuilder(mlir::Operation *anchor, int64_t vw, int64_t blockRows)
-      : b(anchor), loc(mlir::UnknownLoc::get(anchor->getContext())), vw(vw),
-        blockRows(blockRows) {
+      : KernelIRBuilder(anchor), vw(vw), blockRows(blockRows) {
     vf = mlir::VectorType::get({vw}, b.getF32Type());
     vi = mlir::VectorType::get({vw}, b.getI32Type());
     vb = mlir::VectorType::get({vw}, b.getI1Type());
@@ -51,30 +52,11 @@ protected:
   template <typename T> using SmallVector = llvm::SmallVector<T>;
   template <typename T> using ArrayRef = llvm::ArrayRef<T>;
 
-  Value cIdx(int64_t v) {
-    return mlir::arith::ConstantIndexOp::create(b, loc, v);
-  }
-  Value cI32(int64_t v) {
-    return mlir::arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
-  }
-  Value cI64(int64_t v) {
-    return mlir::arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
-  }
-  Value cF32(double v) {
-    return mlir::arith::ConstantOp::create(
-        b, loc, b.getF32FloatAttr(static_cast<float>(v)));
-  }
   Value splatF(double v) {
     return mlir::arith::ConstantOp::create(
         b, loc,
         mlir::DenseElementsAttr::get(vf,
                                      b.getF32FloatAttr(static_cast<float>(v))));
-  }
-  Value toI32(Value idx) {
-    return mlir::arith::IndexCastOp::create(b, loc, b.getI32Type(), idx);
-  }
-  Value toI64(Value idx) {
-    return mlir::arith::IndexCastOp::create(b, loc, b.getI64Type(), idx);
   }
   Value minIdx(Value x, Value y) {
     return mlir::arith::MinSIOp::create(b, loc, x, y);
@@ -113,7 +95,7 @@ protected:
   }
   /// 2^x for a vector of f32, by a degree-6 polynomial on x - round(x);
   /// exactly 0 below -126 (and so for -inf).
-  Value exp2(Value x);
+  Value vexp2(Value x);
   /// The region evaluated for the vw lanes of a row: `scalarArgs` are its
   /// uniform arguments (b, h, q_idx), `vectorArgs` the rest (kv_idx, score,
   /// ...). Uniform ops stay scalar; attn.accumulate_grad goes to
@@ -139,8 +121,6 @@ protected:
   /// The vw x vw transpose of vw vectors of vw lanes.
   SmallVector<Value> transposeSquare(SmallVector<Value> rows);
 
-  mlir::OpBuilder b;
-  mlir::Location loc;
   int64_t vw, blockRows;
   mlir::VectorType vf, vi, vb;
 };

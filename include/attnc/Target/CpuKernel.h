@@ -25,7 +25,7 @@
 
 namespace attnc {
 
-struct CompileOptions {
+struct CpuCompileOptions {
   DType elementType = DType::F32; // F32 or F16
   /// The reference loop lowering (single-threaded, any head dims) instead of
   /// the tiled, vectorised, multi-threaded kernel.
@@ -55,10 +55,10 @@ struct CompileOptions {
 constexpr int64_t kMaxTiledHeadDim = 512;
 constexpr int64_t kMaxTiledStackBytes = 2 << 20;
 
-struct CompileOptions;
+struct CpuCompileOptions;
 /// Why `options` cannot build a tiled kernel (head dims unknown or too wide,
 /// tiles too large), or "" when they can.
-std::string tiledOptionsError(const CompileOptions &options);
+std::string tiledOptionsError(const CpuCompileOptions &options);
 
 /// f32 lanes per vector for tiled kernels: `requested` if positive, else
 /// $ATTN_CPU_VECTOR_WIDTH (8 or 16; for tests), else 16 on hosts with
@@ -67,7 +67,7 @@ int hostVectorWidth(int requested);
 
 struct CpuArtifact {
   KernelSignature signature;
-  CompileOptions options;
+  CpuCompileOptions options;
   std::string object; // ELF relocatable object for the host (HostObject.h)
 };
 
@@ -79,23 +79,23 @@ public:
   /// ops are erased and the variant is lowered to the LLVM dialect) and
   /// emits an object for HostTarget::native().
   static bool compileToObject(mlir::ModuleOp module, const std::string &name,
-                              const CompileOptions &options, CpuArtifact &out,
-                              std::string &error);
+                              const CpuCompileOptions &options,
+                              CpuArtifact &out, std::string &error);
 
   /// Loads an object made by compileToObject; runs no MLIR or LLVM passes.
   static std::unique_ptr<CpuKernel> load(const KernelSignature &signature,
                                          const std::string &object,
-                                         const CompileOptions &options,
+                                         const CpuCompileOptions &options,
                                          std::string &error);
 
   /// compileToObject + load.
   static std::unique_ptr<CpuKernel> compile(mlir::ModuleOp module,
                                             const std::string &name,
-                                            const CompileOptions &options,
+                                            const CpuCompileOptions &options,
                                             std::string &error);
 
   const KernelSignature &signature() const { return sig; }
-  const CompileOptions &compileOptions() const { return options; }
+  const CpuCompileOptions &compileOptions() const { return options; }
 
   /// Checks `args` against the signature and runs the kernel. On failure
   /// returns false with a one-line `error`; outputs are then unspecified.
@@ -105,7 +105,7 @@ public:
   /// The same, telling rejected arguments from errors the kernel reported.
   LaunchStatus launch(const RunArgs &args, std::string &error) const;
 
-  /// Backward kernels (CompileOptions::backward): checks `args` and writes
+  /// Backward kernels (CpuCompileOptions::backward): checks `args` and writes
   /// dQ, dK, dV and the requested param gradients.
   LaunchStatus launchBackward(const BackwardRunArgs &args,
                               std::string &error) const;
@@ -113,7 +113,7 @@ public:
 private:
   CpuKernel() = default;
   KernelSignature sig;
-  CompileOptions options;
+  CpuCompileOptions options;
   std::unique_ptr<LoadedObject> object;
   PackedKernelFn entry = nullptr;     // _mlir_<sig.name>, or _mlir_<name>_bwd
   PackedKernelFn rowsEntry = nullptr; // tiled backward: _mlir_<name>_bwd_rows

@@ -12,7 +12,7 @@
 #ifndef ATTNC_TARGET_KERNELLAUNCH_H
 #define ATTNC_TARGET_KERNELLAUNCH_H
 
-#include "attnc/Conversion/KernelABI.h"
+#include "attnc/ABI/KernelABI.h"
 #include "attnc/Target/Signature.h"
 
 #include <cstdint>

@@ -9,7 +9,7 @@
 #ifndef ATTNC_TRANSFORMS_DIFFERENTIATE_H
 #define ATTNC_TRANSFORMS_DIFFERENTIATE_H
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 namespace attnc {
 

@@ -5,8 +5,8 @@
 // that the pass and the launcher that runs its output always agree.
 //
 //===----------------------------------------------------------------------===//
-#ifndef ATTNC_CONVERSION_MMAKERNELCONFIG_H
-#define ATTNC_CONVERSION_MMAKERNELCONFIG_H
+#ifndef ATTNC_ABI_MMAKERNELCONFIG_H
+#define ATTNC_ABI_MMAKERNELCONFIG_H
 
 #include <algorithm>
 #include <cstdint>
@@ -159,4 +159,4 @@ inline bool chooseMmaKernelConfig(int64_t headDim, int64_t valueDim,
 
 } // namespace attnc
 
-#endif // ATTNC_CONVERSION_MMAKERNELCONFIG_H
+#endif // ATTNC_ABI_MMAKERNELCONFIG_H

@@ -19,8 +19,8 @@
 // entry and added to, the flag word and the status memref.
 //
 //===----------------------------------------------------------------------===//
-#ifndef ATTNC_CONVERSION_KERNELABI_H
-#define ATTNC_CONVERSION_KERNELABI_H
+#ifndef ATTNC_ABI_KERNELABI_H
+#define ATTNC_ABI_KERNELABI_H
 
 #include <cstdint>
 
@@ -52,4 +52,4 @@ constexpr int kStatusTilesInRange = 6;
 
 } // namespace attnc
 
-#endif // ATTNC_CONVERSION_KERNELABI_H
+#endif // ATTNC_ABI_KERNELABI_H
