@@ -33,9 +33,9 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/ABI/KernelABI.h"
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/ABI/KernelABI.h"
 #include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 #include "attnc/Conversion/VectorKernelBuilder.h"
