@@ -21,8 +21,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "attnc/Conversion/ExpandAttnOps.h"
 #include "attnc/ABI/KernelABI.h"
+#include "attnc/Conversion/ExpandAttnOps.h"
 #include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
@@ -185,8 +185,11 @@ void BackwardLoopsBuilder::emitRow(Value bi, Value hi, Value ii, Value hkv,
                Value pe = math::ExpOp::create(b, loc, fsub(sink, lse));
                Value old =
                    memref::LoadOp::create(b, loc, deSlot, ValueRange{cIdx(0)});
-               memref::StoreOp::create(b, loc, fsub(old, fmul(pe, Di)), deSlot,
-                                       ValueRange{cIdx(0)});
+               Value term =
+                   arith::ExtFOp::create(b, loc, b.getF64Type(), fmul(pe, Di));
+               memref::StoreOp::create(b, loc,
+                                       arith::SubFOp::create(b, loc, old, term),
+                                       deSlot, ValueRange{cIdx(0)});
              });
     }
   } else if (norm == attn::NormKind::linear) {
@@ -325,7 +328,8 @@ FailureOr<func::FuncOp> BackwardLoopsBuilder::build() {
   SmallVector<Value> vShape = {sizeIdx[0], sizeIdx[2], sizeIdx[4], sizeIdx[6]};
   dkAcc = alloc(f32, kShape);
   dvAcc = alloc(f32, vShape);
-  Value deSlot = alloc(f32, {cIdx(1)});
+  // dL/de accumulates over the rows of a head in f64.
+  Value deSlot = alloc(b.getF64Type(), {cIdx(1)});
   Value zero = cIdx(0);
   for (auto [acc, shape] : {std::pair{dkAcc, kShape}, {dvAcc, vShape}})
     forLoop(zero, shape[0], [&](Value i0) {
@@ -349,7 +353,9 @@ FailureOr<func::FuncOp> BackwardLoopsBuilder::build() {
       Value sink;
       if (hasSink) {
         sink = inlineItemRegion(b, normOp.getSink(), {toI32(bi), toI32(hi)});
-        memref::StoreOp::create(b, loc, cF32(0.0), deSlot, ValueRange{zero});
+        memref::StoreOp::create(
+            b, loc, arith::ConstantOp::create(b, loc, b.getF64FloatAttr(0.0)),
+            deSlot, ValueRange{zero});
       }
       forLoop(zero, sizeIdx[3],
               [&](Value ii) { emitRow(bi, hi, ii, hkv, scale, sink, deSlot); });
@@ -357,7 +363,9 @@ FailureOr<func::FuncOp> BackwardLoopsBuilder::build() {
         inlineItemRegion(
             b, sinkGrad.getBody(),
             {toI32(bi), toI32(hi),
-             memref::LoadOp::create(b, loc, deSlot, ValueRange{zero})});
+             arith::TruncFOp::create(
+                 b, loc, b.getF32Type(),
+                 memref::LoadOp::create(b, loc, deSlot, ValueRange{zero}))});
     });
   });
   copyOut(dkAcc, dk, kShape);

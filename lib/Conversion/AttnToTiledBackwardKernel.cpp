@@ -214,9 +214,11 @@ void TiledBackwardBuilder::checkedAdd(Value grad, ArrayRef<Value> indices,
   if (idx.empty())
     idx.push_back(cIdx(0));
   scf::IfOp::create(b, loc, ok, [&](OpBuilder &, Location) {
+    // In f64, like every gradient buffer (KernelABI.h).
     Value old = memref::LoadOp::create(b, loc, grad, idx);
-    memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, x), grad,
-                            idx);
+    Value wide = arith::ExtFOp::create(b, loc, b.getF64Type(), x);
+    memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, wide),
+                            grad, idx);
     scf::YieldOp::create(b, loc);
   });
 }
@@ -641,8 +643,10 @@ void TiledBackwardBuilder::buildRows() {
       arith::AddIOp::create(b, loc,
                             arith::MulIOp::create(b, loc, bi, sizeIdx[1]), hi),
       sizeIdx[3]);
+  // dL/de accumulates over the rows in f64.
+  Value zero64 = arith::ConstantOp::create(b, loc, b.getF64FloatAttr(0.0));
   auto rowsLoop = scf::ForOp::create(
-      b, loc, cIdx(0), sizeIdx[3], cIdx(1), ValueRange{cF32(0.0)},
+      b, loc, cIdx(0), sizeIdx[3], cIdx(1), ValueRange{zero64},
       [&](OpBuilder &, Location, Value i, ValueRange iters) {
         // D_i = dO_i . O_i
         auto dot = scf::ForOp::create(
@@ -678,7 +682,10 @@ void TiledBackwardBuilder::buildRows() {
                 D);
             de = arith::SubFOp::create(
                 b, loc, de,
-                arith::SelectOp::create(b, loc, empty, cF32(0.0), term));
+                arith::ExtFOp::create(
+                    b, loc, b.getF64Type(),
+                    arith::SelectOp::create(b, loc, empty, cF32(0.0), term)
+                        .getResult()));
           }
         } else if (norm == attn::NormKind::linear) {
           // 1 / S_i, or 0 where S_i = 0 (an empty row): zero gradients.
@@ -694,7 +701,10 @@ void TiledBackwardBuilder::buildRows() {
         scf::YieldOp::create(b, loc, de);
       });
   if (attn::SinkGradOp sinkGrad = variant.getSinkGradOp())
-    inlineItemRegion(b, sinkGrad.getBody(), {b32, h32, rowsLoop.getResult(0)});
+    inlineItemRegion(b, sinkGrad.getBody(),
+                     {b32, h32,
+                      arith::TruncFOp::create(b, loc, b.getF32Type(),
+                                              rowsLoop.getResult(0))});
   func::ReturnOp::create(b, loc);
   expandAttnOps(fn, kctx);
 }

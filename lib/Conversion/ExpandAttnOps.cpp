@@ -66,7 +66,7 @@ SmallVector<Type> attnc::backwardKernelArgumentTypes(
     if (p.getElementType().isF32()) {
       gradParams.push_back(p);
       inputs.push_back(
-          stridedMemRef(b.getF32Type(), std::max(1u, p.getRank())));
+          stridedMemRef(b.getF64Type(), std::max(1u, p.getRank())));
     }
   inputs.push_back(b.getI32Type());
   inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
@@ -334,8 +334,8 @@ Value Expander::checkedDivMod(Location loc, Value lhs, Value rhs, bool isMod) {
 }
 
 void Expander::accumulate(attn::AccumulateGradOp op) {
-  // grad[idx] += value, only where every index is inside the gradient's
-  // shape (a scalar's gradient is grad[0]).
+  // grad[idx] += value (in f64), only where every index is inside the
+  // gradient's shape (a scalar's gradient is grad[0]).
   Location loc = op.getLoc();
   Value grad = ctx.grads.lookup(op.getParam());
   Value inBounds = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
@@ -358,7 +358,10 @@ void Expander::accumulate(attn::AccumulateGradOp op) {
     indices.push_back(cIdx(loc, 0));
   scf::IfOp::create(b, loc, inBounds, [&](OpBuilder &nb, Location l) {
     Value old = memref::LoadOp::create(nb, l, grad, indices);
-    Value sum = arith::AddFOp::create(nb, l, old, op.getValue());
+    // f64 accumulation: a scalar param's gradient sums every score entry,
+    // often with cancellation.
+    Value x = arith::ExtFOp::create(nb, l, nb.getF64Type(), op.getValue());
+    Value sum = arith::AddFOp::create(nb, l, old, x);
     memref::StoreOp::create(nb, l, sum, grad, indices);
     scf::YieldOp::create(nb, l);
   });

@@ -463,7 +463,9 @@ bool attnc::packBackwardKernelArgs(const KernelSignature &sig,
     std::vector<int64_t> shape = {1};
     if (p.isTensor)
       shape = std::get<TensorView>(a.params.at(p.name)).shape;
-    GradSlot slot{p.name, TensorView(), pack.args.size(), false};
+    GradSlot slot;
+    slot.name = p.name;
+    slot.shape = shape;
     auto it = a.paramGrads.find(p.name);
     if (it != a.paramGrads.end()) {
       TensorView g = it->second;
@@ -472,7 +474,7 @@ bool attnc::packBackwardKernelArgs(const KernelSignature &sig,
       if (g.dtype != DType::F32 ||
           !(scalarShape || (p.isTensor && g.shape == shape))) {
         error = what + " must be float32 of the param's shape " +
-                (p.isTensor ? shapeStr(shape) : std::string("[] or [1]")) +
+                (p.isTensor ? shapeStr(shape) : std::string("() or (1,)")) +
                 ", got " + dtypeName(g.dtype) + " " + shapeStr(g.shape);
         return false;
       }
@@ -482,17 +484,19 @@ bool attnc::packBackwardKernelArgs(const KernelSignature &sig,
       }
       if (!checkView(what.c_str(), g, g.shape.size(), error))
         return false;
-      slot.view = g;
+      slot.user = g;
       slot.requested = true;
-    } else {
-      int64_t n = 1;
-      for (int64_t d : shape)
-        n *= d;
-      pack.scratch.emplace_back(std::max<int64_t>(n, 1), 0.0f);
-      slot.view =
-          TensorView::contiguous(pack.scratch.back().data(), DType::F32, shape);
     }
-    packView(slot.view);
+    slot.count = 1;
+    for (int64_t d : shape)
+      slot.count *= d;
+    pack.gradStorage.emplace_back(std::max<int64_t>(slot.count, 1), 0.0);
+    slot.values = pack.gradStorage.back().data();
+    std::vector<int64_t> strides(shape.size(), 1);
+    for (int d = static_cast<int>(shape.size()) - 2; d >= 0; --d)
+      strides[d] = strides[d + 1] * shape[d + 1];
+    slot.argIndex = pack.args.size();
+    pack.memref(slot.values, shape, strides);
     pack.grads.push_back(std::move(slot));
   }
   pack.i32(0);
@@ -501,7 +505,7 @@ bool attnc::packBackwardKernelArgs(const KernelSignature &sig,
   return true;
 }
 
-void attnc::zeroFill(const TensorView &t) {
+void attnc::storeGradient(const TensorView &t, const double *values) {
   int64_t n = 1;
   for (int64_t d : t.shape)
     n *= d;
@@ -513,7 +517,7 @@ void attnc::zeroFill(const TensorView &t) {
     int64_t off = 0;
     for (size_t d = 0; d < idx.size(); ++d)
       off += idx[d] * t.strides[d];
-    base[off] = 0.0f;
+    base[off] = static_cast<float>(values[i]);
     for (int d = static_cast<int>(idx.size()) - 1; d >= 0; --d) {
       if (++idx[d] < t.shape[d])
         break;
@@ -577,11 +581,11 @@ LaunchStatus attnc::launchBackwardKernel(const KernelSignature &sig,
   PackedBackwardArgs packed;
   if (!packBackwardKernelArgs(sig, elementType, args, packed, error))
     return LaunchStatus::InvalidArguments;
+  entry(packed.args.data());
+  if (!decodeKernelStatus(sig, packed.status, error))
+    return LaunchStatus::KernelError;
   for (const GradSlot &g : packed.grads)
     if (g.requested)
-      zeroFill(g.view);
-  entry(packed.args.data());
-  return decodeKernelStatus(sig, packed.status, error)
-             ? LaunchStatus::Ok
-             : LaunchStatus::KernelError;
+      storeGradient(g.user, g.values);
+  return LaunchStatus::Ok;
 }

@@ -547,20 +547,17 @@ LaunchStatus attnc::launchTiledBackwardKernel(
   std::vector<std::array<int32_t, kStatusWords>> statuses(slots);
   for (auto &s : statuses)
     s.fill(0);
-  std::vector<std::vector<std::vector<float>>> partial(slots);
+  std::vector<std::vector<std::vector<double>>> partial(slots);
   std::vector<std::vector<Desc>> gradDescs(slots);
   for (int w = 0; w < slots; ++w) {
     for (const GradSlot &g : packed.grads) {
-      int64_t n = 1;
-      for (int64_t d : g.view.shape)
-        n *= d;
-      partial[w].emplace_back(std::max<int64_t>(n, 1), 0.0f);
+      partial[w].emplace_back(std::max<int64_t>(g.count, 1), 0.0);
       Desc desc;
       desc.ptr = partial[w].back().data();
-      desc.sizes = g.view.shape;
-      desc.strides.assign(g.view.shape.size(), 1);
-      for (int i = static_cast<int>(g.view.shape.size()) - 2; i >= 0; --i)
-        desc.strides[i] = desc.strides[i + 1] * g.view.shape[i + 1];
+      desc.sizes = g.shape;
+      desc.strides.assign(g.shape.size(), 1);
+      for (int i = static_cast<int>(g.shape.size()) - 2; i >= 0; --i)
+        desc.strides[i] = desc.strides[i + 1] * g.shape[i + 1];
       gradDescs[w].push_back(std::move(desc));
     }
   }
@@ -658,30 +655,17 @@ LaunchStatus attnc::launchTiledBackwardKernel(
               storeAt(*view, b, h, j, c, op->data[(item * Lkv + j) * dimP + c]);
         });
   }
-  // Param gradients: the slots' partials in slot order.
+  // Param gradients: the slots' partials summed in slot order (float64),
+  // then stored as float32.
   for (size_t g = 0; g < packed.grads.size(); ++g) {
     const GradSlot &slot = packed.grads[g];
     if (!slot.requested)
       continue;
-    const TensorView &t = slot.view;
-    int64_t count = 1;
-    for (int64_t d : t.shape)
-      count *= d;
-    std::vector<int64_t> idx(t.shape.size(), 0);
-    for (int64_t e = 0; e < count; ++e) {
-      float x = 0.0f;
-      for (int w = 0; w < slots; ++w)
-        x += partial[w][g][e];
-      int64_t off = 0;
-      for (size_t d = 0; d < idx.size(); ++d)
-        off += idx[d] * t.strides[d];
-      static_cast<float *>(t.data)[off] = x;
-      for (int d = static_cast<int>(idx.size()) - 1; d >= 0; --d) {
-        if (++idx[d] < t.shape[d])
-          break;
-        idx[d] = 0;
-      }
-    }
+    std::vector<double> sum(std::max<int64_t>(slot.count, 1), 0.0);
+    for (int w = 0; w < slots; ++w)
+      for (int64_t e = 0; e < slot.count; ++e)
+        sum[e] += partial[w][g][e];
+    storeGradient(slot.user, sum.data());
   }
   return LaunchStatus::Ok;
 }

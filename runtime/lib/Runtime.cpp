@@ -108,6 +108,7 @@ Signature attn::detail::publicSignature(const attnc::KernelSignature &s,
   out.normalization = s.normalization;
   out.hasSink = s.hasSink;
   out.definesLSE = s.definesLSE();
+  out.hasRowStats = s.normalization == "softmax" || s.normalization == "linear";
   out.dtype = dtype;
   out.target = Target::CPU;
   for (const attnc::SignatureParam &p : s.params) {
@@ -265,6 +266,16 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
     if (!toView("LSE", *a.lse, *args.lse, error))
       return Status::InvalidArgument;
   }
+  if (a.rowStats) {
+    if (k.gpu) {
+      error = "the nvptx kernels do not save row statistics yet (kernel '" +
+              k.signature.name + "'); request the LSE instead";
+      return Status::InvalidArgument;
+    }
+    args.rowStats.emplace();
+    if (!toView("the row statistics", *a.rowStats, *args.rowStats, error))
+      return Status::InvalidArgument;
+  }
   for (const auto &[name, value] : a.params) {
     if (const double *d = std::get_if<double>(&value)) {
       args.params[name] = attnc::ScalarValue{*d};
@@ -290,6 +301,83 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
     return Status::KernelError;
   }
   return Status::Internal;
+}
+
+Status attn::detail::runBackwardKernel(const Kernel::Impl &k,
+                                       const BackwardArgs &a,
+                                       std::string &error) {
+  if (!k.cpu || !k.signature.backward) {
+    error = "kernel '" + k.signature.name +
+            "' computes the forward pass: compile it with "
+            "CompileOptions::backward for runBackward";
+    return Status::InvalidArgument;
+  }
+  attnc::BackwardRunArgs args;
+  if (!toView("Q", a.q, args.q, error) || !toView("K", a.k, args.k, error) ||
+      !toView("V", a.v, args.v, error) || !toView("O", a.o, args.o, error) ||
+      !toView("dO", a.dO, args.dO, error) ||
+      !toView("dQ", a.dq, args.dq, error) ||
+      !toView("dK", a.dk, args.dk, error) ||
+      !toView("dV", a.dv, args.dv, error))
+    return Status::InvalidArgument;
+  if (a.rowStats) {
+    args.rowStats.emplace();
+    if (!toView("the row statistics", *a.rowStats, *args.rowStats, error))
+      return Status::InvalidArgument;
+  }
+  for (const auto &[name, value] : a.params) {
+    if (const double *d = std::get_if<double>(&value)) {
+      args.params[name] = attnc::ScalarValue{*d};
+    } else {
+      attnc::TensorView view;
+      std::string what = "param '" + name + "'";
+      if (!toView(what.c_str(), std::get<Tensor>(value), view, error))
+        return Status::InvalidArgument;
+      args.params[name] = std::move(view);
+    }
+  }
+  for (const auto &[name, grad] : a.paramGrads) {
+    attnc::TensorView view;
+    std::string what = "the gradient of param '" + name + "'";
+    if (!toView(what.c_str(), grad, view, error))
+      return Status::InvalidArgument;
+    args.paramGrads[name] = std::move(view);
+  }
+  args.numThreads = a.threads;
+  args.reuseTileSummaries = a.paramsUnchanged;
+  switch (k.cpu->launchBackward(args, error)) {
+  case attnc::LaunchStatus::Ok:
+    return Status::Ok;
+  case attnc::LaunchStatus::InvalidArguments:
+    return Status::InvalidArgument;
+  case attnc::LaunchStatus::KernelError:
+    return Status::KernelError;
+  }
+  return Status::Internal;
+}
+
+Status Kernel::runBackward(const BackwardArgs &args,
+                           std::string &error) const noexcept {
+  if (!impl_) {
+    error = "the kernel handle is empty";
+    return Status::InvalidArgument;
+  }
+  try {
+    return runBackwardKernel(*impl_, args, error);
+  } catch (const std::bad_alloc &) {
+    error = "out of memory";
+    return Status::OutOfMemory;
+  } catch (...) {
+    error = "internal error while running the backward kernel";
+    return Status::Internal;
+  }
+}
+
+void Kernel::runBackward(const BackwardArgs &args) const {
+  std::string error;
+  Status status = runBackward(args, error);
+  if (status != Status::Ok)
+    throw Error(status, error);
 }
 
 Status Kernel::run(const RunArgs &args, std::string &error) const noexcept {
@@ -365,13 +453,14 @@ std::string doubleKey(double v) {
 
 /// Everything about the options that selects a kernel, for the text key.
 std::string optionsKey(const CompileOptions &o) {
-  std::string s =
-      "target=" + std::to_string(static_cast<int>(o.target)) +
-      " dtype=" + std::to_string(static_cast<int>(o.dtype)) +
-      " tiling=" + std::to_string(static_cast<int>(o.tiling.mode)) + "," +
-      std::to_string(o.tiling.blockQ) + "," + std::to_string(o.tiling.blockKV) +
-      " dims=" + std::to_string(o.headDim) + "," + std::to_string(o.valueDim) +
-      " variant=" + o.variant + " consts=";
+  std::string s = "target=" + std::to_string(static_cast<int>(o.target)) +
+                  " dtype=" + std::to_string(static_cast<int>(o.dtype)) +
+                  " tiling=" + std::to_string(static_cast<int>(o.tiling.mode)) +
+                  "," + std::to_string(o.tiling.blockQ) + "," +
+                  std::to_string(o.tiling.blockKV) +
+                  " dims=" + std::to_string(o.headDim) + "," +
+                  std::to_string(o.valueDim) + " variant=" + o.variant +
+                  " backward=" + (o.backward ? "1" : "0") + " consts=";
   for (const auto &[name, value] : o.consts)
     s += name + ":" + doubleKey(value) + ",";
   return s;
@@ -562,6 +651,7 @@ Status Runtime::Impl::compileAndLoad(const std::string &key, KeyedModule &keyed,
   auto kernel = std::make_shared<Kernel::Impl>();
   kernel->key = key;
   kernel->signature = publicSignature(artifact.signature, dtype);
+  kernel->signature.backward = copts.backward;
   kernel->cpu = attnc::CpuKernel::load(artifact.signature, artifact.object,
                                        artifact.options, error);
   if (!kernel->cpu) {
@@ -599,6 +689,7 @@ Status Runtime::Impl::build(const std::string &key, KeyedModule &keyed,
       auto kernel = std::make_shared<Kernel::Impl>();
       kernel->key = key;
       kernel->signature = publicSignature(sig, dtype);
+      kernel->signature.backward = copts.backward;
       kernel->cpu = std::move(cpu);
       out = std::move(kernel);
       return Status::Ok;
@@ -615,6 +706,10 @@ Status Runtime::Impl::compile(const std::string &source,
                               const CompileOptions &options, KernelPtr &out,
                               std::string &error) {
   // Options first: they need no front end.
+  if (options.backward && options.target != Target::CPU) {
+    error = "backward kernels run on the cpu target only for now";
+    return Status::Unavailable;
+  }
   if (options.target == Target::NVPTX)
     return compileGpu(source, bufferName, options, out, error);
   if (options.target != Target::CPU) {
@@ -666,6 +761,10 @@ Status Runtime::Impl::compile(const std::string &source,
     copts.tileKV = options.tiling.blockKV;
     break;
   }
+  // The backward kernel: the tiled one takes 64-row q-tiles by default.
+  copts.backward = options.backward;
+  if (copts.backward && options.tiling.mode != Tiling::Mode::Fixed)
+    copts.tileQ = 64;
   if (!copts.reference) {
     copts.headDim = options.headDim;
     copts.valueDim = options.valueDim;

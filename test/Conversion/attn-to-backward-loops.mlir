@@ -6,7 +6,7 @@
 // RUN: not attn-opt %s --split-input-file --convert-attn-to-backward-loops 2>&1 | FileCheck %s --check-prefix=UNDIFF
 
 // Softmax with a scalar param: Q K V O dO, the LSE, dQ dK dV, the param,
-// its gradient (rank 1 of size 1), flags, status.
+// its gradient (f64, rank 1 of size 1), flags, status.
 // CHECK-LABEL: func.func @temp_bwd(
 // CHECK-SAME: %[[Q:[a-z0-9]+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>,
 // CHECK-SAME: %[[K:[a-z0-9]+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>,
@@ -17,7 +17,7 @@
 // CHECK-SAME: %[[DQ:[a-z0-9]+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>,
 // CHECK-SAME: %[[DK:[a-z0-9]+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>,
 // CHECK-SAME: %[[DV:[a-z0-9]+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>,
-// CHECK-SAME: %[[T:[a-z0-9]+]]: f32, %[[GT:[a-z0-9]+]]: memref<?xf32, strided<[?], offset: ?>>,
+// CHECK-SAME: %[[T:[a-z0-9]+]]: f32, %[[GT:[a-z0-9]+]]: memref<?xf64, strided<[?], offset: ?>>,
 // CHECK-SAME: %{{[a-z0-9]+}}: i32, %{{[a-z0-9]+}}: memref<8xi32>)
 // D = dO . O, then the LSE of the row and whether it is empty.
 // CHECK: scf.for
@@ -34,11 +34,12 @@
 // CHECK: %[[P:.+]] = arith.select %[[EMPTY]], %{{.+}}, %[[E]] : f32
 // CHECK: %[[DPD:.+]] = arith.subf
 // CHECK: %[[DT:.+]] = arith.mulf %[[P]], %[[DPD]] : f32
-// The score's derivative: dS = dT * t, d/dt += dT * s.
+// The score's derivative: dS = dT * t, d/dt += dT * s (added in f64).
 // CHECK: arith.mulf %[[DT]], %[[T]] : f32
 // CHECK: %[[G:.+]] = arith.mulf %[[DT]], %{{.+}} : f32
 // CHECK: %[[OLD:.+]] = memref.load %[[GT]][%{{.+}}]
-// CHECK: %[[NEW:.+]] = arith.addf %[[OLD]], %[[G]] : f32
+// CHECK: %[[G64:.+]] = arith.extf %[[G]] : f32 to f64
+// CHECK: %[[NEW:.+]] = arith.addf %[[OLD]], %[[G64]] : f64
 // CHECK: memref.store %[[NEW]], %[[GT]]
 // dV += P dO; dQ and dK from scale * dS.
 // CHECK: math.fma %[[P]]
@@ -62,10 +63,11 @@ attn.variant @temp {
 // -----
 
 // A sink read from a tensor param: dL/de = -sum_i exp(e - LSE_i) D_i over
-// the rows that keep a key, then attn.sink_grad's scatter into its entry.
+// the rows that keep a key (in f64), then attn.sink_grad's scatter into its
+// entry.
 // CHECK-LABEL: func.func @sink_bwd(
-// CHECK-SAME: %[[SINKS:[a-z0-9]+]]: memref<?xf32, strided<[?], offset: ?>>, %[[GS:[a-z0-9]+]]: memref<?xf32, strided<[?], offset: ?>>,
-// CHECK: %[[DE:.+]] = memref.alloc() : memref<1xf32>
+// CHECK-SAME: %[[SINKS:[a-z0-9]+]]: memref<?xf32, strided<[?], offset: ?>>, %[[GS:[a-z0-9]+]]: memref<?xf64, strided<[?], offset: ?>>,
+// CHECK: %[[DE:.+]] = memref.alloc() : memref<1xf64>
 // CHECK: scf.for %{{.+}} = %{{.+}} to %{{.+}} step
 // CHECK: memref.load %[[SINKS]]
 // CHECK: memref.store %{{.+}}, %[[DE]]
@@ -73,8 +75,10 @@ attn.variant @temp {
 // CHECK: arith.subf
 // CHECK: memref.store %{{.+}}, %[[DE]]
 // CHECK: %[[SUM:.+]] = memref.load %[[DE]]
+// CHECK: %[[S32:.+]] = arith.truncf %[[SUM]] : f64 to f32
 // CHECK: %[[OLD:.+]] = memref.load %[[GS]]
-// CHECK: arith.addf %[[OLD]], %[[SUM]] : f32
+// CHECK: %[[S64:.+]] = arith.extf %[[S32]] : f32 to f64
+// CHECK: arith.addf %[[OLD]], %[[S64]] : f64
 // CHECK: memref.store %{{.+}}, %[[GS]]
 attn.variant @sink {
   attn.param @sinks : f32[H]

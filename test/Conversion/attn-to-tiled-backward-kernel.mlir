@@ -38,8 +38,9 @@
 // CHECK: memref.load %[[QR]]
 // CHECK: vector.fma
 // The score's derivative: slopes[h] is one place for every lane, so the
-// lanes' contributions are reduced first.
-// CHECK: vector.reduction <add>
+// lanes' contributions are reduced first, then added in f64.
+// CHECK: %[[RED:.+]] = vector.reduction <add>
+// CHECK: arith.extf %[[RED]] : f32 to f64
 // dV += P^T dO, dK += dS^T Q, dQ += dS K
 // CHECK: vector.load %[[DOR]]
 // CHECK: vector.load %[[QR]]
@@ -71,11 +72,11 @@ attn.variant @alibi {
 // A bias read at (h, q, kv): the scalar path, where each kept entry adds to
 // its own gradient entry (bounds-checked).
 // CHECK-LABEL: func.func @bias_bwd(
-// CHECK-SAME: %[[BIAS:[a-z0-9]+]]: memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>, %[[GB:[a-z0-9]+]]: memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>,
+// CHECK-SAME: %[[BIAS:[a-z0-9]+]]: memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>, %[[GB:[a-z0-9]+]]: memref<?x?x?xf64, strided<[?, ?, ?], offset: ?>>,
 // CHECK-NOT: vector.reduction
 // CHECK: memref.load %[[BIAS]]
 // CHECK: %[[OLD:.+]] = memref.load %[[GB]]
-// CHECK: %[[NEW:.+]] = arith.addf %[[OLD]], %{{.+}} : f32
+// CHECK: %[[NEW:.+]] = arith.addf %[[OLD]], %{{.+}} : f64
 // CHECK: memref.store %[[NEW]], %[[GB]]
 attn.variant @bias {
   attn.param @bias : f32[H, Lq, Lkv]

@@ -55,7 +55,7 @@ USAGE
   attnc FILE.attn [--variant NAME] --emit=STAGE [-o OUT] [--dtype f32|f16]
   attnc run FILE.attn [--variant NAME] --q Q.npy --k K.npy --v V.npy
         [--param NAME=VALUE | --param NAME=FILE.npy]... [--target cpu|nvptx]
-        -o OUT.npy [--lse LSE.npy] [--reference]
+        -o OUT.npy [--lse LSE.npy] [--stats S.npy] [--reference]
   attnc grad FILE.attn [--variant NAME] --q Q.npy --k K.npy --v V.npy
         --do DO.npy [--o O.npy (--lse LSE.npy | --stats S.npy)]
         [--param NAME=VALUE | --param NAME=FILE.npy]...
@@ -96,7 +96,9 @@ CACHE
 RUN
   Q [B, H, Lq, D], K [B, Hkv, Lkv, D] and V [B, Hkv, Lkv, Dv] are C-order
   .npy files, all float32 or all float16. The output O [B, H, Lq, Dv] has
-  their dtype; --lse writes the float32 log-sum-exp [B, H, Lq] (softmax only).
+  their dtype; --lse writes the float32 log-sum-exp [B, H, Lq] (softmax only),
+  --stats the float32 row statistics [B, H, Lq] a later `attnc grad --o`
+  needs (softmax: the LSE; linear: the row sums of the scores; cpu target).
   Scalar params take a literal (42, 0.5, true); tensor params a .npy file
   of the declared element type (float32, int32, bool).
 
@@ -394,6 +396,78 @@ NpyArray readOrFail(const std::string &path) {
   return arr;
 }
 
+static uint8_t emptyStorage[8];
+
+/// The data of `a` for a view: zero-element arrays may have no storage,
+/// which libattn never touches.
+void *dataOf(NpyArray &a) {
+  return a.data.empty() ? emptyStorage : a.data.data();
+}
+
+attn::DType publicDType(DType d) {
+  return d == DType::F32   ? attn::DType::F32
+         : d == DType::F16 ? attn::DType::F16
+         : d == DType::I32 ? attn::DType::I32
+                           : attn::DType::Bool;
+}
+
+ParamType paramType(attn::DType d) {
+  return d == attn::DType::F32   ? ParamType::F32
+         : d == attn::DType::I32 ? ParamType::I32
+                                 : ParamType::Bool;
+}
+
+attn::Tensor viewOf(NpyArray &a) {
+  return attn::Tensor::contiguous(dataOf(a), publicDType(a.dtype), a.shape);
+}
+
+/// Binds the --param options to `params` against variant `name`'s
+/// signature; tensors are read into `tensors` (which keeps their data).
+void bindParams(const std::vector<std::string> &options,
+                const attn::Signature &sig, const std::string &name,
+                std::map<std::string, attn::ParamValue> &params,
+                std::map<std::string, NpyArray> &tensors) {
+  for (const std::string &p : options) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0)
+      fail("--param '" + p + "' must be NAME=VALUE or NAME=FILE.npy");
+    std::string pname = p.substr(0, eq), text = p.substr(eq + 1);
+    if (params.count(pname))
+      fail("--param '" + pname + "' is given twice");
+    auto it = std::find_if(
+        sig.params.begin(), sig.params.end(),
+        [&](const attn::ParamInfo &sp) { return sp.name == pname; });
+    if (it == sig.params.end()) {
+      std::vector<std::string> known;
+      for (const attn::ParamInfo &sp : sig.params)
+        known.push_back(sp.name);
+      std::string msg =
+          "unknown param '" + pname + "' for variant '" + name + "'";
+      std::vector<llvm::StringRef> refs(known.begin(), known.end());
+      std::string near = ast::didYouMean(pname, refs);
+      if (!near.empty())
+        msg += near;
+      else if (!known.empty())
+        msg += " (its params: " + llvm::join(known, ", ") + ")";
+      else
+        msg += " (it takes no params)";
+      fail(msg);
+    }
+    if (it->isTensor) {
+      if (llvm::StringRef(text).ends_with(".npy") == false)
+        fail("--param " + p + ": param '" + pname +
+             "' is a tensor; give a .npy file");
+      NpyArray &arr = tensors[pname] = readOrFail(text);
+      params[pname] = viewOf(arr);
+    } else {
+      if (llvm::StringRef(text).ends_with(".npy"))
+        fail("--param " + p + ": param '" + pname + "' is a scalar " +
+             paramTypeName(paramType(it->dtype)) + "; give a literal");
+      params[pname] = parseScalar(pname, text, paramType(it->dtype)).value;
+    }
+  }
+}
+
 int runVariant(const Options &o, mlir::ModuleOp module,
                const std::string &source) {
   bool gpu = o.target == "nvptx";
@@ -441,17 +515,6 @@ int runVariant(const Options &o, mlir::ModuleOp module,
       attn::Status::Ok)
     fail(err);
   const attn::Signature &sig = kernel.signature();
-  auto paramType = [](attn::DType d) {
-    return d == attn::DType::F32   ? ParamType::F32
-           : d == attn::DType::I32 ? ParamType::I32
-                                   : ParamType::Bool;
-  };
-  auto publicDType = [](DType d) {
-    return d == DType::F32   ? attn::DType::F32
-           : d == DType::F16 ? attn::DType::F16
-           : d == DType::I32 ? attn::DType::I32
-                             : attn::DType::Bool;
-  };
 
   // O and LSE, poisoned so that an unwritten element shows as NaN.
   NpyArray out;
@@ -466,63 +529,30 @@ int runVariant(const Options &o, mlir::ModuleOp module,
     lse.data.assign(lse.numel() * 4, 0xFF);
 
   attn::RunArgs args;
+  std::vector<uint8_t> rowStats;
   if (!o.threads.empty())
     args.threads = std::stoi(o.threads);
-  // A zero-element array may have no storage; libattn never touches it
-  // (a null pointer would do too).
-  static uint8_t emptyStorage[8];
-  auto dataOf = [&](NpyArray &a) -> void * {
-    return a.data.empty() ? emptyStorage : a.data.data();
-  };
-  auto view = [&](NpyArray &a) {
-    return attn::Tensor::contiguous(dataOf(a), publicDType(a.dtype), a.shape);
-  };
-  args.q = view(q);
-  args.k = view(k);
-  args.v = view(v);
-  args.o = view(out);
+  args.q = viewOf(q);
+  args.k = viewOf(k);
+  args.v = viewOf(v);
+  args.o = viewOf(out);
   if (!o.lse.empty())
-    args.lse = view(lse);
+    args.lse = viewOf(lse);
 
   std::map<std::string, NpyArray> tensorParams;
-  for (const std::string &p : o.params) {
-    size_t eq = p.find('=');
-    if (eq == std::string::npos || eq == 0)
-      fail("--param '" + p + "' must be NAME=VALUE or NAME=FILE.npy");
-    std::string pname = p.substr(0, eq), text = p.substr(eq + 1);
-    if (args.params.count(pname))
-      fail("--param '" + pname + "' is given twice");
-    auto it = std::find_if(
-        sig.params.begin(), sig.params.end(),
-        [&](const attn::ParamInfo &sp) { return sp.name == pname; });
-    if (it == sig.params.end()) {
-      std::vector<std::string> known;
-      for (const attn::ParamInfo &sp : sig.params)
-        known.push_back(sp.name);
-      std::string msg =
-          "unknown param '" + pname + "' for variant '" + name + "'";
-      std::vector<llvm::StringRef> refs(known.begin(), known.end());
-      std::string near = ast::didYouMean(pname, refs);
-      if (!near.empty())
-        msg += near;
-      else if (!known.empty())
-        msg += " (its params: " + llvm::join(known, ", ") + ")";
-      else
-        msg += " (it takes no params)";
-      fail(msg);
-    }
-    if (it->isTensor) {
-      if (llvm::StringRef(text).ends_with(".npy") == false)
-        fail("--param " + p + ": param '" + pname +
-             "' is a tensor; give a .npy file");
-      NpyArray &arr = tensorParams[pname] = readOrFail(text);
-      args.params[pname] = view(arr);
-    } else {
-      if (llvm::StringRef(text).ends_with(".npy"))
-        fail("--param " + p + ": param '" + pname + "' is a scalar " +
-             paramTypeName(paramType(it->dtype)) + "; give a literal");
-      args.params[pname] = parseScalar(pname, text, paramType(it->dtype)).value;
-    }
+  bindParams(o.params, sig, name, args.params, tensorParams);
+  if (!o.stats.empty()) {
+    if (gpu)
+      fail("--stats: the nvptx kernels do not save row statistics yet");
+    if (!sig.hasRowStats)
+      fail("--stats: 'normalize " + sig.normalization +
+           "' saves no row statistics (only softmax and linear have them)");
+    if (!o.lse.empty() && sig.normalization == "softmax")
+      fail("for softmax the row statistics are the LSE: give --lse or "
+           "--stats, not both");
+    rowStats.assign(lse.numel() * 4, 0xFF);
+    args.rowStats =
+        attn::Tensor::contiguous(rowStats.data(), attn::DType::F32, lse.shape);
   }
 
   if (gpu) {
@@ -565,12 +595,21 @@ int runVariant(const Options &o, mlir::ModuleOp module,
     fail(err);
   if (!o.lse.empty() && !writeNpy(o.lse, lse, err))
     fail(err);
+  if (!o.stats.empty()) {
+    NpyArray s;
+    s.dtype = DType::F32;
+    s.shape = lse.shape;
+    s.data = rowStats;
+    if (!writeNpy(o.stats, s, err))
+      fail(err);
+  }
   return 0;
 }
 
-/// `attnc grad`: the backward pass on .npy tensors, on the CPU.
-int gradVariant(const Options &o, mlir::MLIRContext &ctx,
-                mlir::ModuleOp module) {
+/// `attnc grad`: the backward pass on .npy tensors, on the CPU, through
+/// the runtime's kernel cache like `attnc run`.
+int gradVariant(const Options &o, mlir::ModuleOp module,
+                const std::string &source) {
   std::string name = chooseVariant(module, o.variant, o.input);
   NpyArray q = readOrFail(o.q), k = readOrFail(o.k), v = readOrFail(o.v);
   NpyArray dO = readOrFail(o.dO);
@@ -590,39 +629,26 @@ int gradVariant(const Options &o, mlir::MLIRContext &ctx,
          dtypeName(q.dtype) + ", " + dtypeName(k.dtype) + " and " +
          dtypeName(v.dtype));
 
-  mlir::DialectRegistry registry;
-  registerDialects(registry);
-  ctx.appendDialectRegistry(registry);
-  CpuCompileOptions copts;
-  copts.elementType = q.dtype;
-  copts.reference = true;
-  if (!o.reference) {
-    copts.headDim = q.shape[3];
-    copts.valueDim = v.shape[3];
-    copts.reference = !tiledOptionsError(copts).empty();
-  }
+  // The forward and backward kernels, through the kernel cache.
+  attn::CompileOptions ropts;
+  ropts.variant = name;
+  ropts.dtype = q.dtype == DType::F16 ? attn::DType::F16 : attn::DType::F32;
+  ropts.tiling =
+      o.reference ? attn::Tiling::reference() : attn::Tiling::automatic();
+  ropts.headDim = q.shape[3];
+  ropts.valueDim = v.shape[3];
   std::string err;
   auto compile = [&](bool backward) {
-    CpuCompileOptions c = copts;
+    attn::CompileOptions c = ropts;
     c.backward = backward;
-    if (backward)
-      c.tileQ = 64;
-    mlir::OwningOpRef<mlir::ModuleOp> copy = module.clone();
-    std::unique_ptr<CpuKernel> kernel = CpuKernel::compile(*copy, name, c, err);
-    if (!kernel)
+    attn::Kernel kernel;
+    if (attn::Runtime::global().compile(source, c, kernel, err) !=
+        attn::Status::Ok)
       fail(err);
     return kernel;
   };
-  std::unique_ptr<CpuKernel> bwd = compile(true);
-  const KernelSignature &sig = bwd->signature();
-
-  static uint8_t emptyStorage[8];
-  auto dataOf = [&](NpyArray &a) -> void * {
-    return a.data.empty() ? emptyStorage : a.data.data();
-  };
-  auto view = [&](NpyArray &a) {
-    return TensorView::contiguous(dataOf(a), a.dtype, a.shape);
-  };
+  attn::Kernel bwd = compile(true);
+  const attn::Signature &sig = bwd.signature();
   auto poisoned = [&](DType dtype, std::vector<int64_t> shape) {
     NpyArray a;
     a.dtype = dtype;
@@ -630,48 +656,13 @@ int gradVariant(const Options &o, mlir::MLIRContext &ctx,
     a.data.assign(a.numel() * dtypeSize(dtype), 0xFF);
     return a;
   };
-
-  // Params, by the signature.
-  std::map<std::string, ParamArg> params;
+  std::map<std::string, attn::ParamValue> params;
   std::map<std::string, NpyArray> tensorParams;
-  for (const std::string &p : o.params) {
-    size_t eq = p.find('=');
-    if (eq == std::string::npos || eq == 0)
-      fail("--param '" + p + "' must be NAME=VALUE or NAME=FILE.npy");
-    std::string pname = p.substr(0, eq), text = p.substr(eq + 1);
-    if (params.count(pname))
-      fail("--param '" + pname + "' is given twice");
-    auto it = std::find_if(
-        sig.params.begin(), sig.params.end(),
-        [&](const SignatureParam &sp) { return sp.name == pname; });
-    if (it == sig.params.end()) {
-      std::vector<llvm::StringRef> refs;
-      for (const SignatureParam &sp : sig.params)
-        refs.push_back(sp.name);
-      std::string near = ast::didYouMean(pname, refs);
-      fail("unknown param '" + pname + "' for variant '" + name + "'" +
-           (near.empty() ? std::string() : near));
-    }
-    if (it->isTensor) {
-      if (!llvm::StringRef(text).ends_with(".npy"))
-        fail("--param " + p + ": param '" + pname +
-             "' is a tensor; give a .npy file");
-      NpyArray &arr = tensorParams[pname] = readOrFail(text);
-      params[pname] = view(arr);
-    } else {
-      if (llvm::StringRef(text).ends_with(".npy"))
-        fail("--param " + p + ": param '" + pname + "' is a scalar " +
-             paramTypeName(it->type) + "; give a literal");
-      params[pname] = parseScalar(pname, text, it->type);
-    }
-  }
+  bindParams(o.params, sig, name, params, tensorParams);
+  int threads = o.threads.empty() ? 0 : std::stoi(o.threads);
 
   // O and the row statistics: given, or from a forward run.
-  bool hasStats =
-      sig.normalization == "softmax" || sig.normalization == "linear";
   NpyArray out, stats;
-  std::vector<int64_t> oShape = {q.shape[0], q.shape[1], q.shape[2],
-                                 v.shape[3]};
   std::vector<int64_t> rowShape = {q.shape[0], q.shape[1], q.shape[2]};
   if (!o.inO.empty()) {
     out = readOrFail(o.inO);
@@ -681,55 +672,52 @@ int gradVariant(const Options &o, mlir::MLIRContext &ctx,
            (sig.normalization == "linear"
                 ? std::string("; its backward takes the row sums (--stats)")
                 : std::string("; its backward needs no row statistics")));
-    if (hasStats && statsPath.empty())
+    if (sig.hasRowStats && statsPath.empty())
       fail("the backward of variant '" + name + "' (normalize " +
            sig.normalization +
-           ") needs the forward's row statistics with "
-           "--o: give " +
+           ") needs the forward's row statistics with --o: give " +
            (sig.normalization == "softmax" ? "--lse LSE.npy (or --stats)"
                                            : "--stats S.npy") +
            ", or leave out --o to run the forward here");
     if (!statsPath.empty()) {
-      if (!hasStats)
+      if (!sig.hasRowStats)
         fail("--stats: 'normalize " + sig.normalization +
              "' saves no row statistics; its backward needs none");
       stats = readOrFail(statsPath);
     }
   } else {
-    std::unique_ptr<CpuKernel> fwd = compile(false);
-    out = poisoned(q.dtype, oShape);
-    RunArgs run;
-    run.q = view(q);
-    run.k = view(k);
-    run.v = view(v);
-    run.o = view(out);
-    if (hasStats) {
+    attn::Kernel fwd = compile(false);
+    out = poisoned(q.dtype, {q.shape[0], q.shape[1], q.shape[2], v.shape[3]});
+    attn::RunArgs run;
+    run.q = viewOf(q);
+    run.k = viewOf(k);
+    run.v = viewOf(v);
+    run.o = viewOf(out);
+    if (sig.hasRowStats) {
       stats = poisoned(DType::F32, rowShape);
-      run.rowStats = view(stats);
+      run.rowStats = viewOf(stats);
     }
     run.params = params;
-    if (!o.threads.empty())
-      run.numThreads = std::stoi(o.threads);
-    if (!fwd->run(run, err))
+    run.threads = threads;
+    if (fwd.run(run, err) != attn::Status::Ok)
       fail(err);
   }
 
-  BackwardRunArgs args;
-  args.q = view(q);
-  args.k = view(k);
-  args.v = view(v);
-  args.o = view(out);
-  args.dO = view(dO);
+  attn::BackwardArgs args;
+  args.q = viewOf(q);
+  args.k = viewOf(k);
+  args.v = viewOf(v);
+  args.o = viewOf(out);
+  args.dO = viewOf(dO);
   if (!stats.shape.empty())
-    args.rowStats = view(stats);
+    args.rowStats = viewOf(stats);
   NpyArray dq = poisoned(q.dtype, q.shape), dk = poisoned(k.dtype, k.shape),
            dv = poisoned(v.dtype, v.shape);
-  args.dq = view(dq);
-  args.dk = view(dk);
-  args.dv = view(dv);
+  args.dq = viewOf(dq);
+  args.dk = viewOf(dk);
+  args.dv = viewOf(dv);
   args.params = params;
-  if (!o.threads.empty())
-    args.numThreads = std::stoi(o.threads);
+  args.threads = threads;
   std::map<std::string, std::pair<NpyArray, std::string>> dparams;
   for (const std::string &p : o.dparams) {
     size_t eq = p.find('=');
@@ -738,23 +726,21 @@ int gradVariant(const Options &o, mlir::MLIRContext &ctx,
     std::string pname = p.substr(0, eq), path = p.substr(eq + 1);
     if (dparams.count(pname))
       fail("--dparam '" + pname + "' is given twice");
-    auto it = std::find_if(
-        sig.params.begin(), sig.params.end(),
-        [&](const SignatureParam &sp) { return sp.name == pname; });
+    const attn::ParamInfo *info = sig.param(pname);
     std::vector<int64_t> shape;
-    if (it != sig.params.end() && it->isTensor) {
+    if (info && info->isTensor) {
       auto t = tensorParams.find(pname);
       if (t == tensorParams.end())
-        fail("missing tensor param '" + pname + "' (" + declaredType(*it) +
+        fail("missing tensor param '" + pname + "' (" + info->declaredType +
              ")");
       shape = t->second.shape;
     }
     auto &[arr, file] = dparams[pname];
     arr = poisoned(DType::F32, shape);
     file = path;
-    args.paramGrads[pname] = view(arr);
+    args.paramGrads[pname] = viewOf(arr);
   }
-  if (bwd->launchBackward(args, err) != LaunchStatus::Ok)
+  if (bwd.runBackward(args, err) != attn::Status::Ok)
     fail(err);
   for (auto [arr, path] : {std::pair{&dq, &o.dq}, {&dk, &o.dk}, {&dv, &o.dv}})
     if (!writeNpy(*path, *arr, err))
@@ -912,7 +898,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (o.grad)
-    return gradVariant(o, ctx, *module);
+    return gradVariant(o, *module,
+                       sm.getMemoryBuffer(bufferId)->getBuffer().str());
   if (o.run)
     return runVariant(o, *module,
                       sm.getMemoryBuffer(bufferId)->getBuffer().str());

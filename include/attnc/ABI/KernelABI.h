@@ -15,8 +15,9 @@
 // for linear, zero-sized for sigmoid and relu), dQ, dK, dV (strided rank-4
 // memrefs of the element type), the runtime params as forward kernels do,
 // then one gradient per f32 runtime param in declaration order (a strided
-// f32 memref of the param's rank; rank 1 of size 1 for a scalar), zero on
-// entry and added to, the flag word and the status memref.
+// f64 memref of the param's rank, rank 1 of size 1 for a scalar: a scalar's
+// gradient sums every score entry, often with cancellation), zero on entry
+// and added to, the flag word and the status memref.
 //
 //===----------------------------------------------------------------------===//
 #ifndef ATTNC_ABI_KERNELABI_H

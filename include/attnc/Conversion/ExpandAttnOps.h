@@ -30,8 +30,8 @@ struct KernelContext {
   mlir::attn::VariantOp variant;
   mlir::Value sizeI32[7]; // B, H, Hkv, Lq, Lkv, D, Dv as i32
   llvm::StringMap<KernelParamArg> params;
-  /// Backward kernels: the gradient memref of each f32 runtime param
-  /// (rank 1 of size 1 for a scalar), which attn.accumulate_grad adds to.
+  /// Backward kernels: the gradient memref of each f32 runtime param (f64,
+  /// rank 1 of size 1 for a scalar), which attn.accumulate_grad adds to.
   llvm::StringMap<mlir::Value> grads;
   mlir::Value status; // memref<kStatusWords x i32>
 };
@@ -50,7 +50,7 @@ kernelArgumentTypes(mlir::Builder &b, mlir::attn::VariantOp variant,
 
 /// The leading argument types of every backward kernel (KernelABI.h): Q, K,
 /// V, O, dO, the row statistics, dQ, dK, dV, the runtime params,
-/// `gradParams` (the f32 runtime params, which it fills) as f32 gradient
+/// `gradParams` (the f32 runtime params, which it fills) as f64 gradient
 /// memrefs, the flag word and the status memref.
 llvm::SmallVector<mlir::Type> backwardKernelArgumentTypes(
     mlir::Builder &b, mlir::attn::VariantOp variant, mlir::Type elementType,
@@ -101,8 +101,8 @@ IntervalValues emitTensorBoxRange(mlir::OpBuilder &b, mlir::Location loc,
                                   int64_t maxEntries = 4096);
 
 /// Replaces every attn expression op nested in `root`; attn.accumulate_grad
-/// becomes a bounds-checked add into its ctx.grads memref (nothing out of
-/// range: the primal read at the same indices reported it).
+/// becomes a bounds-checked f64 add into its ctx.grads memref (nothing out
+/// of range: the primal read at the same indices reported it).
 void expandAttnOps(mlir::Operation *root, const KernelContext &ctx);
 
 } // namespace attnc

@@ -130,20 +130,24 @@ bool packKernelArgs(const KernelSignature &sig, DType elementType,
                     const RunArgs &args, PackedKernelArgs &out,
                     std::string &error);
 
-/// The gradient buffer of one f32 runtime param in packed backward
-/// arguments: the caller's view, or scratch the packing owns when the
-/// gradient was not requested.
+/// The gradient of one f32 runtime param in packed backward arguments: the
+/// kernels add to a float64 buffer of the param's shape (`values`,
+/// contiguous, zero after packing), which finishBackward converts into the
+/// caller's float32 view when the gradient was requested.
 struct GradSlot {
   std::string name;
-  TensorView view; // float32, the param's shape ([1] for a scalar)
-  size_t argIndex; // of the descriptor's allocated pointer in `args`
-  bool requested;
+  std::vector<int64_t> shape; // the param's as passed; [1] for a scalar
+  double *values = nullptr;
+  int64_t count = 0; // elements of `shape`
+  TensorView user;   // requested: float32, [1] for a scalar
+  bool requested = false;
+  size_t argIndex = 0; // of the descriptor's allocated pointer in `args`
 };
 
 /// Packed backward arguments (KernelABI.h's backward order).
 struct PackedBackwardArgs : PackedKernelArgs {
   std::vector<GradSlot> grads;
-  std::deque<std::vector<float>> scratch;
+  std::deque<std::vector<double>> gradStorage;
 };
 
 /// Checks `args` against `sig` and packs them for a backward kernel. On
@@ -154,8 +158,9 @@ bool packBackwardKernelArgs(const KernelSignature &sig, DType elementType,
                             const BackwardRunArgs &args,
                             PackedBackwardArgs &out, std::string &error);
 
-/// Sets every element of a float32 view to 0.
-void zeroFill(const TensorView &t);
+/// Writes the float64 `values` (contiguous, row-major) into a float32 view
+/// of the same shape.
+void storeGradient(const TensorView &t, const double *values);
 
 /// Turns the kStatusWords status words a kernel left into a message; true
 /// when the kernel succeeded. A param is named by its index among the
