@@ -95,6 +95,8 @@ private:
   void checkedAdd(Value grad, ArrayRef<Value> indices, Value x);
   void accumulateLanes(attn::AccumulateGradOp op, Value value,
                        ArrayRef<Value> indices) override;
+  /// Adds the row's pending gradient sums to the gradient buffers.
+  void flushRowGradients();
 
   /// row index clamped into [0, Lq): the rows past Lq of a last q-tile are
   /// computed on a valid row and never stored.
@@ -159,6 +161,14 @@ private:
                           // when foldLog2e
   bool foldLog2e = false;
   Value curKeep; // the lanes being accumulated (accumulateLanes)
+  /// Per attn.accumulate_grad of the derivative: the lane-wise sum of the
+  /// current row's contributions and the (row-uniform) indices.
+  struct PendingGrad {
+    attn::AccumulateGradOp op;
+    SmallVector<Value> indices;
+    Value sum;
+  };
+  SmallVector<PendingGrad> pendingGrads;
   SmallVector<attn::ParamOp> summarized;
   llvm::StringMap<std::pair<Value, Value>> summaries;
   Value curQt, curKt, curQLo, curQHi, curKvLo, curKvHi;
@@ -233,13 +243,27 @@ void TiledBackwardBuilder::accumulateLanes(attn::AccumulateGradOp op,
              indices,
              [](Value i) { return llvm::isa<VectorType>(i.getType()); }) &&
          "a lane-varying gradient index");
-  Value grad = kctx.grads.lookup(op.getParam());
-  // Masked lanes add nothing, even where their value is not finite; the
-  // lanes' contributions are summed before the one read-modify-write.
+  // Masked lanes add nothing, even where their value is not finite. The
+  // indices are the same for every vector of the row (they read only b, h
+  // and q_idx), so the row's vectors are summed lane-wise first and reduced
+  // and added once per row (flushRowGradients).
   Value g = arith::SelectOp::create(b, loc, curKeep, value, splatF(0.0));
-  Value sum =
-      vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, g);
-  checkedAdd(grad, indices, sum);
+  for (PendingGrad &p : pendingGrads)
+    if (p.op == op) {
+      p.sum = arith::AddFOp::create(b, loc, p.sum, g);
+      return;
+    }
+  pendingGrads.push_back(
+      {op, SmallVector<Value>(indices.begin(), indices.end()), g});
+}
+
+void TiledBackwardBuilder::flushRowGradients() {
+  for (PendingGrad &p : pendingGrads) {
+    Value sum =
+        vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, p.sum);
+    checkedAdd(kctx.grads.lookup(p.op.getParam()), p.indices, sum);
+  }
+  pendingGrads.clear();
 }
 
 bool TiledBackwardBuilder::vectorized() {
@@ -466,6 +490,9 @@ void TiledBackwardBuilder::weightsAndScoreGrads(Value q0, Value rows, Value k0,
     if (vectorized()) {
       Value statV = vector::BroadcastOp::create(b, loc, vf, stat);
       Value dV = vector::BroadcastOp::create(b, loc, vf, dRow);
+      // The score's and the derivative's parts that are the same for a
+      // whole row (slopes[h], its bounds check), once per row.
+      UniformCache scoreRow, gradRow;
       for (int64_t jv = 0; jv < cfg.tk / cfg.vw; ++jv) {
         Value col = cIdx(jv * cfg.vw);
         Value off = offset(nullptr, cfg.tk, r, jv * cfg.vw);
@@ -483,7 +510,7 @@ void TiledBackwardBuilder::weightsAndScoreGrads(Value q0, Value rows, Value k0,
         Value s = arith::MulFOp::create(
             b, loc, sv, vector::BroadcastOp::create(b, loc, vf, scaleS));
         Value t = scoreOp ? vectorizedRegion(scoreOp.getBody(), {b32, h32, q32},
-                                             {kvv, s})
+                                             {kvv, s}, &scoreRow)
                           : s;
         Value zero = splatF(0.0), w, dT;
         auto sel = [&](Value c, Value x, Value y) -> Value {
@@ -531,7 +558,7 @@ void TiledBackwardBuilder::weightsAndScoreGrads(Value q0, Value rows, Value k0,
         }
         curKeep = keep;
         Value dS = gradOp ? vectorizedRegion(gradOp.getBody(), {b32, h32, q32},
-                                             {kvv, s, dT})
+                                             {kvv, s, dT}, &gradRow)
                           : dT;
         dS = sel(keep,
                  fmul(dS, vector::BroadcastOp::create(b, loc, vf, scaleRaw)),
@@ -539,6 +566,7 @@ void TiledBackwardBuilder::weightsAndScoreGrads(Value q0, Value rows, Value k0,
         vstore(w, sTile, off);
         vstore(dS, dpTile, off);
       }
+      flushRowGradients();
       return;
     }
     // Scalar path (a score, mask or derivative that does not vectorise):

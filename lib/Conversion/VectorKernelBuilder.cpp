@@ -79,12 +79,16 @@ Value VectorKernelBuilder::vexp2(Value x) {
 
 Value VectorKernelBuilder::vectorizedRegion(Region &region,
                                             ValueRange scalarArgs,
-                                            ValueRange vectorArgs) {
+                                            ValueRange vectorArgs,
+                                            UniformCache *cache) {
   // scalarArgs: b, h, q_idx (uniform); vectorArgs: kv_idx[, score[, dt]].
   Block &block = region.front();
   llvm::DenseSet<Value> varying = varyingValues(region);
-  IRMapping scalars;
-  DenseMap<Value, Value> vectors, broadcasts;
+  UniformCache local;
+  UniformCache &uniform = cache ? *cache : local;
+  IRMapping &scalars = uniform.scalars;
+  DenseMap<Value, Value> &broadcasts = uniform.broadcasts;
+  DenseMap<Value, Value> vectors;
   for (unsigned i = 0; i < 3; ++i)
     scalars.map(block.getArgument(i), scalarArgs[i]);
   for (unsigned i = 3; i < block.getNumArguments(); ++i)
@@ -109,7 +113,12 @@ Value VectorKernelBuilder::vectorizedRegion(Region &region,
       continue;
     }
     if (op.getNumResults() == 0 || !varying.contains(op.getResult(0))) {
-      b.clone(op, scalars); // uniform: once per row, as a scalar
+      // Uniform: once per row, as a scalar (once per cache when cached).
+      bool done = op.getNumResults() > 0 &&
+                  llvm::all_of(op.getResults(),
+                               [&](Value r) { return scalars.contains(r); });
+      if (!done)
+        b.clone(op, scalars);
       continue;
     }
     if (llvm::isa<attn::FloorDivOp, attn::FloorModOp>(op)) {

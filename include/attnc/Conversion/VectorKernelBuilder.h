@@ -20,6 +20,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/DenseSet.h"
 
 namespace attnc {
@@ -96,12 +97,19 @@ protected:
   /// 2^x for a vector of f32, by a degree-6 polynomial on x - round(x);
   /// exactly 0 below -126 (and so for -inf).
   Value vexp2(Value x);
+  /// The scalar clones (and their broadcasts) of a region's uniform ops,
+  /// kept across the vectors of one row.
+  struct UniformCache {
+    mlir::IRMapping scalars;
+    llvm::DenseMap<Value, Value> broadcasts;
+  };
   /// The region evaluated for the vw lanes of a row: `scalarArgs` are its
   /// uniform arguments (b, h, q_idx), `vectorArgs` the rest (kv_idx, score,
-  /// ...). Uniform ops stay scalar; attn.accumulate_grad goes to
-  /// accumulateLanes.
+  /// ...). Uniform ops stay scalar, computed once per `cache` (a row's
+  /// vectors share them) or per call without one; attn.accumulate_grad
+  /// goes to accumulateLanes.
   Value vectorizedRegion(mlir::Region &region, ValueRange scalarArgs,
-                         ValueRange vectorArgs);
+                         ValueRange vectorArgs, UniformCache *cache = nullptr);
   /// Emits the gradient accumulation `op` for the lanes of a vector:
   /// `value` is a vector, each index a scalar (uniform) or a vector of i32.
   /// Kernels that vectorise attn.score_grad implement it.
