@@ -1065,6 +1065,32 @@ def run_grad_one(cs, opts, seed):
                     np.zeros(o_shape, cs.dtype))
             np.save(os.path.join(tmp, "LSE_in.npy"),
                     np.zeros(o_shape[:3], np.float32))
+        if opts.saved_forward and not cs.grad_error:
+            # The forward as its own run: attnc run -o O --stats S, then
+            # attnc grad --o O --stats S (or --lse for softmax).
+            fwd = [opts.attnc, "run", src]
+            if cs.variant:
+                fwd += ["--variant", cs.variant]
+            o_path = os.path.join(tmp, "O_saved.npy")
+            s_path = os.path.join(tmp, "S_saved.npy")
+            fwd += ["--q", paths["q"], "--k", paths["k"], "--v", paths["v"]]
+            fwd += pargs + ["-o", o_path]
+            if cs.norm in ("softmax", "linear"):
+                fwd += ["--lse" if cs.norm == "softmax" else "--stats",
+                        s_path]
+            if opts.reference:
+                fwd += ["--reference"]
+            p = subprocess.run(fwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               errors="replace", timeout=opts.timeout)
+            if p.returncode != 0:
+                print("FAIL %s the forward run failed: %s" % (
+                    cs.name, p.stdout.strip()[-300:]))
+                return False
+            extra = ["--o", o_path]
+            if cs.norm in ("softmax", "linear"):
+                extra += ["--lse" if cs.norm == "softmax" else "--stats",
+                          s_path]
         cmd = [opts.attnc, "grad", src]
         if cs.variant:
             cmd += ["--variant", cs.variant]
@@ -1252,6 +1278,9 @@ def main():
                     help="keep temp files of failed cases")
     ap.add_argument("--grad", action="store_true",
                     help="check the backward pass (attnc grad) instead")
+    ap.add_argument("--saved-forward", action="store_true",
+                    help="with --grad: run the forward first (attnc run -o "
+                         "--lse/--stats) and give its files to attnc grad")
     ap.add_argument("--determinism", action="store_true",
                     help="with --grad: run each case twice, the outputs must "
                          "be bitwise identical")

@@ -287,9 +287,10 @@ Options parseArgs(int argc, char **argv) {
          o.threads.size() > 4 || std::stoi(o.threads) < 1))
       fail("--threads must be a positive integer, got '" + o.threads + "'");
   } else if (!o.dO.empty() || !o.dq.empty() || !o.dk.empty() || !o.dv.empty() ||
-             !o.inO.empty() || !o.stats.empty() || !o.dparams.empty()) {
-    fail("--do, --o, --stats, --dq, --dk, --dv and --dparam are options of "
-         "'attnc grad'");
+             !o.inO.empty() || !o.dparams.empty() ||
+             (!o.run && !o.stats.empty())) {
+    fail("--do, --o, --dq, --dk, --dv and --dparam are options of 'attnc "
+         "grad' (--stats of 'attnc run' and 'attnc grad')");
   } else if (o.run) {
     if (!o.emit.empty())
       fail("'--emit' is not an option of 'attnc run'");
