@@ -74,7 +74,8 @@ class Case:
                  norm="softmax", lse=None, error=None, raw_params=(),
                  shapes=None, dtypes=None, corrupt=None,
                  out_path=None, dims_fixed=False, grad_error=None,
-                 grad_args=(), grad_do_shape=None, grad_dparams=None):
+                 grad_args=(), grad_do_shape=None, grad_dparams=None,
+                 grad_output=None):
         self.name, self.src, self.variant = name, src, variant
         self.sizes = dict(B=B, H=H, Hkv=Hkv or H, Lq=Lq, Lkv=Lkv or Lq, D=D,
                           Dv=Dv or D)
@@ -93,6 +94,8 @@ class Case:
         # names to request instead of the f32 params.
         self.grad_error, self.grad_args = grad_error, list(grad_args)
         self.grad_do_shape, self.grad_dparams = grad_do_shape, grad_dparams
+        # A pattern the output of a successful `attnc grad` must match.
+        self.grad_output = grad_output
 
 
 def case(name, src, **kw):
@@ -457,6 +460,13 @@ attention a {
   score = score * w[0, h] + w[1, h];
 }""", H=4, params=dict(w=lambda c, rng: rng.random((2, 4)).astype(np.float32)),
      score=lambda c, s, b, h, i, j: s * c.w[0, h] + c.w[1, h])
+# A float param that only the mask reads: a zero gradient, and attnc grad
+# says why.
+case("param-f32-mask-only", """
+attention a { param thr: f32 = 20.0; mask = f32(kv_idx) < thr; }""",
+     params=dict(thr=37.5), mask=lambda c, b, h, i, j: j < c.thr,
+     grad_output=r"warning: the gradient of param 'thr' of variant 'a' is "
+                 r"zero: only the mask reads it")
 case("param-const-i32", """
 attention a { const param w: i32 = 5; mask = sliding_window(w); }""",
      mask=lambda c, b, h, i, j: (j <= i) & (i - j < 5))
@@ -1139,6 +1149,8 @@ def run_grad_one(cs, opts, seed):
                     problems.append("cannot load %s: %s" % (key, e))
             more, summary = compare_grads(cs, got, ref, c)
             problems += more
+            if cs.grad_output and not re.search(cs.grad_output, text):
+                problems.append("no output matching /%s/" % cs.grad_output)
             if opts.determinism and not problems:
                 problems += rerun_identical(cmd, out, opts)
                 summary += " identical-rerun" if not problems else ""

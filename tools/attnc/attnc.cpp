@@ -612,6 +612,23 @@ int runVariant(const Options &o, mlir::ModuleOp module,
 int gradVariant(const Options &o, mlir::ModuleOp module,
                 const std::string &source) {
   std::string name = chooseVariant(module, o.variant, o.input);
+  {
+    // The backward form once here, so that what it says (a param whose
+    // gradient is zero because only the mask reads it) is shown with its
+    // location; the kernels compile through the runtime below.
+    mlir::OwningOpRef<mlir::ModuleOp> copy = module.clone();
+    for (mlir::Operation &op : llvm::make_early_inc_range(*copy->getBody()))
+      if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
+        if (v.getSymName() != name)
+          op.erase();
+    mlir::DialectRegistry registry;
+    registerDialects(registry);
+    module.getContext()->appendDialectRegistry(registry);
+    mlir::PassManager pm(module.getContext());
+    buildDifferentiatePipeline(pm);
+    if (mlir::failed(pm.run(*copy)))
+      return 1;
+  }
   NpyArray q = readOrFail(o.q), k = readOrFail(o.k), v = readOrFail(o.v);
   NpyArray dO = readOrFail(o.dO);
   for (auto [what, arr, path] : {std::tuple{"Q", &q, &o.q},
