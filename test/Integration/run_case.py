@@ -537,6 +537,17 @@ attention a {
     0.1 * np.log(1 + np.exp(s)) + 0.01 * np.abs(s) ** 1.5 +
     0.1 * np.sqrt(np.abs(s)) + 0.1 * np.tanh(s) + 0.05 * np.floor(j / 3.0) -
     0.05 * np.ceil(i / 5.0) + np.where(s > 0, s, 0.5 * s)))
+# A guarded read (a lazy ?: whose taken side reads a tensor): the forward
+# and the backward read t only where kv_idx < n.
+case("lang-guarded-read", """
+attention a {
+  param n: i32 = 20;
+  param t: f32[Lkv];
+  score = kv_idx < n ? score + t[kv_idx] : score * 2.0;
+}""", Lq=40, params=dict(n=20, t=lambda c, rng: rng.standard_normal(
+    c.Lkv).astype(np.float32)),
+     score=lambda c, s, b, h, i, j: np.where(
+         j < c.n, s + c.t[np.minimum(j, c.n - 1)], 2.0 * s))
 case("lang-ternary", """
 attention a { mask = q_idx % 2 == 0 ? kv_idx <= q_idx : kv_idx >= q_idx; }""",
      Lq=20, mask=lambda c, b, h, i, j: np.where(i % 2 == 0, j <= i, j >= i))
@@ -680,6 +691,17 @@ attention a { const param k: f32 = -0.5; score = score * 2.0 + k; }""",
      r"\bk\b.*const|const.*gradient", grad_dparams=["k"])
 gerr("gerr-unknown-param", "attention a {}", r"nosuch",
      grad_dparams=["nosuch"])
+# Run-time errors of the backward kernels themselves (the forward's output
+# is given, so only the backward reads the params).
+gerr("gerr-index-out-of-range", """
+attention a { param t: f32[4]; score = score + t[kv_idx]; }""",
+     r"read param 't' out of range", Lq=16,
+     params=dict(t=np.zeros(4, np.float32)),
+     grad_args=["--o", "{O}", "--lse", "{LSE}"])
+gerr("gerr-division-by-zero", """
+attention a { param d: i32 = 0; score = score + f32(q_idx / d); }""",
+     r"divided an integer by zero", Lq=16,
+     grad_args=["--o", "{O}", "--lse", "{LSE}"])
 
 
 # -- driver ----------------------------------------------------------------
