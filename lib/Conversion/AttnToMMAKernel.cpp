@@ -35,6 +35,7 @@
 #include "attnc/ABI/MMAKernelConfig.h"
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
+#include "attnc/Conversion/GpuKernelPlanner.h"
 #include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
@@ -66,13 +67,13 @@ using namespace attnc;
 
 namespace {
 
-/// kv-tiles per row that the shared-memory mask summaries cover (longer
-/// rows fall back to reading each tile's entries).
-constexpr int64_t kMaxSummaryTiles = 512;
-/// Words of a q-tile's marks (the mark kernel's output, and their shared
-/// memory in the attention kernel): the live and the all-kept bitmaps, the
-/// first and the last live kv-tile.
-constexpr int64_t kMarkWords = 2 * (kMaxSummaryTiles / 32) + 2;
+/// Attributes of the gpu.funcs that repeat the plan's values for readers of
+/// the IR and its tests (nothing reads them back): the dynamic shared
+/// memory of a block (i64), a persistent kernel (unit), and the mark
+/// kernel's items and words (array<i64: perBatch, perHead, words>).
+constexpr const char *kDynamicSharedBytesAttr = "attnc.dynamic_shared_bytes";
+constexpr const char *kPersistentAttr = "attnc.persistent";
+constexpr const char *kMarkKernelAttr = "attnc.mark_kernel";
 
 /// Four f32 accumulators of one m16n8 tile: c0, c1 (row g) and c2, c3
 /// (row g + 8), columns 2 * (lane % 4) and 2 * (lane % 4) + 1.
@@ -80,17 +81,19 @@ using Acc = std::array<Value, 4>;
 
 class MmaKernelBuilder : public KernelIRBuilder {
 public:
-  /// With `marksOf`: the builder of the mark kernel, added to that
-  /// module (the attention kernel's).
+  /// The kernel of `plan` for `variant`; with `marksOf`, its mark kernel,
+  /// added to that module (the attention kernel's).
   MmaKernelBuilder(attn::VariantOp variant, Type elementType,
-                   const MmaKernelConfig &cfg,
+                   const GpuKernelPlan &plan,
                    gpu::GPUModuleOp marksOf = nullptr)
       : KernelIRBuilder(variant), variant(variant), elementType(elementType),
-        cfg(cfg), marksOnly(marksOf != nullptr), gpuModule(marksOf) {}
+        plan(plan), cfg(MmaKernelConfig::fromPlan(plan)),
+        marksOnly(marksOf != nullptr), gpuModule(marksOf) {}
 
-  /// Builds the kernel; true when the attention kernel it built reads a
-  /// mark kernel's output (then build that with marksOf = module()).
-  bool build();
+  /// Builds the kernel (then, where plan.marks.present, build the mark
+  /// kernel with marksOf = module()); fails where the variant is not the
+  /// one the plan was made for.
+  LogicalResult build();
   gpu::GPUModuleOp module() const { return gpuModule; }
 
 private:
@@ -358,6 +361,7 @@ private:
 
   attn::VariantOp variant;
   Type elementType;
+  const GpuKernelPlan &plan;
   MmaKernelConfig cfg;
   /// Building the mark kernel (kMarkKernelAttr) instead of the attention
   /// kernel.
@@ -1073,7 +1077,7 @@ void MmaKernelBuilder::scoreTile(SmallVector<Acc> &s, const Value rowIdx[2],
       s[j][i] = out[4 * j + i];
 }
 
-bool MmaKernelBuilder::build() {
+LogicalResult MmaKernelBuilder::build() {
   loc = variant.getLoc();
   MLIRContext *ctx = variant.getContext();
   norm = variant.getNormKind();
@@ -1085,51 +1089,26 @@ bool MmaKernelBuilder::build() {
       kernelArgumentTypes(b, variant, elementType, runtimeParams);
 
   // The rank-1 integer tensor params the mask reads: their per-kv-tile
-  // summaries decide at run time which kv-tiles are live.
-  SmallVector<attn::ParamOp> summaryParams;
-  if (attn::MaskOp maskOp = variant.getMaskOp())
-    maskOp.walk([&](attn::ParamLoadOp load) {
-      auto param = llvm::dyn_cast_or_null<attn::ParamOp>(
-          SymbolTable::lookupNearestSymbolFrom(load,
-                                               load.getParamAttr().getAttr()));
-      if (!param || !llvm::is_contained(runtimeParams, param) ||
-          param.getRank() != 1 || !param.getElementType().isInteger() ||
-          llvm::is_contained(summaryParams, param))
-        return;
-      summaryParams.push_back(param);
-    });
-  // The summary tables: in the wgmma kernel's second K buffer and its V
-  // buffers where they fit there (nothing is copied into those before the
-  // live tiles are marked), else after the tiles (the mark kernel has no
-  // tiles); then the two bitmaps and the first and last live tile.
-  const int64_t tableBytes =
-      static_cast<int64_t>(summaryParams.size()) * kMaxSummaryTiles * 8;
-  const int64_t secondK = cfg.kOffset() + 2 * tk * cfg.rowElements(D);
-  const bool tablesInTiles =
-      !marksOnly && cfg.wgmma && tableBytes <= cfg.tilesEnd() - secondK;
-  const int64_t summaryBytes =
-      summaryParams.empty()
-          ? 0
-          : (tablesInTiles ? 0 : tableBytes) + 2 * (kMaxSummaryTiles / 8) + 8;
-  // Persistent only for data-dependent masks (few kv-tiles per block is
-  // what they are for, and whose cost the kernel cannot know) and where
-  // the separate staging tile fits.
-  // (cfg.sharedBytes() counts the staging tile while persistent is set.)
-  cfg.persistent = !marksOnly && cfg.persistent && cfg.wgmma &&
-                   !summaryParams.empty() &&
-                   cfg.sharedBytes() + summaryBytes <= kMaxDynamicSharedBytes;
-  // A mark kernel for data-dependent masks (not with the persistent
-  // kernel, whose next item's marks overlap this one's epilogue). Its items
-  // differ in b and h only where the mask reads them; a mask that reads
-  // both would give it an item per block of the attention kernel, the
-  // same work plus a launch, so the blocks then mark their own tiles.
-  bool useMarks = cfg.markKernel && !summaryParams.empty() && !cfg.persistent;
-  if (useMarks) {
-    Region &maskBody = variant.getMaskOp().getBody();
-    marksPerBatch = !maskBody.getArgument(0).use_empty();
-    marksPerHead = !maskBody.getArgument(1).use_empty();
-    useMarks = !(marksPerBatch && marksPerHead);
-  }
+  // summaries decide at run time which kv-tiles are live. Their tables, in
+  // the wgmma kernel's second K buffer and its V buffers where they fit
+  // there (nothing is copied into those before the live tiles are marked),
+  // else after the tiles (the mark kernel has no tiles); then the two
+  // bitmaps and the first and last live tile (MMAKernelConfig.h).
+  SmallVector<attn::ParamOp> summaryParams = maskSummaryParams(variant);
+  if (static_cast<int64_t>(summaryParams.size()) != plan.summaryTables)
+    return variant.emitError()
+           << "convert-attn-to-mma-kernel: the kernel plan is for a mask "
+              "with "
+           << plan.summaryTables << " summary tables, this one has "
+           << summaryParams.size();
+  const MmaSharedLayout layout = mmaSharedLayout(
+      cfg, static_cast<int64_t>(summaryParams.size()), marksOnly);
+  const bool tablesInTiles = layout.tablesInTiles;
+  // The mark kernel of a data-dependent mask (GpuMarkKernelPlan): its
+  // items differ in b and h only where the mask reads them.
+  const bool useMarks = plan.marks.present;
+  marksPerBatch = plan.marks.perBatch;
+  marksPerHead = plan.marks.perHead;
   if (useMarks)
     inputs.push_back(MemRefType::get({ShapedType::kDynamic}, b.getI32Type()));
 
@@ -1262,7 +1241,7 @@ bool MmaKernelBuilder::build() {
   const bool rawScores = constScale && *constScale > 0;
 
   int64_t sharedBytes = marksOnly ? 0 : cfg.sharedBytes();
-  int64_t tableAt = secondK;
+  int64_t tableAt = layout.tablesOffset;
   for (attn::ParamOp param : summaryParams) {
     Summary sum;
     sum.tensor = kctx.params.find(param.getSymName())->second.arg;
@@ -1305,7 +1284,11 @@ bool MmaKernelBuilder::build() {
     useSummaries = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
                                          numKvTiles, cIdx(kMaxSummaryTiles));
   }
-  // What the launcher must ask for (GpuKernel.cpp reads it).
+  if (sharedBytes != (marksOnly ? plan.marks.sharedBytes : plan.sharedBytes))
+    return variant.emitError()
+           << "convert-attn-to-mma-kernel: internal error: the kernel needs "
+           << sharedBytes << " bytes of shared memory, its plan says "
+           << (marksOnly ? plan.marks.sharedBytes : plan.sharedBytes);
   fn->setAttr(kDynamicSharedBytesAttr, b.getI64IntegerAttr(sharedBytes));
   if (marksOnly)
     fn->setAttr(
@@ -1387,7 +1370,7 @@ bool MmaKernelBuilder::build() {
     });
     gpu::ReturnOp::create(b, loc);
     finishFunction(fn);
-    return false;
+    return success();
   }
   // The item's tile (b, h, q-tile), from its number.
   auto itemTile = [&](Value blockIndex) {
@@ -2199,7 +2182,7 @@ bool MmaKernelBuilder::build() {
   }
   gpu::ReturnOp::create(b, loc);
   finishFunction(fn);
-  return useMarks;
+  return success();
 }
 
 void MmaKernelBuilder::finishFunction(gpu::GPUFuncOp fn) {
@@ -2228,37 +2211,76 @@ struct ConvertAttnToMMAKernelPass
     : public attnc::impl::ConvertAttnToMMAKernelBase<
           ConvertAttnToMMAKernelPass> {
   using Base::Base;
+  explicit ConvertAttnToMMAKernelPass(const GpuKernelPlan &plan)
+      : givenPlan(plan) {}
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
     Builder b(module.getContext());
-    static constexpr llvm::StringRef kTypes[] = {"f16", "bf16"};
-    Type elemType = parseElementType(b, elementType, kTypes);
-    if (!elemType) {
-      module.emitError() << "convert-attn-to-mma-kernel: element-type must be "
-                         << elementTypeChoices(kTypes) << ", got '"
-                         << elementType << "'";
-      return signalPassFailure();
-    }
-    MmaKernelConfig cfg;
-    std::string error;
-    if (!chooseMmaKernelConfig(headDim, valueDim, tileKV, cfg, error, wgmma)) {
-      module.emitError() << "convert-attn-to-mma-kernel: " << error;
-      return signalPassFailure();
-    }
-    // Taken per variant where the mask is data-dependent (build()).
-    cfg.persistent = persistent && wgmma;
-    cfg.markKernel = markKernel;
     SmallVector<attn::VariantOp> variants(module.getOps<attn::VariantOp>());
+    GpuKernelOptions options;
+    if (givenPlan) {
+      if (givenPlan->kind == GpuKernelKind::Simt || variants.size() > 1) {
+        module.emitError() << "convert-attn-to-mma-kernel: a kernel plan "
+                              "takes one variant and a tensor-core kernel";
+        return signalPassFailure();
+      }
+    } else {
+      static constexpr llvm::StringRef kTypes[] = {"f16", "bf16"};
+      if (!parseElementType(b, elementType, kTypes)) {
+        module.emitError()
+            << "convert-attn-to-mma-kernel: element-type must be "
+            << elementTypeChoices(kTypes) << ", got '" << elementType << "'";
+        return signalPassFailure();
+      }
+      options.elementType = elementType == "bf16" ? DType::BF16 : DType::F16;
+      options.headDim = headDim;
+      options.valueDim = valueDim;
+      options.tileKV = tileKV;
+      options.kernel = wgmma ? GpuKernelKind::Wgmma : GpuKernelKind::MmaSync;
+      options.chip = wgmma ? "sm_90" : "sm_80";
+      options.persistent = persistent;
+      options.markKernel = markKernel;
+      // The options' errors, whether or not there is a variant to plan.
+      GpuKernelPlan unused;
+      std::string error;
+      if (!planGpuKernel(GpuVariantTraits(), options, unused, error)) {
+        module.emitError() << "convert-attn-to-mma-kernel: " << error;
+        return signalPassFailure();
+      }
+    }
     if (!variants.empty())
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                       b.getUnitAttr());
     for (attn::VariantOp variant : variants) {
-      MmaKernelBuilder kernel(variant, elemType, cfg);
-      if (kernel.build())
-        MmaKernelBuilder(variant, elemType, cfg, kernel.module()).build();
+      // The plan given, or each variant's own from the options.
+      GpuKernelPlan plan;
+      std::string error;
+      if (givenPlan)
+        plan = *givenPlan;
+      else if (!planGpuKernel(gpuVariantTraits(variant), options, plan,
+                              error)) {
+        variant.emitError() << "convert-attn-to-mma-kernel: " << error;
+        return signalPassFailure();
+      }
+      Type elemType =
+          plan.elementType == DType::BF16 ? b.getBF16Type() : b.getF16Type();
+      MmaKernelBuilder kernel(variant, elemType, plan);
+      if (failed(kernel.build()) ||
+          (plan.marks.present &&
+           failed(MmaKernelBuilder(variant, elemType, plan, kernel.module())
+                      .build())))
+        return signalPassFailure();
       variant.erase();
     }
   }
+
+  std::optional<GpuKernelPlan> givenPlan;
 };
 
 } // namespace
+
+std::unique_ptr<Pass>
+attnc::createConvertAttnToMMAKernel(const GpuKernelPlan &plan) {
+  return std::make_unique<ConvertAttnToMMAKernelPass>(plan);
+}

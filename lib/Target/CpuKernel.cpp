@@ -32,6 +32,29 @@ std::string CpuCompileOptions::describe() const {
   return s;
 }
 
+std::string CpuCompileOptions::explain(const std::string &why) const {
+  std::string s = "kernel            ";
+  s += reference ? "reference (plain loops, single-threaded, any head dims)"
+                 : "tiled (vectorised and multi-threaded, one (b, h, "
+                   "q-tile) work item per call)";
+  s += "\n  why             " + why + "\n";
+  s += std::string("element type      ") +
+       (elementType == DType::F16 ? "f16" : "f32");
+  if (reference)
+    return s + "\n";
+  int vw = hostVectorWidth(vectorWidth);
+  s += ", D = " + std::to_string(headDim) +
+       ", Dv = " + std::to_string(valueDim) + "\n";
+  s += "tiles             " + std::to_string(tileQ) + " query rows x " +
+       std::to_string(tileKV) + " keys\n";
+  s += "vectors           " + std::to_string(vw) + " f32 lanes" +
+       (vectorWidth > 0 ? std::string(" (asked for)")
+        : vw == 16      ? std::string(" (the host has AVX-512)")
+                        : std::string(" (the host has no AVX-512)")) +
+       "\n";
+  return s;
+}
+
 std::string attnc::tiledOptionsError(const CpuCompileOptions &options) {
   if (options.headDim <= 0 || options.valueDim <= 0)
     return "a tiled kernel needs its head dimensions D and Dv";

@@ -227,6 +227,12 @@ const std::string &Kernel::key() const {
   return impl_->key;
 }
 
+const std::string &Kernel::plan() const {
+  if (!impl_)
+    throw Error(Status::InvalidArgument, "the kernel handle is empty");
+  return impl_->plan;
+}
+
 namespace {
 
 bool toView(const char *what, const Tensor &t, attnc::TensorView &out,
@@ -371,10 +377,41 @@ std::string optionsKey(const CompileOptions &o) {
       " tiling=" + std::to_string(static_cast<int>(o.tiling.mode)) + "," +
       std::to_string(o.tiling.blockQ) + "," + std::to_string(o.tiling.blockKV) +
       " dims=" + std::to_string(o.headDim) + "," + std::to_string(o.valueDim) +
-      " variant=" + o.variant + " consts=";
+      " variant=" + o.variant +
+      " gpu=" + std::to_string(static_cast<int>(o.gpu.kernel)) + "," +
+      (o.gpu.persistent ? "1" : "0") + "," + (o.gpu.markKernel ? "1" : "0") +
+      "," + o.gpu.arch + " consts=";
   for (const auto &[name, value] : o.consts)
     s += name + ":" + doubleKey(value) + ",";
   return s;
+}
+
+/// The compiler's GPU options for `o` (the chip aside).
+attnc::GpuKernelOptions gpuKernelOptions(const CompileOptions &o) {
+  attnc::GpuKernelOptions g;
+  g.elementType = toInternal(o.dtype);
+  g.headDim = o.headDim;
+  g.valueDim = o.valueDim;
+  if (o.tiling.mode == Tiling::Mode::Fixed && o.tiling.blockQ > 0)
+    g.tileQ = o.tiling.blockQ;
+  if (o.tiling.mode == Tiling::Mode::Fixed && o.tiling.blockKV > 0)
+    g.tileKV = o.tiling.blockKV;
+  switch (o.gpu.kernel) {
+  case GpuOptions::Kernel::Auto:
+    break;
+  case GpuOptions::Kernel::Mma:
+    g.kernel = attnc::GpuKernelKind::MmaSync;
+    break;
+  case GpuOptions::Kernel::Wgmma:
+    g.kernel = attnc::GpuKernelKind::Wgmma;
+    break;
+  case GpuOptions::Kernel::Simt:
+    g.kernel = attnc::GpuKernelKind::Simt;
+    break;
+  }
+  g.persistent = o.gpu.persistent;
+  g.markKernel = o.gpu.markKernel;
+  return g;
 }
 
 /// The runtime's status for a front end that did not give a module.
@@ -409,8 +446,8 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
                  const CompileOptions &options, KernelPtr &out,
                  std::string &error);
   Status build(const std::string &key, KeyedModule &keyed,
-               const attnc::CpuCompileOptions &copts, DType dtype,
-               KernelPtr &out, std::string &error);
+               const attnc::CpuCompileOptions &copts, const std::string &plan,
+               DType dtype, KernelPtr &out, std::string &error);
   Status compileGpu(const std::string &source, const std::string &bufferName,
                     const CompileOptions &options, KernelPtr &out,
                     std::string &error);
@@ -425,8 +462,9 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
     return true;
   }
   Status compileAndLoad(const std::string &key, KeyedModule &keyed,
-                        const attnc::CpuCompileOptions &copts, DType dtype,
-                        DiskCache *store, KernelPtr &out, std::string &error);
+                        const attnc::CpuCompileOptions &copts,
+                        const std::string &plan, DType dtype, DiskCache *store,
+                        KernelPtr &out, std::string &error);
 
   // Disk-cache bookkeeping shared by CPU objects and GPU PTX: this
   // runtime's counters and the folder's.
@@ -543,8 +581,9 @@ void Runtime::clearCache() {
 
 Status Runtime::Impl::compileAndLoad(const std::string &key, KeyedModule &keyed,
                                      const attnc::CpuCompileOptions &copts,
-                                     DType dtype, DiskCache *store,
-                                     KernelPtr &out, std::string &error) {
+                                     const std::string &plan, DType dtype,
+                                     DiskCache *store, KernelPtr &out,
+                                     std::string &error) {
   attnc::CpuArtifact artifact;
   if (!attnc::CpuKernel::compileToObject(*keyed.module, keyed.variant, copts,
                                          artifact, error))
@@ -562,6 +601,7 @@ Status Runtime::Impl::compileAndLoad(const std::string &key, KeyedModule &keyed,
   auto kernel = std::make_shared<Kernel::Impl>();
   kernel->key = key;
   kernel->signature = publicSignature(artifact.signature, dtype);
+  kernel->plan = plan;
   kernel->cpu = attnc::CpuKernel::load(artifact.signature, artifact.object,
                                        artifact.options, error);
   if (!kernel->cpu) {
@@ -573,14 +613,15 @@ Status Runtime::Impl::compileAndLoad(const std::string &key, KeyedModule &keyed,
 }
 
 Status Runtime::Impl::build(const std::string &key, KeyedModule &keyed,
-                            const attnc::CpuCompileOptions &copts, DType dtype,
+                            const attnc::CpuCompileOptions &copts,
+                            const std::string &plan, DType dtype,
                             KernelPtr &out, std::string &error) {
   if (!disk)
-    return compileAndLoad(key, keyed, copts, dtype, nullptr, out, error);
+    return compileAndLoad(key, keyed, copts, plan, dtype, nullptr, out, error);
   DiskCache::KeyLock lock;
   std::string lockError;
   if (!disk->lock(key, lock, lockError)) // unusable folder: memory only
-    return compileAndLoad(key, keyed, copts, dtype, nullptr, out, error);
+    return compileAndLoad(key, keyed, copts, plan, dtype, nullptr, out, error);
 
   StoredKernel stored;
   std::string why;
@@ -599,6 +640,7 @@ Status Runtime::Impl::build(const std::string &key, KeyedModule &keyed,
       auto kernel = std::make_shared<Kernel::Impl>();
       kernel->key = key;
       kernel->signature = publicSignature(sig, dtype);
+      kernel->plan = plan;
       kernel->cpu = std::move(cpu);
       out = std::move(kernel);
       return Status::Ok;
@@ -607,7 +649,7 @@ Status Runtime::Impl::build(const std::string &key, KeyedModule &keyed,
   }
   if (found == DiskCache::Lookup::Corrupt)
     dropCorruptEntry(key);
-  return compileAndLoad(key, keyed, copts, dtype, disk.get(), out, error);
+  return compileAndLoad(key, keyed, copts, plan, dtype, disk.get(), out, error);
 }
 
 Status Runtime::Impl::compile(const std::string &source,
@@ -640,14 +682,23 @@ Status Runtime::Impl::compile(const std::string &source,
     return Status::InvalidArgument;
   }
   bool dimsKnown = options.headDim > 0 && options.valueDim > 0;
+  std::string why; // Kernel::plan()
   switch (options.tiling.mode) {
   case Tiling::Mode::Auto:
     // The tiled kernel when it applies; very wide heads use the reference.
     copts.reference = !dimsKnown || options.headDim > attnc::kMaxTiledHeadDim ||
                       options.valueDim > attnc::kMaxTiledHeadDim;
+    why = !dimsKnown ? "auto: the head dims are not given (the tiled kernel "
+                       "is specialised for them)"
+          : copts.reference
+              ? "auto: head dims over " +
+                    std::to_string(attnc::kMaxTiledHeadDim) +
+                    " (the tiled kernel keeps its tiles on the stack)"
+              : "auto: the head dims are given";
     break;
   case Tiling::Mode::Reference:
     copts.reference = true;
+    why = "asked for (Tiling::reference)";
     break;
   case Tiling::Mode::Fixed:
     if (options.tiling.blockQ <= 0 || options.tiling.blockKV <= 0) {
@@ -664,6 +715,7 @@ Status Runtime::Impl::compile(const std::string &source,
     copts.reference = false;
     copts.tileQ = options.tiling.blockQ;
     copts.tileKV = options.tiling.blockKV;
+    why = "asked for (Tiling::fixed)";
     break;
   }
   if (!copts.reference) {
@@ -732,7 +784,8 @@ Status Runtime::Impl::compile(const std::string &source,
   KernelPtr kernel;
   Status status;
   try {
-    status = build(key, keyed, copts, options.dtype, kernel, error);
+    status = build(key, keyed, copts, copts.explain(why), options.dtype, kernel,
+                   error);
   } catch (const std::bad_alloc &) {
     status = Status::OutOfMemory;
     error = "out of memory";
@@ -760,64 +813,6 @@ Status Runtime::Impl::compile(const std::string &source,
   return status;
 }
 
-namespace {
-/// An on/off switch from the environment: unset or empty leaves `value`,
-/// "0" and "1" set it, anything else is an error.
-bool envSwitch(const char *name, bool &value, std::string &error) {
-  const char *p = std::getenv(name);
-  if (!p || !*p)
-    return true;
-  if (std::string(p) != "0" && std::string(p) != "1") {
-    error = std::string(name) + " must be 0 or 1, not '" + p + "'";
-    return false;
-  }
-  value = std::string(p) == "1";
-  return true;
-}
-
-/// A GPU kernel in the disk cache's object slot: one header line with the
-/// compiler's launch shape (and its mark kernel's, "-" for none), then the
-/// PTX.
-std::string encodeGpuObject(const attnc::GpuArtifact &a) {
-  return "attn-ptx 3 " + a.kernel + " " + std::to_string(a.rowsPerBlock) + " " +
-         std::to_string(a.threadsPerBlock) + " " +
-         std::to_string(a.sharedBytes) + " " + (a.persistent ? "1" : "0") +
-         " " + (a.markKernel.empty() ? "-" : a.markKernel) + " " +
-         std::to_string(a.markSharedBytes) + " " + std::to_string(a.markWords) +
-         " " + (a.marksPerBatch ? "1" : "0") + " " +
-         (a.marksPerHead ? "1" : "0") + "\n" + a.ptx;
-}
-bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
-  size_t eol = object.find('\n');
-  if (eol == std::string::npos)
-    return false;
-  std::istringstream header(object.substr(0, eol));
-  std::string magic, version;
-  int persistent = -1, perBatch = -1, perHead = -1;
-  header >> magic >> version >> a.kernel >> a.rowsPerBlock >>
-      a.threadsPerBlock >> a.sharedBytes >> persistent >> a.markKernel >>
-      a.markSharedBytes >> a.markWords >> perBatch >> perHead;
-  a.persistent = persistent == 1;
-  a.marksPerBatch = perBatch == 1;
-  a.marksPerHead = perHead == 1;
-  if (a.markKernel == "-")
-    a.markKernel.clear();
-  if (!header || magic != "attn-ptx" || version != "3" ||
-      (persistent != 0 && persistent != 1) ||
-      (perBatch != 0 && perBatch != 1) || (perHead != 0 && perHead != 1) ||
-      a.markSharedBytes < 0 || a.markSharedBytes > 228 * 1024 ||
-      (!a.markKernel.empty() &&
-       (a.persistent || a.markWords <= 0 || a.markWords > 4096)) ||
-      (a.kernel != "mma" && a.kernel != "wgmma" && a.kernel != "simt") ||
-      a.rowsPerBlock <= 0 || a.threadsPerBlock <= 0 ||
-      a.threadsPerBlock > 1024 || a.sharedBytes < 0 ||
-      a.sharedBytes > 228 * 1024)
-    return false;
-  a.ptx = object.substr(eol + 1);
-  return !a.ptx.empty();
-}
-} // namespace
-
 /// The nvptx target: PTX compiled in memory, kept in the disk cache with
 /// its launch shape, loaded into device 0's primary context; kernels are
 /// also cached by text per process.
@@ -844,27 +839,13 @@ Status Runtime::Impl::compileGpu(const std::string &source,
     error = "the nvptx target has no reference kernel; use the cpu target";
     return Status::InvalidArgument;
   }
-  // ATTN_GPU_KERNEL picks the kernel kind (auto, mma, wgmma or simt).
-  std::string kernelKind = "auto";
-  if (const char *kind = std::getenv("ATTN_GPU_KERNEL"); kind && *kind)
-    kernelKind = kind;
-  if (kernelKind != "auto" && kernelKind != "mma" && kernelKind != "wgmma" &&
-      kernelKind != "simt") {
-    error = "ATTN_GPU_KERNEL must be auto, mma, wgmma or simt, not '" +
-            kernelKind + "'";
+  if (!options.gpu.arch.empty() &&
+      !attnc::isSupportedGpuChip(options.gpu.arch)) {
+    error = "the GPU arch must be sm_80 or later (sm_80, sm_90, ...), not '" +
+            options.gpu.arch + "'";
     return Status::InvalidArgument;
   }
-  // ATTN_GPU_PERSISTENT=1 lets the wgmma kernel be persistent for
-  // data-dependent masks; 0 or unset: never. ATTN_GPU_MARK_KERNEL=0 makes
-  // every block of a data-dependent mask's kernel work out its live
-  // kv-tiles itself, without the mark kernel.
-  bool persistent = false, markKernel = true;
-  if (!envSwitch("ATTN_GPU_PERSISTENT", persistent, error) ||
-      !envSwitch("ATTN_GPU_MARK_KERNEL", markKernel, error))
-    return Status::InvalidArgument;
-  std::string textKey = optionsKey(options) + " kernel=" + kernelKind +
-                        (persistent ? " persistent=1" : "") +
-                        (markKernel ? "" : " marks=0") + '\n' + source;
+  std::string textKey = optionsKey(options) + '\n' + source;
   if (lookupText(textKey, out))
     return Status::Ok;
   KeyedModule keyed;
@@ -872,21 +853,11 @@ Status Runtime::Impl::compileGpu(const std::string &source,
                                        options.consts, keyed, error);
   if (fe != FrontEndStatus::Ok)
     return frontEndFailure(fe);
-  attnc::GpuCompileOptions g;
-  g.elementType = toInternal(options.dtype);
-  g.headDim = options.headDim;
-  g.valueDim = options.valueDim;
-  if (options.tiling.mode == Tiling::Mode::Fixed && options.tiling.blockQ > 0)
-    g.tileQ = options.tiling.blockQ;
-  if (options.tiling.mode == Tiling::Mode::Fixed && options.tiling.blockKV > 0)
-    g.tileKV = options.tiling.blockKV;
-  g.chip = driver->chip();
-  g.kernel = kernelKind;
-  g.persistent = persistent;
-  g.markKernel = markKernel;
-  // The disk cache holds the PTX with its launch shape, keyed like CPU
-  // objects (build, options with the chip, canonical IR); a hit skips MLIR
-  // and leaves only the driver's JIT.
+  attnc::GpuKernelOptions g = gpuKernelOptions(options);
+  g.chip = options.gpu.arch.empty() ? driver->chip() : options.gpu.arch;
+  // The disk cache holds the PTX with its plan, keyed like CPU objects
+  // (build, options with the chip, canonical IR); a hit skips MLIR and
+  // leaves only the driver's JIT.
   std::string key = sha256Hex(
       "attn-kernel-key 1\nbuild " + std::string(ATTN_BUILD_ID) + "\noptions " +
       g.describe() + " target=nvptx\nir\n" + keyed.canonicalIR);
@@ -903,8 +874,9 @@ Status Runtime::Impl::compileGpu(const std::string &source,
       if (stored.build == ATTN_BUILD_ID && stored.options == g.describe() &&
           attnc::KernelSignature::fromText(stored.signature, artifact.signature,
                                            why) &&
-          decodeGpuObject(stored.object, artifact)) {
-        artifact.options = g;
+          attnc::GpuKernelPlan::fromText(stored.plan, artifact.plan, why) &&
+          !stored.object.empty()) {
+        artifact.ptx = stored.object;
         fromDisk = true;
         noteDiskHit(key);
       } else {
@@ -915,9 +887,10 @@ Status Runtime::Impl::compileGpu(const std::string &source,
       dropCorruptEntry(key);
   }
   if (!fromDisk) {
+    bool invalidOptions = false;
     if (!attnc::GpuKernel::compileToPtx(*keyed.module, keyed.variant, g,
-                                        artifact, error))
-      return Status::Internal;
+                                        artifact, error, &invalidOptions))
+      return invalidOptions ? Status::InvalidArgument : Status::Internal;
     StoredKernel stored;
     if (useDisk) {
       stored.variant = keyed.variant;
@@ -925,7 +898,8 @@ Status Runtime::Impl::compileGpu(const std::string &source,
       stored.target = "nvptx " + g.chip;
       stored.build = ATTN_BUILD_ID;
       stored.signature = artifact.signature.toText();
-      stored.object = encodeGpuObject(artifact);
+      stored.plan = artifact.plan.toText();
+      stored.object = artifact.ptx;
     }
     noteCompile(key, stored, useDisk ? disk.get() : nullptr);
   }
@@ -933,6 +907,7 @@ Status Runtime::Impl::compileGpu(const std::string &source,
   kernel->key = key;
   kernel->signature = publicSignature(artifact.signature, options.dtype);
   kernel->signature.target = Target::NVPTX;
+  kernel->plan = artifact.plan.describe();
   kernel->gpu = attnc::GpuKernel::load(artifact, error);
   if (!kernel->gpu)
     return Status::Unavailable;

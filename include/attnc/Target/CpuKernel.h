@@ -40,6 +40,9 @@ struct CpuCompileOptions {
   /// "dtype=f32 lowering=reference": what the options change in the code,
   /// for cache keys and manifests.
   std::string describe() const;
+  /// The kernel these options build, for people (attnc --emit=plan,
+  /// attn::Kernel::plan()), with `why` it was chosen.
+  std::string explain(const std::string &why) const;
 };
 
 /// A compiled variant, free of MLIR: what is stored in the kernel cache.
