@@ -46,7 +46,6 @@ LogicalResult MmaKernelBuilder::beginKernel() {
            << summaryParams.size();
   const MmaSharedLayout layout = mmaSharedLayout(
       cfg, static_cast<int64_t>(summaryParams.size()), marksOnly);
-  const bool tablesInTiles = layout.tablesInTiles;
   // The mark kernel of a data-dependent mask (GpuMarkKernelPlan): its
   // items differ in b and h only where the mask reads them.
   const bool useMarks = plan.marks.present;
@@ -93,6 +92,31 @@ LogicalResult MmaKernelBuilder::beginKernel() {
                                    NVVM::GridDepActionKind::launch_dependents);
   }
 
+  placeTiles();
+  placeThreads();
+  if (failed(placeSummaries(summaryParams, layout)))
+    return failure();
+  leader =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, cIdx(0));
+  // wgmma descriptors: this warpgroup's 64 rows of Q, K (both K-major)
+  // and V (N-major: its 64-column atoms lie tk * 128 bytes apart); 8-row
+  // groups 1024 bytes apart in all three.
+  if (cfg.wgmma) {
+    Value wg = toI64(arith::DivUIOp::create(b, loc, warp, cIdx(4)));
+    qDesc = descriptor(
+        arith::AddIOp::create(b, loc, tileAddr(cfg.qOffset()),
+                              arith::MulIOp::create(b, loc, wg, cI64(8192))),
+        16, 1024);
+    kDesc = descriptor(tileAddr(cfg.kOffset()), 16, 1024);
+    vDesc = descriptor(tileAddr(cfg.vOffset()), tk * 128, 1024);
+  }
+  kRows = (D / 64) * tk;
+  vRows = (Dv / 64) * tk;
+  return success();
+}
+
+void MmaKernelBuilder::placeTiles() {
+  const int64_t D = cfg.headDim, Dv = cfg.valueDim, tk = cfg.tk;
   // The Q, K and V tiles: views of the dynamic shared memory.
   workgroup = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   shared = gpu::DynamicSharedMemoryOp::create(
@@ -119,7 +143,10 @@ LogicalResult MmaKernelBuilder::beginKernel() {
   q = unitInner(entry.q);
   k = unitInner(entry.k);
   v = unitInner(entry.v);
+}
 
+void MmaKernelBuilder::placeThreads() {
+  const int64_t D = cfg.headDim;
   // Block -> (b, h, q-tile), longest first within groups of heads whose K
   // and V (2-byte elements) fit in the L2 cache.
   block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
@@ -151,7 +178,14 @@ LogicalResult MmaKernelBuilder::beginKernel() {
           constScale = f.getValueAsDouble() * kLog2e;
   }
   rawScores = constScale && *constScale > 0;
+}
 
+LogicalResult
+MmaKernelBuilder::placeSummaries(ArrayRef<attn::ParamOp> summaryParams,
+                                 const MmaSharedLayout &layout) {
+  const int64_t tk = cfg.tk;
+  const bool tablesInTiles = layout.tablesInTiles,
+             useMarks = plan.marks.present;
   int64_t sharedBytes = marksOnly ? 0 : cfg.sharedBytes();
   int64_t tableAt = layout.tablesOffset;
   for (attn::ParamOp param : summaryParams) {
@@ -208,22 +242,6 @@ LogicalResult MmaKernelBuilder::beginKernel() {
         b.getDenseI64ArrayAttr({marksPerBatch, marksPerHead, kMarkWords}));
   if (cfg.persistent)
     fn->setAttr(kPersistentAttr, b.getUnitAttr());
-  leader =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, cIdx(0));
-  // wgmma descriptors: this warpgroup's 64 rows of Q, K (both K-major)
-  // and V (N-major: its 64-column atoms lie tk * 128 bytes apart); 8-row
-  // groups 1024 bytes apart in all three.
-  if (cfg.wgmma) {
-    Value wg = toI64(arith::DivUIOp::create(b, loc, warp, cIdx(4)));
-    qDesc = descriptor(
-        arith::AddIOp::create(b, loc, tileAddr(cfg.qOffset()),
-                              arith::MulIOp::create(b, loc, wg, cI64(8192))),
-        16, 1024);
-    kDesc = descriptor(tileAddr(cfg.kOffset()), 16, 1024);
-    vDesc = descriptor(tileAddr(cfg.vOffset()), tk * 128, 1024);
-  }
-  kRows = (D / 64) * tk;
-  vRows = (Dv / 64) * tk;
   return success();
 }
 

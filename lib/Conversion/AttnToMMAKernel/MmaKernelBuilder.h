@@ -123,6 +123,15 @@ protected:
   /// descriptors; fails where the variant is not the one the plan was made
   /// for.
   mlir::LogicalResult beginKernel();
+  /// beginKernel's parts: the Q, K and V tiles (and Q, K, V with a unit
+  /// inner stride); the thread's indices and the scale; the mask's tables,
+  /// bitmaps and marks after (or in) the tiles, and the kernel's
+  /// attributes, its shared memory checked against the plan's.
+  void placeTiles();
+  void placeThreads();
+  mlir::LogicalResult
+  placeSummaries(llvm::ArrayRef<mlir::attn::ParamOp> summaryParams,
+                 const MmaSharedLayout &layout);
   /// Makes `it` the item that the helpers (tile facts, summaries, score
   /// and mask inlining) work on, from the insertion point on.
   void setItem(const Item &it);
