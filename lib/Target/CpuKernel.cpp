@@ -105,13 +105,14 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
             dtypeName(options.elementType);
     return false;
   }
+  if (module.getBody()->getOperations().size() != 1) {
+    error = "internal error: the module to compile holds more than variant '" +
+            name + "' (keepOnlyVariant)";
+    return false;
+  }
   CpuArtifact artifact;
   artifact.signature = KernelSignature::fromVariant(variant);
   artifact.options = options;
-  // Keep only the variant being compiled.
-  for (Operation &op : llvm::make_early_inc_range(*module.getBody()))
-    if (&op != variant.getOperation())
-      op.erase();
 
   MLIRContext *ctx = module.getContext();
   std::string diagnostics;

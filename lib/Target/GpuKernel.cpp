@@ -47,11 +47,12 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
       *invalidOptions = true;
     return false;
   }
+  if (module.getBody()->getOperations().size() != 1) {
+    error = "internal error: the module to compile holds more than variant '" +
+            name + "' (keepOnlyVariant)";
+    return false;
+  }
   out.signature = KernelSignature::fromVariant(variant);
-  for (mlir::Operation &op : llvm::make_early_inc_range(*module.getBody()))
-    if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
-      if (v.getSymName() != name)
-        op.erase();
   mlir::MLIRContext *ctx = module.getContext();
   mlir::DialectRegistry registry;
   registerDialects(registry);
@@ -82,66 +83,90 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
 
 std::unique_ptr<GpuKernel> GpuKernel::load(const GpuArtifact &artifact,
                                            std::string &error) {
-  cuda::Driver *d = cuda::Driver::get(error);
-  if (!d || !d->makeCurrent(error))
-    return nullptr;
   std::unique_ptr<GpuKernel> k(new GpuKernel());
   k->art = artifact;
-  k->driver = d;
+  if (!k->loadModule(error))
+    return nullptr;
+  return k;
+}
+
+std::unique_ptr<GpuKernel> GpuKernel::deferred(const GpuArtifact &artifact) {
+  std::unique_ptr<GpuKernel> k(new GpuKernel());
+  k->art = artifact;
+  return k;
+}
+
+bool GpuKernel::loadModule(std::string &error) {
+  std::lock_guard<std::mutex> lock(loadMutex);
+  if (loaded)
+    return true;
+  driver = cuda::Driver::get(error);
+  if (!driver || !driver->makeCurrent(error)) {
+    driver = nullptr;
+    return false;
+  }
   // The PTX is JIT-compiled by the driver; keep its error log.
   char log[4096] = {0};
   int options[] = {/*CU_JIT_ERROR_LOG_BUFFER*/ 5,
                    /*CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES*/ 6};
   void *values[] = {log, reinterpret_cast<void *>(sizeof log)};
-  std::string ptx = artifact.ptx; // NUL-terminated
-  if (!d->check(
-          d->cuModuleLoadDataEx(&k->module, ptx.c_str(), 2, options, values),
+  std::string ptx = art.ptx; // NUL-terminated
+  if (!driver->check(
+          driver->cuModuleLoadDataEx(&module, ptx.c_str(), 2, options, values),
           "cuModuleLoadDataEx", error)) {
     if (log[0])
       error += " (" + std::string(log) + ")";
-    return nullptr;
+    module = nullptr;
+    return false;
   }
-  if (!d->check(d->cuModuleGetFunction(&k->function, k->module,
-                                       artifact.signature.name.c_str()),
-                "cuModuleGetFunction", error))
-    return nullptr;
-  const GpuKernelPlan &plan = artifact.plan;
-  const std::string markName = artifact.signature.name + "_marks";
+  // Unloads the module again where a later step fails.
+  auto unload = [&] {
+    driver->cuModuleUnload(module);
+    module = nullptr;
+    return false;
+  };
+  if (!driver->check(driver->cuModuleGetFunction(&function, module,
+                                                 art.signature.name.c_str()),
+                     "cuModuleGetFunction", error))
+    return unload();
+  const GpuKernelPlan &plan = art.plan;
+  const std::string markName = art.signature.name + "_marks";
   if (plan.marks.present &&
-      !d->check(
-          d->cuModuleGetFunction(&k->markFunction, k->module, markName.c_str()),
+      !driver->check(
+          driver->cuModuleGetFunction(&markFunction, module, markName.c_str()),
           "cuModuleGetFunction", error))
-    return nullptr;
+    return unload();
   // Hopper: a programmatic dependent launch (see launch()) of kernels that
   // wait for the kernel before them before touching memory.
-  k->dependentLaunch = plan.dependentLaunch && d->cuLaunchKernelEx;
+  dependentLaunch = plan.dependentLaunch && driver->cuLaunchKernelEx;
   // More than 48 KiB of dynamic shared memory must be asked for.
   auto allowShared = [&](cuda::CUfunction fn, int64_t bytes) {
     return bytes <= 48 * 1024 ||
-           d->check(d->cuFuncSetAttribute(
-                        fn,
-                        /*CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES*/ 8,
-                        static_cast<int>(bytes)),
-                    "cuFuncSetAttribute(max dynamic shared memory)", error);
+           driver->check(
+               driver->cuFuncSetAttribute(
+                   fn,
+                   /*CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES*/ 8,
+                   static_cast<int>(bytes)),
+               "cuFuncSetAttribute(max dynamic shared memory)", error);
   };
-  if (!allowShared(k->function, plan.sharedBytes) ||
-      (k->markFunction &&
-       !allowShared(k->markFunction, plan.marks.sharedBytes)))
-    return nullptr;
+  if (!allowShared(function, plan.sharedBytes) ||
+      (markFunction && !allowShared(markFunction, plan.marks.sharedBytes)))
+    return unload();
   // A persistent kernel gets as many blocks as run at once (fewer when
   // the problem has fewer work items).
   if (plan.persistent) {
     int perSM = 0;
-    if (!d->check(d->cuOccupancyMaxActiveBlocksPerMultiprocessor(
-                      &perSM, k->function,
-                      static_cast<int>(plan.threadsPerBlock),
-                      static_cast<size_t>(plan.sharedBytes)),
-                  "cuOccupancyMaxActiveBlocksPerMultiprocessor", error))
-      return nullptr;
-    k->residentBlocks =
-        std::max<int64_t>(1, static_cast<int64_t>(perSM) * d->multiprocessors);
+    if (!driver->check(driver->cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                           &perSM, function,
+                           static_cast<int>(plan.threadsPerBlock),
+                           static_cast<size_t>(plan.sharedBytes)),
+                       "cuOccupancyMaxActiveBlocksPerMultiprocessor", error))
+      return unload();
+    residentBlocks = std::max<int64_t>(1, static_cast<int64_t>(perSM) *
+                                              driver->multiprocessors);
   }
-  return k;
+  loaded = true;
+  return true;
 }
 
 LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
@@ -163,6 +188,9 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   PackedKernelArgs packed;
   if (!packKernelArgs(art.signature, o.elementType, args, packed, error))
     return LaunchStatus::InvalidArguments;
+  // A kernel compiled where there was no driver loads at its first launch.
+  if (!loadModule(error))
+    return LaunchStatus::Unavailable;
   if (!driver->makeCurrent(error))
     return LaunchStatus::KernelError;
   int64_t b = args.q.shape[0], h = args.q.shape[1], lq = args.q.shape[2];

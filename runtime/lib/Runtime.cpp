@@ -1,21 +1,28 @@
 //===- Runtime.cpp - Compiling variants through the kernel cache ----------===//
 //
-// Runtime::compile, from fastest to slowest path:
+// Runtime::compile, one path for every target and kernel kind, from fastest
+// to slowest:
+//   0. the options are checked and give the target's Backend (Backend.h),
+//      which says what the key holds of them;
 //   1. memory, by source text and options (no front end at all);
 //   2. front end -> canonical IR -> key; memory, by key;
 //   3. one thread per key goes on (others wait for its result), takes the
 //      key's file lock (one process goes on, others wait), and
-//   4. loads the disk entry (no MLIR passes, no code generation), or
-//   5. compiles (pipelines + LLVM), writes the entry, evicts for the cap.
+//   4. loads the disk entry (no MLIR passes, no code generation; an entry
+//      that is not what it claims is removed), or
+//   5. compiles (the backend), writes the entry, evicts for the cap, and
+//      loads what it wrote.
 //
-// The key is the SHA-256 of: the canonical IR (generic form, no locations),
-// the compile options, the host target (triple, CPU, features) and the
-// compiler's build identity.
+// The key is the SHA-256 of: the canonical IR (generic form, no
+// locations), the kernel kind, the backend's compile options and target
+// (triple, CPU and features; or the GPU chip) and the compiler's build
+// identity.
 //
 //===----------------------------------------------------------------------===//
 
 #include "attn/attn.hpp"
 
+#include "Backend.h"
 #include "DiskCache.h"
 #include "FrontEnd.h"
 #include "Hash.h"
@@ -294,6 +301,8 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
     return Status::InvalidArgument;
   case attnc::LaunchStatus::KernelError:
     return Status::KernelError;
+  case attnc::LaunchStatus::Unavailable:
+    return Status::Unavailable;
   }
   return Status::Internal;
 }
@@ -351,8 +360,6 @@ void Kernel::synchronize() const {
 
 namespace {
 
-using KernelPtr = std::shared_ptr<const Kernel::Impl>;
-
 /// A compilation in progress that other threads wait for.
 struct InFlight {
   std::mutex mutex;
@@ -386,34 +393,6 @@ std::string optionsKey(const CompileOptions &o) {
   return s;
 }
 
-/// The compiler's GPU options for `o` (the chip aside).
-attnc::GpuKernelOptions gpuKernelOptions(const CompileOptions &o) {
-  attnc::GpuKernelOptions g;
-  g.elementType = toInternal(o.dtype);
-  g.headDim = o.headDim;
-  g.valueDim = o.valueDim;
-  if (o.tiling.mode == Tiling::Mode::Fixed && o.tiling.blockQ > 0)
-    g.tileQ = o.tiling.blockQ;
-  if (o.tiling.mode == Tiling::Mode::Fixed && o.tiling.blockKV > 0)
-    g.tileKV = o.tiling.blockKV;
-  switch (o.gpu.kernel) {
-  case GpuOptions::Kernel::Auto:
-    break;
-  case GpuOptions::Kernel::Mma:
-    g.kernel = attnc::GpuKernelKind::MmaSync;
-    break;
-  case GpuOptions::Kernel::Wgmma:
-    g.kernel = attnc::GpuKernelKind::Wgmma;
-    break;
-  case GpuOptions::Kernel::Simt:
-    g.kernel = attnc::GpuKernelKind::Simt;
-    break;
-  }
-  g.persistent = o.gpu.persistent;
-  g.markKernel = o.gpu.markKernel;
-  return g;
-}
-
 /// The runtime's status for a front end that did not give a module.
 Status frontEndFailure(FrontEndStatus status) {
   switch (status) {
@@ -442,15 +421,19 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
   std::atomic<uint64_t> compiles{0}, memoryHits{0}, diskHits{0}, diskWrites{0},
       evictions{0}, corruptEntries{0};
 
+  /// The one compile path, for every target and kernel kind (see the file
+  /// comment).
   Status compile(const std::string &source, const std::string &bufferName,
                  const CompileOptions &options, KernelPtr &out,
                  std::string &error);
-  Status build(const std::string &key, KeyedModule &keyed,
-               const attnc::CpuCompileOptions &copts, const std::string &plan,
-               DType dtype, KernelPtr &out, std::string &error);
-  Status compileGpu(const std::string &source, const std::string &bufferName,
-                    const CompileOptions &options, KernelPtr &out,
-                    std::string &error);
+  /// The key's kernel, built by this thread (the single-flight leader):
+  /// the disk entry under the key's file lock, else compileAndStore.
+  Status build(const std::string &key, KeyedModule &keyed, Backend &backend,
+               KernelPtr &out, std::string &error);
+  /// Compiles, counts, stores in `store` (null: nowhere) and loads.
+  Status compileAndStore(const std::string &key, KeyedModule &keyed,
+                         Backend &backend, DiskCache *store, KernelPtr &out,
+                         std::string &error);
   /// The kernel already compiled from exactly this text and these options.
   bool lookupText(const std::string &textKey, KernelPtr &out) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -461,13 +444,8 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
     out = it->second;
     return true;
   }
-  Status compileAndLoad(const std::string &key, KeyedModule &keyed,
-                        const attnc::CpuCompileOptions &copts,
-                        const std::string &plan, DType dtype, DiskCache *store,
-                        KernelPtr &out, std::string &error);
 
-  // Disk-cache bookkeeping shared by CPU objects and GPU PTX: this
-  // runtime's counters and the folder's.
+  // Disk-cache bookkeeping: this runtime's counters and the folder's.
   void noteDiskHit(const std::string &key) {
     disk->touch(key);
     ++diskHits;
@@ -579,77 +557,62 @@ void Runtime::clearCache() {
     impl_->disk->clear();
 }
 
-Status Runtime::Impl::compileAndLoad(const std::string &key, KeyedModule &keyed,
-                                     const attnc::CpuCompileOptions &copts,
-                                     const std::string &plan, DType dtype,
-                                     DiskCache *store, KernelPtr &out,
-                                     std::string &error) {
-  attnc::CpuArtifact artifact;
-  if (!attnc::CpuKernel::compileToObject(*keyed.module, keyed.variant, copts,
-                                         artifact, error))
-    return Status::Internal;
+Status Runtime::Impl::compileAndStore(const std::string &key,
+                                      KeyedModule &keyed, Backend &backend,
+                                      DiskCache *store, KernelPtr &out,
+                                      std::string &error) {
   StoredKernel stored;
-  if (store) {
-    stored.variant = keyed.variant;
-    stored.options = copts.describe();
-    stored.target = attnc::HostTarget::native().describe();
-    stored.build = ATTN_BUILD_ID;
-    stored.signature = artifact.signature.toText();
-    stored.object = artifact.object;
-  }
+  Status status = backend.compile(keyed, stored, error);
+  if (status != Status::Ok)
+    return status;
+  stored.variant = keyed.variant;
+  stored.options = backend.optionsText();
+  stored.target = backend.targetText();
+  stored.build = ATTN_BUILD_ID;
   noteCompile(key, stored, store);
-  auto kernel = std::make_shared<Kernel::Impl>();
-  kernel->key = key;
-  kernel->signature = publicSignature(artifact.signature, dtype);
-  kernel->plan = plan;
-  kernel->cpu = attnc::CpuKernel::load(artifact.signature, artifact.object,
-                                       artifact.options, error);
-  if (!kernel->cpu) {
+  // Loaded from what the cache stores: the entry's format is checked on
+  // every compile, not only when a later process reads it.
+  bool corrupt = false;
+  status = backend.load(key, stored, out, error, corrupt);
+  if (status != Status::Ok && corrupt)
     error = "internal error: cannot load the kernel just compiled: " + error;
-    return Status::Internal;
-  }
-  out = std::move(kernel);
-  return Status::Ok;
+  return status;
 }
 
 Status Runtime::Impl::build(const std::string &key, KeyedModule &keyed,
-                            const attnc::CpuCompileOptions &copts,
-                            const std::string &plan, DType dtype,
-                            KernelPtr &out, std::string &error) {
+                            Backend &backend, KernelPtr &out,
+                            std::string &error) {
   if (!disk)
-    return compileAndLoad(key, keyed, copts, plan, dtype, nullptr, out, error);
+    return compileAndStore(key, keyed, backend, nullptr, out, error);
   DiskCache::KeyLock lock;
   std::string lockError;
   if (!disk->lock(key, lock, lockError)) // unusable folder: memory only
-    return compileAndLoad(key, keyed, copts, plan, dtype, nullptr, out, error);
+    return compileAndStore(key, keyed, backend, nullptr, out, error);
 
   StoredKernel stored;
   std::string why;
   DiskCache::Lookup found = disk->read(key, stored, why);
   if (found == DiskCache::Lookup::Hit) {
-    attnc::KernelSignature sig;
-    std::unique_ptr<attnc::CpuKernel> cpu;
-    if (stored.build != ATTN_BUILD_ID || stored.options != copts.describe())
+    bool corrupt = true;
+    if (stored.build != ATTN_BUILD_ID ||
+        stored.options != backend.optionsText()) {
       why = "the manifest does not match the key";
-    else if (!attnc::KernelSignature::fromText(stored.signature, sig, why))
-      ;
-    else if (!(cpu = attnc::CpuKernel::load(sig, stored.object, copts, why)))
-      why = "the object does not load: " + why;
-    if (cpu) {
-      noteDiskHit(key);
-      auto kernel = std::make_shared<Kernel::Impl>();
-      kernel->key = key;
-      kernel->signature = publicSignature(sig, dtype);
-      kernel->plan = plan;
-      kernel->cpu = std::move(cpu);
-      out = std::move(kernel);
-      return Status::Ok;
+    } else {
+      Status status = backend.load(key, stored, out, why, corrupt);
+      if (status == Status::Ok) {
+        noteDiskHit(key);
+        return Status::Ok;
+      }
+      if (!corrupt) { // the entry is fine; it cannot run here
+        error = why;
+        return status;
+      }
     }
     found = DiskCache::Lookup::Corrupt;
   }
   if (found == DiskCache::Lookup::Corrupt)
     dropCorruptEntry(key);
-  return compileAndLoad(key, keyed, copts, plan, dtype, disk.get(), out, error);
+  return compileAndStore(key, keyed, backend, disk.get(), out, error);
 }
 
 Status Runtime::Impl::compile(const std::string &source,
@@ -657,76 +620,10 @@ Status Runtime::Impl::compile(const std::string &source,
                               const CompileOptions &options, KernelPtr &out,
                               std::string &error) {
   // Options first: they need no front end.
-  if (options.target == Target::NVPTX)
-    return compileGpu(source, bufferName, options, out, error);
-  if (options.target != Target::CPU) {
-    error =
-        "unknown target " + std::to_string(static_cast<int>(options.target));
-    return Status::InvalidArgument;
-  }
-  if (options.dtype != DType::F32 && options.dtype != DType::F16) {
-    error =
-        std::string("cpu kernels take float32 or float16 Q, K and V, "
-                    "not ") +
-        dtypeName(options.dtype) +
-        (options.dtype == DType::BF16 ? " (bfloat16 runs on the nvptx target)"
-                                      : "");
-    return Status::InvalidArgument;
-  }
-  attnc::CpuCompileOptions copts;
-  copts.elementType = toInternal(options.dtype);
-  if (options.headDim < 0 || options.valueDim < 0) {
-    error = "head dims must be positive (or 0 for unknown), got D = " +
-            std::to_string(options.headDim) +
-            ", Dv = " + std::to_string(options.valueDim);
-    return Status::InvalidArgument;
-  }
-  bool dimsKnown = options.headDim > 0 && options.valueDim > 0;
-  std::string why; // Kernel::plan()
-  switch (options.tiling.mode) {
-  case Tiling::Mode::Auto:
-    // The tiled kernel when it applies; very wide heads use the reference.
-    copts.reference = !dimsKnown || options.headDim > attnc::kMaxTiledHeadDim ||
-                      options.valueDim > attnc::kMaxTiledHeadDim;
-    why = !dimsKnown ? "auto: the head dims are not given (the tiled kernel "
-                       "is specialised for them)"
-          : copts.reference
-              ? "auto: head dims over " +
-                    std::to_string(attnc::kMaxTiledHeadDim) +
-                    " (the tiled kernel keeps its tiles on the stack)"
-              : "auto: the head dims are given";
-    break;
-  case Tiling::Mode::Reference:
-    copts.reference = true;
-    why = "asked for (Tiling::reference)";
-    break;
-  case Tiling::Mode::Fixed:
-    if (options.tiling.blockQ <= 0 || options.tiling.blockKV <= 0) {
-      error = "fixed tiling needs positive tile sizes, got " +
-              std::to_string(options.tiling.blockQ) + " x " +
-              std::to_string(options.tiling.blockKV);
-      return Status::InvalidArgument;
-    }
-    if (!dimsKnown) {
-      error = "fixed tiling builds the tiled kernel, which is specialised "
-              "for the head dims: set CompileOptions::headDim and valueDim";
-      return Status::InvalidArgument;
-    }
-    copts.reference = false;
-    copts.tileQ = options.tiling.blockQ;
-    copts.tileKV = options.tiling.blockKV;
-    why = "asked for (Tiling::fixed)";
-    break;
-  }
-  if (!copts.reference) {
-    copts.headDim = options.headDim;
-    copts.valueDim = options.valueDim;
-    if (options.target == Target::CPU) {
-      error = attnc::tiledOptionsError(copts);
-      if (!error.empty())
-        return Status::InvalidArgument;
-    }
-  }
+  std::unique_ptr<Backend> backend;
+  Status checked = makeBackend(options, backend, error);
+  if (checked != Status::Ok)
+    return checked;
 
   // 1. Memory, by text.
   std::string textKey = optionsKey(options);
@@ -742,9 +639,9 @@ Status Runtime::Impl::compile(const std::string &source,
   if (fe != FrontEndStatus::Ok)
     return frontEndFailure(fe);
   std::string key = sha256Hex(
-      "attn-kernel-key 1\nbuild " + std::string(ATTN_BUILD_ID) + "\ntarget " +
-      attnc::HostTarget::native().describe() + "\noptions " + copts.describe() +
-      " target=cpu\nir\n" + keyed.canonicalIR);
+      "attn-kernel-key 2\nbuild " + std::string(ATTN_BUILD_ID) + "\nkind " +
+      kernelKindName(backend->kind()) + "\ntarget " + backend->targetText() +
+      "\noptions " + backend->optionsText() + "\nir\n" + keyed.canonicalIR);
 
   std::shared_ptr<InFlight> flight;
   bool leader = false;
@@ -784,8 +681,7 @@ Status Runtime::Impl::compile(const std::string &source,
   KernelPtr kernel;
   Status status;
   try {
-    status = build(key, keyed, copts, copts.explain(why), options.dtype, kernel,
-                   error);
+    status = build(key, keyed, *backend, kernel, error);
   } catch (const std::bad_alloc &) {
     status = Status::OutOfMemory;
     error = "out of memory";
@@ -813,110 +709,25 @@ Status Runtime::Impl::compile(const std::string &source,
   return status;
 }
 
-/// The nvptx target: PTX compiled in memory, kept in the disk cache with
-/// its launch shape, loaded into device 0's primary context; kernels are
-/// also cached by text per process.
-Status Runtime::Impl::compileGpu(const std::string &source,
-                                 const std::string &bufferName,
-                                 const CompileOptions &options, KernelPtr &out,
+const char *attn::detail::kernelKindName(KernelKind kind) {
+  switch (kind) {
+  case KernelKind::Forward:
+    return "forward";
+  }
+  return "?";
+}
+
+Status attn::detail::makeBackend(const CompileOptions &options,
+                                 std::unique_ptr<Backend> &out,
                                  std::string &error) {
-  attnc::cuda::Driver *driver = attnc::cuda::Driver::get(error);
-  if (!driver)
-    return Status::Unavailable;
-  if (options.dtype != DType::F32 && options.dtype != DType::F16 &&
-      options.dtype != DType::BF16) {
-    error = std::string("nvptx kernels take float32, float16 or bfloat16 Q, "
-                        "K and V, not ") +
-            dtypeName(options.dtype);
-    return Status::InvalidArgument;
+  switch (options.target) {
+  case Target::CPU:
+    return makeCpuBackend(options, out, error);
+  case Target::NVPTX:
+    return makeGpuBackend(options, out, error);
   }
-  if (options.headDim <= 0 || options.valueDim <= 0) {
-    error = "nvptx kernels are specialised for the head dims: set "
-            "CompileOptions::headDim and valueDim";
-    return Status::InvalidArgument;
-  }
-  if (options.tiling.mode == Tiling::Mode::Reference) {
-    error = "the nvptx target has no reference kernel; use the cpu target";
-    return Status::InvalidArgument;
-  }
-  if (!options.gpu.arch.empty() &&
-      !attnc::isSupportedGpuChip(options.gpu.arch)) {
-    error = "the GPU arch must be sm_80 or later (sm_80, sm_90, ...), not '" +
-            options.gpu.arch + "'";
-    return Status::InvalidArgument;
-  }
-  std::string textKey = optionsKey(options) + '\n' + source;
-  if (lookupText(textKey, out))
-    return Status::Ok;
-  KeyedModule keyed;
-  FrontEndStatus fe = buildKeyedModule(source, bufferName, options.variant,
-                                       options.consts, keyed, error);
-  if (fe != FrontEndStatus::Ok)
-    return frontEndFailure(fe);
-  attnc::GpuKernelOptions g = gpuKernelOptions(options);
-  g.chip = options.gpu.arch.empty() ? driver->chip() : options.gpu.arch;
-  // The disk cache holds the PTX with its plan, keyed like CPU objects
-  // (build, options with the chip, canonical IR); a hit skips MLIR and
-  // leaves only the driver's JIT.
-  std::string key = sha256Hex(
-      "attn-kernel-key 1\nbuild " + std::string(ATTN_BUILD_ID) + "\noptions " +
-      g.describe() + " target=nvptx\nir\n" + keyed.canonicalIR);
-  attnc::GpuArtifact artifact;
-  bool fromDisk = false;
-  DiskCache::KeyLock lock;
-  std::string lockError;
-  bool useDisk = disk && disk->lock(key, lock, lockError);
-  if (useDisk) {
-    StoredKernel stored;
-    std::string why;
-    DiskCache::Lookup found = disk->read(key, stored, why);
-    if (found == DiskCache::Lookup::Hit) {
-      if (stored.build == ATTN_BUILD_ID && stored.options == g.describe() &&
-          attnc::KernelSignature::fromText(stored.signature, artifact.signature,
-                                           why) &&
-          attnc::GpuKernelPlan::fromText(stored.plan, artifact.plan, why) &&
-          !stored.object.empty()) {
-        artifact.ptx = stored.object;
-        fromDisk = true;
-        noteDiskHit(key);
-      } else {
-        found = DiskCache::Lookup::Corrupt;
-      }
-    }
-    if (found == DiskCache::Lookup::Corrupt)
-      dropCorruptEntry(key);
-  }
-  if (!fromDisk) {
-    bool invalidOptions = false;
-    if (!attnc::GpuKernel::compileToPtx(*keyed.module, keyed.variant, g,
-                                        artifact, error, &invalidOptions))
-      return invalidOptions ? Status::InvalidArgument : Status::Internal;
-    StoredKernel stored;
-    if (useDisk) {
-      stored.variant = keyed.variant;
-      stored.options = g.describe();
-      stored.target = "nvptx " + g.chip;
-      stored.build = ATTN_BUILD_ID;
-      stored.signature = artifact.signature.toText();
-      stored.plan = artifact.plan.toText();
-      stored.object = artifact.ptx;
-    }
-    noteCompile(key, stored, useDisk ? disk.get() : nullptr);
-  }
-  auto kernel = std::make_shared<Kernel::Impl>();
-  kernel->key = key;
-  kernel->signature = publicSignature(artifact.signature, options.dtype);
-  kernel->signature.target = Target::NVPTX;
-  kernel->plan = artifact.plan.describe();
-  kernel->gpu = attnc::GpuKernel::load(artifact, error);
-  if (!kernel->gpu)
-    return Status::Unavailable;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    byText[textKey] = kernel;
-  }
-  out = std::move(kernel);
-  return Status::Ok;
+  error = "unknown target " + std::to_string(static_cast<int>(options.target));
+  return Status::InvalidArgument;
 }
 
 Status attn::detail::readSourceFile(const std::string &path,

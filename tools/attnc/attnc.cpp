@@ -11,6 +11,7 @@
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Parser.h"
 #include "attnc/Frontend/Sema.h"
+#include "attnc/Frontend/VariantSelection.h"
 #include "attnc/Pipelines/Pipelines.h"
 #include "attnc/Support/Npy.h"
 #include "attnc/Target/AotHeader.h"
@@ -300,28 +301,11 @@ GpuKernelOptions gpuOptions(const Options &o) {
 /// Picks the variant to compile; empty `wanted` means "the only one".
 std::string chooseVariant(mlir::ModuleOp module, const std::string &wanted,
                           const std::string &file) {
-  std::vector<std::string> names;
-  for (auto v : module.getOps<mlir::attn::VariantOp>())
-    names.push_back(v.getSymName().str());
-  if (!wanted.empty()) {
-    if (std::find(names.begin(), names.end(), wanted) != names.end())
-      return wanted;
-    std::string msg = "no attention block named '" + wanted + "' in " + file;
-    std::vector<llvm::StringRef> refs(names.begin(), names.end());
-    std::string near = ast::didYouMean(wanted, refs);
-    if (!near.empty())
-      msg += near;
-    else if (!names.empty())
-      msg += " (it has: " + llvm::join(names, ", ") + ")";
-    fail(msg);
-  }
-  if (names.empty())
-    fail(file + " holds no attention block");
-  if (names.size() > 1)
-    fail(file + " holds " + std::to_string(names.size()) +
-         " attention blocks (" + llvm::join(names, ", ") +
-         "); choose one with --variant NAME");
-  return names.front();
+  std::string name, error;
+  if (!attnc::chooseVariant(variantNames(module), wanted, file,
+                            "--variant NAME", name, error))
+    fail(error);
+  return name;
 }
 
 std::unique_ptr<llvm::ToolOutputFile> openOutput(const std::string &path) {
@@ -614,6 +598,7 @@ int cacheCommand(int argc, char **argv) {
 /// --emit=obj and --emit=header: the pieces of an ahead-of-time kernel.
 int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
   std::string name = chooseVariant(module, o.variant, o.input);
+  keepOnlyVariant(module, name);
   CpuCompileOptions copts;
   copts.elementType = o.dtype == "f16" ? DType::F16 : DType::F32;
   AotKernelShape shape;
@@ -741,13 +726,8 @@ int main(int argc, char **argv) {
 
   if (o.emit != "mlir") {
     // Later stages compile one variant.
-    std::string name = o.variant.empty() && module->getBody()->empty()
-                           ? std::string()
-                           : chooseVariant(*module, o.variant, o.input);
-    for (mlir::Operation &op : llvm::make_early_inc_range(*module->getBody()))
-      if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
-        if (v.getSymName() != name)
-          op.erase();
+    if (!(o.variant.empty() && module->getBody()->empty()))
+      keepOnlyVariant(*module, chooseVariant(*module, o.variant, o.input));
     mlir::DialectRegistry registry;
     registerDialects(registry);
     ctx.appendDialectRegistry(registry);
@@ -794,11 +774,7 @@ int main(int argc, char **argv) {
     if (mlir::failed(pm.run(*module)))
       return 1;
   } else if (!o.variant.empty()) {
-    std::string name = chooseVariant(*module, o.variant, o.input);
-    for (mlir::Operation &op : llvm::make_early_inc_range(*module->getBody()))
-      if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
-        if (v.getSymName() != name)
-          op.erase();
+    keepOnlyVariant(*module, chooseVariant(*module, o.variant, o.input));
   }
 
   auto out = openOutput(o.output);

@@ -72,9 +72,9 @@ class CpuKernel {
 public:
   ~CpuKernel();
 
-  /// Lowers the variant named `name` in `module` (which it modifies: other
-  /// ops are erased and the variant is lowered to the LLVM dialect) and
-  /// emits an object for HostTarget::native().
+  /// Lowers the variant named `name`, the only op of `module` (see
+  /// keepOnlyVariant; the module is lowered in place to the LLVM dialect),
+  /// and emits an object for HostTarget::native().
   static bool compileToObject(mlir::ModuleOp module, const std::string &name,
                               const CpuCompileOptions &options,
                               CpuArtifact &out, std::string &error);

@@ -40,9 +40,9 @@ struct GpuArtifact {
 class GpuKernel {
 public:
   ~GpuKernel();
-  /// Plans the kernel of the variant named `name` in `module` for
-  /// `options` (planGpuKernel) and lowers it (the module is modified) to
-  /// PTX. Options the planner rejects: false with its message and
+  /// Plans the kernel of the variant named `name`, the only op of `module`
+  /// (see keepOnlyVariant), for `options` (planGpuKernel) and lowers it
+  /// (in place) to PTX. Options the planner rejects: false with its message and
   /// `invalidOptions` set; other failures are internal errors.
   static bool compileToPtx(mlir::ModuleOp module, const std::string &name,
                            const GpuKernelOptions &options, GpuArtifact &out,
@@ -50,6 +50,10 @@ public:
   /// Loads the PTX into device 0's primary context.
   static std::unique_ptr<GpuKernel> load(const GpuArtifact &artifact,
                                          std::string &error);
+  /// A kernel whose PTX loads at its first launch: compiled for a given
+  /// chip where there is no CUDA driver, it can be kept and described; a
+  /// launch without a driver reports LaunchStatus::Unavailable.
+  static std::unique_ptr<GpuKernel> deferred(const GpuArtifact &artifact);
 
   const KernelSignature &signature() const { return art.signature; }
   const GpuKernelPlan &plan() const { return art.plan; }
@@ -68,7 +72,12 @@ public:
 
 private:
   GpuKernel() = default;
+  /// Loads the module and looks up its kernels, once (a deferred kernel
+  /// at its first launch); false with `error` where it cannot.
+  bool loadModule(std::string &error);
   GpuArtifact art;
+  std::mutex loadMutex;
+  bool loaded = false;
   cuda::Driver *driver = nullptr;
   cuda::CUmodule module = nullptr;
   cuda::CUfunction function = nullptr;

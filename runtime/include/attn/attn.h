@@ -135,8 +135,10 @@ ATTN_API attn_status attn_compile_options_set_gpu_persistent(
  * attention kernel works out its live kv-tiles itself (default 1). */
 ATTN_API attn_status attn_compile_options_set_gpu_mark_kernel(
     attn_compile_options *options, int mark_kernel);
-/* The GPU to compile for ("sm_80", "sm_90", ...); NULL or "": device 0's.
- */
+/* The GPU to compile for ("sm_80", "sm_90", ...); NULL or "": device 0's
+ * (which needs a CUDA driver to compile). A kernel for a given arch needs
+ * no driver until it runs: it loads at its first run, and a run without a
+ * driver is ATTN_ERROR_UNAVAILABLE. */
 ATTN_API attn_status attn_compile_options_set_gpu_arch(
     attn_compile_options *options, const char *arch);
 

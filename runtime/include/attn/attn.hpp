@@ -117,7 +117,10 @@ struct GpuOptions {
   /// Data-dependent masks: a mark kernel, launched first, works out each
   /// q-tile's live kv-tiles once per launch (false: every block does).
   bool markKernel = true;
-  /// The GPU to compile for: "sm_80", "sm_90", ...; empty: device 0's.
+  /// The GPU to compile for: "sm_80", "sm_90", ...; empty: device 0's
+  /// (which needs a CUDA driver to compile). A kernel for a given arch
+  /// needs no driver until it runs: it loads at its first run, and a run
+  /// without a driver is Status::Unavailable.
   std::string arch;
 };
 
