@@ -331,7 +331,9 @@ FailureOr<func::FuncOp> BackwardLoopsBuilder::build() {
   // dL/de accumulates over the rows of a head in f64.
   Value deSlot = alloc(b.getF64Type(), {cIdx(1)});
   Value zero = cIdx(0);
-  for (auto [acc, shape] : {std::pair{dkAcc, kShape}, {dvAcc, vShape}})
+  for (const auto &accShape : {std::pair{dkAcc, kShape}, {dvAcc, vShape}}) {
+    Value acc = accShape.first;
+    const SmallVector<Value> &shape = accShape.second;
     forLoop(zero, shape[0], [&](Value i0) {
       forLoop(zero, shape[1], [&](Value i1) {
         forLoop(zero, shape[2], [&](Value i2) {
@@ -342,6 +344,7 @@ FailureOr<func::FuncOp> BackwardLoopsBuilder::build() {
         });
       });
     });
+  }
 
   attn::NormalizeOp normOp = variant.getNormalizeOp();
   bool hasSink = norm == attn::NormKind::softmax && normOp && normOp.hasSink();

@@ -24,6 +24,7 @@
 #include "attnc/ABI/KernelABI.h"
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
+#include "attnc/Conversion/GpuKernelPlanner.h"
 #include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
@@ -402,39 +403,53 @@ struct ConvertAttnToGPUKernelPass
     : public attnc::impl::ConvertAttnToGPUKernelBase<
           ConvertAttnToGPUKernelPass> {
   using Base::Base;
+  explicit ConvertAttnToGPUKernelPass(const GpuKernelPlan &plan)
+      : givenPlan(plan) {}
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
     Builder b(module.getContext());
-    static constexpr llvm::StringRef kTypes[] = {"f32", "f16", "bf16"};
-    Type elemType = parseElementType(b, elementType, kTypes);
-    if (!elemType) {
-      module.emitError() << "convert-attn-to-gpu-kernel: element-type must be "
-                         << elementTypeChoices(kTypes) << ", got '"
-                         << elementType << "'";
-      return signalPassFailure();
-    }
-    SimtTileConfig cfg;
-    cfg.tq = tileQ;
-    cfg.headDim = headDim;
-    cfg.valueDim = valueDim;
-    cfg.tk = tileKV;
-    if (cfg.tk == 0) {
-      // The largest power of two up to 64 whose K and V tiles fit in 32 KiB
-      // of shared memory.
-      int64_t bytes = elemType.getIntOrFloatBitWidth() / 8;
-      cfg.tk = 64;
-      while (cfg.tk > 1 &&
-             cfg.tk * (cfg.headDim + cfg.valueDim) * bytes > 32 * 1024)
-        cfg.tk /= 2;
-    }
-    if (cfg.tq <= 0 || cfg.tq > 1024 || cfg.tk <= 0 || cfg.headDim <= 0 ||
-        cfg.valueDim <= 0) {
-      module.emitError() << "convert-attn-to-gpu-kernel: tile-q must be in "
-                            "[1, 1024] (one thread per row), tile-kv and "
-                            "the head dims positive";
-      return signalPassFailure();
-    }
     SmallVector<attn::VariantOp> variants(module.getOps<attn::VariantOp>());
+    GpuKernelPlan plan;
+    if (givenPlan) {
+      if (givenPlan->kind != GpuKernelKind::Simt || variants.size() > 1) {
+        module.emitError() << "convert-attn-to-gpu-kernel: a kernel plan "
+                              "takes one variant and the SIMT kernel";
+        return signalPassFailure();
+      }
+      plan = *givenPlan;
+    } else {
+      static constexpr llvm::StringRef kTypes[] = {"f32", "f16", "bf16"};
+      if (!parseElementType(b, elementType, kTypes)) {
+        module.emitError()
+            << "convert-attn-to-gpu-kernel: element-type must be "
+            << elementTypeChoices(kTypes) << ", got '" << elementType << "'";
+        return signalPassFailure();
+      }
+      // The SIMT kernel's plan depends on the options alone.
+      GpuKernelOptions options;
+      options.elementType = elementType == "f32"    ? DType::F32
+                            : elementType == "bf16" ? DType::BF16
+                                                    : DType::F16;
+      options.headDim = headDim;
+      options.valueDim = valueDim;
+      options.tileQ = tileQ;
+      options.tileKV = tileKV;
+      options.kernel = GpuKernelKind::Simt;
+      std::string error;
+      if (!planGpuKernel(GpuVariantTraits(), options, plan, error)) {
+        module.emitError() << "convert-attn-to-gpu-kernel: " << error;
+        return signalPassFailure();
+      }
+    }
+    Type elemType = plan.elementType == DType::F32    ? b.getF32Type()
+                    : plan.elementType == DType::BF16 ? b.getBF16Type()
+                                                      : b.getF16Type();
+    SimtTileConfig cfg;
+    cfg.tq = plan.rowsPerBlock;
+    cfg.tk = plan.tileKV;
+    cfg.headDim = plan.headDim;
+    cfg.valueDim = plan.valueDim;
     if (!variants.empty())
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                       b.getUnitAttr());
@@ -443,6 +458,13 @@ struct ConvertAttnToGPUKernelPass
       variant.erase();
     }
   }
+
+  std::optional<GpuKernelPlan> givenPlan;
 };
 
 } // namespace
+
+std::unique_ptr<Pass>
+attnc::createConvertAttnToGPUKernel(const GpuKernelPlan &plan) {
+  return std::make_unique<ConvertAttnToGPUKernelPass>(plan);
+}

@@ -141,6 +141,23 @@ private:
   using RowModifier = std::function<std::function<Value(Value, Value)>(Value)>;
   void softmaxRows(Value rows, const RowModifier &modify = nullptr);
   void epilogue(Value q0, Value rows);
+  /// The work item's function: its arguments (KernelABI.h, then those of
+  /// TiledKernelABI.h) bound to the builder's values.
+  func::FuncOp createFunction();
+  /// The scratch tiles on the worker's stack and the live windows.
+  void allocScratch();
+  /// The tile abstraction's environment (env): sizes, scalar params and
+  /// the tensorRange hook (summaryRange).
+  void initEnv();
+  /// A tensor read's range over an index box: one row of the host's tile
+  /// summary for p[q_idx] over this q-tile or p[kv_idx] over this kv-tile,
+  /// else scanned when small; memoised by the box's SSA bounds at function
+  /// level.
+  std::optional<IntervalValues> summaryRange(attn::ParamOp p,
+                                             ArrayRef<IntervalValues> idx);
+  /// One kv-tile `ktIdx` of the q-tile [q0, q0 + rows): skipped when all
+  /// false; else S, score and mask, softmax and P V over its live windows.
+  void emitKvTile(Value ktIdx, Value q0, Value rows);
 
   attn::VariantOp variant;
   Type elementType;
@@ -167,6 +184,11 @@ private:
   SmallVector<attn::ParamOp> summarized;
   llvm::StringMap<std::pair<Value, Value>> summaries;
   Value qtIdx, rowQLo, rowQHi, curKvLo, curKvHi, curKtIdx;
+  /// The function's body, the tile abstraction's environment of the
+  /// q-tile's row, and the ranges memoised over it (summaryRange).
+  Block *body = nullptr;
+  TileEnv env;
+  std::map<std::pair<std::string, SmallVector<void *>>, IntervalValues> memo;
   bool foldLog2e = false;
   attn::NormKind norm = attn::NormKind::softmax;
 };
@@ -778,8 +800,71 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
 
 func::FuncOp TiledKernelBuilder::build() {
   loc = variant.getLoc();
-  MLIRContext *ctx = variant.getContext();
   norm = variant.getNormKind();
+  func::FuncOp fn = createFunction();
+  allocScratch();
+
+  // scale, with log2(e) folded in when no score modifier needs the true
+  // scaled dot product.
+  Value qscale = emitQScale(b, loc, variant, entry.sizeI32[5], foldLog2e);
+
+  Value q0 = arith::MulIOp::create(b, loc, qtIdx, cIdx(cfg.tq));
+  Value rows =
+      minIdx(cIdx(cfg.tq), arith::SubIOp::create(b, loc, entry.sizeIdx[3], q0));
+  packQ(q0, rows, qscale);
+  forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
+    memref::StoreOp::create(b, loc, cF32(-INFINITY), mrow, ValueRange{r});
+    vstore(splatF(0.0), lrow, offset(nullptr, cfg.vw, r));
+  });
+  forLoop(cIdx(0), cIdx(cfg.tq * dvp), cfg.vw,
+          [&](Value i) { vstore(splatF(0.0), oacc, i); });
+
+  // The tile abstraction: params as the kernel sees them.
+  attn::MaskOp maskOp = variant.getMaskOp();
+  initEnv();
+
+  // Closed-form kv range of this q-tile: loop bounds over kv-tiles.
+  Value qLast = arith::SubIOp::create(
+      b, loc, toI64(arith::AddIOp::create(b, loc, q0, rows)), cI64(1));
+  env.q = {toI64(q0), qLast};
+  rowQLo = env.q.lo;
+  rowQHi = env.q.hi;
+  env.kv = {cI64(0), arith::SubIOp::create(b, loc, sizeI64[4], cI64(1))};
+  TileFacts rowFacts = emitTileFacts(b, loc, maskOp, env);
+  Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                         rowFacts.kvLo, rowFacts.kvHi);
+  Value ktBegin =
+      arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo, cI64(cfg.tk));
+  Value ktEnd = arith::SelectOp::create(
+      b, loc, nonEmpty,
+      arith::AddIOp::create(
+          b, loc,
+          arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(cfg.tk)),
+          cI64(1)),
+      ktBegin);
+  Value ktB = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktBegin);
+  Value ktE = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktEnd);
+  countWorkerTiles(
+      kStatusTilesInRange,
+      arith::TruncIOp::create(b, loc, b.getI32Type(),
+                              arith::SubIOp::create(b, loc, ktEnd, ktBegin)));
+  // Last kv-tile first: scores that grow towards the diagonal (ALiBi, a
+  // causal row's nearest keys) set the running max early, so later tiles
+  // rarely exceed it and need no rescale.
+  forLoop(ktB, ktE, 1, [&](Value i) {
+    Value ktIdx = arith::SubIOp::create(
+        b, loc, arith::SubIOp::create(b, loc, ktE, cIdx(1)),
+        arith::SubIOp::create(b, loc, i, ktB));
+    emitKvTile(ktIdx, q0, rows);
+  });
+  epilogue(q0, rows);
+  func::ReturnOp::create(b, loc);
+  expandAttnOps(fn, kctx);
+  return fn;
+}
+
+func::FuncOp TiledKernelBuilder::createFunction() {
+  MLIRContext *ctx = variant.getContext();
   SmallVector<attn::ParamOp> runtimeParams;
   SmallVector<Type> inputs =
       kernelArgumentTypes(b, variant, elementType, runtimeParams);
@@ -816,7 +901,7 @@ func::FuncOp TiledKernelBuilder::build() {
     }
   auto fn = func::FuncOp::create(b, loc, variant.getSymName(),
                                  FunctionType::get(ctx, inputs, {}));
-  Block *body = fn.addEntryBlock();
+  body = fn.addEntryBlock();
   b.setInsertionPointToStart(body);
   entry = bindKernelEntry(b, loc, variant, body, runtimeParams, kctx);
   for (int i = 0; i < 7; ++i)
@@ -837,7 +922,10 @@ func::FuncOp TiledKernelBuilder::build() {
   hkv = arith::DivUIOp::create(
       b, loc, hi,
       arith::DivUIOp::create(b, loc, entry.sizeIdx[1], entry.sizeIdx[2]));
+  return fn;
+}
 
+void TiledKernelBuilder::allocScratch() {
   auto scratch = [&](int64_t size) {
     auto op = memref::AllocaOp::create(b, loc,
                                        MemRefType::get({size}, b.getF32Type()));
@@ -864,30 +952,14 @@ func::FuncOp TiledKernelBuilder::build() {
     liveKeyLo = ranges();
     liveKeyEnd = ranges();
   }
+}
 
-  // scale, with log2(e) folded in when no score modifier needs the true
-  // scaled dot product.
-  Value qscale = emitQScale(b, loc, variant, entry.sizeI32[5], foldLog2e);
-
-  Value q0 = arith::MulIOp::create(b, loc, qtIdx, cIdx(cfg.tq));
-  Value rows =
-      minIdx(cIdx(cfg.tq), arith::SubIOp::create(b, loc, entry.sizeIdx[3], q0));
-  packQ(q0, rows, qscale);
-  forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
-    memref::StoreOp::create(b, loc, cF32(-INFINITY), mrow, ValueRange{r});
-    vstore(splatF(0.0), lrow, offset(nullptr, cfg.vw, r));
-  });
-  forLoop(cIdx(0), cIdx(cfg.tq * dvp), cfg.vw,
-          [&](Value i) { vstore(splatF(0.0), oacc, i); });
-
-  // The tile abstraction: params as the kernel sees them.
-  attn::MaskOp maskOp = variant.getMaskOp();
-  TileEnv env;
+void TiledKernelBuilder::initEnv() {
   env.b = toI64(bi);
   env.h = toI64(hi);
   for (int i = 0; i < 7; ++i)
     env.sizes[i] = sizeI64[i];
-  env.scalarParam = [&](attn::ParamOp p) -> Value {
+  env.scalarParam = [this](attn::ParamOp p) -> Value {
     auto it = kctx.params.find(p.getSymName());
     if (it == kctx.params.end() || !it->second.arg.getType().isInteger(32))
       return Value();
@@ -896,184 +968,152 @@ func::FuncOp TiledKernelBuilder::build() {
   // Ranges over index boxes, memoised by the box's SSA bounds: the q-side
   // box of a q-tile (e.g. doc[q_idx]) is first computed for the row of
   // tiles, before the kv loop, and reused by every kv-tile's facts.
-  std::map<std::pair<std::string, SmallVector<void *>>, IntervalValues> memo;
-  env.tensorRange =
-      [&, memoRef = &memo](
-          attn::ParamOp p,
-          ArrayRef<IntervalValues> idx) -> std::optional<IntervalValues> {
-    std::pair<std::string, SmallVector<void *>> key;
-    key.first = p.getSymName().str();
-    for (const IntervalValues &r : idx) {
-      key.second.push_back(r.lo.getAsOpaquePointer());
-      key.second.push_back(r.hi.getAsOpaquePointer());
-    }
-    if (auto it = memoRef->find(key); it != memoRef->end())
-      return it->second;
-    std::optional<IntervalValues> result =
-        [&]() -> std::optional<IntervalValues> {
-      // p[q_idx] over this q-tile or p[kv_idx] over this kv-tile: one row
-      // of the host's tile summary (its tile covers the box, possibly more).
-      auto sum = summaries.find(p.getSymName());
-      if (sum != summaries.end() && idx.size() == 1) {
-        Value table, row;
-        if (idx[0].lo == rowQLo && idx[0].hi == rowQHi) {
-          table = sum->second.first;
-          row = qtIdx;
-        } else if (curKvLo && idx[0].lo == curKvLo && idx[0].hi == curKvHi) {
-          table = sum->second.second;
-          row = curKtIdx;
-        }
-        if (table) {
-          Value t = kctx.params.find(p.getSymName())->second.arg;
-          Value len = toI64(memref::DimOp::create(b, loc, t, 0));
-          Value inside = arith::CmpIOp::create(
-              b, loc, arith::CmpIPredicate::slt, idx[0].hi, len);
-          bool isBool = p.getElementType().isInteger(1);
-          auto ifOp = scf::IfOp::create(
-              b, loc, inside,
-              [&](OpBuilder &, Location) {
-                auto word = [&](int64_t col) {
-                  Value x = memref::LoadOp::create(b, loc, table,
-                                                   ValueRange{row, cIdx(col)});
-                  return arith::ExtSIOp::create(b, loc, b.getI64Type(), x)
-                      .getResult();
-                };
-                scf::YieldOp::create(b, loc, ValueRange{word(0), word(1)});
-              },
-              [&](OpBuilder &, Location) {
-                scf::YieldOp::create(b, loc,
-                                     ValueRange{cI64(isBool ? 0 : INT32_MIN),
-                                                cI64(isBool ? 1 : INT32_MAX)});
-              });
-          return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
-        }
-      }
-      // Other boxes: scanned when small, unknown otherwise.
-      auto it = kctx.params.find(p.getSymName());
-      if (it == kctx.params.end())
-        return std::nullopt;
-      return emitTensorBoxRange(b, loc, it->second.arg,
-                                p.getElementType().isInteger(1), idx);
-    }();
-    // Only a box bounded by values of the function body (not of a loop
-    // iteration) is reused: those dominate every later use.
-    bool functionLevel = llvm::all_of(idx, [&](const IntervalValues &r) {
-      return Value(r.lo).getParentBlock() == body &&
-             Value(r.hi).getParentBlock() == body;
-    });
-    if (result && functionLevel && b.getInsertionBlock() == body)
-      (*memoRef)[key] = *result;
-    return result;
+  env.tensorRange = [this](attn::ParamOp p, ArrayRef<IntervalValues> idx) {
+    return summaryRange(p, idx);
   };
+}
 
-  // Closed-form kv range of this q-tile: loop bounds over kv-tiles.
-  Value qLast = arith::SubIOp::create(
-      b, loc, toI64(arith::AddIOp::create(b, loc, q0, rows)), cI64(1));
-  env.q = {toI64(q0), qLast};
-  rowQLo = env.q.lo;
-  rowQHi = env.q.hi;
-  env.kv = {cI64(0), arith::SubIOp::create(b, loc, sizeI64[4], cI64(1))};
-  TileFacts rowFacts = emitTileFacts(b, loc, maskOp, env);
-  Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
-                                         rowFacts.kvLo, rowFacts.kvHi);
-  Value ktBegin =
-      arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo, cI64(cfg.tk));
-  Value ktEnd = arith::SelectOp::create(
-      b, loc, nonEmpty,
-      arith::AddIOp::create(
-          b, loc,
-          arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(cfg.tk)),
-          cI64(1)),
-      ktBegin);
-  Value ktB = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktBegin);
-  Value ktE = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktEnd);
-  countWorkerTiles(
-      kStatusTilesInRange,
-      arith::TruncIOp::create(b, loc, b.getI32Type(),
-                              arith::SubIOp::create(b, loc, ktEnd, ktBegin)));
-  // Last kv-tile first: scores that grow towards the diagonal (ALiBi, a
-  // causal row's nearest keys) set the running max early, so later tiles
-  // rarely exceed it and need no rescale.
-  forLoop(ktB, ktE, 1, [&](Value i) {
-    Value ktIdx = arith::SubIOp::create(
-        b, loc, arith::SubIOp::create(b, loc, ktE, cIdx(1)),
-        arith::SubIOp::create(b, loc, i, ktB));
-    Value k0 = arith::MulIOp::create(b, loc, ktIdx, cIdx(cfg.tk));
-    Value cols = minIdx(cIdx(cfg.tk),
-                        arith::SubIOp::create(b, loc, entry.sizeIdx[4], k0));
-    TileEnv tileEnv = env;
-    tileEnv.kv = {
-        toI64(k0),
-        arith::SubIOp::create(
-            b, loc, toI64(arith::AddIOp::create(b, loc, k0, cols)), cI64(1))};
-    curKvLo = tileEnv.kv.lo;
-    curKvHi = tileEnv.kv.hi;
-    curKtIdx = ktIdx;
-    TileFacts facts = emitTileFacts(b, loc, maskOp, tileEnv);
-    // All-false tiles are skipped; all-true ones run without the mask.
-    scf::IfOp::create(b, loc, facts.mayBeTrue, [&](OpBuilder &, Location) {
-      countWorkerTiles(kStatusTilesComputed, cI32(1));
-      if (maskOp)
-        computeLiveRanges(tileEnv, facts, q0, rows);
-      curKvLo = curKvHi = curKtIdx = Value();
-      std::pair<Value, Value> ktTile = ensureKt(ktIdx, k0, cols);
-      microQK(rows, ktTile.first, ktTile.second);
-      Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                            cols, cIdx(cfg.tk));
-      // Whether row r needs the mask: its block is mixed, or the tile is
-      // partial (its padding).
-      auto rowNeedsMask = [&](Value r) -> Value {
-        if (!liveMixed)
-          return arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
-        Value mixed = memref::LoadOp::create(
-            b, loc, liveMixed,
-            ValueRange{arith::DivUIOp::create(b, loc, r, cIdx(cfg.rows))});
-        return arith::OrIOp::create(
-            b, loc, partial,
-            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, mixed,
-                                  cIdx(0)));
-      };
-      RowModifier fused;
-      if ((variant.getScoreOp() || maskOp) && vectorizedModifiers()) {
-        // Score and mask on each vector as the softmax loads it: one pass
-        // over the window.
-        Value k032 = toI32(k0);
-        fused = [&, k032](Value r) -> std::function<Value(Value, Value)> {
-          Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
-          Value needMask = rowNeedsMask(r);
-          return [this, q32, needMask, k032, cols](Value sv, Value col) {
-            return modifyVector(sv, col, q32, k032, cols, needMask);
-          };
-        };
-      } else if (variant.getScoreOp() || maskOp) {
-        forLoop(cIdx(0), rows, 1, [&](Value r) {
-          Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
-          modifyScores(offset(nullptr, cfg.tk, r), q32, k0, cols,
-                       rowNeedsMask(r), liveRange(r));
-        });
-      } else {
-        // No mask: only the padding of a partial tile is masked out.
-        scf::IfOp::create(b, loc, partial, [&](OpBuilder &, Location) {
-          forLoop(cIdx(0), rows, 1, [&](Value r) {
-            forLoop(cols, cIdx(cfg.tk), 1, [&](Value j) {
-              memref::StoreOp::create(
-                  b, loc, cF32(-INFINITY), s,
-                  ValueRange{arith::AddIOp::create(
-                      b, loc, offset(nullptr, cfg.tk, r), j)});
-            });
-          });
-          scf::YieldOp::create(b, loc);
-        });
+std::optional<IntervalValues>
+TiledKernelBuilder::summaryRange(attn::ParamOp p,
+                                 ArrayRef<IntervalValues> idx) {
+  std::pair<std::string, SmallVector<void *>> key;
+  key.first = p.getSymName().str();
+  for (const IntervalValues &r : idx) {
+    key.second.push_back(r.lo.getAsOpaquePointer());
+    key.second.push_back(r.hi.getAsOpaquePointer());
+  }
+  if (auto it = memo.find(key); it != memo.end())
+    return it->second;
+  std::optional<IntervalValues> result =
+      [&]() -> std::optional<IntervalValues> {
+    // p[q_idx] over this q-tile or p[kv_idx] over this kv-tile: one row
+    // of the host's tile summary (its tile covers the box, possibly more).
+    auto sum = summaries.find(p.getSymName());
+    if (sum != summaries.end() && idx.size() == 1) {
+      Value table, row;
+      if (idx[0].lo == rowQLo && idx[0].hi == rowQHi) {
+        table = sum->second.first;
+        row = qtIdx;
+      } else if (curKvLo && idx[0].lo == curKvLo && idx[0].hi == curKvHi) {
+        table = sum->second.second;
+        row = curKtIdx;
       }
-      softmaxRows(rows, fused);
-      microPV(rows, k0, cols);
-      scf::YieldOp::create(b, loc);
-    });
+      if (table) {
+        Value t = kctx.params.find(p.getSymName())->second.arg;
+        Value len = toI64(memref::DimOp::create(b, loc, t, 0));
+        Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                             idx[0].hi, len);
+        bool isBool = p.getElementType().isInteger(1);
+        auto ifOp = scf::IfOp::create(
+            b, loc, inside,
+            [&](OpBuilder &, Location) {
+              auto word = [&](int64_t col) {
+                Value x = memref::LoadOp::create(b, loc, table,
+                                                 ValueRange{row, cIdx(col)});
+                return arith::ExtSIOp::create(b, loc, b.getI64Type(), x)
+                    .getResult();
+              };
+              scf::YieldOp::create(b, loc, ValueRange{word(0), word(1)});
+            },
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(b, loc,
+                                   ValueRange{cI64(isBool ? 0 : INT32_MIN),
+                                              cI64(isBool ? 1 : INT32_MAX)});
+            });
+        return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
+      }
+    }
+    // Other boxes: scanned when small, unknown otherwise.
+    auto it = kctx.params.find(p.getSymName());
+    if (it == kctx.params.end())
+      return std::nullopt;
+    return emitTensorBoxRange(b, loc, it->second.arg,
+                              p.getElementType().isInteger(1), idx);
+  }();
+  // Only a box bounded by values of the function body (not of a loop
+  // iteration) is reused: those dominate every later use.
+  bool functionLevel = llvm::all_of(idx, [&](const IntervalValues &r) {
+    return Value(r.lo).getParentBlock() == body &&
+           Value(r.hi).getParentBlock() == body;
   });
-  epilogue(q0, rows);
-  func::ReturnOp::create(b, loc);
-  expandAttnOps(fn, kctx);
-  return fn;
+  if (result && functionLevel && b.getInsertionBlock() == body)
+    memo[key] = *result;
+  return result;
+}
+
+void TiledKernelBuilder::emitKvTile(Value ktIdx, Value q0, Value rows) {
+  attn::MaskOp maskOp = variant.getMaskOp();
+  Value k0 = arith::MulIOp::create(b, loc, ktIdx, cIdx(cfg.tk));
+  Value cols =
+      minIdx(cIdx(cfg.tk), arith::SubIOp::create(b, loc, entry.sizeIdx[4], k0));
+  TileEnv tileEnv = env;
+  tileEnv.kv = {
+      toI64(k0),
+      arith::SubIOp::create(
+          b, loc, toI64(arith::AddIOp::create(b, loc, k0, cols)), cI64(1))};
+  curKvLo = tileEnv.kv.lo;
+  curKvHi = tileEnv.kv.hi;
+  curKtIdx = ktIdx;
+  TileFacts facts = emitTileFacts(b, loc, maskOp, tileEnv);
+  // All-false tiles are skipped; all-true ones run without the mask.
+  scf::IfOp::create(b, loc, facts.mayBeTrue, [&](OpBuilder &, Location) {
+    countWorkerTiles(kStatusTilesComputed, cI32(1));
+    if (maskOp)
+      computeLiveRanges(tileEnv, facts, q0, rows);
+    curKvLo = curKvHi = curKtIdx = Value();
+    std::pair<Value, Value> ktTile = ensureKt(ktIdx, k0, cols);
+    microQK(rows, ktTile.first, ktTile.second);
+    Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                          cols, cIdx(cfg.tk));
+    // Whether row r needs the mask: its block is mixed, or the tile is
+    // partial (its padding).
+    auto rowNeedsMask = [&](Value r) -> Value {
+      if (!liveMixed)
+        return arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
+      Value mixed = memref::LoadOp::create(
+          b, loc, liveMixed,
+          ValueRange{arith::DivUIOp::create(b, loc, r, cIdx(cfg.rows))});
+      return arith::OrIOp::create(
+          b, loc, partial,
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, mixed,
+                                cIdx(0)));
+    };
+    RowModifier fused;
+    if ((variant.getScoreOp() || maskOp) && vectorizedModifiers()) {
+      // Score and mask on each vector as the softmax loads it: one pass
+      // over the window.
+      Value k032 = toI32(k0);
+      fused = [&, k032](Value r) -> std::function<Value(Value, Value)> {
+        Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
+        Value needMask = rowNeedsMask(r);
+        return [this, q32, needMask, k032, cols](Value sv, Value col) {
+          return modifyVector(sv, col, q32, k032, cols, needMask);
+        };
+      };
+    } else if (variant.getScoreOp() || maskOp) {
+      forLoop(cIdx(0), rows, 1, [&](Value r) {
+        Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
+        modifyScores(offset(nullptr, cfg.tk, r), q32, k0, cols, rowNeedsMask(r),
+                     liveRange(r));
+      });
+    } else {
+      // No mask: only the padding of a partial tile is masked out.
+      scf::IfOp::create(b, loc, partial, [&](OpBuilder &, Location) {
+        forLoop(cIdx(0), rows, 1, [&](Value r) {
+          forLoop(cols, cIdx(cfg.tk), 1, [&](Value j) {
+            memref::StoreOp::create(
+                b, loc, cF32(-INFINITY), s,
+                ValueRange{arith::AddIOp::create(
+                    b, loc, offset(nullptr, cfg.tk, r), j)});
+          });
+        });
+        scf::YieldOp::create(b, loc);
+      });
+    }
+    softmaxRows(rows, fused);
+    microPV(rows, k0, cols);
+    scf::YieldOp::create(b, loc);
+  });
 }
 
 struct ConvertAttnToTiledKernelPass

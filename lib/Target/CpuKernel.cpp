@@ -38,6 +38,36 @@ std::string CpuCompileOptions::describe() const {
   return s;
 }
 
+std::string CpuCompileOptions::explain(const std::string &why) const {
+  std::string s = "kernel            ";
+  s += reference ? "reference (plain loops, single-threaded, any head dims)"
+                 : "tiled (vectorised and multi-threaded, one (b, h, "
+                   "q-tile) work item per call)";
+  s += "\n  why             " + why + "\n";
+  if (backward)
+    s += "pass              backward (dQ, dK, dV and the f32 params' "
+         "gradients; " +
+         std::string(reference ? "per row"
+                               : "one (KV head, kv range) work item "
+                                 "per call") +
+         ")\n";
+  s += std::string("element type      ") +
+       (elementType == DType::F16 ? "f16" : "f32");
+  if (reference)
+    return s + "\n";
+  int vw = hostVectorWidth(vectorWidth);
+  s += ", D = " + std::to_string(headDim) +
+       ", Dv = " + std::to_string(valueDim) + "\n";
+  s += "tiles             " + std::to_string(tileQ) + " query rows x " +
+       std::to_string(tileKV) + " keys\n";
+  s += "vectors           " + std::to_string(vw) + " f32 lanes" +
+       (vectorWidth > 0 ? std::string(" (asked for)")
+        : vw == 16      ? std::string(" (the host has AVX-512)")
+                        : std::string(" (the host has no AVX-512)")) +
+       "\n";
+  return s;
+}
+
 std::string attnc::tiledOptionsError(const CpuCompileOptions &options) {
   if (options.headDim <= 0 || options.valueDim <= 0)
     return "a tiled kernel needs its head dimensions D and Dv";
@@ -102,13 +132,14 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
             dtypeName(options.elementType);
     return false;
   }
+  if (module.getBody()->getOperations().size() != 1) {
+    error = "internal error: the module to compile holds more than variant '" +
+            name + "' (keepOnlyVariant)";
+    return false;
+  }
   CpuArtifact artifact;
   artifact.signature = KernelSignature::fromVariant(variant);
   artifact.options = options;
-  // Keep only the variant being compiled.
-  for (Operation &op : llvm::make_early_inc_range(*module.getBody()))
-    if (&op != variant.getOperation())
-      op.erase();
 
   MLIRContext *ctx = module.getContext();
   std::string diagnostics;

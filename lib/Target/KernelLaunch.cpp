@@ -415,9 +415,10 @@ bool attnc::packBackwardKernelArgs(const KernelSignature &sig,
     return false;
   // Requested gradients: f32 runtime params only, of the param's shape.
   for (const auto &[name, view] : a.paramGrads) {
+    const std::string &wanted = name;
     auto it =
         std::find_if(sig.params.begin(), sig.params.end(),
-                     [&](const SignatureParam &p) { return p.name == name; });
+                     [&](const SignatureParam &p) { return p.name == wanted; });
     if (it == sig.params.end()) {
       std::string known;
       for (const SignatureParam &p : sig.params)

@@ -416,7 +416,7 @@ LaunchStatus attnc::launchTiledBackwardKernel(
           Lkv = sz.value[4], D = sz.value[5], Dv = sz.value[6],
           vw = shape.vectorWidth;
   auto roundUp = [&](int64_t x) { return (x + vw - 1) / vw * vw; };
-  int64_t DP = roundUp(D), DvP = roundUp(Dv);
+  int64_t DP = roundUp(D);
   int64_t kvTiles = (Lkv + shape.tileKV - 1) / shape.tileKV;
   int64_t bh = B * H, bhkv = B * Hkv;
   int threads = args.numThreads > 0 ? args.numThreads : defaultThreadCount();

@@ -15,6 +15,7 @@
 
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Sema.h"
+#include "attnc/Frontend/VariantSelection.h"
 #include "attnc/Support/Npy.h"
 #include "attnc/Target/CpuKernel.h"
 #include "attnc/Target/ThreadPool.h"
@@ -180,7 +181,7 @@ mlir::OwningOpRef<mlir::ModuleOp> frontEnd(mlir::MLIRContext &ctx,
   if (mlir::failed(variants))
     std::exit(1);
   auto module = genModule(ctx, *variants, mlir::UnknownLoc::get(&ctx));
-  if (!name.empty() && !mlir::SymbolTable::lookupSymbolIn(*module, name))
+  if (!name.empty() && !keepOnlyVariant(*module, name))
     fail("no attention block named '" + name + "' in " + path);
   return module;
 }

@@ -45,6 +45,9 @@ struct CpuCompileOptions {
   /// "dtype=f32 lowering=reference": what the options change in the code,
   /// for cache keys and manifests.
   std::string describe() const;
+  /// The kernel these options build, for people (attnc --emit=plan,
+  /// attn::Kernel::plan()), with `why` it was chosen.
+  std::string explain(const std::string &why) const;
 };
 
 /// A compiled variant, free of MLIR: what is stored in the kernel cache.
@@ -75,9 +78,9 @@ class CpuKernel {
 public:
   ~CpuKernel();
 
-  /// Lowers the variant named `name` in `module` (which it modifies: other
-  /// ops are erased and the variant is lowered to the LLVM dialect) and
-  /// emits an object for HostTarget::native().
+  /// Lowers the variant named `name`, the only op of `module` (see
+  /// keepOnlyVariant; the module is lowered in place to the LLVM dialect),
+  /// and emits an object for HostTarget::native().
   static bool compileToObject(mlir::ModuleOp module, const std::string &name,
                               const CpuCompileOptions &options,
                               CpuArtifact &out, std::string &error);

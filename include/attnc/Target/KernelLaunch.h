@@ -170,7 +170,10 @@ bool decodeKernelStatus(const KernelSignature &sig, const int32_t *status,
 
 /// How a launch ended: the arguments were rejected before the kernel ran,
 /// or the kernel itself reported an error through its status word.
-enum class LaunchStatus { Ok, InvalidArguments, KernelError };
+/// How a launch ended: it ran (Ok), the arguments were refused, the kernel
+/// reported an error, or it cannot run here (a GPU kernel without a CUDA
+/// driver).
+enum class LaunchStatus { Ok, InvalidArguments, KernelError, Unavailable };
 
 /// packKernelArgs, `entry(args)`, decodeKernelStatus.
 LaunchStatus launchKernel(const KernelSignature &sig, DType elementType,
