@@ -24,7 +24,7 @@ run() {
   ( t0=$SECONDS; "$@" > "$LOGS/$name.log" 2>&1; echo "$? $((SECONDS - t0))" > "$LOGS/$name.rc" ) &
 }
 run f16-groups $RC --dtype float16 softmax prelude norm shape param lang
-run f16-shapes $RC shape-f16 shape-f16-gqa-causal shape-f16-d256 shape-f16-sigmoid shape-f16-sink
+run f16-shapes $RC shape-f16 shape-f16-gqa-causal shape-f16-d256 shape-f16-mla-decode shape-f16-sigmoid shape-f16-sink
 if [ "$MODE" = full ]; then
   run f32-groups $RC softmax prelude norm shape param lang
   run f16-d64-scalar-o env ATTN_GPU_SCALAR_O=1 $RC --dtype float16 --head-dim 64 prelude param shape
