@@ -56,9 +56,12 @@ class Var:
         return self.value.shape
 
     # -- reverse mode ----------------------------------------------------
-    def backward(self, g):
+    def backward(self, g, magnitudes=False):
         """Adds g (broadcast to this Var's shape) to every reachable leaf's
-        .grad, in reverse topological order."""
+        .grad, in reverse topological order. With `magnitudes`, the leaves
+        get sum |g| |d/dleaf| instead: every contribution counted by its
+        magnitude, the scale of the sums the gradient is made of (what
+        float32 rounding of those sums is proportional to)."""
         order, seen = [], set()
 
         def visit(v):
@@ -76,6 +79,8 @@ class Var:
                     if id(p) not in seen:
                         stack.append((p, False))
         visit(self)
+        if magnitudes:
+            g = np.abs(g)
         grads = {id(self): _unbroadcast(g, self.shape)}
         for node in reversed(order):
             gn = grads.pop(id(node), None)
@@ -91,6 +96,8 @@ class Var:
                 # even where the local derivative is infinite.
                 c = np.where(np.broadcast_to(gn, np.shape(c)) == 0, 0.0, c) \
                     if np.shape(c) == np.shape(gn) else c
+                if magnitudes:
+                    c = np.abs(c)
                 c = _unbroadcast(c, p.shape)
                 grads[id(p)] = c if id(p) not in grads else grads[id(p)] + c
 
@@ -263,9 +270,11 @@ _UNARY = {
 
 
 def attention_backward(q, k, v, do, score_fn=None, mask_fn=None, scale=None,
-                       norm="softmax", sink_fn=None):
+                       norm="softmax", sink_fn=None, magnitudes=False):
     """Returns dict(dq, dk, dv) in float64 and runs backward() on the Vars
-    that score_fn and sink_fn read (their .grad then holds dL/dparam).
+    that score_fn and sink_fn read (their .grad then holds dL/dparam; with
+    `magnitudes`, the sum of the magnitudes of its contributions instead,
+    see Var.backward).
 
     score_fn(s, b, h, i, j) receives s as a Var; sink_fn(b, h) may return a
     Var. Shapes and grids as in attn_ref.attention.
@@ -331,13 +340,15 @@ def attention_backward(q, k, v, do, score_fn=None, mask_fn=None, scale=None,
             dT = (dP - Drow) * inv
         dT = np.where(live, dT, 0.0)
 
-    T.backward(dT)
+    T.backward(dT, magnitudes)
     dS = np.zeros(full) if S.grad is None else np.where(live, S.grad, 0.0)
     if E is not None and isinstance(E, Var):
         nonempty = ~empty[..., None]
-        de = -np.where(nonempty, np.exp(e - lse) * Drow, 0.0).sum(
-            axis=2, keepdims=True)                        # [B, H, 1, 1]
-        E.backward(de)
+        de_rows = -np.where(nonempty, np.exp(e - lse) * Drow, 0.0)
+        if magnitudes:
+            de_rows = np.abs(de_rows)
+        de = de_rows.sum(axis=2, keepdims=True)           # [B, H, 1, 1]
+        E.backward(de, magnitudes)
 
     dq = scale * np.einsum("bhij,bhjd->bhid", dS, kh)
     dk_h = scale * np.einsum("bhij,bhid->bhjd", dS, q)
