@@ -318,6 +318,7 @@ def test_cuda_compile_is_single_flight(tmp_path):
     rt = attnc.Runtime(cache_dir=str(tmp_path), disk_cache=False)
     # Two Kernel objects: one object's own lock would serialise the calls.
     kerns = [attnc.compile(ALIBI, variant="alibi", runtime=rt) for _ in range(2)]
+    before = rt.stats()  # the CPU probe of each compile: one compile, one hit
     barrier = threading.Barrier(2)
     got, errors = [], []
 
@@ -334,5 +335,7 @@ def test_cuda_compile_is_single_flight(tmp_path):
     for t in threads:
         t.join()
     assert not errors, errors
-    assert rt.stats()["compiles"] == 1, rt.stats()
+    after = rt.stats()
+    assert after["compiles"] - before["compiles"] == 1, (before, after)
+    assert after["memory_hits"] - before["memory_hits"] == 1, (before, after)
     assert len(got) == 2 and got[0].key == got[1].key
