@@ -86,6 +86,8 @@ static LogicalResult verifyItemRegion(Operation *op, Region &region,
   auto yield = llvm::dyn_cast<YieldOp>(block.back());
   if (!yield)
     return op->emitOpError() << "region must end with 'attn.yield'";
+  if (!yield.getValue())
+    return yield.emitOpError() << "must yield the " << what;
   if (yield.getValue().getType() != yieldType)
     return yield.emitOpError() << "the " << what << " must be " << yieldType
                                << ", got " << yield.getValue().getType();
@@ -121,6 +123,12 @@ template <typename OpTy> static OpTy findItem(Block &body) {
 }
 
 ScaleOp VariantOp::getScaleOp() { return findItem<ScaleOp>(getBody().front()); }
+ScoreGradOp VariantOp::getScoreGradOp() {
+  return findItem<ScoreGradOp>(getBody().front());
+}
+SinkGradOp VariantOp::getSinkGradOp() {
+  return findItem<SinkGradOp>(getBody().front());
+}
 ScoreOp VariantOp::getScoreOp() { return findItem<ScoreOp>(getBody().front()); }
 MaskOp VariantOp::getMaskOp() { return findItem<MaskOp>(getBody().front()); }
 NormalizeOp VariantOp::getNormalizeOp() {
@@ -141,16 +149,29 @@ SmallVector<ParamOp> VariantOp::getParams() {
 LogicalResult VariantOp::verify() {
   llvm::StringMap<Operation *> seen;
   for (Operation &op : getBody().front()) {
-    if (!llvm::isa<ParamOp, ScaleOp, ScoreOp, MaskOp, NormalizeOp>(op))
+    if (!llvm::isa<ParamOp, ScaleOp, ScoreOp, MaskOp, NormalizeOp, ScoreGradOp,
+                   SinkGradOp>(op))
       return op.emitOpError()
              << "is not allowed in a variant (expected attn.param, "
-                "attn.scale, attn.score, attn.mask or attn.normalize)";
+                "attn.scale, attn.score, attn.mask, attn.normalize, "
+                "attn.score_grad or attn.sink_grad)";
     if (llvm::isa<ParamOp>(op))
       continue;
     auto [it, inserted] = seen.try_emplace(op.getName().getStringRef(), &op);
     if (!inserted)
       return op.emitOpError()
              << "appears twice in variant '" << getSymName() << "'";
+  }
+  // The derivative of an item needs the item.
+  if (ScoreGradOp grad = getScoreGradOp(); grad && !getScoreOp())
+    return grad.emitOpError() << "needs an attn.score in variant '"
+                              << getSymName() << "' (without one the "
+                              << "score's derivative is the identity)";
+  if (SinkGradOp grad = getSinkGradOp()) {
+    NormalizeOp norm = getNormalizeOp();
+    if (!norm || !norm.hasSink())
+      return grad.emitOpError()
+             << "needs a softmax sink in variant '" << getSymName() << "'";
   }
   return success();
 }
@@ -371,6 +392,87 @@ LogicalResult NormalizeOp::verifyRegions() {
 }
 
 //===----------------------------------------------------------------------===//
+// Gradient items
+//===----------------------------------------------------------------------===//
+
+/// Checks `region`: one block whose arguments have `types`, ending in an
+/// attn.yield of `yieldType` (null: of no value).
+static LogicalResult verifyGradRegion(Operation *op, Region &region,
+                                      ArrayRef<Type> types, Type yieldType,
+                                      StringRef what) {
+  if (region.empty() || region.front().empty())
+    return op->emitOpError() << "needs a body computing the " << what;
+  Block &block = region.front();
+  if (block.getNumArguments() != types.size())
+    return op->emitOpError() << "region must take " << types.size()
+                             << " arguments, got " << block.getNumArguments();
+  for (auto [i, type] : llvm::enumerate(types))
+    if (block.getArgument(i).getType() != type)
+      return op->emitOpError()
+             << "region argument #" << i << " must be " << type << ", got "
+             << block.getArgument(i).getType();
+  auto yield = llvm::dyn_cast<YieldOp>(block.back());
+  if (!yield)
+    return op->emitOpError() << "region must end with 'attn.yield'";
+  if (!yieldType && yield.getValue())
+    return yield.emitOpError() << "yields nothing in the " << what;
+  if (yieldType &&
+      (!yield.getValue() || yield.getValue().getType() != yieldType))
+    return yield.emitOpError() << "the " << what << " must yield " << yieldType;
+  return success();
+}
+
+/// Names the arguments of a gradient region: %b, %h, ... as `names` says.
+static void nameArgs(Region &region, ArrayRef<const char *> names,
+                     OpAsmSetValueNameFn setNameFn) {
+  if (region.empty())
+    return;
+  for (auto [i, arg] : llvm::enumerate(region.getArguments()))
+    if (i < names.size())
+      setNameFn(arg, names[i]);
+}
+
+ParseResult ScoreGradOp::parse(OpAsmParser &parser, OperationState &result) {
+  if (parseArgsAndRegion(parser, *result.addRegion()))
+    return failure();
+  return parser.parseOptionalAttrDictWithKeyword(result.attributes);
+}
+void ScoreGradOp::print(OpAsmPrinter &p) {
+  printArgsAndRegion(p, getBody());
+  p.printOptionalAttrDictWithKeyword((*this)->getAttrs());
+}
+LogicalResult ScoreGradOp::verifyRegions() {
+  Builder b(getContext());
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  return verifyGradRegion(*this, getBody(), {i32, i32, i32, i32, f32, f32}, f32,
+                          "score's derivative");
+}
+void ScoreGradOp::getAsmBlockArgumentNames(Region &region,
+                                           OpAsmSetValueNameFn setNameFn) {
+  nameArgs(region, {"b", "h", "q", "kv", "score", "dt"}, setNameFn);
+}
+
+ParseResult SinkGradOp::parse(OpAsmParser &parser, OperationState &result) {
+  if (parseArgsAndRegion(parser, *result.addRegion()))
+    return failure();
+  return parser.parseOptionalAttrDictWithKeyword(result.attributes);
+}
+void SinkGradOp::print(OpAsmPrinter &p) {
+  printArgsAndRegion(p, getBody());
+  p.printOptionalAttrDictWithKeyword((*this)->getAttrs());
+}
+LogicalResult SinkGradOp::verifyRegions() {
+  Builder b(getContext());
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  return verifyGradRegion(*this, getBody(), {i32, i32, f32}, Type(),
+                          "sink's derivative");
+}
+void SinkGradOp::getAsmBlockArgumentNames(Region &region,
+                                          OpAsmSetValueNameFn setNameFn) {
+  nameArgs(region, {"b", "h", "de"}, setNameFn);
+}
+
+//===----------------------------------------------------------------------===//
 // Parameter access
 //===----------------------------------------------------------------------===//
 
@@ -433,6 +535,34 @@ ParamLoadOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
     return emitOpError() << "result type " << getType()
                          << " does not match element type "
                          << param->getElementType();
+  return success();
+}
+
+LogicalResult AccumulateGradOp::verify() {
+  if (!(*this)->getParentOfType<ScoreGradOp>() &&
+      !(*this)->getParentOfType<SinkGradOp>())
+    return emitOpError()
+           << "is only allowed inside attn.score_grad or attn.sink_grad";
+  return success();
+}
+
+LogicalResult
+AccumulateGradOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  FailureOr<ParamOp> param = lookupParam(*this, getParamAttr(), &symbolTable);
+  if (failed(param))
+    return failure();
+  if (!param->getElementType().isF32())
+    return emitOpError() << "parameter " << getParamAttr() << " is "
+                         << param->getElementType()
+                         << ": only f32 parameters have gradients";
+  if (param->getIsConst())
+    return emitOpError() << "parameter " << getParamAttr()
+                         << " is const: its value is compiled in and has no "
+                            "gradient";
+  if (param->getRank() != getIndices().size())
+    return emitOpError() << "parameter " << getParamAttr() << " has rank "
+                         << param->getRank() << " but " << getIndices().size()
+                         << " indices were given";
   return success();
 }
 

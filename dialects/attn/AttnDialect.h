@@ -25,6 +25,8 @@
 namespace mlir::attn {
 class ScaleOp;
 class ScoreOp;
+class ScoreGradOp;
+class SinkGradOp;
 class MaskOp;
 class NormalizeOp;
 class ParamOp;
@@ -34,6 +36,10 @@ class ParamOp;
 constexpr unsigned kScoreArgs = 5;
 constexpr unsigned kMaskArgs = 4;
 constexpr unsigned kSinkArgs = 2;
+/// Block arguments of attn.score_grad (b, h, q_idx, kv_idx, score, dt) and
+/// of attn.sink_grad (b, h, de).
+constexpr unsigned kScoreGradArgs = 6;
+constexpr unsigned kSinkGradArgs = 3;
 } // namespace mlir::attn
 
 #define GET_OP_CLASSES

@@ -105,7 +105,9 @@ def Attn_VariantOp : Attn_Op<"variant", [
     `attn.param` declarations and at most one each of `attn.scale`,
     `attn.score`, `attn.mask` and `attn.normalize`. A missing item takes the
     language's default: scale `1 / sqrt(D)`, the identity score, the
-    all-true mask and plain softmax.
+    all-true mask and plain softmax. After `attn-differentiate` it may also
+    hold `attn.score_grad` (when it has a score) and `attn.sink_grad` (when
+    its sink reads float runtime parameters): the backward form.
 
     ```mlir
     attn.variant @causal {
@@ -128,6 +130,8 @@ def Attn_VariantOp : Attn_Op<"variant", [
     ScoreOp getScoreOp();
     MaskOp getMaskOp();
     NormalizeOp getNormalizeOp();
+    ScoreGradOp getScoreGradOp();
+    SinkGradOp getSinkGradOp();
     /// The normalisation (softmax when the item is absent).
     NormKind getNormKind();
     /// The parameters in declaration order.
@@ -256,12 +260,104 @@ def Attn_NormalizeOp : Attn_Op<"normalize", [
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// Gradients (attn-differentiate)
+//===----------------------------------------------------------------------===//
+
+def Attn_ScoreGradOp : Attn_Op<"score_grad", [
+    HasParent<"VariantOp">, IsolatedFromAbove,
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmBlockArgumentNames"]>]> {
+  let summary = "The derivative of the score modifier, as a vector-Jacobian product";
+  let description = [{
+    The backward form of `attn.score`, made by the `attn-differentiate`
+    pass. A region over `(b, h, q_idx, kv_idx : i32, score : f32,
+    dt : f32)`: `score` is the scaled dot product `s` of the entry, as in
+    `attn.score`, and `dt` is the gradient of the loss with respect to the
+    modified score `t = score(s)`. The region yields `dt * dt/ds`, the
+    gradient with respect to `s`, and adds `dt * dt/dp` to the gradient of
+    every float runtime parameter `p` that the score reads, with
+    `attn.accumulate_grad` at the indices it reads (a scatter-add for
+    tensors). It recomputes from `score` whatever primal values the
+    derivative needs; kernels run it only for entries the mask keeps.
+
+    ```mlir
+    attn.score_grad(%b: i32, %h: i32, %q: i32, %kv: i32, %score: f32, %dt: f32) {
+      %slope = attn.param_load @slopes[%h] : f32
+      %d = arith.subi %kv, %q : i32
+      %df = arith.sitofp %d : i32 to f32
+      %g = arith.mulf %dt, %df : f32
+      attn.accumulate_grad %g to @slopes[%h]
+      attn.yield %dt : f32
+    }
+    ```
+  }];
+  let regions = (region SizedRegion<1>:$body);
+  let hasCustomAssemblyFormat = 1;
+  let hasRegionVerifier = 1;
+}
+
+def Attn_SinkGradOp : Attn_Op<"sink_grad", [
+    HasParent<"VariantOp">, IsolatedFromAbove,
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmBlockArgumentNames"]>]> {
+  let summary = "The derivative of the sink expression, as a vector-Jacobian product";
+  let description = [{
+    The backward form of the `sink` region of `attn.normalize`, made by
+    `attn-differentiate` when the sink reads float runtime parameters. A
+    region over `(b, h : i32, de : f32)`, where `de` is the gradient of the
+    loss with respect to the sink logit `e` of the head `(b, h)` (summed
+    over its rows); it adds `de * de/dp` to the gradient of every float
+    runtime parameter `p` the sink reads and ends with a plain
+    `attn.yield`.
+
+    ```mlir
+    attn.sink_grad(%b: i32, %h: i32, %de: f32) {
+      attn.accumulate_grad %de to @sinks[%h]
+      attn.yield
+    }
+    ```
+  }];
+  let regions = (region SizedRegion<1>:$body);
+  let hasCustomAssemblyFormat = 1;
+  let hasRegionVerifier = 1;
+}
+
+def Attn_AccumulateGradOp : Attn_Op<"accumulate_grad", [
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "Adds to the gradient of a float runtime parameter";
+  let description = [{
+    `grad(param)[indices...] += value`, inside `attn.score_grad` or
+    `attn.sink_grad`. The parameter is a runtime `f32` scalar (no indices)
+    or tensor (one `i32` index per dimension, the indices at which the
+    primal expression read it). Kernels give every float runtime parameter
+    a gradient buffer of its shape, zero on entry, and sum the
+    contributions of all score entries (tensors: a scatter-add). An index
+    outside the shape adds nothing: the primal read at the same indices
+    already reported the error.
+
+    ```mlir
+    attn.accumulate_grad %g to @temp
+    attn.accumulate_grad %g to @bias[%h, %q, %kv]
+    ```
+  }];
+  let arguments = (ins F32:$value, FlatSymbolRefAttr:$param,
+                   Variadic<I32>:$indices);
+  let assemblyFormat =
+      "$value `to` $param (`[` $indices^ `]`)? attr-dict";
+  let hasVerifier = 1;
+}
+
 def Attn_YieldOp : Attn_Op<"yield", [
     Pure, Terminator, ReturnLike,
-    ParentOneOf<["ScaleOp", "ScoreOp", "MaskOp", "NormalizeOp"]>]> {
+    ParentOneOf<["ScaleOp", "ScoreOp", "MaskOp", "NormalizeOp",
+                 "ScoreGradOp", "SinkGradOp"]>]> {
   let summary = "Yields the value of an item's region";
-  let arguments = (ins AnyTypeOf<[I1, I32, F32]>:$value);
-  let assemblyFormat = "$value attr-dict `:` type($value)";
+  let description = [{
+    Ends an item's region with the value it computes. `attn.sink_grad`,
+    which only accumulates gradients, ends with an `attn.yield` of no
+    value.
+  }];
+  let arguments = (ins Optional<AnyTypeOf<[I1, I32, F32]>>:$value);
+  let assemblyFormat = "attr-dict ($value^ `:` type($value))?";
 }
 
 //===----------------------------------------------------------------------===//

@@ -240,16 +240,20 @@ void ReferenceKernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
         memref::StoreOp::create(nb, l, out, entry.o, ValueRange{bi, hi, ii, c});
         scf::YieldOp::create(nb, l);
       });
-  // LSE = M + log(denom), or -inf for an empty row.
-  if (norm == attn::NormKind::softmax) {
+  // The row statistic the backward needs: LSE = M + log(denom), or -inf
+  // for an empty row (softmax); the row sum denom (linear).
+  if (norm == attn::NormKind::softmax || norm == attn::NormKind::linear) {
     Value wantLse = arith::CmpIOp::create(
         b, loc, arith::CmpIPredicate::ne,
         arith::AndIOp::create(b, loc, entry.flags, cI32(loc, kFlagWriteLSE)),
         cI32(loc, 0));
     scf::IfOp::create(b, loc, wantLse, [&](OpBuilder &nb, Location l) {
-      Value value =
-          arith::AddFOp::create(nb, l, m, math::LogOp::create(nb, l, denom));
-      value = arith::SelectOp::create(nb, l, empty, negInf, value);
+      Value value = denom;
+      if (norm == attn::NormKind::softmax) {
+        value =
+            arith::AddFOp::create(nb, l, m, math::LogOp::create(nb, l, denom));
+        value = arith::SelectOp::create(nb, l, empty, negInf, value);
+      }
       memref::StoreOp::create(nb, l, value, entry.lse, ValueRange{bi, hi, ii});
       scf::YieldOp::create(nb, l);
     });

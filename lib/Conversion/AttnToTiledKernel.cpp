@@ -34,6 +34,7 @@
 #include "attnc/Conversion/ExpandAttnOps.h"
 #include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
+#include "attnc/Conversion/VectorKernelBuilder.h"
 
 #include "dialects/attn/AttnDialect.h"
 
@@ -65,60 +66,12 @@ struct TileConfig {
   int64_t tq = 64, tk = 64, vw = 16, rows = 4, headDim = 64, valueDim = 64;
 };
 
-/// Values of an item region that vary across the lanes of a row: those that
-/// depend on kv_idx (argument 3) or on the score (argument 4). Everything
-/// else is uniform per row and is computed once as a scalar.
-llvm::DenseSet<Value> varyingValues(Region &region) {
-  Block &block = region.front();
-  llvm::DenseSet<Value> varying;
-  for (unsigned i = 3; i < block.getNumArguments(); ++i)
-    varying.insert(block.getArgument(i));
-  for (Operation &op : block.without_terminator()) {
-    bool v = false;
-    op.walk([&](Operation *inner) {
-      for (Value operand : inner->getOperands())
-        v |= varying.contains(operand);
-    });
-    if (v)
-      for (Value r : op.getResults())
-        varying.insert(r);
-  }
-  return varying;
-}
-
-/// True when every lane-varying op of the region maps elementwise onto
-/// vectors (uniform ops may be anything: they stay scalar).
-bool isVectorizable(Region &region) {
-  llvm::DenseSet<Value> varying = varyingValues(region);
-  for (Operation &op : region.front().without_terminator()) {
-    if (op.getNumResults() == 0 || !varying.contains(op.getResult(0)))
-      continue;
-    if (op.getNumRegions() != 0)
-      return false;
-    if (llvm::isa<attn::FloorDivOp, attn::FloorModOp>(op)) {
-      APInt c;
-      if (matchPattern(op.getOperand(1), m_ConstantInt(&c)) && !c.isZero())
-        continue;
-      return false;
-    }
-    Dialect *d = op.getDialect();
-    if (d && (d->getNamespace() == "arith" || d->getNamespace() == "math") &&
-        op.hasTrait<OpTrait::Elementwise>())
-      continue;
-    return false;
-  }
-  return true;
-}
-
-class TiledKernelBuilder : public KernelIRBuilder {
+class TiledKernelBuilder : public VectorKernelBuilder {
 public:
   TiledKernelBuilder(attn::VariantOp variant, Type elementType,
                      const TileConfig &cfg)
-      : KernelIRBuilder(variant), variant(variant), elementType(elementType),
-        cfg(cfg) {
-    vf = VectorType::get({cfg.vw}, b.getF32Type());
-    vi = VectorType::get({cfg.vw}, b.getI32Type());
-    vb = VectorType::get({cfg.vw}, b.getI1Type());
+      : VectorKernelBuilder(variant, cfg.vw, cfg.rows), variant(variant),
+        elementType(elementType), cfg(cfg) {
     dvp = (cfg.valueDim + cfg.vw - 1) / cfg.vw * cfg.vw;
     dp = (cfg.headDim + cfg.vw - 1) / cfg.vw * cfg.vw;
   }
@@ -126,48 +79,6 @@ public:
   func::FuncOp build();
 
 private:
-  // Vectors and scalars of f32 (the rest is KernelIRBuilder's).
-  Value splatF(double v) {
-    return arith::ConstantOp::create(
-        b, loc,
-        DenseElementsAttr::get(vf, b.getF32FloatAttr(static_cast<float>(v))));
-  }
-  Value minIdx(Value x, Value y) {
-    return arith::MinSIOp::create(b, loc, x, y);
-  }
-  Value loadF32(Value memref, ValueRange idx) {
-    Value x = memref::LoadOp::create(b, loc, memref, idx);
-    return x.getType().isF32()
-               ? x
-               : arith::ExtFOp::create(b, loc, b.getF32Type(), x).getResult();
-  }
-  Value vload(Value buf, Value offset) {
-    return vector::LoadOp::create(b, loc, vf, buf, ValueRange{offset});
-  }
-  void vstore(Value v, Value buf, Value offset) {
-    vector::StoreOp::create(b, loc, v, buf, ValueRange{offset});
-  }
-  Value offset(Value base, int64_t mul, Value idx, int64_t add = 0) {
-    // base + idx * mul + add, on index values
-    Value r = arith::MulIOp::create(b, loc, idx, cIdx(mul));
-    if (base)
-      r = arith::AddIOp::create(b, loc, base, r);
-    if (add)
-      r = arith::AddIOp::create(b, loc, r, cIdx(add));
-    return r;
-  }
-  /// for (iv = lb; iv < ub; iv += step) body(iv), with the builder inside.
-  void forLoop(Value lb, Value ub, int64_t step,
-               llvm::function_ref<void(Value)> body) {
-    scf::ForOp::create(b, loc, lb, ub, cIdx(step), ValueRange{},
-                       [&](OpBuilder &, Location, Value iv, ValueRange) {
-                         body(iv);
-                         scf::YieldOp::create(b, loc);
-                       });
-  }
-  /// 2^x for a vector of f32, by a degree-6 polynomial on x - round(x);
-  /// exactly 0 below -126 (and so for -inf).
-  Value vexp2(Value x);
   /// Whether score and mask map onto vectors (then the softmax applies
   /// them to each vector as it loads it, see modifyVector).
   bool vectorizedModifiers();
@@ -180,9 +91,6 @@ private:
   /// (masks and scores that do not vectorise).
   void modifyScores(Value sRow, Value q32, Value k0, Value cols, Value needMask,
                     std::pair<Value, Value> range);
-  /// The region evaluated for the 16 (vector width) lanes of a row.
-  Value vectorizedRegion(Region &region, ValueRange scalarArgs,
-                         ValueRange vectorArgs);
   void packQ(Value q0, Value rows, Value qscale);
   /// status[word] += n, not atomically: each worker thread has status
   /// words of its own (the host sums them).
@@ -218,21 +126,11 @@ private:
   /// q-tile at q0 from the mask's facts over each block of rows.
   void computeLiveRanges(const TileEnv &tileEnv, const TileFacts &facts,
                          Value q0, Value rows);
-  /// The register block of both micro-kernels: for k in [lb, ub),
-  /// acc[r][c] += a(k, r) * bvec(k, c) for R rows and n vectors, the n
-  /// vectors loaded once per k and each a(k, r) broadcast; returns the
-  /// accumulators, row-major.
-  SmallVector<Value> rank1Block(Value lb, Value ub, ArrayRef<Value> init,
-                                int64_t n,
-                                llvm::function_ref<Value(Value, int64_t)> bvec,
-                                llvm::function_ref<Value(Value, int64_t)> a);
   /// S[rows of the block][col0 .. col0 + n vw) = Qp K^T: n vectors of
   /// columns from column col0 (not necessarily aligned), K^T the Tk-wide
   /// rows src[base + d * Tk].
   void microQKBlock(Value rb, Value src, Value base, Value col0, int64_t n);
   void microQK(Value rows, Value src, Value base);
-  /// The vw x vw transpose of vw vectors of vw lanes.
-  SmallVector<Value> transposeSquare(SmallVector<Value> rows);
   /// K^T of kv-tile ktIdx of this KV head: (buffer, offset) of its rows,
   /// in the shared buffer (built there by the first work item to reach
   /// it) or, while another item is building it, in a private one.
@@ -264,7 +162,6 @@ private:
   attn::VariantOp variant;
   Type elementType;
   TileConfig cfg;
-  VectorType vf, vi, vb;
   int64_t dvp;
 
   // Arguments and derived values.
@@ -296,84 +193,6 @@ private:
   attn::NormKind norm = attn::NormKind::softmax;
 };
 
-Value TiledKernelBuilder::vexp2(Value x) {
-  // Cephes exp2f: x = n + f, f in [-0.5, 0.5], 2^f = 1 + f P(f).
-  static const double p[] = {1.535336188319500e-4, 1.339887440266574e-3,
-                             9.618437357674640e-3, 5.550332471162809e-2,
-                             2.402264791363012e-1, 6.931472028550421e-1};
-  Value xc = arith::MaximumFOp::create(b, loc, x, splatF(-127.0));
-  xc = arith::MinimumFOp::create(b, loc, xc, splatF(127.0));
-  Value n = math::FloorOp::create(
-      b, loc, arith::AddFOp::create(b, loc, xc, splatF(0.5)));
-  Value f = arith::SubFOp::create(b, loc, xc, n);
-  Value poly = splatF(p[0]);
-  for (int i = 1; i < 6; ++i)
-    poly = math::FmaOp::create(b, loc, poly, f, splatF(p[i]));
-  poly = math::FmaOp::create(b, loc, poly, f, splatF(1.0));
-  Value ni = arith::FPToSIOp::create(b, loc, vi, n);
-  Value bias = arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(vi, b.getI32IntegerAttr(127)));
-  Value sh = arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(vi, b.getI32IntegerAttr(23)));
-  Value bits = arith::ShLIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, ni, bias), sh);
-  Value scale = arith::BitcastOp::create(b, loc, vf, bits);
-  Value r = arith::MulFOp::create(b, loc, poly, scale);
-  Value tiny = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT, x,
-                                     splatF(-126.0));
-  return arith::SelectOp::create(b, loc, tiny, splatF(0.0), r);
-}
-
-Value TiledKernelBuilder::vectorizedRegion(Region &region,
-                                           ValueRange scalarArgs,
-                                           ValueRange vectorArgs) {
-  // scalarArgs: b, h, q_idx (uniform); vectorArgs: kv_idx[, score].
-  Block &block = region.front();
-  llvm::DenseSet<Value> varying = varyingValues(region);
-  IRMapping scalars;
-  DenseMap<Value, Value> vectors, broadcasts;
-  for (unsigned i = 0; i < 3; ++i)
-    scalars.map(block.getArgument(i), scalarArgs[i]);
-  for (unsigned i = 3; i < block.getNumArguments(); ++i)
-    vectors[block.getArgument(i)] = vectorArgs[i - 3];
-  auto vec = [&](Value orig) -> Value {
-    if (varying.contains(orig))
-      return vectors.lookup(orig);
-    Value &bc = broadcasts[orig];
-    if (!bc) {
-      Value x = scalars.lookup(orig);
-      bc = vector::BroadcastOp::create(
-          b, loc, VectorType::get({cfg.vw}, x.getType()), x);
-    }
-    return bc;
-  };
-  for (Operation &op : block.without_terminator()) {
-    if (op.getNumResults() == 0 || !varying.contains(op.getResult(0))) {
-      b.clone(op, scalars); // uniform: once per row, as a scalar
-      continue;
-    }
-    if (llvm::isa<attn::FloorDivOp, attn::FloorModOp>(op)) {
-      Value lhs = vec(op.getOperand(0)), rhs = vec(op.getOperand(1));
-      Value quot = arith::FloorDivSIOp::create(b, loc, lhs, rhs);
-      Value r = quot;
-      if (llvm::isa<attn::FloorModOp>(op)) // a - floor(a / c) * c
-        r = arith::SubIOp::create(b, loc, lhs,
-                                  arith::MulIOp::create(b, loc, quot, rhs));
-      vectors[op.getResult(0)] = r;
-      continue;
-    }
-    IRMapping map;
-    for (Value operand : op.getOperands())
-      map.map(operand, vec(operand));
-    Operation *clone = b.clone(op, map);
-    for (auto [orig, res] : llvm::zip(op.getResults(), clone->getResults())) {
-      res.setType(VectorType::get({cfg.vw}, res.getType()));
-      vectors[orig] = res;
-    }
-  }
-  return vec(llvm::cast<attn::YieldOp>(block.getTerminator()).getValue());
-}
-
 void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
   // Qp[r][d] = Q[b, h, q0 + r, d] * qscale, zero past the last row.
   forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
@@ -389,29 +208,6 @@ void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
                               ValueRange{offset(d, cfg.headDim, r)});
     });
   });
-}
-
-SmallVector<Value>
-TiledKernelBuilder::rank1Block(Value lb, Value ub, ArrayRef<Value> init,
-                               int64_t n,
-                               llvm::function_ref<Value(Value, int64_t)> bvec,
-                               llvm::function_ref<Value(Value, int64_t)> a) {
-  int64_t R = cfg.rows;
-  auto loop = scf::ForOp::create(
-      b, loc, lb, ub, cIdx(1), init,
-      [&](OpBuilder &, Location, Value k, ValueRange acc) {
-        SmallVector<Value> vecs, next(acc.begin(), acc.end());
-        for (int64_t c = 0; c < n; ++c)
-          vecs.push_back(bvec(k, c));
-        for (int64_t r = 0; r < R; ++r) {
-          Value ab = vector::BroadcastOp::create(b, loc, vf, a(k, r));
-          for (int64_t c = 0; c < n; ++c)
-            next[r * n + c] =
-                vector::FMAOp::create(b, loc, ab, vecs[c], next[r * n + c]);
-        }
-        scf::YieldOp::create(b, loc, next);
-      });
-  return SmallVector<Value>(loop.getResults());
 }
 
 void TiledKernelBuilder::microQKBlock(Value rb, Value src, Value base,
@@ -464,30 +260,6 @@ void TiledKernelBuilder::forCount(Value count,
       body(n);
     scf::YieldOp::create(b, loc);
   }
-}
-
-SmallVector<Value> TiledKernelBuilder::transposeSquare(SmallVector<Value> r) {
-  // Round `d` swaps bit d of the row index with bit d of the lane index:
-  // rows i and i + d (bit d of i clear) exchange the lanes whose bit d
-  // differs from the row's, with two two-input shuffles. log2(vw) rounds.
-  int64_t n = cfg.vw;
-  for (int64_t d = 1; d < n; d *= 2) {
-    SmallVector<int64_t> lo(n), hi(n);
-    for (int64_t c = 0; c < n; ++c) {
-      bool bit = c & d;
-      lo[c] = bit ? n + (c - d) : c;
-      hi[c] = bit ? n + c : c + d;
-    }
-    SmallVector<Value> next(n);
-    for (int64_t i = 0; i < n; ++i) {
-      if (i & d)
-        continue;
-      next[i] = vector::ShuffleOp::create(b, loc, r[i], r[i + d], lo);
-      next[i + d] = vector::ShuffleOp::create(b, loc, r[i], r[i + d], hi);
-    }
-    r = next;
-  }
-  return r;
 }
 
 std::pair<Value, Value> TiledKernelBuilder::ensureKt(Value ktIdx, Value k0,
@@ -1005,14 +777,19 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
         out = arith::TruncFOp::create(b, loc, elementType, out);
       memref::StoreOp::create(b, loc, out, entry.o, ValueRange{bi, hi, row, c});
     });
-    if (norm == attn::NormKind::softmax) {
+    if (norm == attn::NormKind::softmax || norm == attn::NormKind::linear) {
+      // The row statistic the backward needs: LSE (softmax), the row sum
+      // (linear).
       Value wantLse = arith::CmpIOp::create(
           b, loc, arith::CmpIPredicate::ne,
           arith::AndIOp::create(b, loc, entry.flags, cI32(kFlagWriteLSE)),
           cI32(0));
       scf::IfOp::create(b, loc, wantLse, [&](OpBuilder &, Location) {
-        Value value =
-            arith::SelectOp::create(b, loc, empty, cF32(-INFINITY), lseValue);
+        Value value = norm == attn::NormKind::linear
+                          ? l
+                          : arith::SelectOp::create(b, loc, empty,
+                                                    cF32(-INFINITY), lseValue)
+                                .getResult();
         memref::StoreOp::create(b, loc, value, entry.lse,
                                 ValueRange{bi, hi, row});
         scf::YieldOp::create(b, loc);

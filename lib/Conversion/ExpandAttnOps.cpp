@@ -50,6 +50,65 @@ attnc::kernelArgumentTypes(Builder &b, attn::VariantOp variant,
   return inputs;
 }
 
+SmallVector<Type> attnc::backwardKernelArgumentTypes(
+    Builder &b, attn::VariantOp variant, Type elementType,
+    SmallVectorImpl<attn::ParamOp> &runtimeParams,
+    SmallVectorImpl<attn::ParamOp> &gradParams) {
+  SmallVector<Type> inputs(5, stridedMemRef(elementType, 4)); // Q K V O dO
+  inputs.push_back(stridedMemRef(b.getF32Type(), 3));         // statistics
+  inputs.append(3, stridedMemRef(elementType, 4));            // dQ dK dV
+  for (attn::ParamOp p : variant.getParams())
+    if (!p.getIsConst()) {
+      runtimeParams.push_back(p);
+      inputs.push_back(kernelParamType(b, p));
+    }
+  for (attn::ParamOp p : runtimeParams)
+    if (p.getElementType().isF32()) {
+      gradParams.push_back(p);
+      inputs.push_back(
+          stridedMemRef(b.getF64Type(), std::max(1u, p.getRank())));
+    }
+  inputs.push_back(b.getI32Type());
+  inputs.push_back(MemRefType::get({kStatusWords}, b.getI32Type()));
+  return inputs;
+}
+
+KernelEntry attnc::bindBackwardKernelEntry(
+    OpBuilder &b, Location loc, attn::VariantOp variant, Block *entry,
+    ArrayRef<attn::ParamOp> runtimeParams, ArrayRef<attn::ParamOp> gradParams,
+    KernelContext &ctx) {
+  KernelEntry e;
+  e.q = entry->getArgument(0);
+  e.k = entry->getArgument(1);
+  e.v = entry->getArgument(2);
+  e.o = entry->getArgument(3);
+  e.dO = entry->getArgument(4);
+  e.lse = entry->getArgument(5);
+  e.dq = entry->getArgument(6);
+  e.dk = entry->getArgument(7);
+  e.dv = entry->getArgument(8);
+  unsigned next = 9;
+  for (auto [i, p] : llvm::enumerate(runtimeParams))
+    ctx.params[attn::ParamOp(p).getSymName()] = {entry->getArgument(next++),
+                                                 static_cast<int>(i)};
+  for (attn::ParamOp p : gradParams)
+    ctx.grads[p.getSymName()] = entry->getArgument(next++);
+  e.numLeading = next + 2;
+  e.flags = entry->getArgument(next);
+  e.status = entry->getArgument(next + 1);
+  std::pair<Value, int64_t> dims[7] = {{e.q, 0}, {e.q, 1}, {e.k, 1}, {e.q, 2},
+                                       {e.k, 2}, {e.q, 3}, {e.v, 3}};
+  for (int i = 0; i < 7; ++i) {
+    e.sizeIdx[i] = memref::DimOp::create(b, loc, dims[i].first, dims[i].second);
+    e.sizeI32[i] =
+        arith::IndexCastOp::create(b, loc, b.getI32Type(), e.sizeIdx[i]);
+    ctx.sizeI32[i] = e.sizeI32[i];
+  }
+  ctx.variant = variant;
+  ctx.status = e.status;
+  return e;
+}
+
 KernelEntry attnc::bindKernelEntry(OpBuilder &b, Location loc,
                                    attn::VariantOp variant, Block *entry,
                                    ArrayRef<attn::ParamOp> runtimeParams,
@@ -165,8 +224,8 @@ Value attnc::inlineItemRegion(OpBuilder &b, Region &region, ValueRange args) {
   map.map(block.getArguments(), args);
   for (Operation &op : block.without_terminator())
     b.clone(op, map);
-  return map.lookup(
-      llvm::cast<attn::YieldOp>(block.getTerminator()).getValue());
+  Value yielded = llvm::cast<attn::YieldOp>(block.getTerminator()).getValue();
+  return yielded ? map.lookup(yielded) : Value();
 }
 
 namespace {
@@ -186,6 +245,7 @@ private:
   void recordError(Location loc, ArrayRef<Value> words);
   Value checkedLoad(attn::ParamLoadOp op);
   Value checkedDivMod(Location loc, Value lhs, Value rhs, bool isMod);
+  void accumulate(attn::AccumulateGradOp op);
 
   KernelContext ctx;
   OpBuilder b;
@@ -273,16 +333,56 @@ Value Expander::checkedDivMod(Location loc, Value lhs, Value rhs, bool isMod) {
                                arith::MulIOp::create(b, loc, quot, rhs));
 }
 
+void Expander::accumulate(attn::AccumulateGradOp op) {
+  // grad[idx] += value (in f64), only where every index is inside the
+  // gradient's shape (a scalar's gradient is grad[0]).
+  Location loc = op.getLoc();
+  Value grad = ctx.grads.lookup(op.getParam());
+  Value inBounds = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+  SmallVector<Value> indices;
+  for (auto [d, idx] : llvm::enumerate(op.getIndices())) {
+    Value size = arith::IndexCastOp::create(
+        b, loc, b.getI32Type(), memref::DimOp::create(b, loc, grad, d));
+    inBounds = arith::AndIOp::create(
+        b, loc, inBounds,
+        arith::AndIOp::create(
+            b, loc,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, idx,
+                                  cI32(loc, 0)),
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, idx,
+                                  size)));
+    indices.push_back(
+        arith::IndexCastOp::create(b, loc, b.getIndexType(), idx));
+  }
+  if (indices.empty())
+    indices.push_back(cIdx(loc, 0));
+  scf::IfOp::create(b, loc, inBounds, [&](OpBuilder &nb, Location l) {
+    Value old = memref::LoadOp::create(nb, l, grad, indices);
+    // f64 accumulation: a scalar param's gradient sums every score entry,
+    // often with cancellation.
+    Value x = arith::ExtFOp::create(nb, l, nb.getF64Type(), op.getValue());
+    Value sum = arith::AddFOp::create(nb, l, old, x);
+    memref::StoreOp::create(nb, l, sum, grad, indices);
+    scf::YieldOp::create(nb, l);
+  });
+}
+
 void Expander::run(Operation *root) {
   SmallVector<Operation *> ops;
   root->walk([&](Operation *op) {
     if (llvm::isa<attn::SizeOp, attn::ParamGetOp, attn::ParamLoadOp,
-                  attn::FloorDivOp, attn::FloorModOp>(op))
+                  attn::FloorDivOp, attn::FloorModOp, attn::AccumulateGradOp>(
+            op))
       ops.push_back(op);
   });
   for (Operation *op : ops) {
     b.setInsertionPoint(op);
     Location loc = op->getLoc();
+    if (auto acc = llvm::dyn_cast<attn::AccumulateGradOp>(op)) {
+      accumulate(acc);
+      op->erase();
+      continue;
+    }
     Value repl;
     if (auto size = llvm::dyn_cast<attn::SizeOp>(op)) {
       repl = ctx.sizeI32[static_cast<int>(size.getKind())];

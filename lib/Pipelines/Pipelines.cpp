@@ -89,6 +89,22 @@ void attnc::buildReferenceLoopsPipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
 }
 
+void attnc::buildReferenceBackwardPipeline(OpPassManager &pm,
+                                           llvm::StringRef elementType) {
+  pm.addPass(createAttnDifferentiate());
+  ConvertAttnToBackwardLoopsOptions options;
+  options.elementType = elementType.str();
+  pm.addPass(createConvertAttnToBackwardLoops(options));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+void attnc::buildDifferentiatePipeline(OpPassManager &pm) {
+  pm.addPass(createAttnDifferentiate());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
 void attnc::buildTiledKernelPipeline(OpPassManager &pm,
                                      const TiledPipelineOptions &options) {
   ConvertAttnToTiledKernelOptions o;
@@ -99,6 +115,22 @@ void attnc::buildTiledKernelPipeline(OpPassManager &pm,
   o.tileKV = options.tileKV;
   o.vectorWidth = options.vectorWidth;
   pm.addPass(createConvertAttnToTiledKernel(o));
+  pm.addPass(createAttnApproximateMath());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+void attnc::buildTiledBackwardPipeline(OpPassManager &pm,
+                                       const TiledPipelineOptions &options) {
+  pm.addPass(createAttnDifferentiate());
+  ConvertAttnToTiledBackwardKernelOptions o;
+  o.elementType = options.elementType;
+  o.headDim = options.headDim;
+  o.valueDim = options.valueDim;
+  o.tileQ = options.tileQ;
+  o.tileKV = options.tileKV;
+  o.vectorWidth = options.vectorWidth;
+  pm.addPass(createConvertAttnToTiledBackwardKernel(o));
   pm.addPass(createAttnApproximateMath());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
@@ -328,6 +360,13 @@ void attnc::registerAllPassesAndPipelines() {
       "Lower attn variants to the reference scf loop kernels",
       [](OpPassManager &pm, const ReferencePipelineOptions &options) {
         buildReferenceLoopsPipeline(pm, options.elementType);
+      });
+  PassPipelineRegistration<ReferencePipelineOptions>(
+      "attn-reference-backward-loops",
+      "Differentiate attn variants and lower them to the reference backward "
+      "scf loop kernels",
+      [](OpPassManager &pm, const ReferencePipelineOptions &options) {
+        buildReferenceBackwardPipeline(pm, options.elementType);
       });
   PassPipelineRegistration<GpuPipelineCLOptions>(
       "attn-gpu-kernel", "Lower attn variants to gpu.func kernels",

@@ -18,6 +18,10 @@
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/TargetParser/Host.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
 using namespace attnc;
 using namespace mlir;
 
@@ -25,6 +29,8 @@ std::string CpuCompileOptions::describe() const {
   std::string s = std::string("dtype=") +
                   (elementType == DType::F16 ? "f16" : "f32") +
                   " lowering=" + (reference ? "reference" : "tiled");
+  if (backward)
+    s += " pass=backward";
   if (!reference)
     s += " d=" + std::to_string(headDim) + " dv=" + std::to_string(valueDim) +
          " tq=" + std::to_string(tileQ) + " tk=" + std::to_string(tileKV) +
@@ -38,6 +44,13 @@ std::string CpuCompileOptions::explain(const std::string &why) const {
                  : "tiled (vectorised and multi-threaded, one (b, h, "
                    "q-tile) work item per call)";
   s += "\n  why             " + why + "\n";
+  if (backward)
+    s += "pass              backward (dQ, dK, dV and the f32 params' "
+         "gradients; " +
+         std::string(reference ? "per row"
+                               : "one (KV head, kv range) work item "
+                                 "per call") +
+         ")\n";
   s += std::string("element type      ") +
        (elementType == DType::F16 ? "f16" : "f32");
   if (reference)
@@ -65,8 +78,11 @@ std::string attnc::tiledOptionsError(const CpuCompileOptions &options) {
            ", Dv = " + std::to_string(options.valueDim) +
            "; use the reference kernel";
   int64_t stackBytes =
-      4 * options.tileQ *
-      (options.headDim + options.valueDim + 16 + options.tileKV);
+      options.backward
+          ? 4 * (2 * options.tileQ * options.tileKV +
+                 2 * (options.headDim + options.valueDim + 32) * options.tileKV)
+          : 4 * options.tileQ *
+                (options.headDim + options.valueDim + 16 + options.tileKV);
   if (options.tileQ <= 0 || options.tileKV <= 0 ||
       stackBytes > kMaxTiledStackBytes)
     return "tiles of " + std::to_string(options.tileQ) + " x " +
@@ -81,8 +97,19 @@ int attnc::hostVectorWidth(int requested) {
     return requested;
   // Asked once per process: every tiled launch needs it, and LLVM's answer
   // costs about 0.15 ms (it parses /proc/cpuinfo), which was most of the
-  // time of a small run.
+  // time of a small run. Testing: ATTN_CPU_VECTOR_WIDTH=8 builds AVX2's
+  // kernels on an AVX-512 host (and 16 the other way round: LLVM splits the
+  // vectors).
   static const int width = [] {
+    if (const char *env = std::getenv("ATTN_CPU_VECTOR_WIDTH")) {
+      std::string v = env;
+      if (v == "8" || v == "16")
+        return std::stoi(v);
+      std::fprintf(stderr,
+                   "attn: ignoring ATTN_CPU_VECTOR_WIDTH='%s' (expected 8 or "
+                   "16)\n",
+                   env);
+    }
     llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
     return features.lookup("avx512f") ? 16 : 8;
   }();
@@ -123,7 +150,21 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
   });
   PassManager pm(ctx);
   const char *elem = options.elementType == DType::F16 ? "f16" : "f32";
-  if (options.reference) {
+  if (options.backward && options.reference) {
+    buildReferenceBackwardPipeline(pm, elem);
+  } else if (options.backward) {
+    error = tiledOptionsError(options);
+    if (!error.empty())
+      return false;
+    TiledPipelineOptions tiled;
+    tiled.elementType = elem;
+    tiled.headDim = options.headDim;
+    tiled.valueDim = options.valueDim;
+    tiled.tileQ = options.tileQ;
+    tiled.tileKV = options.tileKV;
+    tiled.vectorWidth = hostVectorWidth(options.vectorWidth);
+    buildTiledBackwardPipeline(pm, tiled);
+  } else if (options.reference) {
     buildReferenceLoopsPipeline(pm, elem);
   } else {
     error = tiledOptionsError(options);
@@ -162,10 +203,18 @@ std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
   kernel->object = LoadedObject::load(object, signature.name, error);
   if (!kernel->object)
     return nullptr;
-  void *entry = kernel->object->lookup(packedEntryName(signature.name), error);
+  std::string symbol = signature.name + (options.backward ? "_bwd" : "");
+  void *entry = kernel->object->lookup(packedEntryName(symbol), error);
   if (!entry)
     return nullptr;
   kernel->entry = reinterpret_cast<PackedKernelFn>(entry);
+  if (options.backward && !options.reference) {
+    void *rows =
+        kernel->object->lookup(packedEntryName(symbol + "_rows"), error);
+    if (!rows)
+      return nullptr;
+    kernel->rowsEntry = reinterpret_cast<PackedKernelFn>(rows);
+  }
   return kernel;
 }
 
@@ -180,6 +229,11 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module,
 }
 
 LaunchStatus CpuKernel::launch(const RunArgs &args, std::string &error) const {
+  if (options.backward) {
+    error = "kernel '" + sig.name +
+            "' computes gradients; run it with its backward arguments";
+    return LaunchStatus::InvalidArguments;
+  }
   if (options.reference)
     return launchKernel(sig, options.elementType, entry, args, error);
   TiledKernelShape shape;
@@ -189,4 +243,23 @@ LaunchStatus CpuKernel::launch(const RunArgs &args, std::string &error) const {
   shape.headDim = options.headDim;
   shape.valueDim = options.valueDim;
   return launchTiledKernel(sig, options.elementType, entry, shape, args, error);
+}
+
+LaunchStatus CpuKernel::launchBackward(const BackwardRunArgs &args,
+                                       std::string &error) const {
+  if (!options.backward) {
+    error = "kernel '" + sig.name +
+            "' computes the forward pass; compile it for the backward pass";
+    return LaunchStatus::InvalidArguments;
+  }
+  if (options.reference)
+    return launchBackwardKernel(sig, options.elementType, entry, args, error);
+  TiledKernelShape shape;
+  shape.tileQ = options.tileQ;
+  shape.tileKV = options.tileKV;
+  shape.vectorWidth = hostVectorWidth(options.vectorWidth);
+  shape.headDim = options.headDim;
+  shape.valueDim = options.valueDim;
+  return launchTiledBackwardKernel(sig, options.elementType, rowsEntry, entry,
+                                   shape, args, error);
 }

@@ -100,50 +100,53 @@ DType dtypeOf(ParamType t) {
 
 } // namespace
 
-bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
-                           const RunArgs &a, PackedKernelArgs &pack,
-                           std::string &error) {
+namespace {
+
+/// Checks Q, K, V and O against each other and the kernel's element type,
+/// and reads the problem's sizes off them.
+bool checkProblem(DType elementType, const TensorView &q, const TensorView &k,
+                  const TensorView &v, const TensorView &o, int numThreads,
+                  Sizes &sz, std::string &error) {
   // Q, K, V, O: rank 4, one dtype, consistent sizes.
-  if (!checkView("Q", a.q, 4, error) || !checkView("K", a.k, 4, error) ||
-      !checkView("V", a.v, 4, error) || !checkView("O", a.o, 4, error))
+  if (!checkView("Q", q, 4, error) || !checkView("K", k, 4, error) ||
+      !checkView("V", v, 4, error) || !checkView("O", o, 4, error))
     return false;
-  if (a.q.dtype != a.k.dtype || a.q.dtype != a.v.dtype) {
+  if (q.dtype != k.dtype || q.dtype != v.dtype) {
     error = std::string("Q, K and V must have the same dtype, got ") +
-            dtypeName(a.q.dtype) + ", " + dtypeName(a.k.dtype) + " and " +
-            dtypeName(a.v.dtype);
+            dtypeName(q.dtype) + ", " + dtypeName(k.dtype) + " and " +
+            dtypeName(v.dtype);
     return false;
   }
-  if (a.q.dtype != elementType || a.o.dtype != elementType) {
+  if (q.dtype != elementType || o.dtype != elementType) {
     error = std::string("this kernel was compiled for ") +
-            dtypeName(elementType) + " tensors, got Q " + dtypeName(a.q.dtype) +
-            " and O " + dtypeName(a.o.dtype);
+            dtypeName(elementType) + " tensors, got Q " + dtypeName(q.dtype) +
+            " and O " + dtypeName(o.dtype);
     return false;
   }
-  if (a.numThreads < 0) {
+  if (numThreads < 0) {
     error = "the thread count must be 0 (default) or positive, got " +
-            std::to_string(a.numThreads);
+            std::to_string(numThreads);
     return false;
   }
-  Sizes &sz = pack.sizes;
-  sz.value[0] = a.q.shape[0];
-  sz.value[1] = a.q.shape[1];
-  sz.value[2] = a.k.shape[1];
-  sz.value[3] = a.q.shape[2];
-  sz.value[4] = a.k.shape[2];
-  sz.value[5] = a.q.shape[3];
-  sz.value[6] = a.v.shape[3];
+  sz.value[0] = q.shape[0];
+  sz.value[1] = q.shape[1];
+  sz.value[2] = k.shape[1];
+  sz.value[3] = q.shape[2];
+  sz.value[4] = k.shape[2];
+  sz.value[5] = q.shape[3];
+  sz.value[6] = v.shape[3];
   auto mismatch = [&](const std::string &msg) {
-    error = msg + " (Q " + shapeStr(a.q.shape) + ", K " + shapeStr(a.k.shape) +
-            ", V " + shapeStr(a.v.shape) + ")";
+    error = msg + " (Q " + shapeStr(q.shape) + ", K " + shapeStr(k.shape) +
+            ", V " + shapeStr(v.shape) + ")";
     return false;
   };
-  if (a.k.shape[0] != sz.value[0] || a.v.shape[0] != sz.value[0])
+  if (k.shape[0] != sz.value[0] || v.shape[0] != sz.value[0])
     return mismatch("Q, K and V must have the same batch size B");
-  if (a.v.shape[1] != sz.value[2])
+  if (v.shape[1] != sz.value[2])
     return mismatch("K and V must have the same number of heads Hkv");
-  if (a.v.shape[2] != sz.value[4])
+  if (v.shape[2] != sz.value[4])
     return mismatch("K and V must have the same length Lkv");
-  if (a.k.shape[3] != sz.value[5])
+  if (k.shape[3] != sz.value[5])
     return mismatch("Q and K must have the same head dimension D");
   if (sz.value[2] == 0 || sz.value[1] % sz.value[2] != 0)
     return mismatch(
@@ -154,31 +157,43 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
     return mismatch("head dimensions D and Dv must be at least 1");
   std::vector<int64_t> oShape = {sz.value[0], sz.value[1], sz.value[3],
                                  sz.value[6]};
-  if (a.o.shape != oShape) {
-    error = "O must have shape " + shapeStr(oShape) + ", got " +
-            shapeStr(a.o.shape);
+  if (o.shape != oShape) {
+    error =
+        "O must have shape " + shapeStr(oShape) + ", got " + shapeStr(o.shape);
     return false;
   }
-  if (a.lse) {
-    if (!sig.definesLSE()) {
-      error = "LSE is not defined for 'normalize " + sig.normalization +
-              "' (only softmax has a log-sum-exp); do not request it for "
-              "variant '" +
-              sig.name + "'";
-      return false;
-    }
-    if (!checkView("LSE", *a.lse, 3, error))
-      return false;
-    std::vector<int64_t> lseShape = {sz.value[0], sz.value[1], sz.value[3]};
-    if (a.lse->dtype != DType::F32 || a.lse->shape != lseShape) {
-      error = "LSE must be float32 of shape " + shapeStr(lseShape) + ", got " +
-              dtypeName(a.lse->dtype) + " " + shapeStr(a.lse->shape);
-      return false;
-    }
-  }
+  return true;
+}
 
-  // Parameters: no unknown or const names, every runtime one bound.
-  for (const auto &entry : a.params) {
+/// Checks a [B, H, Lq] float32 view of row statistics (`what` names it).
+bool checkRowView(const char *what, const TensorView &t, const Sizes &sz,
+                  std::string &error) {
+  if (!checkView(what, t, 3, error))
+    return false;
+  std::vector<int64_t> shape = {sz.value[0], sz.value[1], sz.value[3]};
+  if (t.dtype != DType::F32 || t.shape != shape) {
+    error = std::string(what) + " must be float32 of shape " + shapeStr(shape) +
+            ", got " + dtypeName(t.dtype) + " " + shapeStr(t.shape);
+    return false;
+  }
+  return true;
+}
+
+/// What the row statistics are for a normalisation, or null when it has
+/// none.
+const char *rowStatistic(const KernelSignature &sig) {
+  if (sig.normalization == "softmax")
+    return "the log-sum-exp LSE";
+  if (sig.normalization == "linear")
+    return "the row sums of the scores";
+  return nullptr;
+}
+
+/// Rejects names in `params` that are not runtime params of `sig`.
+bool checkParamNames(const KernelSignature &sig,
+                     const std::map<std::string, ParamArg> &params,
+                     std::string &error) {
+  for (const auto &entry : params) {
     const std::string &name = entry.first;
     auto it =
         std::find_if(sig.params.begin(), sig.params.end(),
@@ -200,27 +215,19 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
       return false;
     }
   }
+  return true;
+}
 
-  auto packView = [&](const TensorView &t) {
-    pack.memref(t.data, t.shape, t.strides);
-  };
-  packView(a.q);
-  packView(a.k);
-  packView(a.v);
-  packView(a.o);
-  // Without LSE, a 0-sized view keeps the argument list well formed.
-  static float lseDummy;
-  if (a.lse)
-    packView(*a.lse);
-  else
-    pack.memref(&lseDummy, {0, 0, 0}, {0, 0, 0});
-
+/// Checks and packs the runtime params in declaration order.
+bool packParams(const KernelSignature &sig,
+                const std::map<std::string, ParamArg> &params, const Sizes &sz,
+                PackedKernelArgs &pack, std::string &error) {
   for (const SignatureParam &p : sig.params) {
     if (p.isConst)
       continue;
-    auto it = a.params.find(p.name);
+    auto it = params.find(p.name);
     if (p.isTensor) {
-      if (it == a.params.end()) {
+      if (it == params.end()) {
         error =
             "missing tensor param '" + p.name + "' (" + declaredType(p) + ")";
         return false;
@@ -252,11 +259,11 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
           return false;
         }
       }
-      packView(*t);
+      pack.memref(t->data, t->shape, t->strides);
       continue;
     }
     double value;
-    if (it == a.params.end()) {
+    if (it == params.end()) {
       if (!p.value) {
         error = "missing param '" + p.name + "' (" + paramTypeName(p.type) +
                 ", no default)";
@@ -264,13 +271,13 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
       }
       value = *p.value;
     } else {
-      const ScalarValue *s = std::get_if<ScalarValue>(&it->second);
-      if (!s) {
+      const ScalarValue *sv = std::get_if<ScalarValue>(&it->second);
+      if (!sv) {
         error = "param '" + p.name + "' is a scalar " + paramTypeName(p.type) +
                 "; pass a value, not an array";
         return false;
       }
-      value = s->value;
+      value = sv->value;
     }
     if (p.type == ParamType::F32) {
       pack.f32(static_cast<float>(value));
@@ -287,7 +294,64 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
     }
     pack.i32(static_cast<int32_t>(value));
   }
-  int32_t flags = a.lse ? kFlagWriteLSE : 0;
+  return true;
+}
+
+} // namespace
+
+bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
+                           const RunArgs &a, PackedKernelArgs &pack,
+                           std::string &error) {
+  Sizes &sz = pack.sizes;
+  if (!checkProblem(elementType, a.q, a.k, a.v, a.o, a.numThreads, sz, error))
+    return false;
+  if (a.lse) {
+    if (!sig.definesLSE()) {
+      error = "LSE is not defined for 'normalize " + sig.normalization +
+              "' (only softmax has a log-sum-exp); do not request it for "
+              "variant '" +
+              sig.name + "'";
+      return false;
+    }
+    if (!checkRowView("LSE", *a.lse, sz, error))
+      return false;
+  }
+  if (a.rowStats) {
+    if (!rowStatistic(sig)) {
+      error = "'normalize " + sig.normalization +
+              "' saves no row statistics: its backward needs none; do not "
+              "request them for variant '" +
+              sig.name + "'";
+      return false;
+    }
+    if (a.lse) {
+      error = "for softmax the row statistics are the LSE: request LSE or "
+              "stats, not both";
+      return false;
+    }
+    if (!checkRowView("the row statistics", *a.rowStats, sz, error))
+      return false;
+  }
+  if (!checkParamNames(sig, a.params, error))
+    return false;
+
+  auto packView = [&](const TensorView &t) {
+    pack.memref(t.data, t.shape, t.strides);
+  };
+  packView(a.q);
+  packView(a.k);
+  packView(a.v);
+  packView(a.o);
+  // Without LSE, a 0-sized view keeps the argument list well formed.
+  static float lseDummy;
+  const std::optional<TensorView> &rows = a.lse ? a.lse : a.rowStats;
+  if (rows)
+    packView(*rows);
+  else
+    pack.memref(&lseDummy, {0, 0, 0}, {0, 0, 0});
+  if (!packParams(sig, a.params, sz, pack, error))
+    return false;
+  int32_t flags = rows ? kFlagWriteLSE : 0;
   const int64_t oBytes = dtypeSize(a.o.dtype);
   bool vectorO =
       a.o.strides[3] == 1 && reinterpret_cast<uintptr_t>(a.o.data) % 16 == 0;
@@ -300,6 +364,167 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
   pack.flags = &pack.i32s.back();
   pack.memref(pack.status, {kStatusWords}, {1});
   return true;
+}
+
+bool attnc::packBackwardKernelArgs(const KernelSignature &sig,
+                                   DType elementType, const BackwardRunArgs &a,
+                                   PackedBackwardArgs &pack,
+                                   std::string &error) {
+  Sizes &sz = pack.sizes;
+  if (!checkProblem(elementType, a.q, a.k, a.v, a.o, a.numThreads, sz, error))
+    return false;
+  if (!checkView("dO", a.dO, 4, error))
+    return false;
+  if (a.dO.dtype != elementType || a.dO.shape != a.o.shape) {
+    error = std::string("dO must have the dtype and shape of O (") +
+            dtypeName(elementType) + " " + shapeStr(a.o.shape) + "), got " +
+            dtypeName(a.dO.dtype) + " " + shapeStr(a.dO.shape);
+    return false;
+  }
+  for (auto [what, grad, of] : {std::tuple{"dQ", &a.dq, &a.q},
+                                {"dK", &a.dk, &a.k},
+                                {"dV", &a.dv, &a.v}}) {
+    if (!checkView(what, *grad, 4, error))
+      return false;
+    if (grad->dtype != elementType || grad->shape != of->shape) {
+      error = std::string(what) + " must have the dtype and shape of " +
+              (what + 1) + " (" + dtypeName(elementType) + " " +
+              shapeStr(of->shape) + "), got " + dtypeName(grad->dtype) + " " +
+              shapeStr(grad->shape);
+      return false;
+    }
+  }
+  if (const char *what = rowStatistic(sig)) {
+    if (!a.rowStats) {
+      error = "the backward of variant '" + sig.name + "' (normalize " +
+              sig.normalization + ") needs " + what +
+              " that its forward run saves ([B, H, Lq] float32): run the "
+              "forward with the row statistics requested";
+      return false;
+    }
+    if (!checkRowView("the row statistics", *a.rowStats, sz, error))
+      return false;
+  } else if (a.rowStats) {
+    error = "'normalize " + sig.normalization +
+            "' saves no row statistics and its backward needs none; do not "
+            "pass them for variant '" +
+            sig.name + "'";
+    return false;
+  }
+  if (!checkParamNames(sig, a.params, error))
+    return false;
+  // Requested gradients: f32 runtime params only, of the param's shape.
+  for (const auto &[name, view] : a.paramGrads) {
+    const std::string &wanted = name;
+    auto it =
+        std::find_if(sig.params.begin(), sig.params.end(),
+                     [&](const SignatureParam &p) { return p.name == wanted; });
+    if (it == sig.params.end()) {
+      std::string known;
+      for (const SignatureParam &p : sig.params)
+        if (!p.isConst && p.type == ParamType::F32)
+          known += (known.empty() ? "" : ", ") + p.name;
+      error = "cannot compute the gradient of '" + name + "': variant '" +
+              sig.name + "' has no such param" +
+              (known.empty() ? std::string(" (and no f32 params)")
+                             : " (its f32 params: " + known + ")");
+      return false;
+    }
+    if (it->isConst) {
+      error = "param '" + name +
+              "' is const: its value is compiled into the kernel and has no "
+              "gradient";
+      return false;
+    }
+    if (it->type != ParamType::F32) {
+      error = "param '" + name + "' is " + paramTypeName(it->type) +
+              ": only f32 params have gradients";
+      return false;
+    }
+  }
+
+  auto packView = [&](const TensorView &t) {
+    pack.memref(t.data, t.shape, t.strides);
+  };
+  for (const TensorView *t : {&a.q, &a.k, &a.v, &a.o, &a.dO})
+    packView(*t);
+  static float statsDummy;
+  if (a.rowStats)
+    packView(*a.rowStats);
+  else
+    pack.memref(&statsDummy, {0, 0, 0}, {0, 0, 0});
+  for (const TensorView *t : {&a.dq, &a.dk, &a.dv})
+    packView(*t);
+  if (!packParams(sig, a.params, sz, pack, error))
+    return false;
+  for (const SignatureParam &p : sig.params) {
+    if (p.isConst || p.type != ParamType::F32)
+      continue;
+    // The gradient has the shape of the param as passed ([1]: a scalar).
+    std::vector<int64_t> shape = {1};
+    if (p.isTensor)
+      shape = std::get<TensorView>(a.params.at(p.name)).shape;
+    GradSlot slot;
+    slot.name = p.name;
+    slot.shape = shape;
+    auto it = a.paramGrads.find(p.name);
+    if (it != a.paramGrads.end()) {
+      TensorView g = it->second;
+      bool scalarShape = !p.isTensor && (g.shape.empty() || g.shape == shape);
+      std::string what = "the gradient of param '" + p.name + "'";
+      if (g.dtype != DType::F32 ||
+          !(scalarShape || (p.isTensor && g.shape == shape))) {
+        error = what + " must be float32 of the param's shape " +
+                (p.isTensor ? shapeStr(shape) : std::string("() or (1,)")) +
+                ", got " + dtypeName(g.dtype) + " " + shapeStr(g.shape);
+        return false;
+      }
+      if (!p.isTensor) {
+        g.shape = {1};
+        g.strides = {1};
+      }
+      if (!checkView(what.c_str(), g, g.shape.size(), error))
+        return false;
+      slot.user = g;
+      slot.requested = true;
+    }
+    slot.count = 1;
+    for (int64_t d : shape)
+      slot.count *= d;
+    pack.gradStorage.emplace_back(std::max<int64_t>(slot.count, 1), 0.0);
+    slot.values = pack.gradStorage.back().data();
+    std::vector<int64_t> strides(shape.size(), 1);
+    for (int d = static_cast<int>(shape.size()) - 2; d >= 0; --d)
+      strides[d] = strides[d + 1] * shape[d + 1];
+    slot.argIndex = pack.args.size();
+    pack.memref(slot.values, shape, strides);
+    pack.grads.push_back(std::move(slot));
+  }
+  pack.i32(0);
+  pack.flags = &pack.i32s.back();
+  pack.memref(pack.status, {kStatusWords}, {1});
+  return true;
+}
+
+void attnc::storeGradient(const TensorView &t, const double *values) {
+  int64_t n = 1;
+  for (int64_t d : t.shape)
+    n *= d;
+  if (n == 0)
+    return;
+  std::vector<int64_t> idx(t.shape.size(), 0);
+  float *base = static_cast<float *>(t.data);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t off = 0;
+    for (size_t d = 0; d < idx.size(); ++d)
+      off += idx[d] * t.strides[d];
+    base[off] = static_cast<float>(values[i]);
+    for (int d = static_cast<int>(idx.size()) - 1; d >= 0; --d) {
+      if (++idx[d] < t.shape[d])
+        break;
+      idx[d] = 0;
+    }
+  }
 }
 
 bool attnc::decodeKernelStatus(const KernelSignature &sig,
@@ -343,4 +568,25 @@ LaunchStatus attnc::launchKernel(const KernelSignature &sig, DType elementType,
   return decodeKernelStatus(sig, packed.status, error)
              ? LaunchStatus::Ok
              : LaunchStatus::KernelError;
+}
+
+LaunchStatus attnc::launchBackwardKernel(const KernelSignature &sig,
+                                         DType elementType,
+                                         PackedKernelFn entry,
+                                         const BackwardRunArgs &args,
+                                         std::string &error) {
+  if (!entry) {
+    error = "variant '" + sig.name + "' has no backward entry point";
+    return LaunchStatus::InvalidArguments;
+  }
+  PackedBackwardArgs packed;
+  if (!packBackwardKernelArgs(sig, elementType, args, packed, error))
+    return LaunchStatus::InvalidArguments;
+  entry(packed.args.data());
+  if (!decodeKernelStatus(sig, packed.status, error))
+    return LaunchStatus::KernelError;
+  for (const GradSlot &g : packed.grads)
+    if (g.requested)
+      storeGradient(g.user, g.values);
+  return LaunchStatus::Ok;
 }

@@ -326,3 +326,346 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
       return LaunchStatus::KernelError;
   return LaunchStatus::Ok;
 }
+
+//===----------------------------------------------------------------------===//
+// Backward
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+uint16_t floatToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff,
+           man = x & 0x7fffff;
+  if (exp == 0xff) // inf, nan
+    return sign | 0x7c00 | (man ? 0x200 : 0);
+  int e = static_cast<int>(exp) - 127 + 15;
+  if (e >= 31)
+    return sign | 0x7c00;
+  if (e <= 0) { // subnormal or zero, round to nearest even
+    if (e < -10)
+      return sign;
+    man |= 0x800000;
+    int shift = 14 - e;
+    uint32_t half = man >> shift, rest = man & ((1u << shift) - 1),
+             mid = 1u << (shift - 1);
+    if (rest > mid || (rest == mid && (half & 1)))
+      ++half;
+    return sign | half;
+  }
+  uint32_t half = sign | (e << 10) | (man >> 13), rest = man & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (half & 1)))
+    ++half; // may carry into the exponent: still correct (up to inf)
+  return half;
+}
+
+/// view[i0, i1, i2, i3] = x, converted to the view's dtype (f32 or f16).
+void storeAt(const TensorView &t, int64_t i0, int64_t i1, int64_t i2,
+             int64_t i3, float x) {
+  int64_t off = i0 * t.strides[0] + i1 * t.strides[1] + i2 * t.strides[2] +
+                i3 * t.strides[3];
+  if (t.dtype == DType::F16) {
+    uint16_t h = floatToHalf(x);
+    std::memcpy(static_cast<char *>(t.data) + off * 2, &h, 2);
+    return;
+  }
+  std::memcpy(static_cast<char *>(t.data) + off * 4, &x, 4);
+}
+
+/// Whether the kernels can use `t` itself as float32 rows of whole vectors.
+bool directRows(const TensorView &t, int64_t dim, int64_t vw) {
+  return t.dtype == DType::F32 && t.strides[3] == 1 && dim % vw == 0;
+}
+
+/// A memref descriptor of any rank over storage that outlives the call.
+struct Desc {
+  void *ptr = nullptr;
+  int64_t offset = 0;
+  std::vector<int64_t> sizes, strides;
+  void append(std::vector<void *> &args) {
+    args.push_back(&ptr);
+    args.push_back(&ptr);
+    args.push_back(&offset);
+    for (int64_t &x : sizes)
+      args.push_back(&x);
+    for (int64_t &x : strides)
+      args.push_back(&x);
+  }
+};
+
+} // namespace
+
+LaunchStatus attnc::launchTiledBackwardKernel(
+    const KernelSignature &sig, DType elementType, PackedKernelFn rowsEntry,
+    PackedKernelFn itemEntry, const TiledKernelShape &shape,
+    const BackwardRunArgs &args, std::string &error) {
+  PackedBackwardArgs packed;
+  if (!packBackwardKernelArgs(sig, elementType, args, packed, error))
+    return LaunchStatus::InvalidArguments;
+  const Sizes &sz = packed.sizes;
+  if (sz.value[5] != shape.headDim || sz.value[6] != shape.valueDim) {
+    error = "this kernel was compiled for head dimensions D = " +
+            std::to_string(shape.headDim) +
+            ", Dv = " + std::to_string(shape.valueDim) +
+            ", but the tensors have D = " + std::to_string(sz.value[5]) +
+            ", Dv = " + std::to_string(sz.value[6]);
+    return LaunchStatus::InvalidArguments;
+  }
+  int64_t B = sz.value[0], H = sz.value[1], Hkv = sz.value[2], Lq = sz.value[3],
+          Lkv = sz.value[4], D = sz.value[5], Dv = sz.value[6],
+          vw = shape.vectorWidth;
+  auto roundUp = [&](int64_t x) { return (x + vw - 1) / vw * vw; };
+  int64_t DP = roundUp(D);
+  int64_t kvTiles = (Lkv + shape.tileKV - 1) / shape.tileKV;
+  int64_t bh = B * H, bhkv = B * Hkv;
+  int threads = args.numThreads > 0 ? args.numThreads : defaultThreadCount();
+
+  // Q, dO, K, V as f32 rows of whole vectors: the caller's own or padded
+  // copies (converted head by head, in parallel).
+  thread_local std::vector<float> qStore, doStore, kStore, vStore, dqStore,
+      dkStore, dvStore, rowAStore, rowDStore;
+  Operand qr(qStore), dor(doStore), kr(kStore), vr(vStore);
+  auto bindIn = [&](Operand &op, const TensorView &t, int64_t heads,
+                    int64_t len, int64_t dim) {
+    if (directRows(t, dim, vw)) {
+      op.ptr = const_cast<void *>(t.data);
+      int64_t sizes[4] = {B, heads, len, dim};
+      for (int i = 0; i < 4; ++i) {
+        op.sizes[i] = sizes[i];
+        op.strides[i] = t.strides[i];
+      }
+      return true;
+    }
+    op.init({B, heads, len, roundUp(dim)});
+    return false;
+  };
+  bool direct[4] = {
+      bindIn(qr, args.q, H, Lq, D), bindIn(dor, args.dO, H, Lq, Dv),
+      bindIn(kr, args.k, Hkv, Lkv, D), bindIn(vr, args.v, Hkv, Lkv, Dv)};
+  struct Staged {
+    const TensorView *t;
+    Operand *op;
+    int64_t heads, len, dim;
+  } staged[4] = {{&args.q, &qr, H, Lq, D},
+                 {&args.dO, &dor, H, Lq, Dv},
+                 {&args.k, &kr, Hkv, Lkv, D},
+                 {&args.v, &vr, Hkv, Lkv, Dv}};
+  for (int s = 0; s < 4; ++s) {
+    if (direct[s])
+      continue;
+    const Staged &st = staged[s];
+    int64_t dimP = roundUp(st.dim);
+    parallelFor(B * st.heads, threads, [&](int64_t item, int) {
+      int64_t b = item / st.heads, h = item % st.heads;
+      float *base = st.op->data.data() + item * st.len * dimP;
+      for (int64_t j = 0; j < st.len; ++j) {
+        float *row = base + j * dimP;
+        for (int64_t c = 0; c < st.dim; ++c)
+          row[c] = elementAt(*st.t, b, h, j, c);
+        std::fill(row + st.dim, row + dimP, 0.0f);
+      }
+    });
+  }
+
+  // Splitting the kv range of a KV head: only when there are too few KV
+  // heads to keep the threads busy; then each range has its own dQ rows.
+  int64_t splits = 1;
+  if (bhkv < 2 * threads)
+    splits = std::min<int64_t>(std::max<int64_t>(kvTiles, 1),
+                               (2 * threads + bhkv - 1) / bhkv);
+  // dQ, dK, dV rows: the caller's own where they are float32 rows of whole
+  // vectors (and dQ is not split), else scratch copied out at the end.
+  Operand dkr(dkStore), dvr(dvStore);
+  bool directDk = false, directDv = false;
+  auto bindOut = [&](Operand &op, const TensorView &t, int64_t heads,
+                     int64_t len, int64_t dim) {
+    if (directRows(t, dim, vw)) {
+      op.ptr = t.data;
+      int64_t sizes[4] = {B, heads, len, dim};
+      for (int i = 0; i < 4; ++i) {
+        op.sizes[i] = sizes[i];
+        op.strides[i] = t.strides[i];
+      }
+      return true;
+    }
+    op.init({B, heads, len, roundUp(dim)});
+    return false;
+  };
+  directDk = bindOut(dkr, args.dk, Hkv, Lkv, D);
+  directDv = bindOut(dvr, args.dv, Hkv, Lkv, Dv);
+  bool directDq = splits == 1 && directRows(args.dq, D, vw);
+  std::vector<Operand> dqParts;
+  int64_t partSize = B * H * Lq * DP;
+  if (!directDq && static_cast<int64_t>(dqStore.size()) < splits * partSize)
+    dqStore.resize(splits * partSize);
+  for (int64_t s = 0; s < splits; ++s) {
+    dqParts.emplace_back(dqStore);
+    Operand &op = dqParts.back();
+    if (directDq) {
+      bindOut(op, args.dq, H, Lq, D);
+    } else {
+      int64_t sizes[4] = {B, H, Lq, DP};
+      int64_t n = 1;
+      for (int i = 3; i >= 0; --i) {
+        op.sizes[i] = sizes[i];
+        op.strides[i] = n;
+        n *= sizes[i];
+      }
+      op.ptr = dqStore.data() + s * partSize;
+    }
+  }
+  rowAStore.resize(std::max<int64_t>(bh * Lq, 1));
+  rowDStore.resize(std::max<int64_t>(bh * Lq, 1));
+  Flat rowA, rowD;
+  rowA.bind(rowAStore);
+  rowD.bind(rowDStore);
+
+  // Tile summaries of rank-1 integer params, as the forward's.
+  thread_local std::map<std::string, std::pair<Summary, Summary>> summaryCache;
+  std::vector<void *> summaryArgs;
+  for (const SignatureParam &p : sig.params) {
+    if (p.isConst || !p.isTensor || p.dims.size() != 1 ||
+        p.type == ParamType::F32)
+      continue;
+    const TensorView &t = std::get<TensorView>(args.params.at(p.name));
+    auto &[sq, sk] = summaryCache[p.name];
+    if (!(args.reuseTileSummaries && sq.matches(t, shape.tileQ) &&
+          sk.matches(t, shape.tileKV))) {
+      sq.compute(t, shape.tileQ);
+      sk.compute(t, shape.tileKV);
+    }
+    sq.append(summaryArgs);
+    sk.append(summaryArgs);
+  }
+
+  // Worker slots: their own param-gradient buffers and status words. With
+  // param gradients the items go to slots statically, so that every
+  // gradient is summed in an order that does not depend on timing.
+  bool staticSlots = !packed.grads.empty();
+  int slots = threads;
+  std::vector<std::array<int32_t, kStatusWords>> statuses(slots);
+  for (auto &s : statuses)
+    s.fill(0);
+  std::vector<std::vector<std::vector<double>>> partial(slots);
+  std::vector<std::vector<Desc>> gradDescs(slots);
+  for (int w = 0; w < slots; ++w) {
+    for (const GradSlot &g : packed.grads) {
+      partial[w].emplace_back(std::max<int64_t>(g.count, 1), 0.0);
+      Desc desc;
+      desc.ptr = partial[w].back().data();
+      desc.sizes = g.shape;
+      desc.strides.assign(g.shape.size(), 1);
+      for (int i = static_cast<int>(g.shape.size()) - 2; i >= 0; --i)
+        desc.strides[i] = desc.strides[i + 1] * g.shape[i + 1];
+      gradDescs[w].push_back(std::move(desc));
+    }
+  }
+  size_t n = packed.args.size();
+  // The leading arguments for slot w: its gradient buffers and status.
+  auto leading = [&](int w, void *&statusPtr) {
+    std::vector<void *> local(packed.args.begin(), packed.args.end());
+    for (size_t g = 0; g < packed.grads.size(); ++g) {
+      std::vector<void *> d;
+      gradDescs[w][g].append(d);
+      std::copy(d.begin(), d.end(), local.begin() + packed.grads[g].argIndex);
+    }
+    statusPtr = statuses[w].data();
+    local[n - 5] = &statusPtr;
+    local[n - 4] = &statusPtr;
+    return local;
+  };
+  auto run = [&](int64_t items, const std::function<void(int64_t, int)> &work) {
+    int used =
+        static_cast<int>(std::min<int64_t>(slots, std::max<int64_t>(items, 1)));
+    if (!staticSlots) {
+      parallelFor(items, used, work);
+      return;
+    }
+    parallelFor(used, used, [&](int64_t w, int) {
+      for (int64_t item = w; item < items; item += used)
+        work(item, static_cast<int>(w));
+    });
+  };
+
+  // Phase 1: the rows of every (b, h): D, the statistic, the sink.
+  run(bh, [&](int64_t item, int w) {
+    void *statusPtr;
+    std::vector<void *> local = leading(w, statusPtr);
+    int64_t idx[2] = {item / H, item % H};
+    local.push_back(&idx[0]);
+    local.push_back(&idx[1]);
+    Flat a = rowA, d = rowD;
+    a.append(local);
+    d.append(local);
+    rowsEntry(local.data());
+  });
+  // Phase 2: (kv range, b, hkv), the ranges slowest.
+  std::vector<void *> shared;
+  run(splits * bhkv, [&](int64_t item, int w) {
+    int64_t s = item / bhkv, rest = item % bhkv;
+    void *statusPtr;
+    std::vector<void *> local = leading(w, statusPtr);
+    int64_t idx[4] = {rest / Hkv, rest % Hkv, s * kvTiles / splits,
+                      (s + 1) * kvTiles / splits};
+    for (int64_t &x : idx)
+      local.push_back(&x);
+    Flat a = rowA, d = rowD;
+    a.append(local);
+    d.append(local);
+    Operand q = qr, o = dor, k = kr, v = vr, dq = dqParts[s], dk = dkr,
+            dv = dvr;
+    for (Operand *op : {&q, &o, &k, &v, &dq, &dk, &dv})
+      op->append(local);
+    local.insert(local.end(), summaryArgs.begin(), summaryArgs.end());
+    itemEntry(local.data());
+  });
+
+  for (auto &s : statuses)
+    if (!decodeKernelStatus(sig, s.data(), error))
+      return LaunchStatus::KernelError;
+
+  // dQ: the ranges' rows summed in range order; dQ, dK, dV copied out
+  // where the kernels wrote scratch.
+  // (Lambdas run on other threads: never name a thread_local in them.)
+  const std::vector<float> &dqParts0 = dqStore;
+  if (!directDq)
+    parallelFor(bh, threads, [&](int64_t item, int) {
+      int64_t b = item / H, h = item % H;
+      for (int64_t i = 0; i < Lq; ++i) {
+        int64_t row = (item * Lq + i) * DP;
+        for (int64_t c = 0; c < D; ++c) {
+          float x = 0.0f;
+          for (int64_t s = 0; s < splits; ++s)
+            x += dqParts0[s * partSize + row + c];
+          storeAt(args.dq, b, h, i, c, x);
+        }
+      }
+    });
+  for (auto [direct, op, view, dim] : {std::tuple{directDk, &dkr, &args.dk, D},
+                                       {directDv, &dvr, &args.dv, Dv}}) {
+    if (direct)
+      continue;
+    int64_t dimP = roundUp(dim);
+    parallelFor(
+        bhkv, threads, [&, op = op, view = view, dim = dim](int64_t item, int) {
+          int64_t b = item / Hkv, h = item % Hkv;
+          for (int64_t j = 0; j < Lkv; ++j)
+            for (int64_t c = 0; c < dim; ++c)
+              storeAt(*view, b, h, j, c, op->data[(item * Lkv + j) * dimP + c]);
+        });
+  }
+  // Param gradients: the slots' partials summed in slot order (float64),
+  // then stored as float32.
+  for (size_t g = 0; g < packed.grads.size(); ++g) {
+    const GradSlot &slot = packed.grads[g];
+    if (!slot.requested)
+      continue;
+    std::vector<double> sum(std::max<int64_t>(slot.count, 1), 0.0);
+    for (int w = 0; w < slots; ++w)
+      for (int64_t e = 0; e < slot.count; ++e)
+        sum[e] += partial[w][g][e];
+    storeGradient(slot.user, sum.data());
+  }
+  return LaunchStatus::Ok;
+}

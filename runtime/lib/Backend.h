@@ -17,9 +17,9 @@
 //                runnable kernel (decode, load), saying whether a failure
 //                means the entry is damaged.
 //
-// A new kernel kind (a backward kernel, say) is a KernelKind, its name in
-// the key, and the backends' compile and load for it; the rest of the path
-// (keys, memory, single-flight, disk, corruption, counters) is shared.
+// A kernel kind (forward, backward) is a KernelKind, its name in the key,
+// and the backends' compile and load for it; the rest of the path (keys,
+// memory, single-flight, disk, corruption, counters) is shared.
 //
 //===----------------------------------------------------------------------===//
 #ifndef ATTN_RUNTIME_BACKEND_H
@@ -36,9 +36,10 @@ namespace attn::detail {
 
 /// What a kernel computes.
 enum class KernelKind {
-  Forward, // O (and LSE) of the attention variant
+  Forward,  // O (and LSE) of the attention variant
+  Backward, // dQ, dK, dV and the f32 params' gradients (CPU only)
 };
-/// The kind's name in keys: "forward".
+/// The kind's name in keys: "forward", "backward".
 const char *kernelKindName(KernelKind kind);
 
 using KernelPtr = std::shared_ptr<const Kernel::Impl>;

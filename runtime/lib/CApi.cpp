@@ -34,6 +34,10 @@ struct attn_run_args {
   RunArgs args;
 };
 
+struct attn_backward_args {
+  BackwardArgs args;
+};
+
 namespace {
 
 thread_local std::string lastError;
@@ -321,6 +325,16 @@ attn_status attn_compile_options_set_head_dims(attn_compile_options *options,
   });
 }
 
+attn_status attn_compile_options_set_backward(attn_compile_options *options,
+                                              int backward) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_backward", "options");
+    options->options.backward = backward != 0;
+    return ATTN_OK;
+  });
+}
+
 attn_status attn_compile_options_set_gpu_kernel(attn_compile_options *options,
                                                 attn_gpu_kernel kernel) {
   return guard([&] {
@@ -421,6 +435,14 @@ int attn_kernel_defines_lse(const attn_kernel *kernel) {
   return kernel && kernel->kernel.signature().definesLSE ? 1 : 0;
 }
 
+int attn_kernel_is_backward(const attn_kernel *kernel) {
+  return kernel && kernel->kernel.signature().backward ? 1 : 0;
+}
+
+int attn_kernel_has_row_stats(const attn_kernel *kernel) {
+  return kernel && kernel->kernel.signature().hasRowStats ? 1 : 0;
+}
+
 size_t attn_kernel_num_params(const attn_kernel *kernel) {
   return kernel ? kernel->kernel.signature().params.size() : 0;
 }
@@ -489,6 +511,25 @@ attn_status attn_run_args_set_tensors(attn_run_args *args, const attn_tensor *q,
       next.lse.reset();
     }
     args->args = std::move(next);
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_run_args_set_row_stats(attn_run_args *args,
+                                        const attn_tensor *stats) {
+  return guard([&] {
+    const char *fn = "attn_run_args_set_row_stats";
+    if (!args)
+      return nullArgument(fn, "args");
+    if (!stats) {
+      args->args.rowStats.reset();
+      return ATTN_OK;
+    }
+    Tensor t;
+    attn_status s = toTensor(fn, "the row statistics", stats, t);
+    if (s != ATTN_OK)
+      return s;
+    args->args.rowStats = std::move(t);
     return ATTN_OK;
   });
 }
@@ -585,6 +626,160 @@ attn_status attn_kernel_run(const attn_kernel *kernel,
       return nullArgument("attn_kernel_run", "args");
     std::string error;
     Status status = kernel->kernel.run(args->args, error);
+    if (status != Status::Ok)
+      return fail(static_cast<attn_status>(status), error);
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_backward_args_create(attn_backward_args **out) {
+  return guard([&] {
+    if (!out)
+      return nullArgument("attn_backward_args_create", "out");
+    *out = new attn_backward_args();
+    return ATTN_OK;
+  });
+}
+
+void attn_backward_args_destroy(attn_backward_args *args) { delete args; }
+
+attn_status
+attn_backward_args_set_tensors(attn_backward_args *args, const attn_tensor *q,
+                               const attn_tensor *k, const attn_tensor *v,
+                               const attn_tensor *o, const attn_tensor *d_o,
+                               const attn_tensor *row_stats) {
+  return guard([&] {
+    const char *fn = "attn_backward_args_set_tensors";
+    if (!args)
+      return nullArgument(fn, "args");
+    BackwardArgs next = args->args;
+    attn_status s;
+    if ((s = toTensor(fn, "Q", q, next.q)) != ATTN_OK ||
+        (s = toTensor(fn, "K", k, next.k)) != ATTN_OK ||
+        (s = toTensor(fn, "V", v, next.v)) != ATTN_OK ||
+        (s = toTensor(fn, "O", o, next.o)) != ATTN_OK ||
+        (s = toTensor(fn, "dO", d_o, next.dO)) != ATTN_OK)
+      return s;
+    if (row_stats) {
+      Tensor t;
+      if ((s = toTensor(fn, "the row statistics", row_stats, t)) != ATTN_OK)
+        return s;
+      next.rowStats = t;
+    } else {
+      next.rowStats.reset();
+    }
+    args->args = std::move(next);
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_backward_args_set_grads(attn_backward_args *args,
+                                         const attn_tensor *dq,
+                                         const attn_tensor *dk,
+                                         const attn_tensor *dv) {
+  return guard([&] {
+    const char *fn = "attn_backward_args_set_grads";
+    if (!args)
+      return nullArgument(fn, "args");
+    BackwardArgs next = args->args;
+    attn_status s;
+    if ((s = toTensor(fn, "dQ", dq, next.dq)) != ATTN_OK ||
+        (s = toTensor(fn, "dK", dk, next.dk)) != ATTN_OK ||
+        (s = toTensor(fn, "dV", dv, next.dv)) != ATTN_OK)
+      return s;
+    args->args = std::move(next);
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_backward_args_set_scalar(attn_backward_args *args,
+                                          const char *name, double value) {
+  return guard([&] {
+    if (!args)
+      return nullArgument("attn_backward_args_set_scalar", "args");
+    if (!name)
+      return nullArgument("attn_backward_args_set_scalar", "name");
+    args->args.params[name] = value;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_backward_args_set_tensor(attn_backward_args *args,
+                                          const char *name,
+                                          const attn_tensor *tensor) {
+  return guard([&] {
+    const char *fn = "attn_backward_args_set_tensor";
+    if (!args)
+      return nullArgument(fn, "args");
+    if (!name)
+      return nullArgument(fn, "name");
+    Tensor t;
+    std::string what = std::string("param '") + name + "'";
+    attn_status s = toTensor(fn, what.c_str(), tensor, t);
+    if (s != ATTN_OK)
+      return s;
+    args->args.params[name] = std::move(t);
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_backward_args_set_param_grad(attn_backward_args *args,
+                                              const char *name,
+                                              const attn_tensor *grad) {
+  return guard([&] {
+    const char *fn = "attn_backward_args_set_param_grad";
+    if (!args)
+      return nullArgument(fn, "args");
+    if (!name)
+      return nullArgument(fn, "name");
+    if (!grad) {
+      args->args.paramGrads.erase(name);
+      return ATTN_OK;
+    }
+    Tensor t;
+    std::string what = std::string("the gradient of param '") + name + "'";
+    attn_status s = toTensor(fn, what.c_str(), grad, t);
+    if (s != ATTN_OK)
+      return s;
+    args->args.paramGrads[name] = std::move(t);
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_backward_args_clear_params(attn_backward_args *args) {
+  return guard([&] {
+    if (!args)
+      return nullArgument("attn_backward_args_clear_params", "args");
+    args->args.params.clear();
+    args->args.paramGrads.clear();
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_backward_args_set_threads(attn_backward_args *args,
+                                           int threads) {
+  return guard([&] {
+    if (!args)
+      return nullArgument("attn_backward_args_set_threads", "args");
+    if (threads < 0)
+      return fail(ATTN_ERROR_INVALID_ARGUMENT,
+                  "attn_backward_args_set_threads: the thread count must be "
+                  "0 (default) or positive, got " +
+                      std::to_string(threads));
+    args->args.threads = threads;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_kernel_run_backward(const attn_kernel *kernel,
+                                     const attn_backward_args *args) {
+  return guard([&] {
+    if (!kernel)
+      return nullArgument("attn_kernel_run_backward", "kernel");
+    if (!args)
+      return nullArgument("attn_kernel_run_backward", "args");
+    std::string error;
+    Status status = kernel->kernel.runBackward(args->args, error);
     if (status != Status::Ok)
       return fail(static_cast<attn_status>(status), error);
     return ATTN_OK;

@@ -1,9 +1,10 @@
 //===- CpuBackend.cpp - Kernels for the host CPU --------------------------===//
 //
 // The runtime's CPU backend (Backend.h): the reference kernel or the tiled
-// one as the options ask (Tiling), compiled to a relocatable object for the
-// host (CpuKernel::compileToObject), stored with its signature, loaded by
-// the process-wide JIT.
+// one as the options ask (Tiling), of the forward or the backward pass
+// (CompileOptions::backward, KernelKind), compiled to a relocatable object
+// for the host (CpuKernel::compileToObject), stored with its signature,
+// loaded by the process-wide JIT.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,7 +20,9 @@ namespace {
 class CpuBackend : public Backend {
 public:
   CpuBackend(attnc::CpuCompileOptions copts, std::string why, DType dtype)
-      : copts(std::move(copts)), why(std::move(why)), dtype(dtype) {}
+      : copts(std::move(copts)), why(std::move(why)), dtype(dtype) {
+    kind_ = this->copts.backward ? KernelKind::Backward : KernelKind::Forward;
+  }
 
   std::string optionsText() const override { return copts.describe(); }
   std::string targetText() const override {
@@ -51,6 +54,7 @@ public:
     }
     kernel->key = key;
     kernel->signature = publicSignature(sig, dtype);
+    kernel->signature.backward = copts.backward;
     kernel->plan = copts.explain(why);
     out = std::move(kernel);
     corrupt = false;
@@ -122,6 +126,10 @@ Status attn::detail::makeCpuBackend(const CompileOptions &options,
     why = "asked for (Tiling::fixed)";
     break;
   }
+  // The backward kernel: the tiled one takes 64-row q-tiles by default.
+  copts.backward = options.backward;
+  if (copts.backward && options.tiling.mode != Tiling::Mode::Fixed)
+    copts.tileQ = 64;
   if (!copts.reference) {
     copts.headDim = options.headDim;
     copts.valueDim = options.valueDim;

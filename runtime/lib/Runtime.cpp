@@ -115,6 +115,7 @@ Signature attn::detail::publicSignature(const attnc::KernelSignature &s,
   out.normalization = s.normalization;
   out.hasSink = s.hasSink;
   out.definesLSE = s.definesLSE();
+  out.hasRowStats = s.normalization == "softmax" || s.normalization == "linear";
   out.dtype = dtype;
   out.target = Target::CPU;
   for (const attnc::SignatureParam &p : s.params) {
@@ -278,6 +279,16 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
     if (!toView("LSE", *a.lse, *args.lse, error))
       return Status::InvalidArgument;
   }
+  if (a.rowStats) {
+    if (k.gpu) {
+      error = "the nvptx kernels do not save row statistics yet (kernel '" +
+              k.signature.name + "'); request the LSE instead";
+      return Status::InvalidArgument;
+    }
+    args.rowStats.emplace();
+    if (!toView("the row statistics", *a.rowStats, *args.rowStats, error))
+      return Status::InvalidArgument;
+  }
   for (const auto &[name, value] : a.params) {
     if (const double *d = std::get_if<double>(&value)) {
       args.params[name] = attnc::ScalarValue{*d};
@@ -305,6 +316,85 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
     return Status::Unavailable;
   }
   return Status::Internal;
+}
+
+Status attn::detail::runBackwardKernel(const Kernel::Impl &k,
+                                       const BackwardArgs &a,
+                                       std::string &error) {
+  if (!k.cpu || !k.signature.backward) {
+    error = "kernel '" + k.signature.name +
+            "' computes the forward pass: compile it with "
+            "CompileOptions::backward for runBackward";
+    return Status::InvalidArgument;
+  }
+  attnc::BackwardRunArgs args;
+  if (!toView("Q", a.q, args.q, error) || !toView("K", a.k, args.k, error) ||
+      !toView("V", a.v, args.v, error) || !toView("O", a.o, args.o, error) ||
+      !toView("dO", a.dO, args.dO, error) ||
+      !toView("dQ", a.dq, args.dq, error) ||
+      !toView("dK", a.dk, args.dk, error) ||
+      !toView("dV", a.dv, args.dv, error))
+    return Status::InvalidArgument;
+  if (a.rowStats) {
+    args.rowStats.emplace();
+    if (!toView("the row statistics", *a.rowStats, *args.rowStats, error))
+      return Status::InvalidArgument;
+  }
+  for (const auto &[name, value] : a.params) {
+    if (const double *d = std::get_if<double>(&value)) {
+      args.params[name] = attnc::ScalarValue{*d};
+    } else {
+      attnc::TensorView view;
+      std::string what = "param '" + name + "'";
+      if (!toView(what.c_str(), std::get<Tensor>(value), view, error))
+        return Status::InvalidArgument;
+      args.params[name] = std::move(view);
+    }
+  }
+  for (const auto &[name, grad] : a.paramGrads) {
+    attnc::TensorView view;
+    std::string what = "the gradient of param '" + name + "'";
+    if (!toView(what.c_str(), grad, view, error))
+      return Status::InvalidArgument;
+    args.paramGrads[name] = std::move(view);
+  }
+  args.numThreads = a.threads;
+  args.reuseTileSummaries = a.paramsUnchanged;
+  switch (k.cpu->launchBackward(args, error)) {
+  case attnc::LaunchStatus::Ok:
+    return Status::Ok;
+  case attnc::LaunchStatus::InvalidArguments:
+    return Status::InvalidArgument;
+  case attnc::LaunchStatus::KernelError:
+    return Status::KernelError;
+  case attnc::LaunchStatus::Unavailable:
+    return Status::Unavailable;
+  }
+  return Status::Internal;
+}
+
+Status Kernel::runBackward(const BackwardArgs &args,
+                           std::string &error) const noexcept {
+  if (!impl_) {
+    error = "the kernel handle is empty";
+    return Status::InvalidArgument;
+  }
+  try {
+    return runBackwardKernel(*impl_, args, error);
+  } catch (const std::bad_alloc &) {
+    error = "out of memory";
+    return Status::OutOfMemory;
+  } catch (...) {
+    error = "internal error while running the backward kernel";
+    return Status::Internal;
+  }
+}
+
+void Kernel::runBackward(const BackwardArgs &args) const {
+  std::string error;
+  Status status = runBackward(args, error);
+  if (status != Status::Ok)
+    throw Error(status, error);
 }
 
 Status Kernel::run(const RunArgs &args, std::string &error) const noexcept {
@@ -384,7 +474,7 @@ std::string optionsKey(const CompileOptions &o) {
       " tiling=" + std::to_string(static_cast<int>(o.tiling.mode)) + "," +
       std::to_string(o.tiling.blockQ) + "," + std::to_string(o.tiling.blockKV) +
       " dims=" + std::to_string(o.headDim) + "," + std::to_string(o.valueDim) +
-      " variant=" + o.variant +
+      " variant=" + o.variant + " backward=" + (o.backward ? "1" : "0") +
       " gpu=" + std::to_string(static_cast<int>(o.gpu.kernel)) + "," +
       (o.gpu.persistent ? "1" : "0") + "," + (o.gpu.markKernel ? "1" : "0") +
       "," + o.gpu.arch + " consts=";
@@ -713,6 +803,8 @@ const char *attn::detail::kernelKindName(KernelKind kind) {
   switch (kind) {
   case KernelKind::Forward:
     return "forward";
+  case KernelKind::Backward:
+    return "backward";
   }
   return "?";
 }
@@ -720,6 +812,10 @@ const char *attn::detail::kernelKindName(KernelKind kind) {
 Status attn::detail::makeBackend(const CompileOptions &options,
                                  std::unique_ptr<Backend> &out,
                                  std::string &error) {
+  if (options.backward && options.target != Target::CPU) {
+    error = "backward kernels run on the cpu target only for now";
+    return Status::Unavailable;
+  }
   switch (options.target) {
   case Target::CPU:
     return makeCpuBackend(options, out, error);

@@ -28,6 +28,9 @@ Signature publicSignature(const attnc::KernelSignature &s, DType dtype);
 /// Converts the public arguments and runs the kernel.
 Status runKernel(const Kernel::Impl &k, const RunArgs &args,
                  std::string &error);
+/// The same for backward kernels (CompileOptions::backward).
+Status runBackwardKernel(const Kernel::Impl &k, const BackwardArgs &args,
+                         std::string &error);
 Status readSourceFile(const std::string &path, std::string &source,
                       std::string &error);
 

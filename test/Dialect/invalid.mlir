@@ -200,3 +200,123 @@ attn.variant @scale_tensor_param {
   }
 }
 
+
+// -----
+
+attn.variant @grad_without_score {
+  // expected-error @+1 {{'attn.score_grad' op needs an attn.score in variant 'grad_without_score'}}
+  attn.score_grad(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32, %dt: f32) {
+    attn.yield %dt : f32
+  }
+}
+
+// -----
+
+attn.variant @sink_grad_without_sink {
+  attn.param @p : f32
+  // expected-error @+1 {{'attn.sink_grad' op needs a softmax sink in variant 'sink_grad_without_sink'}}
+  attn.sink_grad(%b: i32, %h: i32, %de: f32) {
+    attn.accumulate_grad %de to @p
+    attn.yield
+  }
+}
+
+// -----
+
+attn.variant @score_grad_args {
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    attn.yield %s : f32
+  }
+  // expected-error @+1 {{'attn.score_grad' op region must take 6 arguments, got 5}}
+  attn.score_grad(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    attn.yield %s : f32
+  }
+}
+
+// -----
+
+attn.variant @score_grad_yield {
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    attn.yield %s : f32
+  }
+  attn.score_grad(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32, %dt: f32) {
+    // expected-error @+1 {{'attn.yield' op the score's derivative must yield 'f32'}}
+    attn.yield
+  }
+}
+
+// -----
+
+attn.variant @sink_grad_yield {
+  attn.normalize softmax sink(%b: i32, %h: i32) {
+    %z = arith.constant 0.0 : f32
+    attn.yield %z : f32
+  }
+  attn.sink_grad(%b: i32, %h: i32, %de: f32) {
+    // expected-error @+1 {{'attn.yield' op yields nothing in the sink's derivative}}
+    attn.yield %de : f32
+  }
+}
+
+// -----
+
+attn.variant @item_yield_missing {
+  attn.mask(%b: i32, %h: i32, %q: i32, %kv: i32) {
+    // expected-error @+1 {{'attn.yield' op must yield the mask}}
+    attn.yield
+  }
+}
+
+// -----
+
+attn.variant @grad_of_int {
+  attn.param @w : i32 = 3
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    attn.yield %s : f32
+  }
+  attn.score_grad(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32, %dt: f32) {
+    // expected-error @+1 {{'attn.accumulate_grad' op parameter @w is 'i32': only f32 parameters have gradients}}
+    attn.accumulate_grad %dt to @w
+    attn.yield %dt : f32
+  }
+}
+
+// -----
+
+attn.variant @grad_of_const {
+  attn.param const @c : f32 = 2.0
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    attn.yield %s : f32
+  }
+  attn.score_grad(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32, %dt: f32) {
+    // expected-error @+1 {{'attn.accumulate_grad' op parameter @c is const: its value is compiled in and has no gradient}}
+    attn.accumulate_grad %dt to @c
+    attn.yield %dt : f32
+  }
+}
+
+// -----
+
+attn.variant @grad_rank {
+  attn.param @t : f32[H]
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    attn.yield %s : f32
+  }
+  attn.score_grad(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32, %dt: f32) {
+    // expected-error @+1 {{'attn.accumulate_grad' op parameter @t has rank 1 but 0 indices were given}}
+    attn.accumulate_grad %dt to @t
+    attn.yield %dt : f32
+  }
+}
+
+// -----
+
+attn.variant @grad_outside {
+  attn.param @p : f32
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    %z = arith.constant 0.0 : f32
+    // expected-error @+1 {{'attn.accumulate_grad' op is only allowed inside attn.score_grad or attn.sink_grad}}
+    attn.accumulate_grad %z to @p
+    attn.yield %s : f32
+  }
+}

@@ -111,3 +111,47 @@ attn.variant @const_scale {
     attn.yield %x : f32
   }
 }
+
+// -----
+
+// The backward form: the score's and the sink's vector-Jacobian products,
+// accumulating into the gradients of scalar and tensor params.
+// CHECK-LABEL: attn.variant @grads
+// CHECK: attn.score_grad(%[[B:.+]]: i32, %[[H:.+]]: i32, %[[Q:.+]]: i32, %[[KV:.+]]: i32, %[[S:.+]]: f32, %[[DT:.+]]: f32) {
+// CHECK:   %[[T:.+]] = attn.param_get @temp : f32
+// CHECK:   %[[G:.+]] = arith.mulf %[[DT]], %[[S]] : f32
+// CHECK:   attn.accumulate_grad %[[G]] to @temp
+// CHECK:   attn.accumulate_grad %[[DT]] to @bias[%[[H]], %[[Q]], %[[KV]]]
+// CHECK:   %[[DS:.+]] = arith.mulf %[[DT]], %[[T]] : f32
+// CHECK:   attn.yield %[[DS]] : f32
+// CHECK: attn.sink_grad(%{{.+}}: i32, %[[SH:.+]]: i32, %[[DE:.+]]: f32) {
+// CHECK:   attn.accumulate_grad %[[DE]] to @sinks[%[[SH]]]
+// CHECK:   attn.yield{{$}}
+attn.variant @grads {
+  attn.param @temp : f32 = 1.0
+  attn.param @bias : f32[H, Lq, Lkv]
+  attn.param @sinks : f32[H]
+  attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32) {
+    %t = attn.param_get @temp : f32
+    %x = attn.param_load @bias[%h, %q, %kv] : f32
+    %m = arith.mulf %s, %t : f32
+    %r = arith.addf %m, %x : f32
+    attn.yield %r : f32
+  }
+  attn.normalize softmax sink(%b: i32, %h: i32) {
+    %e = attn.param_load @sinks[%h] : f32
+    attn.yield %e : f32
+  }
+  attn.score_grad(%b: i32, %h: i32, %q: i32, %kv: i32, %s: f32, %dt: f32) {
+    %t = attn.param_get @temp : f32
+    %g = arith.mulf %dt, %s : f32
+    attn.accumulate_grad %g to @temp
+    attn.accumulate_grad %dt to @bias[%h, %q, %kv]
+    %ds = arith.mulf %dt, %t : f32
+    attn.yield %ds : f32
+  }
+  attn.sink_grad(%b: i32, %h: i32, %de: f32) {
+    attn.accumulate_grad %de to @sinks[%h]
+    attn.yield
+  }
+}

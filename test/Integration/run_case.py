@@ -17,7 +17,24 @@ reference is, O of the inputs' dtype and LSE float32. Error cases instead
 expect a non-zero exit, no crash, an `error:` line and a message matching a
 pattern.
 
-Usage: run_case.py --attnc BIN [--target T] [--seed N] CASE|GROUP...
+With --grad a case instead checks the backward pass: a fresh random dO,
+
+    attnc grad CASE.attn --q Q.npy --k K.npy --v V.npy --do DO.npy
+          [--param ...]... --dq DQ.npy --dk DK.npy --dv DV.npy
+          [--dparam NAME=FILE.npy for every f32 param]
+
+(the tool runs the forward pass itself), compared with attn_grad_ref (the
+float64 backward written from the definition): ||x - ref|| / ||ref|| <= 1e-4
+for dQ, dK and dV, ||x - ref|| / ||M|| <= 1e-4 for every param gradient,
+where M is the sum of the magnitudes of the terms the gradient sums (it is
+||ref|| when no terms cancel; a softmax's param gradients cancel by
+construction, and float32 rounding is relative to M) (float32 inputs; 3e-3
+for float16), all finite, dQ exactly 0 on fully masked rows. --fd adds a finite-difference
+check of a few entries of every gradient against the float64 forward
+reference. The `gerr` cases are the backward's bad inputs.
+
+Usage: run_case.py --attnc BIN [--target T] [--seed N] [--grad [--fd]]
+                   CASE|GROUP...
        run_case.py --list [CASE|GROUP...]
        run_case.py --ref-only CASE|GROUP...   (check the cases themselves)
 Prints `PASS name ...` or `FAIL name ...` per case; exits 1 if any failed.
@@ -36,12 +53,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
+import attn_grad_ref  # noqa: E402
 import attn_ref  # noqa: E402
 
-GROUPS = ("softmax", "prelude", "norm", "shape", "param", "lang", "err")
+GROUPS = ("softmax", "prelude", "norm", "shape", "param", "lang", "err",
+          "gerr")
 CASES = {}
 
 F32_TOL, F16_TOL, LSE_TOL = 2e-5, 3e-3, 1e-4
+GRAD_F32_TOL, GRAD_F16_TOL = 1e-4, 3e-3
 # --target nvptx: exp2/log2 are the GPU's approximate instructions.
 GPU_F32_TOL, GPU_LSE_TOL = 1e-4, 2e-2
 
@@ -56,7 +76,9 @@ class Case:
                  env=None, score=None, mask=None, sink=None, scale=None,
                  norm="softmax", lse=None, error=None, raw_params=(),
                  shapes=None, dtypes=None, corrupt=None,
-                 out_path=None, dims_fixed=False):
+                 out_path=None, dims_fixed=False, grad_error=None,
+                 grad_args=(), grad_do_shape=None, grad_dparams=None,
+                 grad_output=None):
         self.name, self.src, self.variant = name, src, variant
         self.sizes = dict(B=B, H=H, Hkv=Hkv or H, Lq=Lq, Lkv=Lkv or Lq, D=D,
                           Dv=Dv or D)
@@ -70,6 +92,13 @@ class Case:
         # The reference hard-codes something derived from D or Dv, so the
         # case cannot run at other head dims (--head-dim).
         self.dims_fixed = dims_fixed
+        # Backward error cases (group gerr): the expected message, extra
+        # `attnc grad` arguments, a dO of another shape, and --dparam
+        # names to request instead of the f32 params.
+        self.grad_error, self.grad_args = grad_error, list(grad_args)
+        self.grad_do_shape, self.grad_dparams = grad_do_shape, grad_dparams
+        # A pattern the output of a successful `attnc grad` must match.
+        self.grad_output = grad_output
 
 
 def case(name, src, **kw):
@@ -439,6 +468,13 @@ attention a {
   score = score * w[0, h] + w[1, h];
 }""", H=4, params=dict(w=lambda c, rng: rng.random((2, 4)).astype(np.float32)),
      score=lambda c, s, b, h, i, j: s * c.w[0, h] + c.w[1, h])
+# A float param that only the mask reads: a zero gradient, and attnc grad
+# says why.
+case("param-f32-mask-only", """
+attention a { param thr: f32 = 20.0; mask = f32(kv_idx) < thr; }""",
+     params=dict(thr=37.5), mask=lambda c, b, h, i, j: j < c.thr,
+     grad_output=r"warning: the gradient of param 'thr' of variant 'a' is "
+                 r"zero: only the mask reads it")
 case("param-const-i32", """
 attention a { const param w: i32 = 5; mask = sliding_window(w); }""",
      mask=lambda c, b, h, i, j: (j <= i) & (i - j < 5))
@@ -498,17 +534,31 @@ attention banded {
      (abs(i - j) < 4))
 case("lang-builtins", """
 attention a {
-  // Continuous in score; floor/ceil only see exact index values.
+  // Continuous in score; floor/ceil only see exact index values. sqrt's
+  // argument stays away from 0, where its derivative is unbounded (a
+  // score of 1e-6 in float32 then gives gradients no float32 kernel
+  // matches to 1e-4).
   score = min(max(score, -1.5), 2.0) + 0.2 * sigmoid(score)
         + 0.1 * log(1.0 + exp(score)) + 0.01 * pow(abs(score), 1.5)
-        + 0.1 * sqrt(abs(score)) + 0.1 * tanh(score)
+        + 0.1 * sqrt(abs(score) + 0.25) + 0.1 * tanh(score)
         + 0.05 * floor(f32(kv_idx) / 3.0) - 0.05 * ceil(f32(q_idx) / 5.0)
         + select(score > 0.0, score, 0.5 * score);
 }""", score=lambda c, s, b, h, i, j: (
     np.minimum(np.maximum(s, -1.5), 2.0) + 0.2 / (1 + np.exp(-s)) +
     0.1 * np.log(1 + np.exp(s)) + 0.01 * np.abs(s) ** 1.5 +
-    0.1 * np.sqrt(np.abs(s)) + 0.1 * np.tanh(s) + 0.05 * np.floor(j / 3.0) -
+    0.1 * np.sqrt(np.abs(s) + 0.25) + 0.1 * np.tanh(s) + 0.05 * np.floor(j / 3.0) -
     0.05 * np.ceil(i / 5.0) + np.where(s > 0, s, 0.5 * s)))
+# A guarded read (a lazy ?: whose taken side reads a tensor): the forward
+# and the backward read t only where kv_idx < n.
+case("lang-guarded-read", """
+attention a {
+  param n: i32 = 20;
+  param t: f32[Lkv];
+  score = kv_idx < n ? score + t[kv_idx] : score * 2.0;
+}""", Lq=40, params=dict(n=20, t=lambda c, rng: rng.standard_normal(
+    c.Lkv).astype(np.float32)),
+     score=lambda c, s, b, h, i, j: np.where(
+         j < c.n, s + c.t[np.minimum(j, c.n - 1)], 2.0 * s))
 case("lang-ternary", """
 attention a { mask = q_idx % 2 == 0 ? kv_idx <= q_idx : kv_idx >= q_idx; }""",
      Lq=20, mask=lambda c, b, h, i, j: np.where(i % 2 == 0, j <= i, j >= i))
@@ -625,6 +675,44 @@ err("err-syntax", "attention a { mask = q_idx <= ; }",
 err("err-output-unwritable", "attention a {}",
     r"cannot|No such file|unable|failed",
     out_path="no/such/dir/out.npy")
+
+
+# -- backward: bad inputs --------------------------------------------------
+def gerr(name, src, pattern, **kw):
+    case(name, src, grad_error=pattern, **kw)
+
+
+gerr("gerr-do-shape", "attention a {}", r"\bdO\b.*shape|shape.*\bdO\b",
+     grad_do_shape=(1, 2, 64, 16))
+gerr("gerr-do-rank", "attention a {}", r"\bdO\b|rank",
+     grad_do_shape=(2, 64, 32))
+gerr("gerr-missing-stats", "attention a { mask = causal(); }",
+     r"LSE|row statistic|--lse|--stats", grad_args=["--o", "{O}"])
+gerr("gerr-missing-stats-linear",
+     "attention a { score = exp(score); normalize linear; }",
+     r"row sum|--stats|row statistic", grad_args=["--o", "{O}"])
+gerr("gerr-lse-for-sigmoid", "attention a { normalize sigmoid; }",
+     r"sigmoid", grad_args=["--o", "{O}", "--lse", "{LSE}"])
+gerr("gerr-int-param", SLIDING, r"window.*(i32|f32)|only f32",
+     grad_dparams=["window"])
+gerr("gerr-bool-param", CAUSAL_SWITCH % "", r"\bon\b.*(bool|f32)|only f32",
+     params=dict(on=True), grad_dparams=["on"])
+gerr("gerr-const-param", """
+attention a { const param k: f32 = -0.5; score = score * 2.0 + k; }""",
+     r"\bk\b.*const|const.*gradient", grad_dparams=["k"])
+gerr("gerr-unknown-param", "attention a {}", r"nosuch",
+     grad_dparams=["nosuch"])
+# Run-time errors of the backward kernels themselves (the forward's output
+# is given, so only the backward reads the params).
+gerr("gerr-index-out-of-range", """
+attention a { param t: f32[4]; score = score + t[kv_idx]; }""",
+     r"read param 't' out of range", Lq=16,
+     params=dict(t=np.zeros(4, np.float32)),
+     grad_args=["--o", "{O}", "--lse", "{LSE}"])
+gerr("gerr-division-by-zero", """
+attention a { param d: i32 = 0; score = score + f32(q_idx / d); }""",
+     r"divided an integer by zero", Lq=16,
+     grad_args=["--o", "{O}", "--lse", "{LSE}"])
 
 
 # -- driver ----------------------------------------------------------------
@@ -847,6 +935,297 @@ def run_one(cs, opts, seed):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def f32_param_names(cs, values):
+    """The case's f32 params: float scalars and float32 arrays, given or
+    defaulted."""
+    names = []
+    for name, v in list(cs.env.items()) + list(values.items()):
+        is_f32 = (isinstance(v, (float, np.floating)) or
+                  (isinstance(v, np.ndarray) and v.dtype == np.float32))
+        if is_f32 and name not in names:
+            names.append(name)
+    return names
+
+
+def grad_reference(cs, qkv, do, c, names, magnitudes=False):
+    """The float64 gradients: dq, dk, dv and d_NAME for each f32 param
+    (with `magnitudes`, d_NAME is the sum of its contributions'
+    magnitudes)."""
+    leaves = {n: attn_grad_ref.Var(np.asarray(getattr(c, n), np.float64))
+              for n in names}
+    cv = types.SimpleNamespace(**vars(c))
+    for n, leaf in leaves.items():
+        setattr(cv, n, leaf)
+    bind = lambda f: f and (lambda *a: f(cv, *a))  # noqa: E731
+    out = attn_grad_ref.attention_backward(
+        qkv["q"], qkv["k"], qkv["v"], do, score_fn=bind(cs.score),
+        mask_fn=bind(cs.mask), scale=cs.scale, norm=cs.norm,
+        sink_fn=bind(cs.sink), magnitudes=magnitudes)
+    for n, leaf in leaves.items():
+        out["d_" + n] = leaf.grad if leaf.grad is not None else \
+            np.zeros(leaf.shape)
+    return out
+
+
+def forward_loss(cs, qkv, do, c, overrides):
+    """sum(O * dO) of the float64 forward with some inputs replaced."""
+    cv = types.SimpleNamespace(**vars(c))
+    x = dict(qkv)
+    for key, val in overrides.items():
+        if key in x:
+            x[key] = val
+        else:
+            setattr(cv, key, val)
+    bind = lambda f: f and (lambda *a: f(cv, *a))  # noqa: E731
+    o, _ = attn_ref.attention(x["q"], x["k"], x["v"], score_fn=bind(cs.score),
+                              mask_fn=bind(cs.mask), scale=cs.scale,
+                              norm=cs.norm, sink_fn=bind(cs.sink))
+    return float(np.sum(o * do))
+
+
+def finite_differences(cs, qkv, do, c, got, rng, per_tensor=4):
+    """Central differences of the float64 forward at a few entries of every
+    gradient; returns a list of problems."""
+    problems = []
+    base = {t: qkv[t].astype(np.float64) for t in "qkv"}
+    for key, grad in got.items():
+        name = key[1:] if key in ("dq", "dk", "dv") else key[2:]
+        x0 = base[name] if name in base else \
+            np.asarray(getattr(c, name), np.float64)
+        scale = np.linalg.norm(grad) / np.sqrt(max(grad.size, 1))
+        for _ in range(per_tensor):
+            idx = tuple(int(rng.integers(0, n)) for n in x0.shape)
+            step = 1e-5 * max(1.0, abs(float(x0[idx])))
+            xs = []
+            for sign in (1, -1):
+                x = x0.copy()
+                x[idx] += sign * step
+                xs.append(x)
+            fd = (forward_loss(cs, base, do, c, {name: xs[0]}) -
+                  forward_loss(cs, base, do, c, {name: xs[1]})) / (2 * step)
+            g = float(np.asarray(grad)[idx])
+            if not abs(g - fd) <= 1e-3 * (abs(fd) + scale) + 1e-7:
+                problems.append("finite differences: %s%s = %.6g, attnc %.6g"
+                                % (key, list(idx), fd, g))
+    return problems
+
+
+def compare_grads(cs, got, ref, c):
+    problems, worst = [], 0.0
+    tol = GRAD_F16_TOL if cs.dtype == "float16" else GRAD_F32_TOL
+    for key, r in ref.items():
+        if key.startswith("m_"):
+            continue
+        x = got.get(key)
+        if x is None:
+            problems.append("%s was not written" % key)
+            continue
+        want_dtype = np.float32 if key.startswith("d_") else np.dtype(cs.dtype)
+        r = np.asarray(r)
+        if x.dtype != want_dtype or x.shape != r.shape:
+            problems.append("%s is %s%s, expected %s%s" % (
+                key, x.dtype, x.shape, np.dtype(want_dtype), r.shape))
+            continue
+        x = x.astype(np.float64)
+        if not np.all(np.isfinite(x)):
+            problems.append("%s has %d NaN/inf of %d" % (
+                key, np.sum(~np.isfinite(x)), x.size))
+            continue
+        rn = np.linalg.norm(r)
+        err = np.linalg.norm(x - r)
+        if "m_" + key[2:] in ref and key.startswith("d_"):
+            # A param's gradient: relative to the magnitudes of its terms.
+            rn = max(rn, np.linalg.norm(ref["m_" + key[2:]]))
+        # A gradient that is 0 in exact arithmetic (a row with one key: its
+        # softmax weight is 1 whatever the score) is rounding on both sides.
+        if rn <= 1e-9 * np.sqrt(r.size):
+            if not np.max(np.abs(x), initial=0.0) <= 1e-5:
+                problems.append("%s should be 0, max |x| = %.3g" % (
+                    key, np.max(np.abs(x))))
+            continue
+        rel = err / rn
+        worst = max(worst, rel)
+        if not rel <= tol:
+            at = np.unravel_index(np.argmax(np.abs(x - r)), r.shape)
+            problems.append("%s relerr %.3g > %.0e (worst at %s: %r vs %r)" % (
+                key, rel, tol, tuple(int(a) for a in at), x[at], r[at]))
+    empty = empty_rows(cs, c)
+    if "dq" in got and got["dq"].shape == ref["dq"].shape and \
+            np.any(got["dq"][empty] != 0):
+        problems.append("dQ is not exactly 0 on %d fully masked rows" %
+                        np.sum(np.any(got["dq"][empty] != 0, axis=-1)))
+    return problems, "grad relerr<=%.2e params=%d" % (
+        worst, sum(k.startswith("d_") for k in ref))
+
+
+def rerun_identical(cmd, out, opts):
+    """Runs `cmd` again with every output elsewhere; the outputs must be
+    the same bits (param gradients are summed in a fixed order)."""
+    again = list(cmd)
+    for path in out.values():
+        i = again.index(path) if path in again else None
+        if i is None:  # --dparam NAME=PATH
+            i = next(k for k, a in enumerate(again) if a.endswith("=" + path))
+            again[i] = again[i][:-len(path)] + path + ".again.npy"
+        else:
+            again[i] = path + ".again.npy"
+    p = subprocess.run(again, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, errors="replace", timeout=opts.timeout)
+    if p.returncode != 0:
+        return ["the second run failed: exit status %s" % p.returncode]
+    problems = []
+    for key, path in out.items():
+        a, b = np.load(path), np.load(path + ".again.npy")
+        if a.tobytes() != b.tobytes():
+            problems.append("%s differs between two identical runs" % key)
+    return problems
+
+
+def run_grad_one(cs, opts, seed):
+    rng = np.random.default_rng(seed)
+    tmp = tempfile.mkdtemp(prefix="attnc-grad-%s-" % cs.name)
+    keep = opts.keep
+    try:
+        src = os.path.join(tmp, cs.name + ".attn")
+        with open(src, "w") as f:
+            f.write(cs.src)
+        qkv, paths, pargs, c = build_inputs(cs, rng, tmp)
+        s = cs.sizes
+        o_shape = (s["B"], s["H"], s["Lq"], s["Dv"])
+        do = rng.standard_normal(cs.grad_do_shape or o_shape).astype(cs.dtype)
+        do_path = os.path.join(tmp, "DO.npy")
+        np.save(do_path, do)
+        values = {n: getattr(c, n) for n in cs.params}
+        names = cs.grad_dparams if cs.grad_dparams is not None else \
+            f32_param_names(cs, values)
+        out = {k: os.path.join(tmp, k.upper() + ".npy")
+               for k in ("dq", "dk", "dv")}
+        for name in names:
+            out["d_" + name] = os.path.join(tmp, "grad_%s.npy" % name)
+        if not cs.grad_error:
+            shapes = dict(dq=qkv["q"].shape, dk=qkv["k"].shape,
+                          dv=qkv["v"].shape)
+            for key, path in out.items():
+                if key in shapes:
+                    poison(path, shapes[key], cs.dtype)
+                else:
+                    poison(path, np.shape(getattr(c, key[2:])), np.float32)
+        extra = [a.replace("{O}", os.path.join(tmp, "O_in.npy"))
+                  .replace("{LSE}", os.path.join(tmp, "LSE_in.npy"))
+                 for a in cs.grad_args]
+        if "{O}" in " ".join(cs.grad_args):
+            np.save(os.path.join(tmp, "O_in.npy"),
+                    np.zeros(o_shape, cs.dtype))
+            np.save(os.path.join(tmp, "LSE_in.npy"),
+                    np.zeros(o_shape[:3], np.float32))
+        if opts.saved_forward and not cs.grad_error:
+            # The forward as its own run: attnc run -o O --stats S, then
+            # attnc grad --o O --stats S (or --lse for softmax).
+            fwd = [opts.attnc, "run", src]
+            if cs.variant:
+                fwd += ["--variant", cs.variant]
+            o_path = os.path.join(tmp, "O_saved.npy")
+            s_path = os.path.join(tmp, "S_saved.npy")
+            fwd += ["--q", paths["q"], "--k", paths["k"], "--v", paths["v"]]
+            fwd += pargs + ["-o", o_path]
+            if cs.norm in ("softmax", "linear"):
+                fwd += ["--lse" if cs.norm == "softmax" else "--stats",
+                        s_path]
+            if opts.reference:
+                fwd += ["--reference"]
+            p = subprocess.run(fwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               errors="replace", timeout=opts.timeout)
+            if p.returncode != 0:
+                print("FAIL %s the forward run failed: %s" % (
+                    cs.name, p.stdout.strip()[-300:]))
+                return False
+            extra = ["--o", o_path]
+            if cs.norm in ("softmax", "linear"):
+                extra += ["--lse" if cs.norm == "softmax" else "--stats",
+                          s_path]
+        cmd = [opts.attnc, "grad", src]
+        if cs.variant:
+            cmd += ["--variant", cs.variant]
+        cmd += ["--q", paths["q"], "--k", paths["k"], "--v", paths["v"],
+                "--do", do_path] + pargs + extra
+        cmd += ["--dq", out["dq"], "--dk", out["dk"], "--dv", out["dv"]]
+        for name in names:
+            cmd += ["--dparam", "%s=%s" % (name, out["d_" + name])]
+        if opts.reference:
+            cmd += ["--reference"]
+        if opts.threads:
+            cmd += ["--threads", str(opts.threads)]
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               errors="replace", timeout=opts.timeout)
+            rc, text = p.returncode, p.stdout
+        except subprocess.TimeoutExpired:
+            rc, text = None, "timed out after %ds" % opts.timeout
+        except OSError as e:
+            rc, text = None, "cannot run %s: %s" % (opts.attnc, e.strerror)
+
+        if cs.grad_error:
+            problems = []
+            if rc is None or rc <= 0 or rc >= 128:
+                problems.append("expected a clean failure, exit status %s" %
+                                rc)
+            if CRASH.search(text):
+                problems.append("output looks like a crash")
+            if not ERROR_LINE.search(text):
+                problems.append("no line beginning with 'error:'")
+            if not re.search(cs.grad_error, text, re.I | re.M):
+                problems.append("no match for /%s/" % cs.grad_error)
+            first = ERROR_LINE.search(text)
+            summary = "rc=%s %s" % (rc, text[first.start():].splitlines()[0]
+                                    if first else "")
+        elif rc != 0:
+            problems, summary = ["exit status %s" % rc], ""
+        else:
+            ref = grad_reference(cs, qkv, do.astype(np.float64), c, names)
+            if names:
+                mags = grad_reference(cs, qkv, do.astype(np.float64), c,
+                                      names, magnitudes=True)
+                for n in names:
+                    ref["m_" + n] = mags["d_" + n]
+            got, problems = {}, []
+            for key, path in out.items():
+                try:
+                    got[key] = np.load(path)
+                except (OSError, ValueError) as e:
+                    problems.append("cannot load %s: %s" % (key, e))
+            more, summary = compare_grads(cs, got, ref, c)
+            problems += more
+            if cs.grad_output and not re.search(cs.grad_output, text):
+                problems.append("no output matching /%s/" % cs.grad_output)
+            if opts.determinism and not problems:
+                problems += rerun_identical(cmd, out, opts)
+                summary += " identical-rerun" if not problems else ""
+            if opts.fd and not problems:
+                problems += finite_differences(
+                    cs, qkv, do.astype(np.float64), c,
+                    {k: v.astype(np.float64) for k, v in got.items()}, rng)
+                summary += " fd=ok" if not problems else ""
+        ok = not problems
+        print("%s %s %s seed=%d" % ("PASS" if ok else "FAIL", cs.name,
+                                    summary.strip(), seed))
+        if not ok:
+            keep = keep or opts.keep_failed
+            for prob in problems:
+                print("  " + prob)
+            print("  command: " + " ".join(cmd))
+            for line in text.splitlines()[-20:]:
+                print("  | " + line)
+        sys.stdout.flush()
+        return ok
+    finally:
+        if keep:
+            print("  files kept in " + tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def check_case(cs, seed):
     """--ref-only: the case's inputs and reference are well formed."""
     rng = np.random.default_rng(seed)
@@ -962,8 +1341,22 @@ def main():
                     help="comma-separated targets for --ptxas")
     ap.add_argument("--keep-failed", action="store_true",
                     help="keep temp files of failed cases")
+    ap.add_argument("--grad", action="store_true",
+                    help="check the backward pass (attnc grad) instead")
+    ap.add_argument("--saved-forward", action="store_true",
+                    help="with --grad: run the forward first (attnc run -o "
+                         "--lse/--stats) and give its files to attnc grad")
+    ap.add_argument("--determinism", action="store_true",
+                    help="with --grad: run each case twice, the outputs must "
+                         "be bitwise identical")
+    ap.add_argument("--fd", action="store_true",
+                    help="with --grad: also finite differences of the "
+                         "float64 forward at a few entries")
     opts = ap.parse_args()
     names = select(opts.cases)
+    # Forward error cases do not run backwards, nor backward ones forwards.
+    names = [n for n in names if (CASES[n].error is None) or not opts.grad]
+    names = [n for n in names if (CASES[n].grad_error is None) or opts.grad]
     if opts.dtype:
         for n in names:
             if not CASES[n].error and not CASES[n].dtypes:
@@ -1003,8 +1396,12 @@ def main():
     for n in names:
         seed = opts.seed if opts.seed is not None else \
             int.from_bytes(os.urandom(4), "little")
-        ok = check_case(CASES[n], seed) if opts.ref_only else \
-            run_one(CASES[n], opts, seed)
+        if opts.ref_only:
+            ok = check_case(CASES[n], seed)
+        elif opts.grad:
+            ok = run_grad_one(CASES[n], opts, seed)
+        else:
+            ok = run_one(CASES[n], opts, seed)
         failed += not ok
     if failed:
         print("%d of %d cases failed" % (failed, len(names)))

@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <random>
 #include <string>
 
 using namespace attn_test;
@@ -84,6 +86,90 @@ TEST_F(CApiTest, CompileAndRunMatchesFloat64) {
   attn_cache_stats stats;
   ASSERT_EQ(attn_runtime_stats(rt, &stats), ATTN_OK);
   EXPECT_EQ(stats.compiles, 1u);
+}
+
+TEST_F(CApiTest, BackwardRunMatchesFloat64) {
+  // The forward saves the LSE as row statistics, the backward kernel reads
+  // them; dQ, dK, dV and dslopes against the float64 reference.
+  attn_compile_options *o = nullptr;
+  ASSERT_EQ(attn_compile_options_create(&o), ATTN_OK);
+  ASSERT_EQ(attn_compile_options_set_head_dims(o, 8, 8), ATTN_OK);
+  attn_kernel *fwd = compile(kAlibi, o);
+  ASSERT_EQ(attn_compile_options_set_backward(o, 1), ATTN_OK);
+  attn_kernel *bwd = compile(kAlibi, o);
+  ASSERT_NE(fwd, nullptr);
+  ASSERT_NE(bwd, nullptr);
+  EXPECT_EQ(attn_kernel_is_backward(fwd), 0);
+  EXPECT_EQ(attn_kernel_is_backward(bwd), 1);
+  EXPECT_EQ(attn_kernel_has_row_stats(bwd), 1);
+
+  attn_run_args *args = nullptr;
+  ASSERT_EQ(attn_run_args_create(&args), ATTN_OK);
+  ASSERT_EQ(attn_run_args_set_tensors(args, &tq, &tk, &tv, &to, nullptr),
+            ATTN_OK);
+  ASSERT_EQ(attn_run_args_set_row_stats(args, &tl), ATTN_OK);
+  ASSERT_EQ(attn_run_args_set_tensor(args, "slopes", &ts), ATTN_OK);
+  ASSERT_EQ(attn_kernel_run(fwd, args), ATTN_OK) << lastError();
+
+  std::vector<float> dO(p.o.size()), dq(p.q.size(), NAN), dk(p.k.size(), NAN),
+      dv(p.v.size(), NAN), ds(4, NAN);
+  std::mt19937 rng(baseSeed() + 5);
+  std::normal_distribution<float> normal;
+  for (float &x : dO)
+    x = normal(rng);
+  attn_tensor tdo = {dO.data(), ATTN_F32, 4, qShape, nullptr};
+  attn_tensor tdq = {dq.data(), ATTN_F32, 4, qShape, nullptr};
+  attn_tensor tdk = {dk.data(), ATTN_F32, 4, kvShape, nullptr};
+  attn_tensor tdv = {dv.data(), ATTN_F32, 4, kvShape, nullptr};
+  attn_tensor tds = {ds.data(), ATTN_F32, 1, slopeShape, nullptr};
+  attn_backward_args *b = nullptr;
+  ASSERT_EQ(attn_backward_args_create(&b), ATTN_OK);
+  ASSERT_EQ(attn_backward_args_set_tensors(b, &tq, &tk, &tv, &to, &tdo, &tl),
+            ATTN_OK);
+  ASSERT_EQ(attn_backward_args_set_grads(b, &tdq, &tdk, &tdv), ATTN_OK);
+  ASSERT_EQ(attn_backward_args_set_tensor(b, "slopes", &ts), ATTN_OK);
+  ASSERT_EQ(attn_backward_args_set_param_grad(b, "slopes", &tds), ATTN_OK);
+  ASSERT_EQ(attn_backward_args_set_threads(b, 2), ATTN_OK);
+  ASSERT_EQ(attn_kernel_run_backward(bwd, b), ATTN_OK) << lastError();
+  BackwardReference ref(
+      p, dO, slopes,
+      [](int64_t, int64_t i, int64_t j) { return double(j - i); },
+      [](int64_t, int64_t, int64_t i, int64_t j) { return j <= i; });
+  EXPECT_LT(BackwardReference::relError(dq, ref.dq), 1e-4);
+  EXPECT_LT(BackwardReference::relError(dk, ref.dk), 1e-4);
+  EXPECT_LT(BackwardReference::relError(dv, ref.dv), 1e-4);
+  EXPECT_LT(BackwardReference::relError(ds, ref.dw), 1e-4);
+
+  // Errors: a dO not of O's shape, a forward kernel, null pointers.
+  attn_tensor bad = tdo;
+  bad.shape = kvShape;
+  bad.rank = 3;
+  ASSERT_EQ(attn_backward_args_set_tensors(b, &tq, &tk, &tv, &to, &bad, &tl),
+            ATTN_OK);
+  EXPECT_EQ(attn_kernel_run_backward(bwd, b), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(lastError().find("dO"), std::string::npos) << lastError();
+  ASSERT_EQ(attn_backward_args_set_tensors(b, &tq, &tk, &tv, &to, &tdo, &tl),
+            ATTN_OK);
+  EXPECT_EQ(attn_kernel_run_backward(fwd, b), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(lastError().find("forward"), std::string::npos) << lastError();
+  EXPECT_EQ(attn_kernel_run_backward(nullptr, b), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(attn_kernel_run_backward(bwd, nullptr),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(attn_backward_args_set_grads(b, nullptr, &tdk, &tdv),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(attn_backward_args_set_threads(b, -1), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(attn_compile_options_set_backward(nullptr, 1),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(attn_backward_args_create(nullptr), ATTN_ERROR_INVALID_ARGUMENT);
+  ASSERT_EQ(attn_backward_args_clear_params(b), ATTN_OK);
+  EXPECT_EQ(attn_kernel_run_backward(bwd, b), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(lastError().find("slopes"), std::string::npos) << lastError();
+
+  attn_backward_args_destroy(b);
+  attn_run_args_destroy(args);
+  attn_compile_options_destroy(o);
+  attn_kernel_release(fwd);
+  attn_kernel_release(bwd);
 }
 
 TEST_F(CApiTest, OptionsAndTiledKernel) {

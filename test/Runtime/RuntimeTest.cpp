@@ -80,6 +80,61 @@ void writeFile(const std::string &path, const std::string &data) {
   out << data;
 }
 
+/// A backward run of causal ALiBi on `p`: the forward (saving the LSE),
+/// then the backward kernel; returns the worst relative error of dQ, dK,
+/// dV and dslopes against the float64 reference.
+double alibiBackwardError(attn::Runtime &rt, attn::CompileOptions opts,
+                          Problem &p, int threads = 0) {
+  std::vector<float> slopes = alibiSlopes(p.H);
+  std::mt19937 rng(baseSeed() + 17);
+  std::normal_distribution<float> normal;
+  std::vector<float> dO(p.o.size()), lse(p.lse.size(), NAN);
+  for (float &x : dO)
+    x = normal(rng);
+  attn::Kernel fwd = rt.compile(kAlibi, opts);
+  opts.backward = true;
+  attn::Kernel bwd = rt.compile(kAlibi, opts);
+  EXPECT_TRUE(bwd.signature().backward);
+  EXPECT_TRUE(bwd.signature().hasRowStats);
+  EXPECT_NE(fwd.key(), bwd.key());
+  p.poison();
+  attn::RunArgs args = p.args(/*withLse=*/false);
+  args.rowStats =
+      attn::Tensor::contiguous(lse.data(), attn::DType::F32, {p.B, p.H, p.Lq});
+  args.params["slopes"] =
+      attn::Tensor::contiguous(slopes.data(), attn::DType::F32, {p.H});
+  fwd.run(args);
+  std::vector<float> dq(p.q.size(), NAN), dk(p.k.size(), NAN),
+      dv(p.v.size(), NAN), dslopes(p.H, NAN);
+  attn::BackwardArgs b;
+  b.q = args.q;
+  b.k = args.k;
+  b.v = args.v;
+  b.o = args.o;
+  b.dO = attn::Tensor::contiguous(dO.data(), attn::DType::F32,
+                                  {p.B, p.H, p.Lq, p.Dv});
+  b.rowStats = args.rowStats;
+  b.dq = attn::Tensor::contiguous(dq.data(), attn::DType::F32,
+                                  {p.B, p.H, p.Lq, p.D});
+  b.dk = attn::Tensor::contiguous(dk.data(), attn::DType::F32,
+                                  {p.B, p.Hkv, p.Lkv, p.D});
+  b.dv = attn::Tensor::contiguous(dv.data(), attn::DType::F32,
+                                  {p.B, p.Hkv, p.Lkv, p.Dv});
+  b.params = args.params;
+  b.paramGrads["slopes"] =
+      attn::Tensor::contiguous(dslopes.data(), attn::DType::F32, {p.H});
+  b.threads = threads;
+  bwd.runBackward(b);
+  BackwardReference ref(
+      p, dO, slopes,
+      [](int64_t, int64_t i, int64_t j) { return double(j - i); },
+      [](int64_t, int64_t, int64_t i, int64_t j) { return j <= i; });
+  return std::max({BackwardReference::relError(dq, ref.dq),
+                   BackwardReference::relError(dk, ref.dk),
+                   BackwardReference::relError(dv, ref.dv),
+                   BackwardReference::relError(dslopes, ref.dw)});
+}
+
 //===----------------------------------------------------------------------===//
 // Numerics
 //===----------------------------------------------------------------------===//
@@ -111,6 +166,142 @@ TEST(Numerics, TiledKernelMatchesFloat64) {
   args.threads = 1;
   k.run(args);
   EXPECT_EQ(first, p.o);
+}
+
+TEST(Backward, ReferenceKernelMatchesFloat64) {
+  attn::Runtime rt(memoryOnly());
+  attn::CompileOptions opts;
+  opts.tiling = attn::Tiling::reference();
+  Problem p(2, 4, 2, 37, 37, 8, 8, 11);
+  EXPECT_LT(alibiBackwardError(rt, opts, p), 1e-4);
+}
+
+TEST(Backward, TiledKernelMatchesFloat64) {
+  attn::Runtime rt(memoryOnly());
+  attn::CompileOptions opts;
+  opts.headDim = opts.valueDim = 32;
+  // Grouped heads, ragged tiles, one and three threads (split kv ranges).
+  Problem p(1, 4, 2, 150, 150, 32, 32, 12);
+  EXPECT_LT(alibiBackwardError(rt, opts, p, 1), 1e-4);
+  EXPECT_LT(alibiBackwardError(rt, opts, p, 3), 1e-4);
+}
+
+TEST(Backward, Errors) {
+  attn::Runtime rt(memoryOnly());
+  attn::CompileOptions opts;
+  opts.headDim = opts.valueDim = 8;
+  attn::Kernel fwd = rt.compile(kAlibi, opts);
+  opts.backward = true;
+  attn::Kernel bwd = rt.compile(kAlibi, opts);
+  Problem p(1, 2, 2, 9, 9, 8, 8, 13);
+  std::vector<float> slopes = alibiSlopes(p.H), lse(p.lse.size(), 0.0f);
+  std::vector<float> dO(p.o.size(), 1.0f), dq(p.q.size()), dk(p.k.size()),
+      dv(p.v.size()), dslopes(p.H);
+  auto t = [](std::vector<float> &x, std::vector<int64_t> shape) {
+    return attn::Tensor::contiguous(x.data(), attn::DType::F32, shape);
+  };
+  attn::BackwardArgs b;
+  b.q = t(p.q, {1, 2, 9, 8});
+  b.k = t(p.k, {1, 2, 9, 8});
+  b.v = t(p.v, {1, 2, 9, 8});
+  b.o = t(p.o, {1, 2, 9, 8});
+  b.dO = t(dO, {1, 2, 9, 8});
+  b.rowStats = t(lse, {1, 2, 9});
+  b.dq = t(dq, {1, 2, 9, 8});
+  b.dk = t(dk, {1, 2, 9, 8});
+  b.dv = t(dv, {1, 2, 9, 8});
+  b.params["slopes"] = t(slopes, {2});
+  std::string error;
+  ASSERT_EQ(bwd.runBackward(b, error), Status::Ok) << error;
+
+  auto expect = [&](attn::BackwardArgs bad, const std::string &what) {
+    std::string err;
+    EXPECT_EQ(bwd.runBackward(bad, err), Status::InvalidArgument);
+    EXPECT_NE(err.find(what), std::string::npos) << err;
+  };
+  attn::BackwardArgs bad = b;
+  bad.dO = t(dO, {1, 2, 8, 9});
+  expect(bad, "dO must have the dtype and shape of O");
+  bad = b;
+  bad.rowStats.reset();
+  expect(bad, "needs the log-sum-exp LSE");
+  bad = b;
+  bad.dk = t(dk, {1, 2, 8, 9});
+  expect(bad, "dK must have the dtype and shape of K");
+  bad = b;
+  bad.paramGrads["nosuch"] = t(dslopes, {2});
+  expect(bad, "variant 'alibi' has no such param");
+  bad = b;
+  bad.paramGrads["slopes"] = t(dslopes, {1});
+  expect(bad, "the gradient of param 'slopes' must be float32 of the "
+              "param's shape (2,)");
+
+  // A forward kernel does not run backwards, nor the other way round.
+  EXPECT_EQ(fwd.runBackward(b, error), Status::InvalidArgument);
+  EXPECT_NE(error.find("compile it with CompileOptions::backward"),
+            std::string::npos)
+      << error;
+  attn::RunArgs run = p.args();
+  run.params["slopes"] = t(slopes, {2});
+  EXPECT_EQ(bwd.run(run, error), Status::InvalidArgument);
+  EXPECT_NE(error.find("computes gradients"), std::string::npos) << error;
+
+  // Integer and const params have no gradient.
+  const char *src = "attention w { param n: i32 = 3; const param c: f32 = "
+                    "2.0; score = score * c; mask = kv_idx < n + q_idx; }";
+  attn::Kernel wb = rt.compile(src, opts);
+  attn::BackwardArgs wa = b;
+  wa.params.clear();
+  wa.paramGrads["n"] = t(dslopes, {});
+  EXPECT_EQ(wb.runBackward(wa, error), Status::InvalidArgument);
+  EXPECT_NE(error.find("param 'n' is i32: only f32 params have gradients"),
+            std::string::npos)
+      << error;
+  wa.paramGrads.clear();
+  wa.paramGrads["c"] = t(dslopes, {});
+  EXPECT_EQ(wb.runBackward(wa, error), Status::InvalidArgument);
+  EXPECT_NE(error.find("param 'c' is const"), std::string::npos) << error;
+
+  // The GPU has no backward kernels yet.
+  attn::CompileOptions gpu = opts;
+  gpu.target = attn::Target::NVPTX;
+  attn::Kernel none;
+  EXPECT_EQ(rt.compile(kAlibi, gpu, none, error), Status::Unavailable);
+  EXPECT_NE(error.find("cpu target only"), std::string::npos) << error;
+}
+
+TEST(Backward, DiskCacheKeysTheBackwardKernel) {
+  ScratchDir dir;
+  attn::CompileOptions opts;
+  opts.headDim = opts.valueDim = 16;
+  opts.backward = true;
+  std::string key;
+  {
+    attn::Runtime rt(diskCacheAt(dir.path));
+    attn::Kernel bwd = rt.compile(kAlibi, opts);
+    key = bwd.key();
+    EXPECT_EQ(rt.stats().compiles, 1u);
+    EXPECT_NE(bwd.plan().find("pass              backward"), std::string::npos)
+        << bwd.plan();
+    // One entry, its manifest saying the pass; the forward kernel of the
+    // same source and options has a key of its own.
+    std::vector<attn::CacheEntry> entries = rt.diskEntries();
+    ASSERT_EQ(entries.size(), 1u);
+    EXPECT_EQ(entries[0].key, key);
+    EXPECT_NE(entries[0].options.find("pass=backward"), std::string::npos)
+        << entries[0].options;
+    attn::CompileOptions fwdOpts = opts;
+    fwdOpts.backward = false;
+    EXPECT_NE(rt.compile(kAlibi, fwdOpts).key(), key);
+    EXPECT_EQ(rt.stats().compiles, 2u);
+  }
+  attn::Runtime again(diskCacheAt(dir.path));
+  Problem p(1, 2, 1, 70, 70, 16, 16, 14);
+  opts.headDim = opts.valueDim = 16;
+  opts.backward = false; // alibiBackwardError compiles both
+  EXPECT_LT(alibiBackwardError(again, opts, p), 1e-4);
+  EXPECT_EQ(again.stats().diskHits, 2u); // both kernels, from disk
+  EXPECT_EQ(again.stats().compiles, 0u);
 }
 
 TEST(Numerics, StridedViewsAndCrossAttention) {

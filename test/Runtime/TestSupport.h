@@ -1,8 +1,9 @@
 //===- TestSupport.h - Shared pieces of the runtime tests -----------------===//
 //
-// Scratch cache folders, random problems with NaN-poisoned outputs, and a
-// naive float64 reference for softmax variants given as score and mask
-// functions.
+// Scratch cache folders, random problems with NaN-poisoned outputs, and
+// naive float64 references for softmax variants given as score and mask
+// functions: the forward, and the backward of a score s + bias(h, i, j) *
+// w[h] (its gradients of Q, K, V and w).
 //
 //===----------------------------------------------------------------------===//
 #ifndef ATTN_TEST_RUNTIME_TESTSUPPORT_H
@@ -160,6 +161,97 @@ struct Problem {
         }
       }
     return worst;
+  }
+};
+
+/// The float64 gradients of softmax attention whose score is
+/// s + w[h] * bias(h, i, j) under `mask`, for a loss with dL/dO = dO:
+/// dq, dk, dv in the layouts of Q, K, V, and dw[H]. Written from the
+/// definition: P = softmax(t), D_i = dO_i . O_i, dT = P (dO V^T - D),
+/// dQ = scale dT K, dK = scale dT^T Q, dV = P^T dO, dw[h] = sum dT bias.
+struct BackwardReference {
+  std::vector<double> dq, dk, dv, dw;
+
+  BackwardReference(
+      const Problem &p, const std::vector<float> &dO,
+      const std::vector<float> &w,
+      const std::function<double(int64_t, int64_t, int64_t)> &bias,
+      const std::function<bool(int64_t, int64_t, int64_t, int64_t)> &mask) {
+    const int64_t B = p.B, H = p.H, Hkv = p.Hkv, Lq = p.Lq, Lkv = p.Lkv,
+                  D = p.D, Dv = p.Dv;
+    dq.assign(B * H * Lq * D, 0);
+    dk.assign(B * Hkv * Lkv * D, 0);
+    dv.assign(B * Hkv * Lkv * Dv, 0);
+    dw.assign(H, 0);
+    const double scale = 1.0 / std::sqrt(double(D));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        int64_t hkv = h / (H / Hkv);
+        for (int64_t i = 0; i < Lq; ++i) {
+          const float *qi = &p.q[((b * H + h) * Lq + i) * D];
+          const float *doi = &dO[((b * H + h) * Lq + i) * Dv];
+          std::vector<double> t(Lkv), P(Lkv, 0.0);
+          std::vector<bool> keep(Lkv);
+          double m = -INFINITY;
+          for (int64_t j = 0; j < Lkv; ++j) {
+            const float *kj = &p.k[((b * Hkv + hkv) * Lkv + j) * D];
+            double dot = 0;
+            for (int64_t d = 0; d < D; ++d)
+              dot += double(qi[d]) * double(kj[d]);
+            t[j] = scale * dot + double(w[h]) * bias(h, i, j);
+            keep[j] = mask(b, h, i, j);
+            if (keep[j])
+              m = std::max(m, t[j]);
+          }
+          double sum = 0;
+          for (int64_t j = 0; j < Lkv; ++j)
+            if (keep[j])
+              sum += std::exp(t[j] - m);
+          if (sum == 0)
+            continue; // an empty row: zero gradients
+          std::vector<double> o(Dv, 0.0);
+          for (int64_t j = 0; j < Lkv; ++j) {
+            if (!keep[j])
+              continue;
+            P[j] = std::exp(t[j] - m) / sum;
+            for (int64_t c = 0; c < Dv; ++c)
+              o[c] += P[j] * double(p.v[((b * Hkv + hkv) * Lkv + j) * Dv + c]);
+          }
+          double Di = 0;
+          for (int64_t c = 0; c < Dv; ++c)
+            Di += double(doi[c]) * o[c];
+          for (int64_t j = 0; j < Lkv; ++j) {
+            if (!keep[j])
+              continue;
+            const float *kj = &p.k[((b * Hkv + hkv) * Lkv + j) * D];
+            const float *vj = &p.v[((b * Hkv + hkv) * Lkv + j) * Dv];
+            double dP = 0;
+            for (int64_t c = 0; c < Dv; ++c)
+              dP += double(doi[c]) * double(vj[c]);
+            double dT = P[j] * (dP - Di);
+            dw[h] += dT * bias(h, i, j);
+            for (int64_t d = 0; d < D; ++d) {
+              dq[((b * H + h) * Lq + i) * D + d] += scale * dT * double(kj[d]);
+              dk[((b * Hkv + hkv) * Lkv + j) * D + d] +=
+                  scale * dT * double(qi[d]);
+            }
+            for (int64_t c = 0; c < Dv; ++c)
+              dv[((b * Hkv + hkv) * Lkv + j) * Dv + c] += P[j] * double(doi[c]);
+          }
+        }
+      }
+  }
+
+  /// ||got - want|| / ||want||.
+  static double relError(const std::vector<float> &got,
+                         const std::vector<double> &want) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      double d = double(got[i]) - want[i];
+      num += std::isnan(got[i]) ? INFINITY : d * d;
+      den += want[i] * want[i];
+    }
+    return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
   }
 };
 

@@ -6,7 +6,10 @@
 // the extra peak memory, and ratios against baselines measured in the same
 // run: the reference loop lowering and a materialised Q K^T -> softmax -> P V
 // on OpenBLAS. It also measures the machine's single-precision FMA peak with
-// a register-only loop, so results read as a fraction of the ceiling.
+// a register-only loop, so results read as a fraction of the ceiling. With
+// --backward it also times the tiled backward kernel (dQ, dK, dV and every
+// f32 param's gradient, from the forward's LSE) against the forward of the
+// same run and a materialised backward on OpenBLAS.
 //
 //===----------------------------------------------------------------------===//
 
@@ -51,11 +54,15 @@ USAGE
              [--L 4096 | --Lq N --Lkv N] [--D 64] [--Dv D] [--dtype f32|f16]
              [--param NAME=VALUE | NAME=FILE.npy | NAME=docs:N | NAME=alibi]...
              [--warmup 1] [--repeat 5] [--threads N] [--tile-q 128] [--tile-kv 64]
-             [--baselines ref,blas | none] [--json OUT.json]
+             [--baselines ref,blas | none] [--backward] [--json OUT.json]
 
   Every variant of FILE (or each --variant) is compiled for the shape and
   timed. Generated params: docs:N is an i32[L] of N equal documents, alibi
   is f32[H] of ALiBi slopes. The reference baseline is single-threaded.
+  --backward also times the backward pass (the tiled backward kernel with
+  64 x 64 tiles, dQ, dK, dV and every f32 param's gradient) and reports it
+  against the forward time of the same run and a materialised backward on
+  OpenBLAS (dense softmax: S, P, dP and dS as Lq x Lkv matrices).
 )";
 
 [[noreturn]] void fail(const std::string &msg) {
@@ -155,7 +162,7 @@ struct Options {
   std::vector<std::string> params;
   int warmup = 1, repeat = 5, threads = 0;
   int64_t tileQ = 128, tileKV = 64;
-  bool ref = true, blas = true;
+  bool ref = true, blas = true, backward = false;
   std::string json;
 };
 
@@ -180,7 +187,8 @@ mlir::OwningOpRef<mlir::ModuleOp> frontEnd(mlir::MLIRContext &ctx,
 }
 
 std::unique_ptr<CpuKernel> compile(const Options &o, const std::string &name,
-                                   bool reference, bool countOnly) {
+                                   bool reference, bool countOnly,
+                                   bool backward = false) {
   mlir::MLIRContext ctx;
   auto module = frontEnd(ctx, o.file, name);
   if (countOnly) {
@@ -200,6 +208,10 @@ std::unique_ptr<CpuKernel> compile(const Options &o, const std::string &name,
   copts.valueDim = o.shape.Dv;
   copts.tileQ = o.tileQ;
   copts.tileKV = o.tileKV;
+  if (backward) {
+    copts.backward = true;
+    copts.tileQ = 64;
+  }
   std::string err;
   auto kernel = CpuKernel::compile(*module, name, copts, err);
   if (!kernel)
@@ -209,6 +221,7 @@ std::unique_ptr<CpuKernel> compile(const Options &o, const std::string &name,
 
 struct Buffers {
   NpyArray q, k, v, o, lse;
+  NpyArray dO, dq, dk, dv; // --backward
   std::map<std::string, NpyArray> params;
   std::map<std::string, ScalarValue> scalars;
 };
@@ -253,6 +266,92 @@ RunArgs makeArgs(Buffers &buf, const KernelSignature &sig, int threads,
   }
   a.numThreads = threads;
   return a;
+}
+
+/// The backward run's arguments: the forward's inputs, O and LSE (rowStats)
+/// of a forward run, dO, and a gradient of every f32 param.
+BackwardRunArgs makeBackwardArgs(Buffers &buf, const KernelSignature &sig,
+                                 int threads,
+                                 std::map<std::string, NpyArray> &grads) {
+  RunArgs f = makeArgs(buf, sig, threads, false);
+  BackwardRunArgs a;
+  a.q = f.q;
+  a.k = f.k;
+  a.v = f.v;
+  a.o = f.o;
+  a.params = f.params;
+  a.numThreads = threads;
+  auto view = [](NpyArray &x) {
+    return TensorView::contiguous(x.data.data(), x.dtype, x.shape);
+  };
+  a.dO = view(buf.dO);
+  a.dq = view(buf.dq);
+  a.dk = view(buf.dk);
+  a.dv = view(buf.dv);
+  if (sig.normalization == "softmax" || sig.normalization == "linear")
+    a.rowStats = view(buf.lse);
+  for (const SignatureParam &p : sig.params) {
+    if (p.isConst || p.type != ParamType::F32)
+      continue;
+    NpyArray &g = grads[p.name];
+    g.dtype = DType::F32;
+    g.shape = p.isTensor ? buf.params.at(p.name).shape : std::vector<int64_t>{};
+    g.data.assign(g.numel() * 4, 0);
+    a.paramGrads[p.name] = view(g);
+  }
+  return a;
+}
+
+/// The materialised backward on OpenBLAS, one (b, h) at a time with Lq x
+/// Lkv buffers (float32, dense softmax, H == Hkv): S = scale Q K^T, P =
+/// softmax(S), dV = P^T dO, dP = dO V^T, dS = P (dP - D), dQ = scale dS K,
+/// dK = scale dS^T Q.
+void materialisedBackward(Buffers &buf, const Shape &s, int threads) {
+  auto f = [](NpyArray &a) { return reinterpret_cast<float *>(a.data.data()); };
+  float *q = f(buf.q), *k = f(buf.k), *v = f(buf.v), *o = f(buf.o),
+        *dO = f(buf.dO), *dq = f(buf.dq), *dk = f(buf.dk), *dv = f(buf.dv);
+  std::vector<float> S(s.Lq * s.Lkv), dP(s.Lq * s.Lkv), Drow(s.Lq);
+  float scale = 1.0f / std::sqrt(float(s.D));
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.H; ++h) {
+      int64_t hk = h / (s.H / s.Hkv);
+      float *qp = q + ((b * s.H + h) * s.Lq) * s.D;
+      float *kp = k + ((b * s.Hkv + hk) * s.Lkv) * s.D;
+      float *vp = v + ((b * s.Hkv + hk) * s.Lkv) * s.Dv;
+      float *op = o + ((b * s.H + h) * s.Lq) * s.Dv;
+      float *dop = dO + ((b * s.H + h) * s.Lq) * s.Dv;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.Lq, s.Lkv, s.D,
+                  scale, qp, s.D, kp, s.D, 0.0f, S.data(), s.Lkv);
+      parallelFor(s.Lq, threads, [&](int64_t i, int) {
+        float *row = S.data() + i * s.Lkv;
+        float m = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < s.Lkv; ++j)
+          m = std::max(m, row[j]);
+        for (int64_t j = 0; j < s.Lkv; ++j)
+          sum += (row[j] = std::exp(row[j] - m));
+        for (int64_t j = 0; j < s.Lkv; ++j)
+          row[j] /= sum;
+        float d = 0;
+        for (int64_t c = 0; c < s.Dv; ++c)
+          d += dop[i * s.Dv + c] * op[i * s.Dv + c];
+        Drow[i] = d;
+      });
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.Lkv, s.Dv, s.Lq,
+                  1.0f, S.data(), s.Lkv, dop, s.Dv, 0.0f,
+                  dv + ((b * s.Hkv + hk) * s.Lkv) * s.Dv, s.Dv);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.Lq, s.Lkv, s.Dv,
+                  1.0f, dop, s.Dv, vp, s.Dv, 0.0f, dP.data(), s.Lkv);
+      parallelFor(s.Lq, threads, [&](int64_t i, int) {
+        for (int64_t j = 0; j < s.Lkv; ++j)
+          dP[i * s.Lkv + j] = S[i * s.Lkv + j] * (dP[i * s.Lkv + j] - Drow[i]);
+      });
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s.Lq, s.D, s.Lkv,
+                  scale, dP.data(), s.Lkv, kp, s.D, 0.0f,
+                  dq + ((b * s.H + h) * s.Lq) * s.D, s.D);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.Lkv, s.D, s.Lq,
+                  scale, dP.data(), s.Lkv, qp, s.D, 0.0f,
+                  dk + ((b * s.Hkv + hk) * s.Lkv) * s.D, s.D);
+    }
 }
 
 /// Materialised attention on OpenBLAS: S = scale Q K^T, row softmax, O = P V,
@@ -348,6 +447,8 @@ Options parseArgs(int argc, char **argv) {
       std::string v = next();
       o.ref = v.find("ref") != std::string::npos;
       o.blas = v.find("blas") != std::string::npos;
+    } else if (a == "--backward") {
+      o.backward = true;
     } else if (a == "--json") {
       o.json = next();
     } else if (!a.empty() && a[0] == '-') {
@@ -391,6 +492,12 @@ int main(int argc, char **argv) {
   buf.v = randomArray(dt, {s.B, s.Hkv, s.Lkv, s.Dv}, rng);
   buf.o = randomArray(dt, {s.B, s.H, s.Lq, s.Dv}, rng);
   buf.lse = randomArray(DType::F32, {s.B, s.H, s.Lq}, rng);
+  if (o.backward) {
+    buf.dO = randomArray(dt, {s.B, s.H, s.Lq, s.Dv}, rng);
+    buf.dq = randomArray(dt, {s.B, s.H, s.Lq, s.D}, rng);
+    buf.dk = randomArray(dt, {s.B, s.Hkv, s.Lkv, s.D}, rng);
+    buf.dv = randomArray(dt, {s.B, s.Hkv, s.Lkv, s.Dv}, rng);
+  }
   for (const std::string &p : o.params) {
     size_t eq = p.find('=');
     if (eq == std::string::npos)
@@ -458,6 +565,21 @@ int main(int argc, char **argv) {
                                  blasTime * 1e3, blasMem / 1e6);
   }
 
+  double blasBwdTime = 0;
+  if (o.backward && o.blas && dt == DType::F32 && s.H == s.Hkv) {
+    materialisedBackward(buf, s, o.threads); // warm-up
+    std::vector<double> t;
+    for (int r = 0; r < std::max(1, o.repeat / 2); ++r) {
+      double t0 = now();
+      materialisedBackward(buf, s, o.threads);
+      t.push_back(now() - t0);
+    }
+    blasBwdTime = median(t);
+    llvm::outs() << llvm::format("materialised backward (OpenBLAS, dense): "
+                                 "%.2f ms\n",
+                                 blasBwdTime * 1e3);
+  }
+
   std::ostringstream json;
   json << "{\n  \"fma_peak_gflops\": " << peak
        << ",\n  \"threads\": " << o.threads << ",\n  \"shape\": {\"B\": " << s.B
@@ -466,6 +588,7 @@ int main(int argc, char **argv) {
        << ", \"dtype\": \"" << o.dtype
        << "\"},\n  \"materialised_ms\": " << blasTime * 1e3
        << ",\n  \"materialised_extra_mb\": " << blasMem / 1e6
+       << ",\n  \"materialised_backward_ms\": " << blasBwdTime * 1e3
        << ",\n  \"variants\": [";
   llvm::outs() << llvm::format("%-18s %10s %9s %7s %8s %10s %9s %9s\n",
                                "variant", "median ms", "GFLOP/s", "%peak",
@@ -517,7 +640,42 @@ int main(int argc, char **argv) {
         fail(name + " (reference): " + err);
       refTime = now() - t0;
     }
+    // The backward pass: from a forward run's O and LSE (row statistics).
+    double bwdTime = 0;
+    if (o.backward) {
+      auto fwdStats = compile(o, name, /*reference=*/false, false);
+      RunArgs fa = makeArgs(buf, fwdStats->signature(), o.threads, false);
+      const std::string &normName = fwdStats->signature().normalization;
+      if (normName == "softmax" || normName == "linear")
+        fa.rowStats = TensorView::contiguous(buf.lse.data.data(), DType::F32,
+                                             buf.lse.shape);
+      if (!fwdStats->run(fa, err))
+        fail(name + ": " + err);
+      auto bwd = compile(o, name, /*reference=*/false, false, true);
+      std::map<std::string, NpyArray> grads;
+      BackwardRunArgs ba =
+          makeBackwardArgs(buf, bwd->signature(), o.threads, grads);
+      for (int w = 0; w < o.warmup; ++w)
+        if (bwd->launchBackward(ba, err) != LaunchStatus::Ok)
+          fail(name + " (backward): " + err);
+      std::vector<double> bt;
+      for (int r = 0; r < o.repeat; ++r) {
+        double t0 = now();
+        bwd->launchBackward(ba, err);
+        bt.push_back(now() - t0);
+      }
+      bwdTime = median(bt);
+    }
     double gflops = flops / t / 1e9;
+    if (o.backward)
+      llvm::outs() << llvm::format(
+          "%-18s backward %10.2f ms  %.2fx forward  %s\n", name.c_str(),
+          bwdTime * 1e3, bwdTime / t,
+          blasBwdTime ? llvm::formatv("{0:f2}x materialised backward speed",
+                                      blasBwdTime / bwdTime)
+                            .str()
+                            .c_str()
+                      : "");
     llvm::outs() << llvm::format(
         "%-18s %10.2f %9.1f %6.1f%% %7.1f%% %10.2f %9s %9s\n", name.c_str(),
         t * 1e3, gflops, 100 * gflops / peak, 100 * skipped, extra / 1e6,
@@ -534,7 +692,10 @@ int main(int argc, char **argv) {
          << ", \"reference_ms\": " << refTime * 1e3
          << ", \"speedup_vs_reference\": " << (refTime ? refTime / t : 0)
          << ", \"speedup_vs_materialised\": " << (blasTime ? blasTime / t : 0)
-         << "}";
+         << ", \"backward_ms\": " << bwdTime * 1e3
+         << ", \"backward_over_forward\": " << (bwdTime ? bwdTime / t : 0)
+         << ", \"backward_speedup_vs_materialised\": "
+         << (bwdTime && blasBwdTime ? blasBwdTime / bwdTime : 0) << "}";
     first = false;
   }
   json << "\n  ]\n}\n";

@@ -56,13 +56,22 @@ USAGE
   attnc FILE.attn [--variant NAME] --emit=STAGE [-o OUT] [--dtype f32|f16]
   attnc run FILE.attn [--variant NAME] --q Q.npy --k K.npy --v V.npy
         [--param NAME=VALUE | --param NAME=FILE.npy]... [--target cpu|nvptx]
-        -o OUT.npy [--lse LSE.npy] [--reference] [--gpu-* options]
+        -o OUT.npy [--lse LSE.npy] [--stats S.npy] [--reference]
+        [--gpu-* options]
+  attnc grad FILE.attn [--variant NAME] --q Q.npy --k K.npy --v V.npy
+        --do DO.npy [--o O.npy (--lse LSE.npy | --stats S.npy)]
+        [--param NAME=VALUE | --param NAME=FILE.npy]...
+        --dq DQ.npy --dk DK.npy --dv DV.npy [--dparam NAME=FILE.npy]...
+        [--reference]
   attnc cache list|stats|clear
   attnc --help | --version
 
 STAGES (--emit)
   ast      the parsed syntax tree, before any checks
   mlir     the `attn` dialect: one attn.variant per attention block
+  grad-mlir  the same with each variant's backward form (attn-differentiate):
+           attn.score_grad / attn.sink_grad regions computing the
+           derivatives of the score and sink and the param gradients
   loops    the reference kernel: scf loops over memrefs (--dtype picks f32/f16)
   tiled    the optimised CPU kernel: one (b, h, q-tile) work item with the
            mask's kv bounds, tile skipping, online softmax and vector
@@ -93,9 +102,19 @@ CACHE
 RUN
   Q [B, H, Lq, D], K [B, Hkv, Lkv, D] and V [B, Hkv, Lkv, Dv] are C-order
   .npy files, all float32 or all float16. The output O [B, H, Lq, Dv] has
-  their dtype; --lse writes the float32 log-sum-exp [B, H, Lq] (softmax only).
+  their dtype; --lse writes the float32 log-sum-exp [B, H, Lq] (softmax only),
+  --stats the float32 row statistics [B, H, Lq] a later `attnc grad --o`
+  needs (softmax: the LSE; linear: the row sums of the scores; cpu target).
   Scalar params take a literal (42, 0.5, true); tensor params a .npy file
   of the declared element type (float32, int32, bool).
+
+GRAD
+  attnc grad writes the gradients of a loss L with respect to Q, K, V and
+  the f32 params, given dO = dL/dO (the shape and dtype of O). Without
+  --o it runs the forward pass first; with --o it needs the forward's row
+  statistics: --lse (softmax) or --stats (softmax: the LSE; linear: the
+  row sums of the scores); sigmoid and relu need none. --dparam NAME=FILE
+  writes the float32 gradient of param NAME (of the param's shape).
 
 OPTIONS
   --variant NAME   the attention block to use (needed when the file has several)
@@ -140,6 +159,9 @@ EXAMPLE
 
 struct Options {
   bool run = false;
+  bool grad = false;
+  std::string dO, inO, stats, dq, dk, dv;
+  std::vector<std::string> dparams;
   std::string input;
   std::string variant;
   std::string emit;
@@ -163,6 +185,9 @@ Options parseArgs(int argc, char **argv) {
   size_t i = 0;
   if (!args.empty() && args[0] == "run") {
     o.run = true;
+    ++i;
+  } else if (!args.empty() && args[0] == "grad") {
+    o.grad = true;
     ++i;
   }
   auto value = [&](const std::string &arg, const std::string &name,
@@ -208,10 +233,17 @@ Options parseArgs(int argc, char **argv) {
         value(a, "--gpu-kernel", o.gpuKernel) ||
         value(a, "--gpu-persistent", o.gpuPersistent) ||
         value(a, "--gpu-mark-kernel", o.gpuMarkKernel) ||
-        value(a, "--value-dim", o.valueDim))
+        value(a, "--value-dim", o.valueDim) || value(a, "--do", o.dO) ||
+        value(a, "--o", o.inO) || value(a, "--stats", o.stats) ||
+        value(a, "--dq", o.dq) || value(a, "--dk", o.dk) ||
+        value(a, "--dv", o.dv))
       continue;
     if (value(a, "--param", param)) {
       o.params.push_back(param);
+      continue;
+    }
+    if (value(a, "--dparam", param)) {
+      o.dparams.push_back(param);
       continue;
     }
     if (!a.empty() && a[0] == '-' && a != "-")
@@ -240,7 +272,31 @@ Options parseArgs(int argc, char **argv) {
                              std::pair{"--gpu-mark-kernel", &o.gpuMarkKernel}})
     if (*value != "on" && *value != "off")
       fail(std::string(flag) + " must be on or off, got '" + *value + "'");
-  if (o.run) {
+  if (o.grad) {
+    if (!o.emit.empty())
+      fail("'--emit' is not an option of 'attnc grad'");
+    if (!o.output.empty())
+      fail("attnc grad writes --dq, --dk, --dv and --dparam files, not -o");
+    if (o.q.empty() || o.k.empty() || o.v.empty() || o.dO.empty())
+      fail("attnc grad needs --q, --k, --v and --do");
+    if (o.dq.empty() || o.dk.empty() || o.dv.empty())
+      fail("attnc grad needs --dq, --dk and --dv");
+    if (o.inO.empty() && (!o.lse.empty() || !o.stats.empty()))
+      fail("--lse and --stats go with --o (the forward's output)");
+    if (!o.lse.empty() && !o.stats.empty())
+      fail("give --lse or --stats, not both");
+    if (o.target != "cpu")
+      fail("attnc grad runs on the cpu target only");
+    if (!o.threads.empty() &&
+        (o.threads.find_first_not_of("0123456789") != std::string::npos ||
+         o.threads.size() > 4 || std::stoi(o.threads) < 1))
+      fail("--threads must be a positive integer, got '" + o.threads + "'");
+  } else if (!o.dO.empty() || !o.dq.empty() || !o.dk.empty() || !o.dv.empty() ||
+             !o.inO.empty() || !o.dparams.empty() ||
+             (!o.run && !o.stats.empty())) {
+    fail("--do, --o, --dq, --dk, --dv and --dparam are options of 'attnc "
+         "grad' (--stats of 'attnc run' and 'attnc grad')");
+  } else if (o.run) {
     if (!o.emit.empty())
       fail("'--emit' is not an option of 'attnc run'");
     if (o.q.empty() || o.k.empty() || o.v.empty())
@@ -257,14 +313,14 @@ Options parseArgs(int argc, char **argv) {
     if (o.emit.empty())
       fail("nothing to do: give --emit=STAGE or use 'attnc run' (see attnc "
            "--help)");
-    static const char *stages[] = {"ast",  "mlir",    "loops", "tiled",
-                                   "llvm", "llvm-ir", "obj",   "header",
-                                   "gpu",  "nvvm",    "ptx",   "plan"};
+    static const char *stages[] = {
+        "ast", "mlir",   "grad-mlir", "loops", "tiled", "llvm", "llvm-ir",
+        "obj", "header", "gpu",       "nvvm",  "ptx",   "plan"};
     if (std::find(std::begin(stages), std::end(stages), o.emit) ==
         std::end(stages))
       fail("unknown stage '" + o.emit +
-           "' for --emit (expected ast, mlir, loops, tiled, llvm, llvm-ir, "
-           "obj, header, gpu, nvvm, ptx or plan)");
+           "' for --emit (expected ast, mlir, grad-mlir, loops, tiled, llvm, "
+           "llvm-ir, obj, header, gpu, nvvm, ptx or plan)");
     if (o.target != "cpu" && o.target != "nvptx")
       fail("unknown target '" + o.target + "' (expected cpu or nvptx)");
     for (const std::string *dim : {&o.headDim, &o.valueDim})
@@ -350,6 +406,78 @@ NpyArray readOrFail(const std::string &path) {
   return arr;
 }
 
+static uint8_t emptyStorage[8];
+
+/// The data of `a` for a view: zero-element arrays may have no storage,
+/// which libattn never touches.
+void *dataOf(NpyArray &a) {
+  return a.data.empty() ? emptyStorage : a.data.data();
+}
+
+attn::DType publicDType(DType d) {
+  return d == DType::F32   ? attn::DType::F32
+         : d == DType::F16 ? attn::DType::F16
+         : d == DType::I32 ? attn::DType::I32
+                           : attn::DType::Bool;
+}
+
+ParamType paramType(attn::DType d) {
+  return d == attn::DType::F32   ? ParamType::F32
+         : d == attn::DType::I32 ? ParamType::I32
+                                 : ParamType::Bool;
+}
+
+attn::Tensor viewOf(NpyArray &a) {
+  return attn::Tensor::contiguous(dataOf(a), publicDType(a.dtype), a.shape);
+}
+
+/// Binds the --param options to `params` against variant `name`'s
+/// signature; tensors are read into `tensors` (which keeps their data).
+void bindParams(const std::vector<std::string> &options,
+                const attn::Signature &sig, const std::string &name,
+                std::map<std::string, attn::ParamValue> &params,
+                std::map<std::string, NpyArray> &tensors) {
+  for (const std::string &p : options) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0)
+      fail("--param '" + p + "' must be NAME=VALUE or NAME=FILE.npy");
+    std::string pname = p.substr(0, eq), text = p.substr(eq + 1);
+    if (params.count(pname))
+      fail("--param '" + pname + "' is given twice");
+    auto it = std::find_if(
+        sig.params.begin(), sig.params.end(),
+        [&](const attn::ParamInfo &sp) { return sp.name == pname; });
+    if (it == sig.params.end()) {
+      std::vector<std::string> known;
+      for (const attn::ParamInfo &sp : sig.params)
+        known.push_back(sp.name);
+      std::string msg =
+          "unknown param '" + pname + "' for variant '" + name + "'";
+      std::vector<llvm::StringRef> refs(known.begin(), known.end());
+      std::string near = ast::didYouMean(pname, refs);
+      if (!near.empty())
+        msg += near;
+      else if (!known.empty())
+        msg += " (its params: " + llvm::join(known, ", ") + ")";
+      else
+        msg += " (it takes no params)";
+      fail(msg);
+    }
+    if (it->isTensor) {
+      if (llvm::StringRef(text).ends_with(".npy") == false)
+        fail("--param " + p + ": param '" + pname +
+             "' is a tensor; give a .npy file");
+      NpyArray &arr = tensors[pname] = readOrFail(text);
+      params[pname] = viewOf(arr);
+    } else {
+      if (llvm::StringRef(text).ends_with(".npy"))
+        fail("--param " + p + ": param '" + pname + "' is a scalar " +
+             paramTypeName(paramType(it->dtype)) + "; give a literal");
+      params[pname] = parseScalar(pname, text, paramType(it->dtype)).value;
+    }
+  }
+}
+
 int runVariant(const Options &o, mlir::ModuleOp module,
                const std::string &source) {
   bool gpu = o.target == "nvptx";
@@ -406,17 +534,6 @@ int runVariant(const Options &o, mlir::ModuleOp module,
       attn::Status::Ok)
     fail(err);
   const attn::Signature &sig = kernel.signature();
-  auto paramType = [](attn::DType d) {
-    return d == attn::DType::F32   ? ParamType::F32
-           : d == attn::DType::I32 ? ParamType::I32
-                                   : ParamType::Bool;
-  };
-  auto publicDType = [](DType d) {
-    return d == DType::F32   ? attn::DType::F32
-           : d == DType::F16 ? attn::DType::F16
-           : d == DType::I32 ? attn::DType::I32
-                             : attn::DType::Bool;
-  };
 
   // O and LSE, poisoned so that an unwritten element shows as NaN.
   NpyArray out;
@@ -431,63 +548,30 @@ int runVariant(const Options &o, mlir::ModuleOp module,
     lse.data.assign(lse.numel() * 4, 0xFF);
 
   attn::RunArgs args;
+  std::vector<uint8_t> rowStats;
   if (!o.threads.empty())
     args.threads = std::stoi(o.threads);
-  // A zero-element array may have no storage; libattn never touches it
-  // (a null pointer would do too).
-  static uint8_t emptyStorage[8];
-  auto dataOf = [&](NpyArray &a) -> void * {
-    return a.data.empty() ? emptyStorage : a.data.data();
-  };
-  auto view = [&](NpyArray &a) {
-    return attn::Tensor::contiguous(dataOf(a), publicDType(a.dtype), a.shape);
-  };
-  args.q = view(q);
-  args.k = view(k);
-  args.v = view(v);
-  args.o = view(out);
+  args.q = viewOf(q);
+  args.k = viewOf(k);
+  args.v = viewOf(v);
+  args.o = viewOf(out);
   if (!o.lse.empty())
-    args.lse = view(lse);
+    args.lse = viewOf(lse);
 
   std::map<std::string, NpyArray> tensorParams;
-  for (const std::string &p : o.params) {
-    size_t eq = p.find('=');
-    if (eq == std::string::npos || eq == 0)
-      fail("--param '" + p + "' must be NAME=VALUE or NAME=FILE.npy");
-    std::string pname = p.substr(0, eq), text = p.substr(eq + 1);
-    if (args.params.count(pname))
-      fail("--param '" + pname + "' is given twice");
-    auto it = std::find_if(
-        sig.params.begin(), sig.params.end(),
-        [&](const attn::ParamInfo &sp) { return sp.name == pname; });
-    if (it == sig.params.end()) {
-      std::vector<std::string> known;
-      for (const attn::ParamInfo &sp : sig.params)
-        known.push_back(sp.name);
-      std::string msg =
-          "unknown param '" + pname + "' for variant '" + name + "'";
-      std::vector<llvm::StringRef> refs(known.begin(), known.end());
-      std::string near = ast::didYouMean(pname, refs);
-      if (!near.empty())
-        msg += near;
-      else if (!known.empty())
-        msg += " (its params: " + llvm::join(known, ", ") + ")";
-      else
-        msg += " (it takes no params)";
-      fail(msg);
-    }
-    if (it->isTensor) {
-      if (llvm::StringRef(text).ends_with(".npy") == false)
-        fail("--param " + p + ": param '" + pname +
-             "' is a tensor; give a .npy file");
-      NpyArray &arr = tensorParams[pname] = readOrFail(text);
-      args.params[pname] = view(arr);
-    } else {
-      if (llvm::StringRef(text).ends_with(".npy"))
-        fail("--param " + p + ": param '" + pname + "' is a scalar " +
-             paramTypeName(paramType(it->dtype)) + "; give a literal");
-      args.params[pname] = parseScalar(pname, text, paramType(it->dtype)).value;
-    }
+  bindParams(o.params, sig, name, args.params, tensorParams);
+  if (!o.stats.empty()) {
+    if (gpu)
+      fail("--stats: the nvptx kernels do not save row statistics yet");
+    if (!sig.hasRowStats)
+      fail("--stats: 'normalize " + sig.normalization +
+           "' saves no row statistics (only softmax and linear have them)");
+    if (!o.lse.empty() && sig.normalization == "softmax")
+      fail("for softmax the row statistics are the LSE: give --lse or "
+           "--stats, not both");
+    rowStats.assign(lse.numel() * 4, 0xFF);
+    args.rowStats =
+        attn::Tensor::contiguous(rowStats.data(), attn::DType::F32, lse.shape);
   }
 
   if (gpu) {
@@ -530,6 +614,173 @@ int runVariant(const Options &o, mlir::ModuleOp module,
     fail(err);
   if (!o.lse.empty() && !writeNpy(o.lse, lse, err))
     fail(err);
+  if (!o.stats.empty()) {
+    NpyArray s;
+    s.dtype = DType::F32;
+    s.shape = lse.shape;
+    s.data = rowStats;
+    if (!writeNpy(o.stats, s, err))
+      fail(err);
+  }
+  return 0;
+}
+
+/// `attnc grad`: the backward pass on .npy tensors, on the CPU, through
+/// the runtime's kernel cache like `attnc run`.
+int gradVariant(const Options &o, mlir::ModuleOp module,
+                const std::string &source) {
+  std::string name = chooseVariant(module, o.variant, o.input);
+  {
+    // The backward form once here, so that what it says (a param whose
+    // gradient is zero because only the mask reads it) is shown with its
+    // location; the kernels compile through the runtime below.
+    mlir::OwningOpRef<mlir::ModuleOp> copy = module.clone();
+    keepOnlyVariant(*copy, name);
+    mlir::DialectRegistry registry;
+    registerDialects(registry);
+    module.getContext()->appendDialectRegistry(registry);
+    mlir::PassManager pm(module.getContext());
+    buildDifferentiatePipeline(pm);
+    if (mlir::failed(pm.run(*copy)))
+      return 1;
+  }
+  NpyArray q = readOrFail(o.q), k = readOrFail(o.k), v = readOrFail(o.v);
+  NpyArray dO = readOrFail(o.dO);
+  for (auto [what, arr, path] : {std::tuple{"Q", &q, &o.q},
+                                 {"K", &k, &o.k},
+                                 {"V", &v, &o.v},
+                                 {"dO", &dO, &o.dO}}) {
+    if (arr->dtype != DType::F32 && arr->dtype != DType::F16)
+      fail(*path + ": " + what + " must be float32 or float16, got " +
+           dtypeName(arr->dtype));
+    if (arr->shape.size() != 4)
+      fail(*path + ": " + what + " must have rank 4, got shape " +
+           formatShape(arr->shape));
+  }
+  if (q.dtype != k.dtype || q.dtype != v.dtype)
+    fail(std::string("Q, K and V must have the same dtype, got ") +
+         dtypeName(q.dtype) + ", " + dtypeName(k.dtype) + " and " +
+         dtypeName(v.dtype));
+
+  // The forward and backward kernels, through the kernel cache.
+  attn::CompileOptions ropts;
+  ropts.variant = name;
+  ropts.dtype = q.dtype == DType::F16 ? attn::DType::F16 : attn::DType::F32;
+  ropts.tiling =
+      o.reference ? attn::Tiling::reference() : attn::Tiling::automatic();
+  ropts.headDim = q.shape[3];
+  ropts.valueDim = v.shape[3];
+  std::string err;
+  auto compile = [&](bool backward) {
+    attn::CompileOptions c = ropts;
+    c.backward = backward;
+    attn::Kernel kernel;
+    if (attn::Runtime::global().compile(source, c, kernel, err) !=
+        attn::Status::Ok)
+      fail(err);
+    return kernel;
+  };
+  attn::Kernel bwd = compile(true);
+  const attn::Signature &sig = bwd.signature();
+  auto poisoned = [&](DType dtype, std::vector<int64_t> shape) {
+    NpyArray a;
+    a.dtype = dtype;
+    a.shape = std::move(shape);
+    a.data.assign(a.numel() * dtypeSize(dtype), 0xFF);
+    return a;
+  };
+  std::map<std::string, attn::ParamValue> params;
+  std::map<std::string, NpyArray> tensorParams;
+  bindParams(o.params, sig, name, params, tensorParams);
+  int threads = o.threads.empty() ? 0 : std::stoi(o.threads);
+
+  // O and the row statistics: given, or from a forward run.
+  NpyArray out, stats;
+  std::vector<int64_t> rowShape = {q.shape[0], q.shape[1], q.shape[2]};
+  if (!o.inO.empty()) {
+    out = readOrFail(o.inO);
+    std::string statsPath = !o.lse.empty() ? o.lse : o.stats;
+    if (!o.lse.empty() && sig.normalization != "softmax")
+      fail("--lse: 'normalize " + sig.normalization + "' has no log-sum-exp" +
+           (sig.normalization == "linear"
+                ? std::string("; its backward takes the row sums (--stats)")
+                : std::string("; its backward needs no row statistics")));
+    if (sig.hasRowStats && statsPath.empty())
+      fail("the backward of variant '" + name + "' (normalize " +
+           sig.normalization +
+           ") needs the forward's row statistics with --o: give " +
+           (sig.normalization == "softmax" ? "--lse LSE.npy (or --stats)"
+                                           : "--stats S.npy") +
+           ", or leave out --o to run the forward here");
+    if (!statsPath.empty()) {
+      if (!sig.hasRowStats)
+        fail("--stats: 'normalize " + sig.normalization +
+             "' saves no row statistics; its backward needs none");
+      stats = readOrFail(statsPath);
+    }
+  } else {
+    attn::Kernel fwd = compile(false);
+    out = poisoned(q.dtype, {q.shape[0], q.shape[1], q.shape[2], v.shape[3]});
+    attn::RunArgs run;
+    run.q = viewOf(q);
+    run.k = viewOf(k);
+    run.v = viewOf(v);
+    run.o = viewOf(out);
+    if (sig.hasRowStats) {
+      stats = poisoned(DType::F32, rowShape);
+      run.rowStats = viewOf(stats);
+    }
+    run.params = params;
+    run.threads = threads;
+    if (fwd.run(run, err) != attn::Status::Ok)
+      fail(err);
+  }
+
+  attn::BackwardArgs args;
+  args.q = viewOf(q);
+  args.k = viewOf(k);
+  args.v = viewOf(v);
+  args.o = viewOf(out);
+  args.dO = viewOf(dO);
+  if (!stats.shape.empty())
+    args.rowStats = viewOf(stats);
+  NpyArray dq = poisoned(q.dtype, q.shape), dk = poisoned(k.dtype, k.shape),
+           dv = poisoned(v.dtype, v.shape);
+  args.dq = viewOf(dq);
+  args.dk = viewOf(dk);
+  args.dv = viewOf(dv);
+  args.params = params;
+  args.threads = threads;
+  std::map<std::string, std::pair<NpyArray, std::string>> dparams;
+  for (const std::string &p : o.dparams) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == p.size())
+      fail("--dparam '" + p + "' must be NAME=FILE.npy");
+    std::string pname = p.substr(0, eq), path = p.substr(eq + 1);
+    if (dparams.count(pname))
+      fail("--dparam '" + pname + "' is given twice");
+    const attn::ParamInfo *info = sig.param(pname);
+    std::vector<int64_t> shape;
+    if (info && info->isTensor) {
+      auto t = tensorParams.find(pname);
+      if (t == tensorParams.end())
+        fail("missing tensor param '" + pname + "' (" + info->declaredType +
+             ")");
+      shape = t->second.shape;
+    }
+    auto &[arr, file] = dparams[pname];
+    arr = poisoned(DType::F32, shape);
+    file = path;
+    args.paramGrads[pname] = viewOf(arr);
+  }
+  if (bwd.runBackward(args, err) != attn::Status::Ok)
+    fail(err);
+  for (auto [arr, path] : {std::pair{&dq, &o.dq}, {&dk, &o.dk}, {&dv, &o.dv}})
+    if (!writeNpy(*path, *arr, err))
+      fail(err);
+  for (auto &[pname, entry] : dparams)
+    if (!writeNpy(entry.second, entry.first, err))
+      fail(err);
   return 0;
 }
 
@@ -716,6 +967,9 @@ int main(int argc, char **argv) {
                     "not verify (please report this with your input)\n";
     return 1;
   }
+  if (o.grad)
+    return gradVariant(o, *module,
+                       sm.getMemoryBuffer(bufferId)->getBuffer().str());
   if (o.run)
     return runVariant(o, *module,
                       sm.getMemoryBuffer(bufferId)->getBuffer().str());
@@ -724,7 +978,17 @@ int main(int argc, char **argv) {
   if (o.emit == "plan")
     return emitPlan(o, *module);
 
-  if (o.emit != "mlir") {
+  if (o.emit == "grad-mlir") {
+    if (!o.variant.empty())
+      keepOnlyVariant(*module, chooseVariant(*module, o.variant, o.input));
+    mlir::DialectRegistry registry;
+    registerDialects(registry);
+    ctx.appendDialectRegistry(registry);
+    mlir::PassManager pm(&ctx);
+    buildDifferentiatePipeline(pm);
+    if (mlir::failed(pm.run(*module)))
+      return 1;
+  } else if (o.emit != "mlir") {
     // Later stages compile one variant.
     if (!(o.variant.empty() && module->getBody()->empty()))
       keepOnlyVariant(*module, chooseVariant(*module, o.variant, o.input));

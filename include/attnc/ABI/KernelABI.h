@@ -9,6 +9,16 @@
 // bool; a scalar as f32 or i32, bool as i32), the flag word, the status
 // memref (kStatusWords x i32).
 //
+// Backward kernels (convert-attn-to-backward-loops, the tiled backward)
+// take: Q, K, V, O, dO (strided rank-4 memrefs of the element type), the
+// saved row statistics (strided rank-3 f32: LSE for softmax, the row sum
+// for linear, zero-sized for sigmoid and relu), dQ, dK, dV (strided rank-4
+// memrefs of the element type), the runtime params as forward kernels do,
+// then one gradient per f32 runtime param in declaration order (a strided
+// f64 memref of the param's rank, rank 1 of size 1 for a scalar: a scalar's
+// gradient sums every score entry, often with cancellation), zero on entry
+// and added to, the flag word and the status memref.
+//
 //===----------------------------------------------------------------------===//
 #ifndef ATTNC_ABI_KERNELABI_H
 #define ATTNC_ABI_KERNELABI_H
@@ -17,7 +27,10 @@
 
 namespace attnc {
 
-/// Bits of the flag word. kFlagVectorO: O has a unit inner stride, 16-byte
+/// Bits of the flag word. kFlagWriteLSE: write the row statistic into the
+/// LSE argument: the log-sum-exp for softmax, the row sum of the weights'
+/// numerators (sum_j score) for linear, which is what the backward needs.
+/// kFlagVectorO: O has a unit inner stride, 16-byte
 /// aligned data and strides of whole 16-byte units (the strides of
 /// dimensions of size 1 aside), so a kernel may write it in 16-byte vectors
 /// (the tensor-core GPU kernel does, through shared memory); kernels that

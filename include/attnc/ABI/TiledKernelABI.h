@@ -17,6 +17,23 @@
 //                     order: its (min, max) per q-tile and per kv-tile, two
 //                     memref<?x2xi32>
 //
+// The tiled backward kernel (convert-attn-to-tiled-backward-kernel, run by
+// launchTiledBackwardKernel) is two functions taking the backward leading
+// arguments of KernelABI.h followed by:
+//
+//   @<name>_bwd_rows  b, h (index); rowA, rowD (memref<?xf32>, flat
+//                     [B, H, Lq]): it writes D = dO . O into rowD and the
+//                     row statistic as the tiles use it into rowA
+//   @<name>_bwd       b, hkv, k0, k1 (index: the kv-tiles [k0, k1) of a KV
+//                     head); rowA, rowD; Q, dO, K, V, dQ, dK, dV as
+//                     memref<?x?x?x?xf32> with a unit inner stride, head
+//                     dims rounded up to the vector width (dQ: rows the
+//                     item zeroes and accumulates; dK, dV: rows it writes
+//                     for its kv-tiles); the summaries as above
+//
+// Both add param gradients into the gradient buffers of the leading
+// arguments, which the launcher makes per worker slot.
+//
 //===----------------------------------------------------------------------===//
 #ifndef ATTNC_ABI_TILEDKERNELABI_H
 #define ATTNC_ABI_TILEDKERNELABI_H
@@ -32,7 +49,7 @@ namespace attnc {
 /// 2: K and V as rows, a K^T buffer the kernels fill and its tile states.
 constexpr int64_t kTiledKernelAbi = 2;
 
-/// What a tiled kernel was compiled for.
+/// What a tiled kernel was compiled for (the backward kernel too).
 struct TiledKernelShape {
   int64_t tileQ = 128;
   int64_t tileKV = 64;

@@ -30,6 +30,9 @@ struct KernelContext {
   mlir::attn::VariantOp variant;
   mlir::Value sizeI32[7]; // B, H, Hkv, Lq, Lkv, D, Dv as i32
   llvm::StringMap<KernelParamArg> params;
+  /// Backward kernels: the gradient memref of each f32 runtime param (f64,
+  /// rank 1 of size 1 for a scalar), which attn.accumulate_grad adds to.
+  llvm::StringMap<mlir::Value> grads;
   mlir::Value status; // memref<kStatusWords x i32>
 };
 
@@ -45,10 +48,21 @@ kernelArgumentTypes(mlir::Builder &b, mlir::attn::VariantOp variant,
                     mlir::Type elementType,
                     llvm::SmallVectorImpl<mlir::attn::ParamOp> &runtimeParams);
 
+/// The leading argument types of every backward kernel (KernelABI.h): Q, K,
+/// V, O, dO, the row statistics, dQ, dK, dV, the runtime params,
+/// `gradParams` (the f32 runtime params, which it fills) as f64 gradient
+/// memrefs, the flag word and the status memref.
+llvm::SmallVector<mlir::Type> backwardKernelArgumentTypes(
+    mlir::Builder &b, mlir::attn::VariantOp variant, mlir::Type elementType,
+    llvm::SmallVectorImpl<mlir::attn::ParamOp> &runtimeParams,
+    llvm::SmallVectorImpl<mlir::attn::ParamOp> &gradParams);
+
 /// The leading arguments of a kernel's entry block, in kernelArgumentTypes
-/// order, and the problem's sizes read off Q, K and V.
+/// (or backwardKernelArgumentTypes) order, and the problem's sizes read off
+/// Q, K and V. `lse` holds the row statistics of a backward kernel.
 struct KernelEntry {
   mlir::Value q, k, v, o, lse, flags, status;
+  mlir::Value dO, dq, dk, dv;         // backward kernels only
   mlir::Value sizeIdx[7], sizeI32[7]; // B, H, Hkv, Lq, Lkv, D, Dv
   unsigned numLeading = 0;            // arguments up to the status memref
 };
@@ -63,8 +77,16 @@ KernelEntry bindKernelEntry(mlir::OpBuilder &b, mlir::Location loc,
 /// A strided memref of dynamic shape, as kernels take every tensor.
 mlir::MemRefType stridedMemRef(mlir::Type elementType, unsigned rank);
 
+/// bindKernelEntry for a backward kernel (backwardKernelArgumentTypes);
+/// also fills ctx.grads.
+KernelEntry bindBackwardKernelEntry(
+    mlir::OpBuilder &b, mlir::Location loc, mlir::attn::VariantOp variant,
+    mlir::Block *entry, llvm::ArrayRef<mlir::attn::ParamOp> runtimeParams,
+    llvm::ArrayRef<mlir::attn::ParamOp> gradParams, KernelContext &ctx);
+
 /// Clones the single block of `region` at the builder's insertion point with
-/// its arguments bound to `args`; returns the value it yields.
+/// its arguments bound to `args`; returns the value it yields (null for a
+/// region that yields none).
 mlir::Value inlineItemRegion(mlir::OpBuilder &b, mlir::Region &region,
                              mlir::ValueRange args);
 
@@ -78,7 +100,9 @@ IntervalValues emitTensorBoxRange(mlir::OpBuilder &b, mlir::Location loc,
                                   llvm::ArrayRef<IntervalValues> box,
                                   int64_t maxEntries = 4096);
 
-/// Replaces every attn expression op nested in `root`.
+/// Replaces every attn expression op nested in `root`; attn.accumulate_grad
+/// becomes a bounds-checked f64 add into its ctx.grads memref (nothing out
+/// of range: the primal read at the same indices reported it).
 void expandAttnOps(mlir::Operation *root, const KernelContext &ctx);
 
 } // namespace attnc

@@ -50,6 +50,57 @@ def ConvertAttnToLoops : Pass<"convert-attn-to-loops", "mlir::ModuleOp"> {
   ];
 }
 
+def ConvertAttnToBackwardLoops
+    : Pass<"convert-attn-to-backward-loops", "mlir::ModuleOp"> {
+  let summary = "Lower each differentiated attn.variant to a reference backward kernel of scf loops";
+  let description = [{
+    Replaces every `attn.variant @name` that `attn-differentiate` has put in
+    backward form by `func.func @name_bwd`, the numerical reference of the
+    backward pass: single-threaded `scf` loops, float32 accumulation. For
+    each query row `(b, h, i)` it recomputes the row's scores `s_j` and
+    modified scores `t_j` (kept entries only), takes the weights from the
+    saved row statistic (softmax: `P_j = exp(t_j - LSE_i)`; linear:
+    `t_j / S_i`), and for every kept key:
+
+    ```
+    dP_j = dO_i . V_j                D_i = dO_i . O_i
+    dT_j = P_j (dP_j - D_i)          softmax (also with a sink)
+         = dP_j w_j (1 - w_j)        sigmoid
+         = dP_j [t_j > 0]            relu (0 at 0)
+         = (dP_j - D_i) / S_i        linear (0 when S_i = 0)
+    dS_j = score_grad(s_j, dT_j)     param gradients accumulate on the way
+    dV_j += w_j dO_i,  dQ_i += scale dS_j K_j,  dK_j += scale dS_j Q_i
+    ```
+
+    and, with a sink, `dL/de = -sum_i exp(e - LSE_i) D_i` through
+    `attn.sink_grad` once per `(b, h)`. Fully masked rows give zero
+    gradients. GQA sums `dK` and `dV` over the query heads of a KV head.
+
+    The kernel takes (KernelABI.h) `Q, K, V, O, dO` as strided rank-4
+    memrefs of `element-type`, the row statistics (LSE or row sum) as a
+    strided rank-3 f32 memref, `dQ, dK, dV` (strided rank-4, written
+    whole), the runtime params, one f32 gradient memref per f32 runtime
+    param (the param's rank, rank 1 for a scalar; zero on entry, added
+    to), the flag word and the status memref.
+
+    ```mlir
+    // attn-opt --attn-differentiate --convert-attn-to-backward-loops
+    attn.variant @plain {}
+    // becomes
+    func.func @plain_bwd(%q: memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>, ...)
+    ```
+  }];
+  let options = [
+    Option<"elementType", "element-type", "std::string", "\"f32\"",
+           "Element type of Q, K, V, O, dO and their gradients: f32 or f16">,
+  ];
+  let dependentDialects = [
+    "mlir::arith::ArithDialect", "mlir::func::FuncDialect",
+    "mlir::math::MathDialect", "mlir::memref::MemRefDialect",
+    "mlir::scf::SCFDialect"
+  ];
+}
+
 def ConvertAttnToTiledKernel
     : Pass<"convert-attn-to-tiled-kernel", "mlir::ModuleOp"> {
   let summary = "Lower each attn.variant to a tiled, vectorised flash-attention work item";
@@ -92,6 +143,62 @@ def ConvertAttnToTiledKernel
            "f32 lanes per vector (16 for AVX-512, 8 for AVX2 and NEON pairs)">,
     Option<"tileQ", "tile-q", "int64_t", "128", "Rows per q-tile (work item)">,
     Option<"tileKV", "tile-kv", "int64_t", "64", "Keys per kv-tile">,
+  ];
+  let dependentDialects = [
+    "mlir::arith::ArithDialect", "mlir::func::FuncDialect",
+    "mlir::math::MathDialect", "mlir::memref::MemRefDialect",
+    "mlir::scf::SCFDialect", "mlir::vector::VectorDialect"
+  ];
+}
+
+def ConvertAttnToTiledBackwardKernel
+    : Pass<"convert-attn-to-tiled-backward-kernel", "mlir::ModuleOp"> {
+  let summary = "Lower each differentiated attn.variant to the tiled, vectorised backward work items";
+  let description = [{
+    The optimised CPU backward pass, FlashAttention-2's schedule. Every
+    `attn.variant @name` in backward form (`attn-differentiate`) becomes two
+    work-item functions that the host runs on its thread pool:
+
+    - `@name_bwd_rows(..., b, h, rowA, rowD)`: for every query row of
+      `(b, h)`, `D_i = dO_i . O_i` into `rowD` and the row statistic into
+      `rowA` as the tiles use it (softmax: `LSE log2 e`, `+inf` for an empty
+      row; linear: `1 / S_i`, 0 when `S_i = 0`); with a sink that reads
+      params, `dL/de = -sum_i exp(e - LSE_i) D_i` through `attn.sink_grad`.
+    - `@name_bwd(..., b, hkv, k0, k1, rowA, rowD, Q, dO, K, V, dQ, dK, dV,
+      summaries...)`: the kv-tiles `[k0, k1)` of KV head `(b, hkv)`. Each
+      kv-tile is transposed once (K^T, V^T) and keeps its `dK`, `dV` on the
+      stack; for each query head of the group and each q-tile whose tile
+      facts say the mask may keep something (all-false tiles are never
+      computed, all-true ones never evaluate the mask) it computes
+      `S = Q K^T` and `dP = dO V^T` with register-blocked micro-kernels,
+      `P` from the saved statistic, `dT` for the normalisation, `dS` through
+      `attn.score_grad` (vectorised; param gradients added to the gradient
+      buffers, which the host makes per worker), then `dV += P^T dO`,
+      `dK += scale dS^T Q` and `dQ += scale dS K`. The item zeroes and owns
+      the `dQ` rows of its heads in the buffer it is given.
+
+    Both take the backward kernel ABI's arguments first (KernelABI.h). Q,
+    dO, K, V, dQ, dK and dV come as float32 rows of whole vectors (head dims
+    rounded up to the vector width); the tile summaries of rank-1 integer
+    params are those of the forward kernel.
+
+    ```mlir
+    // attn-opt --attn-differentiate --convert-attn-to-tiled-backward-kernel
+    attn.variant @plain {}
+    // becomes
+    func.func @plain_bwd_rows(...)
+    func.func @plain_bwd(...)
+    ```
+  }];
+  let options = [
+    Option<"elementType", "element-type", "std::string", "\"f32\"",
+           "Element type of Q, K, V, O, dO and their gradients: f32 or f16">,
+    Option<"headDim", "head-dim", "int64_t", "64", "Head dimension D">,
+    Option<"valueDim", "value-dim", "int64_t", "64", "Value head dimension Dv">,
+    Option<"tileQ", "tile-q", "int64_t", "64", "Rows per q-tile">,
+    Option<"tileKV", "tile-kv", "int64_t", "64", "Keys per kv-tile">,
+    Option<"vectorWidth", "vector-width", "int64_t", "16",
+           "f32 lanes per vector (16 for AVX-512, 8 for AVX2)">,
   ];
   let dependentDialects = [
     "mlir::arith::ArithDialect", "mlir::func::FuncDialect",

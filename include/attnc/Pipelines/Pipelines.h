@@ -30,6 +30,15 @@ void registerAllPassesAndPipelines();
 void buildReferenceLoopsPipeline(mlir::OpPassManager &pm,
                                  llvm::StringRef elementType);
 
+/// attn -> differentiated attn -> reference backward scf loops
+/// (convert-attn-to-backward-loops) -> cleanups.
+void buildReferenceBackwardPipeline(mlir::OpPassManager &pm,
+                                    llvm::StringRef elementType);
+
+/// attn -> attn with each variant's backward form (attn-differentiate),
+/// then canonicalize and cse: what `attnc --emit=grad-mlir` prints.
+void buildDifferentiatePipeline(mlir::OpPassManager &pm);
+
 struct TiledPipelineOptions {
   std::string elementType = "f32";
   int64_t headDim = 64, valueDim = 64, tileQ = 128, tileKV = 64;
@@ -40,6 +49,11 @@ struct TiledPipelineOptions {
 /// -> cleanups.
 void buildTiledKernelPipeline(mlir::OpPassManager &pm,
                               const TiledPipelineOptions &options);
+
+/// attn -> differentiated attn -> tiled backward work items
+/// (convert-attn-to-tiled-backward-kernel) -> polynomial math -> cleanups.
+void buildTiledBackwardPipeline(mlir::OpPassManager &pm,
+                                const TiledPipelineOptions &options);
 
 /// scf/arith/math/memref/func -> LLVM dialect.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);

@@ -36,6 +36,11 @@ struct CpuCompileOptions {
   int64_t headDim = 0, valueDim = 0;
   int64_t tileQ = 128, tileKV = 64;
   int vectorWidth = 0;
+  /// The backward pass (attn-differentiate, then the backward lowering):
+  /// the kernel computes gradients (CpuKernel::launchBackward) instead of O.
+  /// The tiled backward kernel takes tileQ and tileKV like the forward
+  /// (64 x 64 is what attnc and the runtime choose for it).
+  bool backward = false;
 
   /// "dtype=f32 lowering=reference": what the options change in the code,
   /// for cache keys and manifests.
@@ -58,8 +63,9 @@ struct CpuCompileOptions;
 /// tiles too large), or "" when they can.
 std::string tiledOptionsError(const CpuCompileOptions &options);
 
-/// f32 lanes per vector for tiled kernels: `requested` if positive, else 16
-/// on hosts with AVX-512 and 8 elsewhere.
+/// f32 lanes per vector for tiled kernels: `requested` if positive, else
+/// $ATTN_CPU_VECTOR_WIDTH (8 or 16; for tests), else 16 on hosts with
+/// AVX-512 and 8 elsewhere.
 int hostVectorWidth(int requested);
 
 struct CpuArtifact {
@@ -102,12 +108,18 @@ public:
   /// The same, telling rejected arguments from errors the kernel reported.
   LaunchStatus launch(const RunArgs &args, std::string &error) const;
 
+  /// Backward kernels (CpuCompileOptions::backward): checks `args` and writes
+  /// dQ, dK, dV and the requested param gradients.
+  LaunchStatus launchBackward(const BackwardRunArgs &args,
+                              std::string &error) const;
+
 private:
   CpuKernel() = default;
   KernelSignature sig;
   CpuCompileOptions options;
   std::unique_ptr<LoadedObject> object;
-  PackedKernelFn entry = nullptr; // _mlir_<sig.name>
+  PackedKernelFn entry = nullptr;     // _mlir_<sig.name>, or _mlir_<name>_bwd
+  PackedKernelFn rowsEntry = nullptr; // tiled backward: _mlir_<name>_bwd_rows
 };
 
 } // namespace attnc

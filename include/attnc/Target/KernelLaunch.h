@@ -54,6 +54,10 @@ struct RunStats {
 struct RunArgs {
   TensorView q, k, v, o;
   std::optional<TensorView> lse; // [B, H, Lq] float32
+  /// [B, H, Lq] float32: the row statistics a backward run needs (softmax:
+  /// the LSE, so the same as `lse`; linear: the row sum of the scores).
+  /// Rejected for sigmoid and relu, which need none.
+  std::optional<TensorView> rowStats;
   std::map<std::string, ParamArg> params;
   /// Worker threads for kernels that split the work; 0 picks the default.
   /// The reference kernel is single-threaded and ignores it.
@@ -71,6 +75,21 @@ struct RunArgs {
   /// synchronous launch or synchronize(). Ignored (the launch waits) when
   /// `stats` is set; CPU kernels always finish first.
   bool async = false;
+};
+
+/// The arguments of a backward run: the forward's inputs and output, the
+/// gradient dO of the loss with respect to O, the forward's row statistics
+/// (RunArgs::rowStats), and the gradients to write. Every f32 runtime param
+/// has a gradient; `paramGrads` names those wanted (float32, the param's
+/// shape: [] or [1] for a scalar), which are overwritten.
+struct BackwardRunArgs {
+  TensorView q, k, v, o, dO;
+  std::optional<TensorView> rowStats;
+  TensorView dq, dk, dv; // the shapes of Q, K and V
+  std::map<std::string, ParamArg> params;
+  std::map<std::string, TensorView> paramGrads;
+  int numThreads = 0;
+  bool reuseTileSummaries = false;
 };
 
 /// The packed entry point of a kernel: `args[i]` points at the i-th scalar
@@ -111,6 +130,38 @@ bool packKernelArgs(const KernelSignature &sig, DType elementType,
                     const RunArgs &args, PackedKernelArgs &out,
                     std::string &error);
 
+/// The gradient of one f32 runtime param in packed backward arguments: the
+/// kernels add to a float64 buffer of the param's shape (`values`,
+/// contiguous, zero after packing), which finishBackward converts into the
+/// caller's float32 view when the gradient was requested.
+struct GradSlot {
+  std::string name;
+  std::vector<int64_t> shape; // the param's as passed; [1] for a scalar
+  double *values = nullptr;
+  int64_t count = 0; // elements of `shape`
+  TensorView user;   // requested: float32, [1] for a scalar
+  bool requested = false;
+  size_t argIndex = 0; // of the descriptor's allocated pointer in `args`
+};
+
+/// Packed backward arguments (KernelABI.h's backward order).
+struct PackedBackwardArgs : PackedKernelArgs {
+  std::vector<GradSlot> grads;
+  std::deque<std::vector<double>> gradStorage;
+};
+
+/// Checks `args` against `sig` and packs them for a backward kernel. On
+/// failure returns false with a one-line `error` in user terms: dO not of
+/// O's shape, gradients not of their tensors' shapes, missing row
+/// statistics, the gradient of an unknown, integer, bool or const param.
+bool packBackwardKernelArgs(const KernelSignature &sig, DType elementType,
+                            const BackwardRunArgs &args,
+                            PackedBackwardArgs &out, std::string &error);
+
+/// Writes the float64 `values` (contiguous, row-major) into a float32 view
+/// of the same shape.
+void storeGradient(const TensorView &t, const double *values);
+
 /// Turns the kStatusWords status words a kernel left into a message; true
 /// when the kernel succeeded. A param is named by its index among the
 /// signature's runtime (non-const) params, the kernel's ABI order.
@@ -128,6 +179,13 @@ enum class LaunchStatus { Ok, InvalidArguments, KernelError, Unavailable };
 LaunchStatus launchKernel(const KernelSignature &sig, DType elementType,
                           PackedKernelFn entry, const RunArgs &args,
                           std::string &error);
+
+/// packBackwardKernelArgs, zeroing the requested param gradients,
+/// `entry(args)` (a reference backward kernel), decodeKernelStatus.
+LaunchStatus launchBackwardKernel(const KernelSignature &sig, DType elementType,
+                                  PackedKernelFn entry,
+                                  const BackwardRunArgs &args,
+                                  std::string &error);
 
 } // namespace attnc
 

@@ -25,6 +25,25 @@ LaunchStatus launchTiledKernel(const KernelSignature &sig, DType elementType,
                                const TiledKernelShape &shape,
                                const RunArgs &args, std::string &error);
 
+/// Runs a tiled backward kernel (convert-attn-to-tiled-backward-kernel):
+/// `rows` (@<name>_bwd_rows) once per (b, h), then `items` (@<name>_bwd)
+/// once per (b, hkv, range of kv-tiles), on the thread pool. Q, dO, K and V
+/// go to the kernels as float32 rows of whole vectors (the caller's own
+/// when they are that already), dQ, dK and dV come back through float32
+/// row buffers (the caller's own where possible). The kv range of a KV
+/// head is split only when there are fewer KV heads than twice the
+/// threads; each range then has its own dQ buffer, summed in range order.
+/// Param gradients are accumulated per worker slot and summed in slot
+/// order; with any f32 param the items are assigned to slots statically
+/// (item i to slot i mod threads), so the result does not depend on the
+/// timing of the threads. Deterministic for a given thread count.
+LaunchStatus launchTiledBackwardKernel(const KernelSignature &sig,
+                                       DType elementType, PackedKernelFn rows,
+                                       PackedKernelFn items,
+                                       const TiledKernelShape &shape,
+                                       const BackwardRunArgs &args,
+                                       std::string &error);
+
 } // namespace attnc
 
 #endif // ATTNC_TARGET_TILEDLAUNCH_H

@@ -44,6 +44,51 @@ def AttnPrintTileMap : Pass<"attn-print-tile-map", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect"];
 }
 
+def AttnDifferentiate : Pass<"attn-differentiate", "mlir::ModuleOp"> {
+  let summary = "Derive the backward form of every variant";
+  let description = [{
+    Adds to each `attn.variant` the derivatives its backward pass needs,
+    as ordinary `attn` IR: an `attn.score_grad` region (when the variant
+    has a score modifier) that receives `dt`, the gradient of the loss with
+    respect to the modified score, recomputes the score expression from the
+    raw score, and yields `ds = dt * dt/ds` while adding `dt * dt/dp` to the
+    gradient of every `f32` runtime param `p` the score reads
+    (`attn.accumulate_grad` at the indices it reads: a scatter-add for
+    tensors); and an `attn.sink_grad` region when the sink reads such
+    params. Differentiation is symbolic and reverse-mode: `+ - * /`, `exp`,
+    `log`, `sqrt`, `tanh`, MLIRGen's expanded `sigmoid` (as
+    `sigmoid (1 - sigmoid)`), `pow`, `abs`, `min`/`max`, `select`, casts,
+    `floor`/`ceil` (zero) and the lazy `scf.if` of guarded reads. At
+    non-differentiable points it follows PyTorch: `abs'(0) = 0`, `max` and
+    `min` route the gradient to their first argument on ties. Masks,
+    comparisons and integer expressions are not differentiated; a float
+    param that only the mask reads gets a zero gradient and a warning.
+    Another op on a differentiable path is an error at that op.
+
+    ```mlir
+    attn.score(%b: i32, %h: i32, %q: i32, %kv: i32, %score: f32) {
+      %t = attn.param_get @temp : f32
+      %r = arith.divf %score, %t : f32
+      attn.yield %r : f32
+    }
+    // gains (attn-opt --attn-differentiate --canonicalize)
+    attn.score_grad(%b: i32, %h: i32, %q: i32, %kv: i32, %score: f32, %dt: f32) {
+      %t = attn.param_get @temp : f32
+      %r = arith.divf %score, %t : f32
+      %0 = arith.mulf %dt, %r : f32
+      %1 = arith.divf %0, %t : f32
+      %2 = arith.negf %1 : f32
+      attn.accumulate_grad %2 to @temp
+      %ds = arith.divf %dt, %t : f32
+      attn.yield %ds : f32
+    }
+    ```
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect",
+                           "mlir::math::MathDialect",
+                           "mlir::scf::SCFDialect"];
+}
+
 def AttnApproximateMath : Pass<"attn-approximate-math"> {
   let summary = "Replace math functions by vectorisable polynomial approximations";
   let description = [{

@@ -30,6 +30,7 @@ typedef struct attn_runtime attn_runtime;
 typedef struct attn_kernel attn_kernel;
 typedef struct attn_compile_options attn_compile_options;
 typedef struct attn_run_args attn_run_args;
+typedef struct attn_backward_args attn_backward_args;
 
 /* The message of the calling thread's last failure ("" if none). */
 ATTN_API const char *attn_last_error(void);
@@ -115,6 +116,10 @@ ATTN_API attn_status attn_compile_options_set_tiling(
 ATTN_API attn_status attn_compile_options_set_head_dims(
     attn_compile_options *options, int64_t head_dim, int64_t value_dim);
 
+/* Non-zero compiles the backward pass that the compiler derives from the
+ * variant (CPU target): run the kernel with attn_kernel_run_backward. */
+ATTN_API attn_status
+attn_compile_options_set_backward(attn_compile_options *options, int backward);
 /* nvptx kernels (see attn::GpuOptions in attn.hpp); like every option,
  * part of the kernel's identity. AUTO: wgmma on Hopper for head dims 64,
  * 128, 192 and 256, else MMA for float16 and bfloat16 where it applies
@@ -170,6 +175,11 @@ ATTN_API const char *attn_kernel_plan(const attn_kernel *kernel);
 ATTN_API attn_dtype attn_kernel_dtype(const attn_kernel *kernel);
 /* 1 when an LSE output may be requested (softmax variants). */
 ATTN_API int attn_kernel_defines_lse(const attn_kernel *kernel);
+/* 1 for a kernel compiled for the backward pass. */
+ATTN_API int attn_kernel_is_backward(const attn_kernel *kernel);
+/* 1 when a forward run can save the row statistics a backward run needs
+ * (softmax: the LSE; linear: the row sums of the scores). */
+ATTN_API int attn_kernel_has_row_stats(const attn_kernel *kernel);
 /* Params in declaration order, const ones included. */
 ATTN_API size_t attn_kernel_num_params(const attn_kernel *kernel);
 
@@ -221,6 +231,12 @@ ATTN_API void attn_run_args_destroy(attn_run_args *args);
 ATTN_API attn_status attn_run_args_set_tensors(
     attn_run_args *args, const attn_tensor *q, const attn_tensor *k,
     const attn_tensor *v, const attn_tensor *o, const attn_tensor *lse);
+/* CPU kernels: [B, H, Lq] float32 that the run fills with the row
+ * statistics a backward run needs (attn_kernel_has_row_stats): the LSE for
+ * softmax (give it as LSE or as row statistics, not both), the row sums of
+ * the scores for linear. NULL: none (the default). */
+ATTN_API attn_status attn_run_args_set_row_stats(attn_run_args *args,
+                                                 const attn_tensor *stats);
 /* Binds a runtime param (setting one twice keeps the last value). */
 ATTN_API attn_status attn_run_args_set_scalar(attn_run_args *args,
                                               const char *name, double value);
@@ -256,6 +272,49 @@ ATTN_API attn_status attn_kernel_run(const attn_kernel *kernel,
  * report (the last one written, if several). ATTN_OK at once when none are
  * pending, and for CPU kernels. */
 ATTN_API attn_status attn_kernel_synchronize(const attn_kernel *kernel);
+
+/*===-- The backward pass -------------------------------------------------===*/
+
+/* Given dO = dL/dO of a loss L, a backward kernel writes dQ, dK, dV (the
+ * shapes and dtype of Q, K, V) and the gradients requested of f32 params
+ * (float32, the param's shape; rank 0 or [1] for a scalar). i32, bool and
+ * const params have no gradient: asking for one is an error. */
+ATTN_API attn_status attn_backward_args_create(attn_backward_args **out);
+ATTN_API void attn_backward_args_destroy(attn_backward_args *args);
+/* The forward's Q, K, V and O, dO of O's shape, and the row statistics its
+ * run saved (attn_run_args_set_row_stats): required for softmax and
+ * linear, NULL for sigmoid and relu. */
+ATTN_API attn_status attn_backward_args_set_tensors(
+    attn_backward_args *args, const attn_tensor *q, const attn_tensor *k,
+    const attn_tensor *v, const attn_tensor *o, const attn_tensor *d_o,
+    const attn_tensor *row_stats);
+/* Where dQ, dK and dV go (overwritten). */
+ATTN_API attn_status attn_backward_args_set_grads(attn_backward_args *args,
+                                                  const attn_tensor *dq,
+                                                  const attn_tensor *dk,
+                                                  const attn_tensor *dv);
+/* Runtime params, as for the forward. */
+ATTN_API attn_status attn_backward_args_set_scalar(attn_backward_args *args,
+                                                   const char *name,
+                                                   double value);
+ATTN_API attn_status attn_backward_args_set_tensor(attn_backward_args *args,
+                                                   const char *name,
+                                                   const attn_tensor *tensor);
+/* Requests the gradient of f32 param NAME into `grad` (overwritten); NULL
+ * withdraws the request. */
+ATTN_API attn_status attn_backward_args_set_param_grad(attn_backward_args *args,
+                                                       const char *name,
+                                                       const attn_tensor *grad);
+/* Forgets the params and the requested param gradients. */
+ATTN_API attn_status attn_backward_args_clear_params(attn_backward_args *args);
+/* CPU worker threads; 0 (the default) lets the kernel choose. A thread
+ * count gives the same gradients, bit for bit, from run to run. */
+ATTN_API attn_status attn_backward_args_set_threads(attn_backward_args *args,
+                                                    int threads);
+/* Checks every tensor, param and gradient against the kernel (compiled
+ * with attn_compile_options_set_backward) and writes the gradients. */
+ATTN_API attn_status attn_kernel_run_backward(const attn_kernel *kernel,
+                                              const attn_backward_args *args);
 
 #ifdef __cplusplus
 }

@@ -134,6 +134,11 @@ struct CompileOptions {
   /// The head dimensions D and Dv the kernel is specialised for; 0 for
   /// unknown. A kernel specialised for them rejects other head dims.
   int64_t headDim = 0, valueDim = 0;
+  /// Compile the backward pass that the compiler derives from the variant:
+  /// the kernel is run with Kernel::runBackward and computes the gradients
+  /// of Q, K, V and the f32 params (CPU target; the tiled kernel takes
+  /// 64 x 64 tiles unless Tiling::fixed says otherwise).
+  bool backward = false;
   /// Target::NVPTX only.
   GpuOptions gpu;
 };
@@ -161,7 +166,11 @@ struct Signature {
   std::string name;
   std::string normalization; // softmax, sigmoid, relu, linear
   bool hasSink = false;
-  bool definesLSE = false;  // an LSE output may be requested
+  bool definesLSE = false; // an LSE output may be requested
+  /// The forward can save row statistics for the backward (RunArgs::
+  /// rowStats): softmax (the LSE) and linear (the row sums of the scores).
+  bool hasRowStats = false;
+  bool backward = false;    // compiled for the backward pass
   DType dtype = DType::F32; // of Q, K, V and O
   Target target = Target::CPU;
   std::vector<ParamInfo> params; // declaration order, const ones too
@@ -174,7 +183,11 @@ using ParamValue = std::variant<double, Tensor>;
 
 struct RunArgs {
   Tensor q, k, v, o; // [B,H,Lq,D], [B,Hkv,Lkv,D], [B,Hkv,Lkv,Dv], [B,H,Lq,Dv]
-  std::optional<Tensor> lse;                // [B, H, Lq] float32
+  std::optional<Tensor> lse; // [B, H, Lq] float32
+  /// [B, H, Lq] float32: the row statistics a backward run needs
+  /// (Signature::hasRowStats): the LSE for softmax (the same as `lse`: give
+  /// one of them), the row sums of the scores for linear. CPU kernels.
+  std::optional<Tensor> rowStats;
   std::map<std::string, ParamValue> params; // runtime params by name
   int threads = 0;        // CPU worker threads; 0: the kernel chooses
   void *stream = nullptr; // CUDA stream for nvptx kernels
@@ -193,6 +206,24 @@ struct RunArgs {
   /// handle of it. The tensors must stay valid until the stream has run
   /// the kernel. CPU kernels ignore it (a run always finishes first).
   bool async = false;
+};
+
+/// The arguments of a backward run (a kernel compiled with
+/// CompileOptions::backward). Given dO = dL/dO for a loss L, it writes
+/// dQ, dK, dV (the shapes and dtype of Q, K, V) and the requested param
+/// gradients (float32, the param's shape; [] or [1] for a scalar). Every
+/// f32 runtime param has a gradient; i32, bool and const params have none.
+struct BackwardArgs {
+  Tensor q, k, v, o, dO; // the forward's inputs and output; dO of O's shape
+  /// The forward's row statistics (RunArgs::rowStats): required for softmax
+  /// and linear, rejected for sigmoid and relu.
+  std::optional<Tensor> rowStats;
+  Tensor dq, dk, dv;
+  std::map<std::string, ParamValue> params; // as for the forward
+  std::map<std::string, Tensor> paramGrads; // gradients to write, by name
+  int threads = 0; // 0: the kernel chooses; the gradients are the same bits
+                   // from run to run for a given thread count
+  bool paramsUnchanged = false; // as RunArgs::paramsUnchanged
 };
 
 /// A compiled kernel: a cheap, copyable handle, usable from any thread.
@@ -220,6 +251,13 @@ public:
   void run(const RunArgs &args) const;
   /// The same without exceptions: Status::Ok, or a code and `error`.
   Status run(const RunArgs &args, std::string &error) const noexcept;
+  /// Backward kernels (CompileOptions::backward): checks every tensor,
+  /// param and gradient and writes the gradients; throws Error on failure
+  /// (InvalidArgument for a dO that is not of O's shape, missing row
+  /// statistics, the gradient of an i32, bool, const or unknown param).
+  void runBackward(const BackwardArgs &args) const;
+  Status runBackward(const BackwardArgs &args,
+                     std::string &error) const noexcept;
   /// After asynchronous runs (RunArgs::async): waits for the device and
   /// reports an error the kernel found in them since the last report (the
   /// last one written, if several) as Status::KernelError; throws Error on

@@ -1,8 +1,11 @@
 """Checks attn_ref.attention against a naive triple loop in plain Python
 floats (math module only) on tiny shapes: every normalisation, a sink
 (constant and per head), GQA, Lq != Lkv, D != Dv, a score function, floor
-division in a mask, and fully masked rows. Prints one PASS line per check and
-exits non-zero on the first mismatch.
+division in a mask, and fully masked rows. Then checks the gradient
+reference (attn_grad_ref) against central differences of attn_ref.attention
+in float64: every normalisation, sinks, GQA, scores using every builtin, and
+scalar and tensor params. Prints one PASS line per check and exits non-zero
+if any failed.
 """
 
 import math
@@ -12,6 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import attn_grad_ref  # noqa: E402
 import attn_ref  # noqa: E402
 
 
@@ -129,7 +133,90 @@ def main():
         print("%s selftest-empty-row%s" % ("PASS" if ok else "FAIL",
                                            "-sink" if sink else ""))
         failed += not ok
+    failed += grad_checks(rng)
     return 1 if failed else 0
+
+
+# name, norm, shapes (B, H, Hkv, Lq, Lkv, D, Dv), score(p, s, b, h, i, j),
+# mask, sink(p, b, h), params {name: shape}; `p` holds the params.
+GRAD_CHECKS = [
+    ("softmax-gqa-causal", "softmax", (2, 4, 2, 5, 6, 3, 2), None,
+     lambda b, h, i, j: j <= i + 1, None, {}),
+    ("softmax-builtins", "softmax", (1, 2, 1, 4, 5, 3, 3),
+     lambda p, s, b, h, i, j: (
+         np.minimum(np.maximum(s, -0.7), 0.9) + 0.3 * np.tanh(s) +
+         0.2 / (1 + np.exp(-s)) + 0.1 * np.log(1 + np.exp(s)) +
+         0.1 * np.sqrt(np.abs(s) + 0.5) + 0.05 * np.abs(s + 0.3) ** 1.5 +
+         np.where(s > 0, s, 0.5 * s)), None, None, {}),
+    ("softmax-params", "softmax", (2, 3, 3, 4, 4, 2, 2),
+     lambda p, s, b, h, i, j: s / p["temp"] + p["slopes"][h] * (j - i) +
+     p["bias"][h, i, j] + p["pw"] ** 2 * s, lambda b, h, i, j: j <= i,
+     None, {"temp": (), "slopes": (3,), "bias": (3, 4, 4), "pw": ()}),
+    ("sink-per-head-empty-rows", "softmax", (1, 2, 1, 4, 3, 2, 2),
+     lambda p, s, b, h, i, j: 2.0 * s, lambda b, h, i, j: i != 1,
+     lambda p, b, h: p["sinks"][h] * 1.5, {"sinks": (2,)}),
+    ("sigmoid", "sigmoid", (1, 2, 2, 3, 4, 2, 3),
+     lambda p, s, b, h, i, j: s + p["bias"], lambda b, h, i, j: j != i,
+     None, {"bias": ()}),
+    ("relu", "relu", (1, 2, 1, 4, 4, 3, 2),
+     lambda p, s, b, h, i, j: s * p["w"][0, h], None, None, {"w": (2, 2)}),
+    ("linear-empty-rows", "linear", (1, 2, 1, 4, 5, 2, 2),
+     lambda p, s, b, h, i, j: np.exp(s * p["t"]), lambda b, h, i, j: i > 0,
+     None, {"t": ()}),
+]
+
+
+def grad_checks(rng):
+    failed = 0
+    for name, norm, shp, score, mask, sink, pshapes in GRAD_CHECKS:
+        B, H, Hkv, Lq, Lkv, D, Dv = shp
+        x = dict(q=rng.standard_normal((B, H, Lq, D)),
+                 k=rng.standard_normal((B, Hkv, Lkv, D)),
+                 v=rng.standard_normal((B, Hkv, Lkv, Dv)))
+        params = {n: rng.uniform(0.5, 1.5, s) for n, s in pshapes.items()}
+        do = rng.standard_normal((B, H, Lq, Dv))
+
+        def loss(xs, ps):
+            o, _ = attn_ref.attention(
+                xs["q"], xs["k"], xs["v"],
+                score_fn=score and (lambda *a: score(ps, *a)),
+                mask_fn=mask, norm=norm,
+                sink_fn=sink and (lambda *a: sink(ps, *a)))
+            return float(np.sum(o * do))
+
+        leaves = {n: attn_grad_ref.Var(v) for n, v in params.items()}
+        got = attn_grad_ref.attention_backward(
+            x["q"], x["k"], x["v"], do,
+            score_fn=score and (lambda *a: score(leaves, *a)),
+            mask_fn=mask, norm=norm,
+            sink_fn=sink and (lambda *a: sink(leaves, *a)))
+        for n, leaf in leaves.items():
+            got["d" + n] = leaf.grad if leaf.grad is not None else \
+                np.zeros(np.shape(params[n]))
+        worst = 0.0
+        for key, g in got.items():
+            name_ = key[1:]
+            base = x[name_] if name_ in x else params[name_]
+            fd = np.zeros(np.shape(base))
+            for idx in np.ndindex(*np.shape(base)):
+                vals = []
+                for sign in (1, -1):
+                    xs, ps = dict(x), dict(params)
+                    t = np.array(base, dtype=np.float64, copy=True)
+                    t[idx] += sign * 1e-6
+                    if name_ in x:
+                        xs[name_] = t
+                    else:
+                        ps[name_] = t
+                    vals.append(loss(xs, ps))
+                fd[idx] = (vals[0] - vals[1]) / 2e-6
+            worst = max(worst, float(np.max(np.abs(np.asarray(g) - fd),
+                                            initial=0.0)))
+        ok = worst < 1e-6
+        print("%s selftest-grad-%s maxerr=%.3g" % ("PASS" if ok else "FAIL",
+                                                   name, worst))
+        failed += not ok
+    return failed
 
 
 if __name__ == "__main__":
