@@ -19,13 +19,13 @@ from ._capi import lib as _lib
 from ._errors import (BackwardUnavailableError, CompileError, Diagnostic,
                       Error, FileError, InternalError, KernelError,
                       LibraryError, RunError, UnavailableError)
-from ._kernel import (CompiledKernel, Kernel, Param, Runtime, cache_stats,
+from ._kernel import (CompiledKernel, Grads, Kernel, Param, Runtime, cache_stats,
                       note_torch, synchronize)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "compile", "compile_file", "Kernel", "CompiledKernel", "Param", "Runtime",
+    "compile", "compile_file", "Kernel", "CompiledKernel", "Grads", "Param", "Runtime",
     "cache_stats", "synchronize", "version", "library_path", "Error",
     "CompileError", "FileError", "RunError", "KernelError",
     "UnavailableError", "BackwardUnavailableError", "LibraryError",

@@ -111,6 +111,20 @@ _FUNCTIONS = {
     "attn_run_args_set_async": (C.c_int, [_VP, C.c_int]),
     "attn_kernel_run": (C.c_int, [_VP, _VP]),
     "attn_kernel_synchronize": (C.c_int, [_VP]),
+    "attn_compile_options_set_backward": (C.c_int, [_VP, C.c_int]),
+    "attn_kernel_is_backward": (C.c_int, [_VP]),
+    "attn_kernel_has_row_stats": (C.c_int, [_VP]),
+    "attn_run_args_set_row_stats": (C.c_int, [_VP, _VP]),
+    "attn_backward_args_create": (C.c_int, [_PVP]),
+    "attn_backward_args_destroy": (None, [_VP]),
+    "attn_backward_args_set_tensors": (C.c_int, [_VP, _VP, _VP, _VP, _VP, _VP,
+                                                 _VP]),
+    "attn_backward_args_set_grads": (C.c_int, [_VP, _VP, _VP, _VP]),
+    "attn_backward_args_set_scalar": (C.c_int, [_VP, C.c_char_p, C.c_double]),
+    "attn_backward_args_set_tensor": (C.c_int, [_VP, C.c_char_p, _VP]),
+    "attn_backward_args_set_param_grad": (C.c_int, [_VP, C.c_char_p, _VP]),
+    "attn_backward_args_set_threads": (C.c_int, [_VP, C.c_int]),
+    "attn_kernel_run_backward": (C.c_int, [_VP, _VP]),
 }
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -123,9 +123,10 @@ class UnavailableError(Error):
 
 
 class BackwardUnavailableError(Error, NotImplementedError):
-    """Gradients were asked for (an input requires grad while grad mode is on),
-    but libattn has no backward kernels yet: run the forward under
-    ``torch.no_grad()`` or pass detached tensors."""
+    """Gradients were asked for where libattn has no backward kernel (CUDA
+    tensors: the backward runs on the CPU only for now), or through the
+    LSE output (the kernels take dO only). Run the forward under
+    ``torch.no_grad()``, pass detached tensors, or use CPU tensors."""
 
 
 class InternalError(Error):

@@ -16,7 +16,7 @@ import struct
 import threading
 import warnings
 import weakref
-from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Tuple,
+from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
                     Union)
 
 from . import _arrays as arrays
@@ -60,6 +60,16 @@ def note_torch() -> bool:
             warnings.warn("attnc: no torch.compile support with this PyTorch "
                           "(%s: %s); eager calls work" % (type(e).__name__, e))
     return True
+
+
+class Grads(NamedTuple):
+    """What :meth:`Kernel.grad` returns: dQ, dK, dV (the shapes and dtype of
+    Q, K, V) and the float32 gradients of the params asked for, by name."""
+
+    dq: Any
+    dk: Any
+    dv: Any
+    params: Dict[str, Any]
 
 
 class Param(NamedTuple):
@@ -406,8 +416,9 @@ class Kernel:
     Raises :class:`RunError` for arguments that do not fit,
     :class:`KernelError` when the kernel finds an error in the data,
     :class:`UnavailableError` when the target is missing, and
-    :class:`BackwardUnavailableError` when a torch input requires grad
-    while grad mode is on (libattn has no backward kernels yet).
+    :class:`BackwardUnavailableError` when a CUDA input requires grad while
+    grad mode is on (the backward kernels run on the CPU; CPU torch inputs
+    that require grad get gradients through autograd, see ``grad``).
     """
 
     def __init__(self, source: str, path: Optional[str], variant: Optional[str],
@@ -435,6 +446,7 @@ class Kernel:
         # head dims of calls that share one (the reference kernel's).
         self._instances: Dict[Tuple[int, int, int, int], CompiledKernel] = {}
         self._lookup: Dict[Tuple[int, int, int, int], CompiledKernel] = {}
+        self._backward: Dict[Tuple[int, int, int], CompiledKernel] = {}
         self._what: Dict[str, str] = {}
         self._lock = threading.Lock()
         # The signature: the CPU reference kernel compiles in ~0.1 s and
@@ -445,6 +457,7 @@ class Kernel:
             self.name = lib.kernel_name(probe).decode()
             self.normalization = lib.kernel_normalization(probe).decode()
             self.defines_lse = bool(lib.kernel_defines_lse(probe))
+            self.has_row_stats = bool(lib.kernel_has_row_stats(probe))
             self.params = _params_of(lib, probe)
         finally:
             lib.kernel_release(probe)
@@ -461,7 +474,8 @@ class Kernel:
         note_torch()
 
     def _compile(self, target: int, dtype: int, d: int, dv: int,
-                 tiling: Tuple[int, int, int], from_path: Optional[str] = None) -> int:
+                 tiling: Tuple[int, int, int], from_path: Optional[str] = None,
+                 backward: bool = False) -> int:
         lib = self._lib
         opts = C.c_void_p()
         lib.check(lib.compile_options_create(C.byref(opts)), True)
@@ -478,6 +492,8 @@ class Kernel:
             lib.check(lib.compile_options_set_tiling(o, *tiling), True)
             if d or dv:
                 lib.check(lib.compile_options_set_head_dims(o, d, dv), True)
+            if backward:
+                lib.check(lib.compile_options_set_backward(o, 1), True)
             handle = C.c_void_p()
             rt = self.runtime._handle if self.runtime else None
             if from_path is not None:
@@ -529,6 +545,107 @@ class Kernel:
                 self._instances[key] = inst
             self._lookup[asked] = inst
         return inst
+
+    def _backward_instance(self, dtype: int, d: int, dv: int) -> CompiledKernel:
+        """The CPU backward kernel for `dtype` and head dims (compiled on
+        first use; the reference tiling gives the reference loops)."""
+        if self._tiling[0] == capi.TILING_REFERENCE:
+            d = dv = 0
+        key = (dtype, d, dv)
+        inst = self._backward.get(key)
+        if inst is not None:
+            return inst
+        with self._lock:
+            inst = self._backward.get(key)
+            if inst is None:
+                handle = self._compile(capi.TARGET_CPU, dtype, d, dv,
+                                       self._tiling, backward=True)
+                inst = CompiledKernel(self._lib, handle, capi.TARGET_CPU,
+                                      (d, dv), self.threads, True,
+                                      self._tensor_params)
+                self._backward[key] = inst
+        return inst
+
+    def grad(self, q: Any, k: Any, v: Any, do: Any, *,
+             wrt: Sequence[str] = (), params: Optional[Mapping[str, Any]] = None,
+             **kwargs: Any) -> "Grads":
+        """The gradients of a loss L given ``do`` = dL/dO, on the CPU.
+
+        Runs the forward (saving the row statistics its backward needs) and
+        the backward kernel that the compiler derives from the variant::
+
+            g = kernel.grad(q, k, v, do, slopes=slopes, wrt=["slopes"])
+            g.dq, g.dk, g.dv, g.params["slopes"]
+
+        ``q``, ``k``, ``v`` and ``do`` (``[B, H, Lq, Dv]``, O's shape) are
+        NumPy arrays or CPU torch tensors of one float dtype; ``wrt`` names
+        the f32 runtime params whose gradients are wanted (float32, each of
+        its param's shape; a scalar's has shape ``()``); params as for a
+        call. Returns a :class:`Grads` of new arrays (or tensors). CUDA
+        tensors raise :class:`BackwardUnavailableError` (no GPU backward
+        kernels yet); for training with torch, call the kernel on tensors
+        that require grad and use ``backward()``.
+        """
+        from . import _grad
+        if params:
+            clash = set(params) & set(kwargs)
+            if clash:
+                raise RunError("param %s given twice (in params= and as a "
+                               "keyword)" % ", ".join(sorted(clash)))
+            kwargs.update(params)
+        if isinstance(wrt, str):
+            wrt = (wrt,)
+        _grad.check_wrt(self, wrt)
+        is_torch = arrays.is_torch(q)
+        if is_torch:
+            torch = arrays.torch
+            if q.is_cuda:
+                raise _grad.gpu_unavailable(self.name)
+            view = arrays.torch_view
+
+            def new(shape, like=None):
+                return torch.empty(shape, dtype=torch.float32 if like is None
+                                   else like.dtype)
+        else:
+            q, k, v, do = (x if type(x) is arrays.ndarray else
+                           arrays.as_numpy(x, w)
+                           for x, w in ((q, "Q"), (k, "K"), (v, "V"), (do, "dO")))
+            view = arrays.numpy_view
+
+            def new(shape, like=None):
+                return arrays.np.empty(shape, dtype=arrays.np.float32 if like
+                                       is None else like.dtype)
+        qv, kv, vv, dov = (view(x, w) for x, w in
+                           ((q, "Q"), (k, "K"), (v, "V"), (do, "dO")))
+        if len(qv[2]) != 4 or len(kv[2]) != 4 or len(vv[2]) != 4:
+            _rank_error(qv, kv, vv)
+        if qv[4] != kv[4] or qv[4] != vv[4] or qv[4] != dov[4]:
+            raise RunError("Q, K, V and dO must be on one device")
+        B, H, Lq, D = qv[2]
+        Dv = vv[2][3]
+        keep: List[Any] = []
+        pviews, _ = self._params(kwargs, -1, keep) if kwargs else ({}, 0)
+        fwd = self._instance(capi.TARGET_CPU, qv[1], D, Dv)
+        bwd = self._backward_instance(qv[1], D, Dv)
+        o = new((B, H, Lq, Dv), q)
+        ov = view(o, "O")
+        kind = _grad.stats_kind(self)
+        stats = new((B, H, Lq)) if kind != "none" else None
+        sv = view(stats, "stats") if stats is not None else None
+        _grad.forward_saving(self, fwd, qv, kv, vv, ov,
+                             sv if kind == "lse" else None,
+                             sv if kind == "sums" else None, pviews)
+        dq, dk, dv = new(qv[2], q), new(kv[2], k), new(vv[2], v)
+        shapes = {}
+        for name in wrt:
+            x = kwargs.get(name)
+            shapes[name] = tuple(x.shape) if hasattr(x, "shape") else ()
+        pgrads = {name: new(shape) for name, shape in shapes.items()}
+        _grad.backward_run(self, bwd, qv, kv, vv, ov, dov, sv,
+                           view(dq, "dQ"), view(dk, "dK"), view(dv, "dV"),
+                           pviews, {n: view(g, "the gradient of " + n)
+                                    for n, g in pgrads.items()})
+        return Grads(dq, dk, dv, pgrads)
 
     @property
     def compiled(self) -> List[CompiledKernel]:
@@ -657,12 +774,12 @@ class Kernel:
         if not (isinstance(k, tensor) and isinstance(v, tensor)):
             raise RunError("Q is a torch tensor, so K and V must be too (got %s "
                            "and %s)" % (type(k).__name__, type(v).__name__))
-        # Where autograd plugs in: once libattn has backward kernels, calls
-        # that need gradients go through the custom op's registered autograd
-        # formula (attnc/_torch.py) instead of failing here.
-        if check_grad and (q.requires_grad or k.requires_grad or
-                           v.requires_grad) and torch.is_grad_enabled():
-            raise _no_backward(self.name)
+        # Calls that need gradients go through the custom op, which carries
+        # the autograd formula (attnc/_torch.py).
+        if check_grad and torch.is_grad_enabled() and (
+                q.requires_grad or k.requires_grad or v.requires_grad or any(
+                    getattr(x, "requires_grad", False) for x in kwargs.values())):
+            return _grad_call(self, q, k, v, out, return_lse, kwargs)
         view = arrays.torch_view
         qv = view(q, "Q")
         kv = view(k, "K")
@@ -706,9 +823,6 @@ class Kernel:
         if kwargs:
             keep: List[Any] = []
             params, tensors = self._params(kwargs, dev, keep)
-            if check_grad and tensors and torch.is_grad_enabled() and any(
-                    getattr(x, "requires_grad", False) for x in kwargs.values()):
-                raise _no_backward(self.name)
         else:
             params, tensors = _NO_PARAMS, 0
         inst._launch(qv, kv, vv, ov, lv, params, tensors, stream)
@@ -734,12 +848,15 @@ def _split_out(out: tuple, return_lse: bool):
     return out
 
 
-def _no_backward(name: str) -> BackwardUnavailableError:
-    return BackwardUnavailableError(
-        "variant '%s': an input requires grad, but attnc has no backward "
-        "kernels yet (the C API is forward-only); run it under "
-        "torch.no_grad() or torch.inference_mode(), or pass detached tensors"
-        % name)
+def _grad_call(kernel, q, k, v, out, return_lse, kwargs):
+    """A torch call that needs gradients: through the custom op and its
+    autograd formula (PyTorch without torch.library.custom_op has none)."""
+    if _torch_module is None or not _torch_module.registered():
+        raise BackwardUnavailableError(
+            "variant '%s': an input requires grad, and gradients need "
+            "torch.library.custom_op (PyTorch 2.4 or later); run it under "
+            "torch.no_grad() or pass detached tensors" % kernel.name)
+    return _torch_module.traced_call(kernel, q, k, v, out, return_lse, kwargs)
 
 
 _raw_stream = None

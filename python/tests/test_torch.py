@@ -104,19 +104,92 @@ def test_cpu_float16_and_scalars(softcap, gen):
         assert max_rel_err(f64(o), softcap_ref(q, k, v, window)[0]) < TOL[torch.float16]
 
 
-def test_grad_mode_is_refused_until_backward_exists(alibi, gen):
-    q, k, v = qkv(1, 2, 2, 8, 8, 16, 16, torch.float32, "cpu", gen)
-    slopes = slopes_for(2)
-    with pytest.raises(attnc.BackwardUnavailableError, match="no backward kernels"):
-        alibi(q.requires_grad_(), k, v, slopes=slopes)
-    with pytest.raises(attnc.BackwardUnavailableError):
-        alibi(q.detach(), k, v, slopes=slopes.clone().requires_grad_())
+def alibi_torch(q, k, v, slopes):
+    """The ALiBi variant in float64 torch ops: autograd's gradients are the
+    reference for ours."""
+    q, k, v, slopes = (x.double() for x in (q, k, v, slopes))
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+    Lq, Lkv = q.shape[2], k.shape[2]
+    i = torch.arange(Lq, dtype=torch.float64)[:, None]
+    j = torch.arange(Lkv, dtype=torch.float64)[None, :]
+    s = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    s = s + slopes[None, :, None, None] * (j - i)
+    s = s.masked_fill(j > i, float("-inf"))
+    return torch.softmax(s, -1) @ v
+
+
+def leaf(*xs):
+    return [x.detach().clone().requires_grad_() for x in xs]
+
+
+def test_cpu_autograd_against_torch_float64(alibi, gen):
+    """q.grad, k.grad, v.grad and slopes.grad of a loss through our kernel
+    against autograd through the same variant in float64 torch ops: GQA,
+    Lq != Lkv, D != Dv."""
+    q, k, v = qkv(2, 4, 2, 19, 27, 16, 8, torch.float32, "cpu", gen)
+    slopes = slopes_for(4)
+    do = torch.randn(2, 4, 19, 8, generator=gen)
+    ours = leaf(q, k, v, slopes)
+    o = alibi(ours[0], ours[1], ours[2], slopes=ours[3])
+    assert o.requires_grad and o.grad_fn is not None
+    (o * do).sum().backward()
+    ref = leaf(q, k, v, slopes)
+    (alibi_torch(*ref) * do.double()).sum().backward()
+    for a, b, name in zip(ours, ref, ("q", "k", "v", "slopes")):
+        assert max_rel_err(f64(a.grad), f64(b.grad)) < 1e-4, name
+    # no grad wanted: no autograd node, and the same output
     with torch.no_grad():
-        o = alibi(q, k, v, slopes=slopes)
-    with torch.inference_mode():
         o2 = alibi(q, k, v, slopes=slopes)
-    assert torch.equal(o, o2)
-    assert max_rel_err(f64(o), alibi_ref(q, k, v, slopes)[0]) < TOL[torch.float32]
+    assert o2.grad_fn is None
+    torch.testing.assert_close(o.detach(), o2, rtol=0, atol=0)
+
+
+def test_cpu_gradcheck(gen):
+    """torch.autograd.gradcheck in float32 (the CPU kernels are float32):
+    central differences with eps 1e-2 in float32 are good to about 1e-2."""
+    kern = attnc.compile("attention g { param t: f32[H]; score = score * t[h];"
+                         " mask = kv_idx <= q_idx + 1; normalize softmax; }")
+    q, k, v = qkv(1, 2, 1, 5, 6, 4, 3, torch.float32, "cpu", gen)
+    t = torch.rand(2, generator=gen) + 0.5
+    inputs = leaf(q, k, v, t)
+    assert torch.autograd.gradcheck(
+        lambda q, k, v, t: kern(q, k, v, t=t), inputs, eps=1e-2, atol=2e-2,
+        rtol=2e-2, fast_mode=False)
+
+
+def test_cpu_autograd_against_flex_attention(gen):
+    """A score-modified variant's gradients against FlexAttention's (eager,
+    on the CPU) on the same inputs."""
+    flex = pytest.importorskip("torch.nn.attention.flex_attention")
+    kern = attnc.compile("attention softcap { const param cap: f32 = 20.0;"
+                         " score = cap * tanh(score / cap); mask = causal(); }")
+    q, k, v = qkv(1, 2, 2, 32, 32, 16, 16, torch.float32, "cpu", gen)
+    do = torch.randn(1, 2, 32, 16, generator=gen)
+
+    def score_mod(s, b, h, i, j):
+        return torch.where(j <= i, 20.0 * torch.tanh(s / 20.0), float("-inf"))
+
+    ours, theirs = leaf(q, k, v), leaf(q, k, v)
+    (kern(*ours) * do).sum().backward()
+    try:
+        o = flex.flex_attention(*theirs, score_mod=score_mod)
+    except Exception as e:  # a PyTorch without CPU FlexAttention
+        pytest.skip("FlexAttention on the CPU: %s" % e)
+    (o * do).sum().backward()
+    for a, b in zip(ours, theirs):
+        assert max_rel_err(f64(a.grad), f64(b.grad)) < 1e-4
+
+
+def test_cpu_autograd_refusals(alibi, gen):
+    q, k, v = qkv(1, 2, 2, 8, 8, 16, 16, torch.float32, "cpu", gen)
+    qg, = leaf(q)
+    o, lse = alibi(qg, k, v, slopes=slopes_for(2), return_lse=True)
+    with pytest.raises(attnc.BackwardUnavailableError, match="LSE"):
+        (o.sum() + lse.sum()).backward()
+    o, lse = alibi(qg, k, v, slopes=slopes_for(2), return_lse=True)
+    (o.sum() + lse.detach().sum()).backward()  # a detached LSE is fine
+    assert qg.grad is not None and torch.all(torch.isfinite(qg.grad))
 
 
 def test_cpu_errors(alibi, gen):
@@ -143,7 +216,11 @@ def test_op_schema_and_fake_impl(alibi, gen):
     for return_lse in (False, True):
         torch.library.opcheck(torch.ops.attnc.attention.default,
                               (alibi.op_id, q, k, v, [slopes_for(4)], [], [],
-                               return_lse))
+                               return_lse, False))
+    # with the statistics of a backward, and the autograd formula
+    qg, kg, vg, sg = leaf(q, k, v, slopes_for(4))
+    torch.library.opcheck(torch.ops.attnc.attention.default,
+                          (alibi.op_id, qg, kg, vg, [sg], [], [], False, True))
 
 
 def test_torch_compile_keeps_the_op_in_the_graph(alibi, softcap, gen):
@@ -203,11 +280,21 @@ def test_torch_compile_out_and_lse(alibi, gen):
     np.testing.assert_allclose(f64(lse), ref_lse, atol=2e-5, rtol=0)
 
 
-def test_torch_compile_refuses_grad(alibi, gen):
-    q, k, v = qkv(1, 2, 2, 8, 8, 16, 16, torch.float32, "cpu", gen)
-    f = torch.compile(lambda q: alibi(q, k, v, slopes=slopes_for(2)))
-    with pytest.raises(attnc.BackwardUnavailableError):
-        f(q.requires_grad_())
+def test_torch_compile_with_grads(alibi, gen):
+    """torch.compile of a function calling the kernel on inputs that
+    require grad: the forward and the backward are ops in the graphs, and
+    the gradients equal the eager ones."""
+    q, k, v = qkv(1, 2, 2, 16, 16, 16, 16, torch.float32, "cpu", gen)
+    slopes = slopes_for(2)
+
+    def f(q, k, v, s):
+        return (alibi(q, k, v, slopes=s) ** 2).sum()
+
+    eager, compiled = leaf(q, k, v, slopes), leaf(q, k, v, slopes)
+    f(*eager).backward()
+    torch.compile(f, fullgraph=True)(*compiled).backward()
+    for a, b in zip(eager, compiled):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
 
 
 # --- CUDA tensors -----------------------------------------------------------
