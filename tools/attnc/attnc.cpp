@@ -122,6 +122,9 @@ OPTIONS
                    it from $ATTN_GPU_MARK_KERNEL (0: off)
   --threads N      worker threads for attnc run (default: all cores, or
                    $ATTN_NUM_THREADS)
+  --vector-width N f32 lanes per vector of the CPU kernel for --emit=tiled,
+                   llvm, llvm-ir, obj and header: 4, 8 or 16 (default: this
+                   CPU's, 16 with AVX-512, else 8; `attnc --version` says)
 
 EXAMPLE
   attnc examples/alibi.attn --variant alibi --emit=mlir
@@ -148,6 +151,7 @@ struct Options {
   std::string q, k, v, lse, target = "cpu";
   std::string threads;
   std::string headDim, valueDim; // --emit=obj/header: a tiled kernel
+  int vectorWidth = 0;            // 0: the host's
   std::vector<std::string> params;
   bool printLoc = false;
   bool reference = false;
@@ -184,7 +188,11 @@ Options parseArgs(int argc, char **argv) {
       std::exit(0);
     }
     if (a == "--version") {
-      llvm::outs() << "attnc 0.1 (MLIR/LLVM " LLVM_VERSION_STRING ")\n";
+      const HostTarget &host = HostTarget::native();
+      llvm::outs() << "attnc 0.1 (MLIR/LLVM " LLVM_VERSION_STRING ")\n"
+                   << "host: " << host.triple << ", cpu " << host.cpu
+                   << "; CPU kernels use " << hostVectorWidth(0)
+                   << "-lane f32 vectors\n";
       std::exit(0);
     }
     if (a == "--loc") {
@@ -206,6 +214,13 @@ Options parseArgs(int argc, char **argv) {
         value(a, "--gpu-mark-kernel", o.gpuMarkKernel) ||
         value(a, "--value-dim", o.valueDim))
       continue;
+    std::string width;
+    if (value(a, "--vector-width", width)) {
+      if (width != "4" && width != "8" && width != "16")
+        fail("--vector-width must be 4, 8 or 16, got '" + width + "'");
+      o.vectorWidth = std::stoi(width);
+      continue;
+    }
     if (value(a, "--param", param)) {
       o.params.push_back(param);
       continue;
@@ -239,6 +254,9 @@ Options parseArgs(int argc, char **argv) {
   if (o.run) {
     if (!o.emit.empty())
       fail("'--emit' is not an option of 'attnc run'");
+    if (o.vectorWidth)
+      fail("'--vector-width' is not an option of 'attnc run' (kernels run "
+           "with this CPU's vector width)");
     if (o.q.empty() || o.k.empty() || o.v.empty())
       fail("attnc run needs --q, --k and --v");
     if (o.output.empty())
@@ -583,6 +601,7 @@ int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
   std::string name = chooseVariant(module, o.variant, o.input);
   CompileOptions copts;
   copts.elementType = o.dtype == "f16" ? DType::F16 : DType::F32;
+  copts.vectorWidth = o.vectorWidth;
   AotKernelShape shape;
   if (!o.headDim.empty() && !o.reference) {
     copts.reference = false;
@@ -708,7 +727,7 @@ int main(int argc, char **argv) {
       t.headDim = t.valueDim = o.headDim.empty() ? 64 : std::stoi(o.headDim);
       if (!o.valueDim.empty())
         t.valueDim = std::stoi(o.valueDim);
-      t.vectorWidth = hostVectorWidth(0);
+      t.vectorWidth = hostVectorWidth(o.vectorWidth);
       buildTiledKernelPipeline(pm, t);
       if (o.emit != "tiled")
         buildLowerToLLVMPipeline(pm);
