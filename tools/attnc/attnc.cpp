@@ -151,7 +151,7 @@ struct Options {
   std::string q, k, v, lse, target = "cpu";
   std::string threads;
   std::string headDim, valueDim; // --emit=obj/header: a tiled kernel
-  int vectorWidth = 0;            // 0: the host's
+  int vectorWidth = 0;           // 0: the host's
   std::vector<std::string> params;
   bool printLoc = false;
   bool reference = false;

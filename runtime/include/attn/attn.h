@@ -107,7 +107,10 @@ ATTN_API attn_status attn_compile_options_set_variant(
  * another value is another kernel). Checked when compiling. */
 ATTN_API attn_status attn_compile_options_set_const(
     attn_compile_options *options, const char *name, double value);
-/* block_q and block_kv are used with ATTN_TILING_FIXED only. */
+/* block_q and block_kv are used with ATTN_TILING_FIXED only: on the CPU,
+ * block_q a multiple of 4 and block_kv a multiple of 16 whose tiles fit the
+ * worker threads' stacks (others are ATTN_ERROR_INVALID_ARGUMENT when
+ * compiling, on every host). */
 ATTN_API attn_status attn_compile_options_set_tiling(
     attn_compile_options *options, attn_tiling tiling, int64_t block_q,
     int64_t block_kv);

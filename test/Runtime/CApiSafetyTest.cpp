@@ -1,0 +1,70 @@
+//===- CApiSafetyTest.cpp - libattn's C API on hostile input --------------===//
+//
+// What a careless or hostile caller can hand the C API, each answered with
+// a status and a message that names the culprit, never a crash or an
+// abort: tilings that no kernel can take, strides that overflow the
+// address arithmetic, problems whose working buffers cannot be allocated,
+// and handles used after they were released.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attn/attn.h"
+
+#include "TestSupport.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+using namespace attn_test;
+
+namespace {
+
+std::string lastError() { return attn_last_error(); }
+
+bool contains(const std::string &text, const std::string &part) {
+  return text.find(part) != std::string::npos;
+}
+
+struct CApiSafetyTest : ::testing::Test {
+  attn_runtime *rt = nullptr;
+  void SetUp() override {
+    ASSERT_EQ(attn_runtime_create_with_cache(nullptr, 0, 0, &rt), ATTN_OK);
+  }
+  void TearDown() override { attn_runtime_destroy(rt); }
+};
+
+// Tilings that no tiled kernel takes are the caller's mistake on every
+// host (whatever its vector width), reported as such before any lowering.
+TEST_F(CApiSafetyTest, BadFixedTilingIsInvalidArgument) {
+  attn_compile_options *o = nullptr;
+  ASSERT_EQ(attn_compile_options_create(&o), ATTN_OK);
+  ASSERT_EQ(attn_compile_options_set_head_dims(o, 64, 64), ATTN_OK);
+  const int64_t bad[][2] = {{64, 24},  {64, 8},         {30, 64},
+                            {3, 64},   {64, 100},       {1 << 20, 64},
+                            {64, -16}, {INT64_MAX, 64}, {64, INT64_MAX - 15}};
+  for (const auto &t : bad) {
+    ASSERT_EQ(attn_compile_options_set_tiling(o, ATTN_TILING_FIXED, t[0], t[1]),
+              ATTN_OK);
+    attn_kernel *k = nullptr;
+    EXPECT_EQ(attn_compile(rt, "attention a { mask = causal(); }", o, &k),
+              ATTN_ERROR_INVALID_ARGUMENT)
+        << t[0] << " x " << t[1] << ": " << lastError();
+    EXPECT_EQ(k, nullptr);
+    EXPECT_TRUE(contains(lastError(), "tiles of") ||
+                contains(lastError(), "tiling needs positive"))
+        << lastError();
+    attn_kernel_release(k);
+  }
+  // A valid one on every host.
+  ASSERT_EQ(attn_compile_options_set_tiling(o, ATTN_TILING_FIXED, 32, 16),
+            ATTN_OK);
+  attn_kernel *k = nullptr;
+  EXPECT_EQ(attn_compile(rt, "attention a { mask = causal(); }", o, &k),
+            ATTN_OK)
+      << lastError();
+  attn_kernel_release(k);
+  attn_compile_options_destroy(o);
+}
+
+} // namespace
