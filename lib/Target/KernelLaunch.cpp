@@ -13,9 +13,11 @@
 #include "attnc/Target/KernelLaunch.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 
 using namespace attnc;
 
@@ -61,6 +63,13 @@ void PackedKernelArgs::f32(float v) {
 namespace {
 
 std::string shapeStr(const std::vector<int64_t> &s) { return formatShape(s); }
+
+/// A double as the user would write it: 0.5, 1e+39, inf, nan.
+std::string formatDouble(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
 
 bool checkView(const char *what, const TensorView &t, size_t rank,
                std::string &error) {
@@ -273,6 +282,14 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
       value = s->value;
     }
     if (p.type == ParamType::F32) {
+      // As for literals in the source: a value that is not a finite f32
+      // would turn every score it touches into inf or NaN.
+      if (!std::isfinite(value) || std::fabs(value) > FLT_MAX) {
+        error = "param '" + p.name + "' is f32 and cannot take the value " +
+                formatDouble(value) +
+                " (f32 holds finite values up to 3.4028235e+38 in magnitude)";
+        return false;
+      }
       pack.f32(static_cast<float>(value));
       continue;
     }

@@ -18,6 +18,7 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cfloat>
 #include <cmath>
 
 using namespace mlir;
@@ -67,9 +68,10 @@ bool overrideConst(mlir::attn::VariantOp variant, const std::string &name,
   Type type = param.getElementType();
   TypedAttr attr;
   if (type.isF32()) {
-    if (!std::isfinite(value)) {
+    if (!std::isfinite(value) || std::fabs(value) > FLT_MAX) {
       error = "const param '" + name + "' is f32 and cannot take the value " +
-              formatValue(value);
+              formatValue(value) +
+              " (f32 holds finite values up to 3.4028235e+38 in magnitude)";
       return false;
     }
     attr = b.getF32FloatAttr(static_cast<float>(value));

@@ -67,4 +67,50 @@ TEST_F(CApiSafetyTest, BadFixedTilingIsInvalidArgument) {
   attn_compile_options_destroy(o);
 }
 
+// A scalar f32 param or const override must be a finite f32: 1e39 is as
+// wrong as inf (both would make every score inf or NaN), and both are
+// rejected, naming the param.
+TEST_F(CApiSafetyTest, F32ParamsOutOfRangeAreRejected) {
+  Problem p(1, 1, 1, 8, 8, 4, 4);
+  int64_t shape[4] = {1, 1, 8, 4};
+  attn_tensor tq = {p.q.data(), ATTN_F32, 4, shape, nullptr};
+  attn_tensor tk = {p.k.data(), ATTN_F32, 4, shape, nullptr};
+  attn_tensor tv = {p.v.data(), ATTN_F32, 4, shape, nullptr};
+  attn_tensor to = {p.o.data(), ATTN_F32, 4, shape, nullptr};
+  attn_kernel *k = nullptr;
+  ASSERT_EQ(attn_compile(rt, "attention a { param t: f32; score = score * t; }",
+                         nullptr, &k),
+            ATTN_OK)
+      << lastError();
+  attn_run_args *args = nullptr;
+  ASSERT_EQ(attn_run_args_create(&args), ATTN_OK);
+  ASSERT_EQ(attn_run_args_set_tensors(args, &tq, &tk, &tv, &to, nullptr),
+            ATTN_OK);
+  for (double bad : {1e39, -1e39, 3.5e38, double(INFINITY), -double(INFINITY),
+                     double(NAN)}) {
+    ASSERT_EQ(attn_run_args_set_scalar(args, "t", bad), ATTN_OK);
+    EXPECT_EQ(attn_kernel_run(k, args), ATTN_ERROR_INVALID_ARGUMENT) << bad;
+    EXPECT_TRUE(contains(lastError(), "param 't' is f32 and cannot take"))
+        << lastError();
+  }
+  ASSERT_EQ(attn_run_args_set_scalar(args, "t", 3.4e38), ATTN_OK);
+  EXPECT_EQ(attn_kernel_run(k, args), ATTN_OK) << lastError();
+  attn_run_args_destroy(args);
+  attn_kernel_release(k);
+
+  attn_compile_options *o = nullptr;
+  ASSERT_EQ(attn_compile_options_create(&o), ATTN_OK);
+  for (double bad : {1e39, double(INFINITY), double(NAN)}) {
+    ASSERT_EQ(attn_compile_options_set_const(o, "c", bad), ATTN_OK);
+    EXPECT_EQ(attn_compile(rt,
+                           "attention a { const param c: f32 = 1.0; "
+                           "score = score * c; }",
+                           o, &k),
+              ATTN_ERROR_INVALID_ARGUMENT)
+        << bad;
+    EXPECT_TRUE(contains(lastError(), "const param 'c' is f32")) << lastError();
+  }
+  attn_compile_options_destroy(o);
+}
+
 } // namespace

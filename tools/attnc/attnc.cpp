@@ -39,6 +39,7 @@
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cfloat>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
@@ -343,8 +344,16 @@ ScalarValue parseScalar(const std::string &name, const std::string &text,
   char *end = nullptr;
   errno = 0;
   double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(v))
+  if (text.empty() || *end != '\0')
     bad(type == ParamType::I32 ? "an integer" : "a number");
+  // inf, nan and values beyond f32's range alike: none is a finite f32
+  // (a value too small for it rounds to zero, as literals in the source do).
+  bool overflow = errno == ERANGE && std::fabs(v) >= 1;
+  if (overflow || !std::isfinite(v) ||
+      (type == ParamType::F32 && std::fabs(v) > FLT_MAX))
+    bad(type == ParamType::I32
+            ? "an integer"
+            : "a finite f32 number (up to 3.4028235e+38 in magnitude)");
   if (type == ParamType::I32 &&
       (v != std::trunc(v) || v < INT32_MIN || v > INT32_MAX ||
        text.find_first_of(".eE") != std::string::npos))
