@@ -4,6 +4,7 @@
 
 #include "attn/AttnDialect.h"
 #include "attnc/Frontend/AST.h"
+#include "attnc/Frontend/Diagnostics.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Parser.h"
 #include "attnc/Frontend/Sema.h"
@@ -116,7 +117,7 @@ FrontEndStatus(::attn::detail::buildKeyedModule)(
   llvm::raw_string_ostream diagOs(diagnostics);
   FailureOr<std::vector<attnc::CheckedVariant>> variants;
   {
-    SourceMgrDiagnosticHandler handler(sm, &ctx, diagOs);
+    attnc::SourceDiagnosticHandler handler(sm, &ctx, diagOs);
     variants = attnc::parseAndCheck(sm, bufferId, &ctx);
   }
   if (failed(variants)) {

@@ -113,4 +113,16 @@ TEST_F(CApiSafetyTest, F32ParamsOutOfRangeAreRejected) {
   attn_compile_options_destroy(o);
 }
 
+// The compile error's message has the source line and a caret even when
+// the line holds bytes that are not UTF-8.
+TEST_F(CApiSafetyTest, CompileErrorOnNonUtf8LineHasCaret) {
+  attn_kernel *k = nullptr;
+  EXPECT_EQ(attn_compile(rt, "attention a {\n  score = score \xff 1.0;\n}",
+                         nullptr, &k),
+            ATTN_ERROR_COMPILE);
+  EXPECT_EQ(lastError(), "<source>:2:17: error: unexpected character '\\xff' "
+                         "(not UTF-8)\n  score = score <FF> 1.0;\n"
+                         "                ^");
+}
+
 } // namespace

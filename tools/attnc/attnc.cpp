@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Frontend/AST.h"
+#include "attnc/Frontend/Diagnostics.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Parser.h"
 #include "attnc/Frontend/Sema.h"
@@ -668,7 +669,7 @@ int main(int argc, char **argv) {
   unsigned bufferId = sm.AddNewSourceBuffer(std::move(*buffer), llvm::SMLoc());
   mlir::MLIRContext ctx;
   ctx.printOpOnDiagnostic(false);
-  mlir::SourceMgrDiagnosticHandler diagHandler(sm, &ctx);
+  SourceDiagnosticHandler diagHandler(sm, &ctx);
 
   std::unique_ptr<ast::File> file = parseFile(sm, bufferId, &ctx);
   if (!file)
