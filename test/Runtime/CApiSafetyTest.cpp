@@ -14,7 +14,12 @@
 
 #include <gtest/gtest.h>
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <string>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace attn_test;
 
@@ -123,6 +128,58 @@ TEST_F(CApiSafetyTest, CompileErrorOnNonUtf8LineHasCaret) {
   EXPECT_EQ(lastError(), "<source>:2:17: error: unexpected character '\\xff' "
                          "(not UTF-8)\n  score = score <FF> 1.0;\n"
                          "                ^");
+}
+
+// Clearing a cache that cannot be emptied says so (ATTN_ERROR_IO, naming
+// what is left and why) instead of claiming success; what can be removed
+// is removed.
+TEST_F(CApiSafetyTest, ClearCacheReportsWhatItCannotRemove) {
+  ScratchDir dir;
+  attn_runtime *disk = nullptr;
+  ASSERT_EQ(attn_runtime_create_with_cache(dir.path.c_str(), 1, 0, &disk),
+            ATTN_OK);
+  attn_kernel *k = nullptr;
+  ASSERT_EQ(attn_compile(disk, "attention a {}", nullptr, &k), ATTN_OK)
+      << lastError();
+  attn_kernel_release(k);
+  std::string v1 = dir.path + "/v1", key;
+  if (DIR *d = ::opendir(v1.c_str())) {
+    while (struct dirent *e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.size() > 9 && name.substr(name.size() - 9) == ".manifest")
+        key = name.substr(0, name.size() - 9);
+    }
+    ::closedir(d);
+  }
+  ASSERT_EQ(key.size(), 64u);
+
+  // An entry another process is using (its lock held): left, reported.
+  int fd = ::open((v1 + "/" + key + ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  EXPECT_EQ(attn_runtime_clear_cache(disk), ATTN_ERROR_IO);
+  EXPECT_TRUE(contains(lastError(), "entry " + key + ": in use"))
+      << lastError();
+  ::close(fd);
+  struct stat st;
+  EXPECT_EQ(::stat((v1 + "/" + key + ".o").c_str(), &st), 0);
+
+  // A file that cannot be unlinked (a directory in its place).
+  std::string object = v1 + "/" + key + ".o";
+  ASSERT_EQ(::unlink(object.c_str()), 0);
+  ASSERT_EQ(::mkdir(object.c_str(), 0755), 0);
+  ASSERT_EQ(::close(::open((object + "/x").c_str(), O_WRONLY | O_CREAT, 0644)),
+            0);
+  EXPECT_EQ(attn_runtime_clear_cache(disk), ATTN_ERROR_IO);
+  EXPECT_TRUE(contains(lastError(), "cannot remove '" + object + "'"))
+      << lastError();
+  EXPECT_EQ(::stat(object.c_str(), &st), 0);
+
+  ASSERT_EQ(::unlink((object + "/x").c_str()), 0);
+  ASSERT_EQ(::rmdir(object.c_str()), 0);
+  EXPECT_EQ(attn_runtime_clear_cache(disk), ATTN_OK) << lastError();
+  EXPECT_NE(::stat((v1 + "/" + key + ".sig").c_str(), &st), 0);
+  attn_runtime_destroy(disk);
 }
 
 } // namespace

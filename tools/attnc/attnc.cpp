@@ -599,9 +599,19 @@ int cacheCommand(int argc, char **argv) {
                  << "corrupt entries  " << s.corruptEntries << "\n"
                  << "(totals of every process since the last clear)\n";
   } else {
-    rt.clearCache();
-    llvm::outs() << "removed " << entries.size() << " entries (" << total
+    attn::CacheClearReport report;
+    std::string error;
+    attn::Status status = rt.clearCache(report, error);
+    llvm::outs() << "removed " << report.entries << " entries (" << report.bytes
                  << " bytes) from " << rt.cacheFolder() << "\n";
+    if (status != attn::Status::Ok) {
+      llvm::outs().flush();
+      for (const std::string &failure : report.failures)
+        llvm::errs() << "error: " << failure << "\n";
+      if (report.failures.empty())
+        llvm::errs() << "error: " << error << "\n";
+      return 1;
+    }
   }
   return 0;
 }

@@ -71,7 +71,9 @@ ATTN_API attn_status attn_runtime_stats(const attn_runtime *runtime,
                                         attn_cache_stats *out);
 
 /* Removes every entry of the runtime's disk cache and forgets the kernels it
- * holds in memory (kernels already handed out stay valid). */
+ * holds in memory (kernels already handed out stay valid). ATTN_ERROR_IO
+ * when something could not be removed (a read-only folder, an entry in use
+ * by another process): the message names it; the rest is removed. */
 ATTN_API attn_status attn_runtime_clear_cache(attn_runtime *runtime);
 
 /*===-- Compile options ---------------------------------------------------===*/
