@@ -13,6 +13,7 @@
 #include "attnc/Frontend/Parser.h"
 #include "attnc/Frontend/Sema.h"
 #include "attnc/Pipelines/Pipelines.h"
+#include "attnc/Support/AtomicFile.h"
 #include "attnc/Support/Npy.h"
 #include "attnc/Target/AotHeader.h"
 #include "attnc/Target/CpuKernel.h"
@@ -26,7 +27,6 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
-#include "mlir/Support/FileUtilities.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
@@ -36,8 +36,8 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Signals.h"
 #include "llvm/Support/SourceMgr.h"
-#include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cfloat>
@@ -46,6 +46,7 @@
 #include <ctime>
 #include <map>
 #include <optional>
+#include <sys/stat.h>
 
 using namespace attnc;
 
@@ -134,9 +135,72 @@ EXAMPLE
       --q examples/data/q.npy --k examples/data/k.npy --v examples/data/v.npy -o o.npy
 )";
 
+/// The output files (-o, --lse): created as temporary files before any
+/// work, so that an output that cannot be written stops the run before it
+/// starts, and renamed into place only once everything succeeded. fail()
+/// and signals remove them: a failed run leaves no new or partial file.
+AtomicFile outputFile, lseFile;
+
 [[noreturn]] void fail(const llvm::Twine &msg) {
+  outputFile.discard();
+  lseFile.discard();
   llvm::errs() << "error: " << msg << "\n";
   std::exit(1);
+}
+
+/// Whether two output paths name one file: the same name in one folder.
+bool sameFile(const std::string &a, const std::string &b) {
+  auto split = [](const std::string &p) {
+    size_t slash = p.rfind('/');
+    return std::pair<std::string, std::string>(
+        slash == std::string::npos ? "." : p.substr(0, slash + 1),
+        slash == std::string::npos ? p : p.substr(slash + 1));
+  };
+  auto [dirA, nameA] = split(a);
+  auto [dirB, nameB] = split(b);
+  struct stat sa, sb;
+  return nameA == nameB && ::stat(dirA.c_str(), &sa) == 0 &&
+         ::stat(dirB.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+void openOutput(AtomicFile &file, const std::string &path) {
+  std::string err;
+  if (!file.open(path, err))
+    fail(err);
+  llvm::sys::RemoveFileOnSignal(file.tempPath());
+}
+
+/// Flushes every open output, then renames them into place.
+void commitOutputs() {
+  std::string err;
+  for (AtomicFile *f : {&outputFile, &lseFile})
+    if (f->isOpen() && !f->finish(err))
+      fail(err);
+  for (AtomicFile *f : {&outputFile, &lseFile}) {
+    if (!f->isOpen())
+      continue;
+    std::string temp = f->tempPath();
+    if (!f->commit(err))
+      fail(err);
+    llvm::sys::DontRemoveFileOnSignal(temp);
+  }
+}
+
+/// Prints the output of --emit to -o FILE, or to standard output.
+void emitOutput(llvm::function_ref<void(llvm::raw_ostream &)> print) {
+  if (!outputFile.isOpen()) {
+    print(llvm::outs());
+    return;
+  }
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  print(os);
+  os.flush();
+  std::string err;
+  if (!outputFile.write(text.data(), text.size(), err))
+    fail(err);
+  commitOutputs();
 }
 
 struct Options {
@@ -293,6 +357,19 @@ Options parseArgs(int argc, char **argv) {
   return o;
 }
 
+/// Creates the temporary files of every output named on the command line.
+void openOutputs(const Options &o) {
+  if (o.run) {
+    if (!o.lse.empty() && sameFile(o.output, o.lse))
+      fail("-o and --lse name the same file '" + o.lse + "'");
+    openOutput(outputFile, o.output);
+    if (!o.lse.empty())
+      openOutput(lseFile, o.lse);
+  } else if (!o.output.empty() && o.output != "-") {
+    openOutput(outputFile, o.output);
+  }
+}
+
 /// Picks the variant to compile; empty `wanted` means "the only one".
 std::string chooseVariant(mlir::ModuleOp module, const std::string &wanted,
                           const std::string &file) {
@@ -318,14 +395,6 @@ std::string chooseVariant(mlir::ModuleOp module, const std::string &wanted,
          " attention blocks (" + llvm::join(names, ", ") +
          "); choose one with --variant NAME");
   return names.front();
-}
-
-std::unique_ptr<llvm::ToolOutputFile> openOutput(const std::string &path) {
-  std::string err;
-  auto out = mlir::openOutputFile(path.empty() ? "-" : path, &err);
-  if (!out)
-    fail("cannot write '" + path + "': " + err);
-  return out;
 }
 
 /// Parses a --param literal for a scalar of type `type`.
@@ -537,10 +606,10 @@ int runVariant(const Options &o, mlir::ModuleOp module,
   } else if (kernel.run(args, err) != attn::Status::Ok) {
     fail(err);
   }
-  if (!writeNpy(o.output, out, err))
+  if (!writeNpy(outputFile, out, err) ||
+      (!o.lse.empty() && !writeNpy(lseFile, lse, err)))
     fail(err);
-  if (!o.lse.empty() && !writeNpy(o.lse, lse, err))
-    fail(err);
+  commitOutputs();
   return 0;
 }
 
@@ -643,9 +712,7 @@ int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
     std::string text = emitAotHeader(
         KernelSignature::fromVariant(variant), copts.elementType, shape,
         o.input + " for " + host.triple + " (" + host.cpu + ")");
-    auto out = openOutput(o.output);
-    out->os() << text;
-    out->keep();
+    emitOutput([&](llvm::raw_ostream &os) { os << text; });
     return 0;
   }
   mlir::DialectRegistry registry;
@@ -655,12 +722,7 @@ int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
   std::string err;
   if (!CpuKernel::compileToObject(module, name, copts, artifact, err))
     fail(err);
-  std::string openErr;
-  auto out = mlir::openOutputFile(o.output, &openErr);
-  if (!out)
-    fail("cannot write '" + o.output + "': " + openErr);
-  out->os() << artifact.object;
-  out->keep();
+  emitOutput([&](llvm::raw_ostream &os) { os << artifact.object; });
   return 0;
 }
 
@@ -671,6 +733,7 @@ int main(int argc, char **argv) {
   if (argc >= 2 && llvm::StringRef(argv[1]) == "cache")
     return cacheCommand(argc - 2, argv + 2);
   Options o = parseArgs(argc, argv);
+  openOutputs(o);
 
   auto buffer = llvm::MemoryBuffer::getFileOrSTDIN(o.input, /*IsText=*/true);
   if (!buffer)
@@ -685,9 +748,7 @@ int main(int argc, char **argv) {
   if (!file)
     return 1;
   if (o.emit == "ast") {
-    auto out = openOutput(o.output);
-    printAST(*file, out->os());
-    out->keep();
+    emitOutput([&](llvm::raw_ostream &os) { printAST(*file, os); });
     return 0;
   }
   mlir::FailureOr<std::vector<CheckedVariant>> variants =
@@ -766,12 +827,11 @@ int main(int argc, char **argv) {
           op.erase();
   }
 
-  auto out = openOutput(o.output);
   if (o.emit == "ptx") {
     std::string ptx = extractPtx(*module);
     if (ptx.empty())
       fail("no PTX was produced");
-    out->os() << ptx;
+    emitOutput([&](llvm::raw_ostream &os) { os << ptx; });
   } else if (o.emit == "llvm-ir") {
     mlir::registerBuiltinDialectTranslation(ctx);
     mlir::registerLLVMDialectTranslation(ctx);
@@ -780,14 +840,15 @@ int main(int argc, char **argv) {
         mlir::translateModuleToLLVMIR(*module, llvmCtx, o.input);
     if (!llvmModule)
       fail("translation to LLVM IR failed");
-    llvmModule->print(out->os(), nullptr);
+    emitOutput([&](llvm::raw_ostream &os) { llvmModule->print(os, nullptr); });
   } else {
     mlir::OpPrintingFlags flags;
     if (o.printLoc)
       flags.enableDebugInfo(/*enable=*/true, /*prettyForm=*/false);
-    module->print(out->os(), flags);
-    out->os() << "\n";
+    emitOutput([&](llvm::raw_ostream &os) {
+      module->print(os, flags);
+      os << "\n";
+    });
   }
-  out->keep();
   return 0;
 }
