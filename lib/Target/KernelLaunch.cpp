@@ -1,12 +1,13 @@
 //===- KernelLaunch.cpp - Checking, packing and calling a compiled kernel -===//
 //
 // Every tensor and parameter is checked against the signature first (rank,
-// dtype, sizes consistent across Q, K, V, O and LSE, declared param shapes,
-// no unknown or const params, scalar values representable), arguments are
-// packed as expanded memref descriptors (allocated, aligned, offset, sizes,
-// strides) in the KernelABI order, and the kernel's status word is turned
-// into a message. Used by CpuKernel::run and by the AOT launcher; needs
-// neither MLIR nor LLVM.
+// dtype, sizes consistent across Q, K, V, O and LSE, strides that address
+// memory without overflow, outputs without overlapping elements, declared
+// param shapes, no unknown or const params, scalar values representable),
+// arguments are packed as expanded memref descriptors (allocated, aligned,
+// offset, sizes, strides) in the KernelABI order, and the kernel's status word
+// is turned into a message. Used by CpuKernel::run and by the AOT launcher;
+// needs neither MLIR nor LLVM.
 //
 //===----------------------------------------------------------------------===//
 
@@ -71,8 +72,72 @@ std::string formatDouble(double v) {
   return buf;
 }
 
+/// 2^N as text, for limits in messages.
+std::string powerOfTwo(int n) { return "2^" + std::to_string(n); }
+
+/// Whether the view's shape and strides address memory sensibly: no offset
+/// that the kernels compute (in elements or bytes, in int64) overflows,
+/// the bytes the view spans stay below kMaxViewBytes and do not wrap
+/// around the address space from its data pointer, and an output's
+/// elements are distinct (no stride 0 along a dimension of size > 1).
+/// Exact arithmetic in 128 bits: shapes are below 2^31 and strides are any
+/// int64, so no product or sum of them overflows it.
+bool checkStrides(const char *what, const TensorView &t, bool output,
+                  std::string &error) {
+  using Wide = __int128;
+  const Wide limit = Wide(kMaxViewBytes);
+  const Wide elem = dtypeSize(t.dtype);
+  Wide up = 0, down = 0; // bytes addressed above and below the pointer
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    if (t.shape[d] == 0)
+      return true; // no element: nothing is ever addressed
+  }
+  auto where = [&](size_t d) {
+    return std::string(what) + " dimension " + std::to_string(d) + " (size " +
+           std::to_string(t.shape[d]) + ", stride " +
+           std::to_string(t.strides[d]) + ")";
+  };
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    if (t.shape[d] == 1)
+      continue; // its index is always 0: the stride is never used
+    if (output && t.strides[d] == 0) {
+      error = where(d) + " has stride 0: its elements would overlap, and every "
+                         "element of an output must be its own";
+      return false;
+    }
+    Wide reach = Wide(t.shape[d] - 1) * Wide(t.strides[d]) * elem;
+    Wide magnitude = reach < 0 ? -reach : reach;
+    if (magnitude + elem > limit) {
+      error =
+          where(d) + " reaches " +
+          (magnitude >= (Wide(1) << 63) ? std::string("beyond 2^63")
+                                        : std::to_string(int64_t(magnitude))) +
+          " bytes from the data pointer; a tensor may span at most " +
+          powerOfTwo(kMaxViewBytesLog2) + " bytes";
+      return false;
+    }
+    (reach < 0 ? down : up) += magnitude;
+  }
+  if (up + down + elem > limit) {
+    error = std::string(what) + " spans " +
+            std::to_string(int64_t(up + down + elem)) + " bytes with shape " +
+            shapeStr(t.shape) + " and strides " + shapeStr(t.strides) +
+            "; a tensor may span at most " + powerOfTwo(kMaxViewBytesLog2) +
+            " bytes";
+    return false;
+  }
+  uintptr_t base = reinterpret_cast<uintptr_t>(t.data);
+  if (Wide(base) < down || Wide(UINTPTR_MAX) - Wide(base) < up + elem - 1) {
+    error = std::string(what) + " with shape " + shapeStr(t.shape) +
+            " and strides " + shapeStr(t.strides) +
+            " wraps around the address space from its data pointer";
+    return false;
+  }
+  return true;
+}
+
 bool checkView(const char *what, const TensorView &t, size_t rank,
-               std::string &error) {
+               std::string &error, bool output = false) {
   if (t.shape.size() != rank || t.strides.size() != rank) {
     error = std::string(what) + " must have rank " + std::to_string(rank) +
             ", got shape " + shapeStr(t.shape);
@@ -92,7 +157,7 @@ bool checkView(const char *what, const TensorView &t, size_t rank,
     error = std::string(what) + " has a null data pointer";
     return false;
   }
-  return true;
+  return checkStrides(what, t, output, error);
 }
 
 DType dtypeOf(ParamType t) {
@@ -114,7 +179,8 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
                            std::string &error) {
   // Q, K, V, O: rank 4, one dtype, consistent sizes.
   if (!checkView("Q", a.q, 4, error) || !checkView("K", a.k, 4, error) ||
-      !checkView("V", a.v, 4, error) || !checkView("O", a.o, 4, error))
+      !checkView("V", a.v, 4, error) ||
+      !checkView("O", a.o, 4, error, /*output=*/true))
     return false;
   if (a.q.dtype != a.k.dtype || a.q.dtype != a.v.dtype) {
     error = std::string("Q, K and V must have the same dtype, got ") +
@@ -176,7 +242,7 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
               sig.name + "'";
       return false;
     }
-    if (!checkView("LSE", *a.lse, 3, error))
+    if (!checkView("LSE", *a.lse, 3, error, /*output=*/true))
       return false;
     std::vector<int64_t> lseShape = {sz.value[0], sz.value[1], sz.value[3]};
     if (a.lse->dtype != DType::F32 || a.lse->shape != lseShape) {

@@ -14,8 +14,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <dirent.h>
 #include <fcntl.h>
+#include <functional>
 #include <string>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -180,6 +184,143 @@ TEST_F(CApiSafetyTest, ClearCacheReportsWhatItCannotRemove) {
   EXPECT_EQ(attn_runtime_clear_cache(disk), ATTN_OK) << lastError();
   EXPECT_NE(::stat((v1 + "/" + key + ".sig").c_str(), &st), 0);
   attn_runtime_destroy(disk);
+}
+
+/// A problem with C views of its tensors; strides may be replaced.
+struct Views {
+  Problem p;
+  int64_t qShape[4], kvShape[4], lseShape[3];
+  int64_t qStrides[4], kStrides[4], vStrides[4], oStrides[4], lStrides[3];
+  attn_tensor q, k, v, o, lse;
+  explicit Views(unsigned salt) : p(1, 4, 2, 23, 23, 16, 16, salt) {
+    int64_t qs[4] = {p.B, p.H, p.Lq, p.D}, kvs[4] = {p.B, p.Hkv, p.Lkv, p.D};
+    int64_t ls[3] = {p.B, p.H, p.Lq};
+    std::copy(qs, qs + 4, qShape);
+    std::copy(kvs, kvs + 4, kvShape);
+    std::copy(ls, ls + 3, lseShape);
+    auto contiguous = [](const int64_t *shape, int rank, int64_t *strides) {
+      int64_t n = 1;
+      for (int i = rank - 1; i >= 0; --i) {
+        strides[i] = n;
+        n *= shape[i];
+      }
+    };
+    contiguous(qShape, 4, qStrides);
+    contiguous(kvShape, 4, kStrides);
+    contiguous(kvShape, 4, vStrides);
+    contiguous(qShape, 4, oStrides);
+    contiguous(lseShape, 3, lStrides);
+    q = {p.q.data(), ATTN_F32, 4, qShape, qStrides};
+    k = {p.k.data(), ATTN_F32, 4, kvShape, kStrides};
+    v = {p.v.data(), ATTN_F32, 4, kvShape, vStrides};
+    o = {p.o.data(), ATTN_F32, 4, qShape, oStrides};
+    lse = {p.lse.data(), ATTN_F32, 3, lseShape, lStrides};
+  }
+  attn_status run(attn_kernel *kernel) {
+    attn_run_args *args = nullptr;
+    EXPECT_EQ(attn_run_args_create(&args), ATTN_OK);
+    attn_status s = attn_run_args_set_tensors(args, &q, &k, &v, &o, &lse);
+    EXPECT_EQ(s, ATTN_OK) << lastError();
+    s = attn_kernel_run(kernel, args);
+    attn_run_args_destroy(args);
+    return s;
+  }
+};
+
+// Strides that make the kernels' address arithmetic overflow (or reach
+// beyond any memory) are rejected before the run, naming the tensor and
+// the dimension, for the reference and the tiled kernel alike; outputs
+// may not have overlapping elements; sensible strides (broadcast inputs,
+// negative strides) still run and give the right result.
+TEST_F(CApiSafetyTest, StridesAreValidated) {
+  attn_compile_options *tiled = nullptr;
+  ASSERT_EQ(attn_compile_options_create(&tiled), ATTN_OK);
+  ASSERT_EQ(attn_compile_options_set_head_dims(tiled, 16, 16), ATTN_OK);
+  const char *src = "attention a { mask = causal(); }";
+  for (const attn_compile_options *opts :
+       {(attn_compile_options *)nullptr, (attn_compile_options *)tiled}) {
+    attn_kernel *kernel = nullptr;
+    ASSERT_EQ(attn_compile(rt, src, opts, &kernel), ATTN_OK) << lastError();
+    const int64_t huge = int64_t(1) << 61;
+    struct Bad {
+      const char *name;
+      std::function<void(Views &)> edit;
+      const char *message;
+    };
+    std::vector<Bad> bad = {
+        {"issue",
+         [&](Views &w) { std::fill(w.qStrides, w.qStrides + 4, huge); },
+         "Q dimension 1 (size 4, stride 2305843009213693952) reaches beyond "
+         "2^63 bytes"},
+        {"int64 min", [](Views &w) { w.kStrides[2] = INT64_MIN; },
+         "K dimension 2 (size 23, stride -9223372036854775808)"},
+        {"beyond 2^48",
+         [](Views &w) { w.vStrides[0] = 0, w.vStrides[1] = int64_t(1) << 46; },
+         "V dimension 1 (size 2, stride 70368744177664) reaches "
+         "281474976710656 "
+         "bytes from the data pointer; a tensor may span at most 2^48 bytes"},
+        {"sum beyond 2^48",
+         [](Views &w) {
+           // Each below the bound, together beyond it.
+           w.kStrides[1] = (int64_t(1) << 45) + (int64_t(1) << 44);
+           w.kStrides[2] = int64_t(1) << 41;
+         },
+         "K spans"},
+        {"wraps up",
+         [](Views &w) {
+           w.q.data = reinterpret_cast<void *>(UINTPTR_MAX - 64);
+         },
+         "Q with shape (1, 4, 23, 16) and strides (1472, 368, 16, 1) wraps "
+         "around the address space"},
+        {"wraps down",
+         [](Views &w) {
+           w.v.data = reinterpret_cast<void *>(uintptr_t(64));
+           w.vStrides[2] = -16;
+         },
+         "V with shape (1, 2, 23, 16) and strides (736, 368, -16, 1) wraps"},
+        {"O overlaps", [](Views &w) { w.oStrides[2] = 0; },
+         "O dimension 2 (size 23, stride 0) has stride 0: its elements would "
+         "overlap"},
+        {"LSE overlaps", [](Views &w) { w.lStrides[1] = 0; },
+         "LSE dimension 1 (size 4, stride 0) has stride 0"},
+    };
+    for (Bad &b : bad) {
+      Views w(3);
+      b.edit(w);
+      EXPECT_EQ(w.run(kernel), ATTN_ERROR_INVALID_ARGUMENT) << b.name;
+      EXPECT_TRUE(contains(lastError(), b.message))
+          << b.name << ": " << lastError();
+    }
+
+    auto causal = [](int64_t, int64_t, int64_t i, int64_t j) { return j <= i; };
+    auto plain = [](double s, int64_t, int64_t, int64_t, int64_t) { return s; };
+    {
+      // V reversed along Lkv through a negative stride: the same tensor.
+      Views w(4);
+      std::vector<float> reversed(w.p.v.size());
+      int64_t rows = w.p.B * w.p.Hkv * w.p.Lkv;
+      for (int64_t r = 0; r < rows; ++r) {
+        int64_t head = r / w.p.Lkv, j = r % w.p.Lkv;
+        std::copy_n(&w.p.v[r * w.p.Dv], w.p.Dv,
+                    &reversed[(head * w.p.Lkv + w.p.Lkv - 1 - j) * w.p.Dv]);
+      }
+      w.v.data = &reversed[(w.p.Lkv - 1) * w.p.Dv];
+      w.vStrides[2] = -w.p.Dv;
+      ASSERT_EQ(w.run(kernel), ATTN_OK) << lastError();
+      EXPECT_LT(w.p.maxError(plain, causal), 1e-4);
+    }
+    {
+      // K broadcast along its heads (stride 0): every KV head is head 0.
+      Views w(5);
+      for (int64_t h = 1; h < w.p.Hkv; ++h)
+        std::copy_n(&w.p.k[0], w.p.Lkv * w.p.D, &w.p.k[h * w.p.Lkv * w.p.D]);
+      w.kStrides[1] = 0;
+      ASSERT_EQ(w.run(kernel), ATTN_OK) << lastError();
+      EXPECT_LT(w.p.maxError(plain, causal), 1e-4);
+    }
+    attn_kernel_release(kernel);
+  }
+  attn_compile_options_destroy(tiled);
 }
 
 } // namespace

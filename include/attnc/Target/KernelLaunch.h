@@ -25,6 +25,12 @@
 
 namespace attnc {
 
+/// The most bytes one tensor view may span (from its lowest to its highest
+/// addressed byte): far beyond any machine's memory, and low enough that
+/// no offset a kernel computes in int64 can overflow.
+constexpr int kMaxViewBytesLog2 = 48;
+constexpr int64_t kMaxViewBytes = int64_t(1) << kMaxViewBytesLog2;
+
 /// A view of a strided tensor in host memory; strides count elements.
 struct TensorView {
   void *data = nullptr;
