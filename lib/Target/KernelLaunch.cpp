@@ -88,9 +88,20 @@ bool checkStrides(const char *what, const TensorView &t, bool output,
   const Wide limit = Wide(kMaxViewBytes);
   const Wide elem = dtypeSize(t.dtype);
   Wide up = 0, down = 0; // bytes addressed above and below the pointer
+  Wide bytes = elem;
   for (size_t d = 0; d < t.shape.size(); ++d) {
     if (t.shape[d] == 0)
       return true; // no element: nothing is ever addressed
+    bytes *= t.shape[d];
+  }
+  // Distinct elements need distinct bytes: an output larger than any view
+  // may span would overlap itself (and its element counts would reach
+  // the launchers' int64 arithmetic).
+  if (output && bytes > limit) {
+    error = std::string(what) + " of shape " + shapeStr(t.shape) +
+            " has more than " + powerOfTwo(kMaxViewBytesLog2) +
+            " bytes of elements, more than a tensor may span";
+    return false;
   }
   auto where = [&](size_t d) {
     return std::string(what) + " dimension " + std::to_string(d) + " (size " +

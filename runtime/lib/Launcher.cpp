@@ -235,6 +235,8 @@ attn_status launch(const char *signature, const char *kernel, int threads,
     return ATTN_ERROR_INVALID_ARGUMENT;
   case LaunchStatus::KernelError:
     return ATTN_ERROR_KERNEL;
+  case LaunchStatus::OutOfMemory:
+    return ATTN_ERROR_OUT_OF_MEMORY;
   }
   return ATTN_ERROR_INTERNAL;
 }

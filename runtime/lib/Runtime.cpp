@@ -288,6 +288,8 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
     return Status::InvalidArgument;
   case attnc::LaunchStatus::KernelError:
     return Status::KernelError;
+  case attnc::LaunchStatus::OutOfMemory:
+    return Status::OutOfMemory;
   }
   return Status::Internal;
 }

@@ -323,4 +323,56 @@ TEST_F(CApiSafetyTest, StridesAreValidated) {
   attn_compile_options_destroy(tiled);
 }
 
+// Memory the library allocates on the caller's behalf is sized before it
+// is allocated: broadcast K and V far larger than the memory behind them
+// make the tiled kernel's working copies too large for any machine, which
+// is ATTN_ERROR_OUT_OF_MEMORY with a message, not an abort. An output
+// larger than any view may span is refused before that.
+TEST_F(CApiSafetyTest, WorkingMemoryIsSizedBeforeAllocating) {
+  attn_compile_options *tiled = nullptr;
+  ASSERT_EQ(attn_compile_options_create(&tiled), ATTN_OK);
+  ASSERT_EQ(attn_compile_options_set_head_dims(tiled, 3, 3), ATTN_OK);
+  attn_kernel *kernel = nullptr;
+  ASSERT_EQ(attn_compile(rt, "attention a {}", tiled, &kernel), ATTN_OK)
+      << lastError();
+  float one[3] = {1, 2, 3};
+  const int64_t big = INT32_MAX;
+  // B = H = Hkv = Lkv = 2^31 - 1 through stride 0; no query rows.
+  int64_t qShape[4] = {big, big, 0, 3}, kvShape[4] = {big, big, big, 3};
+  int64_t broadcast[4] = {0, 0, 0, 1};
+  attn_tensor q = {nullptr, ATTN_F32, 4, qShape, nullptr};
+  attn_tensor kv = {one, ATTN_F32, 4, kvShape, broadcast};
+  attn_tensor o = {nullptr, ATTN_F32, 4, qShape, nullptr};
+  attn_run_args *args = nullptr;
+  ASSERT_EQ(attn_run_args_create(&args), ATTN_OK);
+  ASSERT_EQ(attn_run_args_set_tensors(args, &q, &kv, &kv, &o, nullptr),
+            ATTN_OK);
+  EXPECT_EQ(attn_kernel_run(kernel, args), ATTN_ERROR_OUT_OF_MEMORY);
+  EXPECT_TRUE(contains(lastError(),
+                       "the tiled kernel needs more than 2^64 bytes of "
+                       "working memory for K and V of shapes "
+                       "(2147483647, 2147483647, 2147483647, 3)"))
+      << lastError();
+
+  // O of 2^31 x 2^31 x 1 x 3 elements through overlapping strides.
+  int64_t bigO[4] = {big, big, 1, 3}, small[4] = {1, 1, 1, 3};
+  int64_t overlap[4] = {1, 1, 1, 1};
+  std::vector<float> buffer(8, 0.0f);
+  attn_tensor q1 = {buffer.data(), ATTN_F32, 4, bigO, overlap};
+  attn_tensor kv1 = {one, ATTN_F32, 4, small, nullptr};
+  int64_t bigKV[4] = {big, big, 1, 3};
+  kv1.shape = bigKV;
+  kv1.strides = broadcast;
+  attn_tensor o1 = {buffer.data(), ATTN_F32, 4, bigO, overlap};
+  ASSERT_EQ(attn_run_args_set_tensors(args, &q1, &kv1, &kv1, &o1, nullptr),
+            ATTN_OK);
+  EXPECT_EQ(attn_kernel_run(kernel, args), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(lastError(), "O of shape (2147483647, 2147483647, 1, "
+                                    "3) has more than 2^48 bytes of elements"))
+      << lastError();
+  attn_run_args_destroy(args);
+  attn_kernel_release(kernel);
+  attn_compile_options_destroy(tiled);
+}
+
 } // namespace

@@ -14,6 +14,7 @@
 #include "attnc/Frontend/Sema.h"
 #include "attnc/Pipelines/Pipelines.h"
 #include "attnc/Support/AtomicFile.h"
+#include "attnc/Support/HostMemory.h"
 #include "attnc/Support/Npy.h"
 #include "attnc/Target/AotHeader.h"
 #include "attnc/Target/CpuKernel.h"
@@ -467,6 +468,39 @@ int runVariant(const Options &o, mlir::ModuleOp module,
          dtypeName(q.dtype) + ", " + dtypeName(k.dtype) + " and " +
          dtypeName(v.dtype));
 
+  // O and LSE, poisoned so that an unwritten element shows as NaN. Their
+  // sizes come from the inputs' shapes and are checked before allocating:
+  // a problem too large for this machine is an error, not an abort.
+  NpyArray out;
+  out.dtype = q.dtype;
+  out.shape = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
+  NpyArray lse;
+  lse.dtype = DType::F32;
+  lse.shape = {q.shape[0], q.shape[1], q.shape[2]};
+  {
+    unsigned __int128 oBytes = dtypeSize(out.dtype), lseBytes = 4;
+    for (int64_t d : out.shape)
+      oBytes *= static_cast<uint64_t>(d); // each below 2^63: no overflow
+    for (int64_t d : lse.shape)
+      lseBytes *= static_cast<uint64_t>(d);
+    unsigned __int128 total = oBytes + (o.lse.empty() ? 0 : lseBytes);
+    uint64_t memory = hostMemoryBytes();
+    auto text = [](unsigned __int128 b) {
+      return b > UINT64_MAX ? std::string("more than 2^64 bytes")
+                            : formatBytes(static_cast<uint64_t>(b));
+    };
+    if (total > memory || !canAllocate(static_cast<uint64_t>(total)))
+      fail("the output O of shape " + formatShape(out.shape) + " (" +
+           dtypeName(out.dtype) + ") needs " + text(oBytes) +
+           (o.lse.empty() ? std::string()
+                          : " and LSE of shape " + formatShape(lse.shape) +
+                                " " + text(lseBytes)) +
+           ", more than this machine can allocate (" +
+           (total > memory ? formatBytes(memory) + " of RAM and swap"
+                           : std::string("the allocation failed")) +
+           "); Q is " + formatShape(q.shape) + ", K " + formatShape(k.shape) +
+           ", V " + formatShape(v.shape));
+  }
   // Compile through the runtime's kernel cache (in memory and on disk), so
   // that running a variant again loads it instead of compiling it. The tiled
   // kernel is specialised for the head dims; --reference runs the plain
@@ -498,15 +532,7 @@ int runVariant(const Options &o, mlir::ModuleOp module,
                              : attn::DType::Bool;
   };
 
-  // O and LSE, poisoned so that an unwritten element shows as NaN.
-  NpyArray out;
-  out.dtype = q.dtype;
-  if (q.shape.size() == 4 && v.shape.size() == 4)
-    out.shape = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
   out.data.assign(out.numel() * dtypeSize(out.dtype), 0xFF);
-  NpyArray lse;
-  lse.dtype = DType::F32;
-  lse.shape = {q.shape[0], q.shape[1], q.shape[2]};
   if (!o.lse.empty())
     lse.data.assign(lse.numel() * 4, 0xFF);
 

@@ -124,8 +124,9 @@ bool decodeKernelStatus(const KernelSignature &sig, const int32_t *status,
                         std::string &error);
 
 /// How a launch ended: the arguments were rejected before the kernel ran,
-/// or the kernel itself reported an error through its status word.
-enum class LaunchStatus { Ok, InvalidArguments, KernelError };
+/// the kernel itself reported an error through its status word, or the
+/// working memory the launch needs could not be allocated.
+enum class LaunchStatus { Ok, InvalidArguments, KernelError, OutOfMemory };
 
 /// packKernelArgs, `entry(args)`, decodeKernelStatus.
 LaunchStatus launchKernel(const KernelSignature &sig, DType elementType,

@@ -38,6 +38,9 @@ typedef enum attn_status {
   ATTN_ERROR_IO = 5,
   /* A bug in attnc; please report it with the message. */
   ATTN_ERROR_INTERNAL = 6,
+  /* Memory needed on the caller's behalf (the tiled kernel's working copies
+   * of K and V, sized before they are allocated) is more than the machine
+   * can allocate; the message says how much. */
   ATTN_ERROR_OUT_OF_MEMORY = 7
 } attn_status;
 
