@@ -375,4 +375,86 @@ TEST_F(CApiSafetyTest, WorkingMemoryIsSizedBeforeAllocating) {
   attn_compile_options_destroy(tiled);
 }
 
+// Handles used after release, released twice, or of another type are
+// invalid arguments, not crashes (nor use after free under ASan).
+TEST_F(CApiSafetyTest, StaleHandlesAreInvalidArguments) {
+  auto stale = [](const char *function) {
+    std::string m = lastError();
+    return contains(m, function) && contains(m, "is not a live handle");
+  };
+  Views w(7);
+  attn_kernel *kernel = nullptr;
+  ASSERT_EQ(attn_compile(rt, "attention a {}", nullptr, &kernel), ATTN_OK);
+  attn_run_args *args = nullptr;
+  ASSERT_EQ(attn_run_args_create(&args), ATTN_OK);
+  ASSERT_EQ(attn_run_args_set_tensors(args, &w.q, &w.k, &w.v, &w.o, nullptr),
+            ATTN_OK);
+  ASSERT_EQ(attn_kernel_run(kernel, args), ATTN_OK) << lastError();
+
+  // A released kernel: run, query, release again.
+  attn_kernel_release(kernel);
+  EXPECT_EQ(attn_kernel_run(kernel, args), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(stale("attn_kernel_run: kernel")) << lastError();
+  EXPECT_EQ(attn_kernel_synchronize(kernel), ATTN_ERROR_INVALID_ARGUMENT);
+  attn_param_info info;
+  EXPECT_EQ(attn_kernel_param(kernel, 0, &info), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(attn_kernel_name(kernel), nullptr);
+  EXPECT_EQ(attn_kernel_key(kernel), nullptr);
+  EXPECT_EQ(attn_kernel_num_params(kernel), 0u);
+  attn_kernel_release(kernel);
+  EXPECT_TRUE(stale("attn_kernel_release")) << lastError();
+
+  // Destroyed args.
+  ASSERT_EQ(attn_compile(rt, "attention a {}", nullptr, &kernel), ATTN_OK);
+  attn_run_args_destroy(args);
+  EXPECT_EQ(attn_kernel_run(kernel, args), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(stale("attn_kernel_run: args")) << lastError();
+  EXPECT_EQ(attn_run_args_set_threads(args, 2), ATTN_ERROR_INVALID_ARGUMENT);
+  attn_run_args_destroy(args);
+  EXPECT_TRUE(stale("attn_run_args_destroy")) << lastError();
+
+  // A destroyed runtime and destroyed options.
+  attn_runtime *other = nullptr;
+  ASSERT_EQ(attn_runtime_create_with_cache(nullptr, 0, 0, &other), ATTN_OK);
+  attn_runtime_destroy(other);
+  attn_kernel *k2 = nullptr;
+  EXPECT_EQ(attn_compile(other, "attention a {}", nullptr, &k2),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(stale("attn_compile: runtime")) << lastError();
+  EXPECT_EQ(k2, nullptr);
+  attn_cache_stats stats;
+  EXPECT_EQ(attn_runtime_stats(other, &stats), ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(attn_runtime_clear_cache(other), ATTN_ERROR_INVALID_ARGUMENT);
+  attn_runtime_destroy(other);
+  EXPECT_TRUE(stale("attn_runtime_destroy")) << lastError();
+  attn_compile_options *o = nullptr;
+  ASSERT_EQ(attn_compile_options_create(&o), ATTN_OK);
+  attn_compile_options_destroy(o);
+  EXPECT_EQ(attn_compile(rt, "attention a {}", o, &k2),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(stale("attn_compile: options")) << lastError();
+  EXPECT_EQ(attn_compile_options_set_head_dims(o, 8, 8),
+            ATTN_ERROR_INVALID_ARGUMENT);
+
+  // One handle type for another.
+  attn_run_args *live = nullptr;
+  ASSERT_EQ(attn_run_args_create(&live), ATTN_OK);
+  EXPECT_EQ(attn_kernel_run(reinterpret_cast<attn_kernel *>(live), live),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(stale("attn_kernel_run: kernel")) << lastError();
+  EXPECT_EQ(attn_kernel_run(kernel, reinterpret_cast<attn_run_args *>(kernel)),
+            ATTN_ERROR_INVALID_ARGUMENT);
+
+  // Still caught after many other handles came and went (fewer than the
+  // quarantine holds).
+  attn_run_args_destroy(live);
+  for (int i = 0; i < 500; ++i) {
+    attn_run_args *a = nullptr;
+    ASSERT_EQ(attn_run_args_create(&a), ATTN_OK);
+    attn_run_args_destroy(a);
+  }
+  EXPECT_EQ(attn_run_args_clear_params(live), ATTN_ERROR_INVALID_ARGUMENT);
+  attn_kernel_release(kernel);
+}
+
 } // namespace

@@ -16,6 +16,18 @@
  * one thread at a time. Passing NULL where a handle is expected is an
  * ATTN_ERROR_INVALID_ARGUMENT, never a crash.
  *
+ * Handles are checked: a handle already released or destroyed (running a
+ * released kernel, releasing it twice, compiling on a destroyed runtime,
+ * running with destroyed args) or a handle of another type is an
+ * ATTN_ERROR_INVALID_ARGUMENT ("... is not a live handle"); the functions
+ * without a status ignore it (destroy and release set attn_last_error(),
+ * the kernel accessors return NULL or 0). Destroyed handles are emptied and
+ * kept (a few dozen bytes each), and their memory is reused only after
+ * 1024 later destroys of the same type. Still undefined: using a handle
+ * after that many later destroys (it may then name a new handle), passing
+ * a pointer that never was a handle, and destroying a handle while another
+ * thread is using it.
+ *
  *===----------------------------------------------------------------------===*/
 #ifndef ATTN_ATTN_H
 #define ATTN_ATTN_H
