@@ -18,6 +18,8 @@
 #include "attn/attn.h"
 #include "attn/attn.hpp"
 
+#include "EnumCode.h"
+
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -26,6 +28,7 @@
 #include <vector>
 
 using namespace attn;
+using attn::detail::enumCode;
 
 namespace {
 /// A dead handle's tag; live ones carry their type's magic word.
@@ -171,8 +174,9 @@ template <typename T> void destroyHandle(const char *function, T *handle) {
   HandlePool<T>::get().destroy(handle);
 }
 
-bool toDType(attn_dtype d, DType &out) {
-  switch (d) {
+/// An attn_dtype code (enumCode) as a DType; false for an unknown one.
+bool toDType(int code, DType &out) {
+  switch (code) {
   case ATTN_F32:
     out = DType::F32;
     return true;
@@ -217,11 +221,11 @@ attn_status toTensor(const char *function, const char *what,
     return fail(ATTN_ERROR_INVALID_ARGUMENT,
                 std::string(function) + ": " + what +
                     " has an invalid rank or a null shape");
-  if (!toDType(t->dtype, out.dtype))
+  if (!toDType(enumCode(t->dtype), out.dtype))
     return fail(ATTN_ERROR_INVALID_ARGUMENT,
                 std::string(function) + ": " + what +
                     " has an unknown dtype code " +
-                    std::to_string(static_cast<int>(t->dtype)));
+                    std::to_string(enumCode(t->dtype)));
   out.data = t->data;
   out.shape.assign(t->shape, t->shape + t->rank);
   if (t->strides)
@@ -356,12 +360,13 @@ attn_status attn_compile_options_set_target(attn_compile_options *options,
     if (attn_status s =
             checkHandle("attn_compile_options_set_target", "options", options))
       return s;
-    if (target != ATTN_TARGET_CPU && target != ATTN_TARGET_NVPTX)
+    int code = enumCode(target);
+    if (code != ATTN_TARGET_CPU && code != ATTN_TARGET_NVPTX)
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
                   "attn_compile_options_set_target: unknown target code " +
-                      std::to_string(static_cast<int>(target)));
+                      std::to_string(code));
     options->options.target =
-        target == ATTN_TARGET_CPU ? Target::CPU : Target::NVPTX;
+        code == ATTN_TARGET_CPU ? Target::CPU : Target::NVPTX;
     return ATTN_OK;
   });
 }
@@ -373,12 +378,12 @@ attn_status attn_compile_options_set_dtype(attn_compile_options *options,
             checkHandle("attn_compile_options_set_dtype", "options", options))
       return s;
     DType d;
-    if (!toDType(dtype, d) ||
+    if (!toDType(enumCode(dtype), d) ||
         (d != DType::F32 && d != DType::F16 && d != DType::BF16))
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
                   "attn_compile_options_set_dtype: kernels take ATTN_F32, "
                   "ATTN_F16 or ATTN_BF16 tensors, got code " +
-                      std::to_string(static_cast<int>(dtype)));
+                      std::to_string(enumCode(dtype)));
     options->options.dtype = d;
     return ATTN_OK;
   });
@@ -416,16 +421,17 @@ attn_status attn_compile_options_set_tiling(attn_compile_options *options,
             checkHandle("attn_compile_options_set_tiling", "options", options))
       return s;
     Tiling t;
-    if (tiling == ATTN_TILING_AUTO)
+    int code = enumCode(tiling);
+    if (code == ATTN_TILING_AUTO)
       t = Tiling::automatic();
-    else if (tiling == ATTN_TILING_REFERENCE)
+    else if (code == ATTN_TILING_REFERENCE)
       t = Tiling::reference();
-    else if (tiling == ATTN_TILING_FIXED)
+    else if (code == ATTN_TILING_FIXED)
       t = Tiling::fixed(block_q, block_kv);
     else
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
                   "attn_compile_options_set_tiling: unknown tiling code " +
-                      std::to_string(static_cast<int>(tiling)));
+                      std::to_string(code));
     options->options.tiling = t;
     return ATTN_OK;
   });
