@@ -51,6 +51,9 @@ def load(lib_path):
         ("attn_compile_options_set_dtype", [C.c_void_p, C.c_int]),
         ("attn_compile_options_set_head_dims", [C.c_void_p, C.c_int64, C.c_int64]),
         ("attn_compile_options_set_tiling", [C.c_void_p, C.c_int, C.c_int64, C.c_int64]),
+        ("attn_compile_options_set_gpu_kernel", [C.c_void_p, C.c_int]),
+        ("attn_compile_options_set_gpu_persistent", [C.c_void_p, C.c_int]),
+        ("attn_compile_options_set_gpu_mark_kernel", [C.c_void_p, C.c_int]),
         ("attn_compile", [C.c_void_p, C.c_char_p, C.c_void_p, C.POINTER(C.c_void_p)]),
         ("attn_run_args_create", [C.POINTER(C.c_void_p)]),
         ("attn_run_args_set_tensors", [C.c_void_p] + [C.POINTER(Tensor)] * 5),
@@ -60,6 +63,8 @@ def load(lib_path):
         ("attn_kernel_run", [C.c_void_p, C.c_void_p]),
         ("attn_kernel_synchronize", [C.c_void_p]),
     ]:
+        if not hasattr(lib, name):  # an older libattn (the GPU options)
+            continue
         getattr(lib, name).argtypes = args
         getattr(lib, name).restype = C.c_int
     return lib
@@ -79,10 +84,17 @@ def view(t, keep):
     return Tensor(t.data_ptr(), dtype, t.dim(), shape, strides)
 
 
-def compile_kernel(lib, rt, src, dtype, D, tile_kv=0, what=None):
+GPU_KERNELS = {"auto": 0, "mma": 1, "wgmma": 2, "simt": 3}
+
+
+def compile_kernel(lib, rt, src, dtype, D, tile_kv=0, what=None,
+                   gpu_kernel="auto", persistent=False, mark_kernel=True):
     """Compiles `src` for nvptx: Q, K, V and O of `dtype` (ATTN_BF16 or
     ATTN_F16), head dims D and D, `tile_kv` keys per kv-tile (0: the
-    compiler's choice). Errors name `what` (default: the source)."""
+    compiler's choice), the kernel `gpu_kernel` (a GPU_KERNELS name) with
+    `persistent` and `mark_kernel` (the library's defaults are not set, so
+    that an older libattn takes them too). Errors name `what` (default:
+    the source)."""
     opts = C.c_void_p()
     check(lib, lib.attn_compile_options_create(C.byref(opts)), "options")
     lib.attn_compile_options_set_target(opts, ATTN_TARGET_NVPTX)
@@ -90,6 +102,13 @@ def compile_kernel(lib, rt, src, dtype, D, tile_kv=0, what=None):
     lib.attn_compile_options_set_head_dims(opts, D, D)
     if tile_kv:
         check(lib, lib.attn_compile_options_set_tiling(opts, 2, 128, tile_kv), "tiling")
+    if gpu_kernel != "auto":
+        check(lib, lib.attn_compile_options_set_gpu_kernel(opts, GPU_KERNELS[gpu_kernel]),
+              "gpu kernel")
+    if persistent:
+        check(lib, lib.attn_compile_options_set_gpu_persistent(opts, 1), "persistent")
+    if not mark_kernel:
+        check(lib, lib.attn_compile_options_set_gpu_mark_kernel(opts, 0), "mark kernel")
     kern = C.c_void_p()
     check(lib, lib.attn_compile(rt, src.encode(), opts, C.byref(kern)), what or src)
     return kern
@@ -171,6 +190,12 @@ def main():
     ap.add_argument("--only", help="comma-separated variant names")
     ap.add_argument("--tile-kv", type=int, default=0,
                     help="keys per kv-tile of our kernel (0: the compiler's choice)")
+    ap.add_argument("--gpu-kernel", choices=sorted(GPU_KERNELS), default="auto",
+                    help="our kernel's kind (attn_compile_options_set_gpu_kernel)")
+    ap.add_argument("--gpu-persistent", action="store_true",
+                    help="a persistent wgmma kernel for data-dependent masks")
+    ap.add_argument("--no-gpu-mark-kernel", action="store_true",
+                    help="data-dependent masks without the mark kernel")
     ap.add_argument("--no-baselines", action="store_true",
                     help="time our kernel only")
     ap.add_argument("--sync-runs", action="store_true",
@@ -228,7 +253,8 @@ def main():
         # attnc
         t0 = time.time()
         kern = compile_kernel(lib, rt, src, ATTN_BF16 if a.dtype == "bf16" else ATTN_F16,
-                              D, a.tile_kv, name)
+                              D, a.tile_kv, name, a.gpu_kernel, a.gpu_persistent,
+                              not a.no_gpu_mark_kernel)
         r["attnc_compile_s"] = time.time() - t0
         o = torch.full_like(q, float("nan"))
         keep = []

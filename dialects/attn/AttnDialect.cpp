@@ -8,7 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/Builders.h"
@@ -20,13 +20,13 @@
 using namespace mlir;
 using namespace mlir::attn;
 
-#include "attn/AttnDialect.cpp.inc"
-#include "attn/AttnEnums.cpp.inc"
+#include "dialects/attn/AttnDialect.cpp.inc"
+#include "dialects/attn/AttnEnums.cpp.inc"
 
 void AttnDialect::initialize() {
   addOperations<
 #define GET_OP_LIST
-#include "attn/AttnOps.cpp.inc"
+#include "dialects/attn/AttnOps.cpp.inc"
       >();
 }
 
@@ -437,4 +437,4 @@ ParamLoadOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
 }
 
 #define GET_OP_CLASSES
-#include "attn/AttnOps.cpp.inc"
+#include "dialects/attn/AttnOps.cpp.inc"

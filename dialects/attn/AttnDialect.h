@@ -1,10 +1,13 @@
 //===- AttnDialect.h - The attn dialect -----------------------------------===//
 //
 // Declarations of the `attn` dialect and its ops, generated from AttnOps.td.
+// Included as "dialects/attn/AttnDialect.h"; its C++ namespace is mlir::attn.
+// (The runtime's public API is another thing: "attn/attn.hpp", namespace
+// ::attn. Code that sees both spells the dialect mlir::attn::.)
 //
 //===----------------------------------------------------------------------===//
-#ifndef ATTN_ATTNDIALECT_H
-#define ATTN_ATTNDIALECT_H
+#ifndef ATTNC_DIALECTS_ATTN_ATTNDIALECT_H
+#define ATTNC_DIALECTS_ATTN_ATTNDIALECT_H
 
 #include "mlir/Bytecode/BytecodeOpInterface.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -16,8 +19,8 @@
 #include "mlir/Interfaces/ControlFlowInterfaces.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
-#include "attn/AttnDialect.h.inc"
-#include "attn/AttnEnums.h.inc"
+#include "dialects/attn/AttnDialect.h.inc"
+#include "dialects/attn/AttnEnums.h.inc"
 
 namespace mlir::attn {
 class ScaleOp;
@@ -34,6 +37,6 @@ constexpr unsigned kSinkArgs = 2;
 } // namespace mlir::attn
 
 #define GET_OP_CLASSES
-#include "attn/AttnOps.h.inc"
+#include "dialects/attn/AttnOps.h.inc"
 
-#endif // ATTN_ATTNDIALECT_H
+#endif // ATTNC_DIALECTS_ATTN_ATTNDIALECT_H

@@ -214,6 +214,14 @@ private:
   }
 
   AbsValue visit(Operation *op);
+  /// visit's cases: constants, sizes and param reads; integer arithmetic
+  /// (+ - * floordiv floormod abs min max); comparisons, booleans, select,
+  /// scf.if and extui. None where `op` is not theirs.
+  std::optional<AbsValue> visitLeaf(Operation *op, Type resultType, bool anyKv);
+  std::optional<AbsValue> visitIntArith(Operation *op, Type resultType,
+                                        bool anyKv);
+  std::optional<AbsValue> visitLogic(Operation *op, Type resultType,
+                                     bool anyKv);
   /// Visits the ops of a single-block region; returns its yielded value.
   AbsValue visitBlock(Block &block);
   AbsValue visitIf(scf::IfOp op);
@@ -393,8 +401,17 @@ AbsValue Interpreter::visit(Operation *op) {
   Type resultType = op->getNumResults() ? op->getResult(0).getType() : Type();
   bool anyKv = llvm::any_of(op->getOperands(),
                             [&](Value v) { return get(v).dependsKv; });
-  auto i1 = [&](unsigned n) { return get(op->getOperand(n)); };
+  if (std::optional<AbsValue> r = visitLeaf(op, resultType, anyKv))
+    return *r;
+  if (std::optional<AbsValue> r = visitIntArith(op, resultType, anyKv))
+    return *r;
+  if (std::optional<AbsValue> r = visitLogic(op, resultType, anyKv))
+    return *r;
+  return resultType ? top(resultType, anyKv) : AbsValue();
+}
 
+std::optional<AbsValue> Interpreter::visitLeaf(Operation *op, Type resultType,
+                                               bool anyKv) {
   if (auto c = llvm::dyn_cast<arith::ConstantOp>(op)) {
     if (auto i = llvm::dyn_cast<IntegerAttr>(c.getValue())) {
       if (resultType.isInteger(1))
@@ -450,6 +467,12 @@ AbsValue Interpreter::visit(Operation *op) {
                      f.cmp(arith::CmpIPredicate::eq, r->lo, f.c(0)), anyKv);
     return interval(r->lo, r->hi, anyKv);
   }
+  return std::nullopt;
+}
+
+std::optional<AbsValue>
+Interpreter::visitIntArith(Operation *op, Type resultType, bool anyKv) {
+  auto i1 = [&](unsigned n) { return get(op->getOperand(n)); };
   if (llvm::isa<arith::AddIOp, arith::SubIOp>(op)) {
     AbsValue x = i1(0), y = i1(1);
     if (x.kind != AbsValue::Kind::Int || y.kind != AbsValue::Kind::Int)
@@ -568,6 +591,12 @@ AbsValue Interpreter::visit(Operation *op) {
                  : interval(f.max(x.range.lo, y.range.lo),
                             f.max(x.range.hi, y.range.hi), anyKv);
   }
+  return std::nullopt;
+}
+
+std::optional<AbsValue> Interpreter::visitLogic(Operation *op, Type resultType,
+                                                bool anyKv) {
+  auto i1 = [&](unsigned n) { return get(op->getOperand(n)); };
   if (auto cmp = llvm::dyn_cast<arith::CmpIOp>(op))
     return visitCmp(cmp.getPredicate(), i1(0), i1(1));
   if (auto ifOp = llvm::dyn_cast<scf::IfOp>(op))
@@ -615,7 +644,7 @@ AbsValue Interpreter::visit(Operation *op) {
     return interval(f.select(x.mayF, f.c(0), f.c(1)),
                     f.select(x.mayT, f.c(1), f.c(0)), anyKv);
   }
-  return resultType ? top(resultType, anyKv) : AbsValue();
+  return std::nullopt;
 }
 
 AbsValue Interpreter::conjunction(const AbsValue &x, const AbsValue &y,

@@ -21,13 +21,14 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/ABI/KernelABI.h"
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
-#include "attnc/Conversion/KernelBuilder.h"
+#include "attnc/Conversion/GpuKernelPlanner.h"
+#include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -48,14 +49,14 @@ using namespace attnc;
 
 namespace {
 
-struct GpuTileConfig {
+struct SimtTileConfig {
   int64_t tq = 128, tk = 64, headDim = 64, valueDim = 64;
 };
 
-class GpuKernelBuilder : public KernelIRBuilder {
+class SimtKernelBuilder : public KernelIRBuilder {
 public:
-  GpuKernelBuilder(attn::VariantOp variant, Type elementType,
-                   const GpuTileConfig &cfg)
+  SimtKernelBuilder(attn::VariantOp variant, Type elementType,
+                    const SimtTileConfig &cfg)
       : KernelIRBuilder(variant), variant(variant), elementType(elementType),
         cfg(cfg) {}
 
@@ -93,10 +94,10 @@ private:
 
   attn::VariantOp variant;
   Type elementType;
-  GpuTileConfig cfg;
+  SimtTileConfig cfg;
 
-  Value q, k, v, o, lse, flags, bi, hi, hkv, tid;
-  Value sizeIdx[7], sizeI32[7], sizeI64[7];
+  Value bi, hi, hkv, tid;
+  Value sizeI64[7];
   Value b32, h32, q32;
   KernelContext kctx;
   // Shared tiles (element type) and per-thread arrays (f32).
@@ -105,8 +106,8 @@ private:
   attn::NormKind norm = attn::NormKind::softmax;
 };
 
-void GpuKernelBuilder::stageTile(Value x, Value tile, int64_t width, Value k0,
-                                 Value cols) {
+void SimtKernelBuilder::stageTile(Value x, Value tile, int64_t width, Value k0,
+                                  Value cols) {
   // Consecutive threads take consecutive columns: coalesced global loads.
   forLoop(tid, cIdx(cfg.tk * width), cIdx(cfg.tq), [&](Value i) {
     Value j = arith::DivUIOp::create(b, loc, i, cIdx(width));
@@ -127,7 +128,8 @@ void GpuKernelBuilder::stageTile(Value x, Value tile, int64_t width, Value k0,
   });
 }
 
-Value GpuKernelBuilder::scoreOf(Value j, Value k0, Value cols, Value needMask) {
+Value SimtKernelBuilder::scoreOf(Value j, Value k0, Value cols,
+                                 Value needMask) {
   attn::ScoreOp scoreOp = variant.getScoreOp();
   attn::MaskOp maskOp = variant.getMaskOp();
   // s = q . k_j (q already scaled)
@@ -172,7 +174,7 @@ Value GpuKernelBuilder::scoreOf(Value j, Value k0, Value cols, Value needMask) {
   return sIf.getResult(0);
 }
 
-void GpuKernelBuilder::epilogue(Value row) {
+void SimtKernelBuilder::epilogue(Value row) {
   Value l = load(ml, {cIdx(1)});
   Value m = norm == attn::NormKind::softmax ? load(ml, {cIdx(0)}) : Value();
   RowNormalization rn = emitRowNormalization(
@@ -182,23 +184,24 @@ void GpuKernelBuilder::epilogue(Value row) {
     Value out = arith::MulFOp::create(b, loc, load(oAcc, {c}), factor);
     if (!elementType.isF32())
       out = arith::TruncFOp::create(b, loc, elementType, out);
-    store(out, o, {bi, hi, row, c});
+    store(out, entry.o, {bi, hi, row, c});
   });
   if (norm == attn::NormKind::softmax) {
     Value wantLse = arith::CmpIOp::create(
         b, loc, arith::CmpIPredicate::ne,
-        arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
+        arith::AndIOp::create(b, loc, entry.flags, cI32(kFlagWriteLSE)),
+        cI32(0));
     ifThen(wantLse, [&] {
       Value value =
           arith::SelectOp::create(b, loc, empty, cF32(-INFINITY), lseValue);
-      store(value, lse, {bi, hi, row});
+      store(value, entry.lse, {bi, hi, row});
     });
   }
 }
 
 std::function<std::optional<IntervalValues>(attn::ParamOp,
                                             ArrayRef<IntervalValues>)>
-GpuKernelBuilder::tensorRangeFn() {
+SimtKernelBuilder::tensorRangeFn() {
   // min/max over the index box, read directly when the box is within the
   // tensor and holds at most 4096 entries; otherwise unknown. Every thread
   // of the block reads the same entries (broadcast loads).
@@ -212,7 +215,7 @@ GpuKernelBuilder::tensorRangeFn() {
   };
 }
 
-void GpuKernelBuilder::build() {
+void SimtKernelBuilder::build() {
   loc = variant.getLoc();
   MLIRContext *ctx = variant.getContext();
   norm = variant.getNormKind();
@@ -235,21 +238,11 @@ void GpuKernelBuilder::build() {
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   fn.setKnownBlockSizeAttr(
       b.getDenseI32ArrayAttr({static_cast<int32_t>(cfg.tq), 1, 1}));
-  Block *entry = &fn.getBody().front();
-  b.setInsertionPointToStart(entry);
-  KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
-  q = e.q;
-  k = e.k;
-  v = e.v;
-  o = e.o;
-  lse = e.lse;
-  flags = e.flags;
-  status = e.status;
-  for (int i = 0; i < 7; ++i) {
-    sizeIdx[i] = e.sizeIdx[i];
-    sizeI32[i] = e.sizeI32[i];
-    sizeI64[i] = toI64(sizeIdx[i]);
-  }
+  Block *body = &fn.getBody().front();
+  b.setInsertionPointToStart(body);
+  entry = bindKernelEntry(b, loc, variant, body, runtimeParams, kctx);
+  for (int i = 0; i < 7; ++i)
+    sizeI64[i] = toI64(entry.sizeIdx[i]);
   kTile = fn.getWorkgroupAttributions()[0];
   vTile = fn.getWorkgroupAttributions()[1];
 
@@ -258,7 +251,7 @@ void GpuKernelBuilder::build() {
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   BlockTile tile = emitLongestFirstBlock(
-      b, loc, block, sizeIdx, cfg.tq,
+      b, loc, block, entry.sizeIdx, cfg.tq,
       (cfg.headDim + cfg.valueDim) * (elementType.getIntOrFloatBitWidth() / 8));
   bi = tile.bi;
   hi = tile.hi;
@@ -282,12 +275,12 @@ void GpuKernelBuilder::build() {
 
   // The scale, with log2(e) folded in when no score modifier needs the
   // true scaled dot product.
-  Value qscale = emitQScale(b, loc, variant, sizeI32[5], foldLog2e);
+  Value qscale = emitQScale(b, loc, variant, entry.sizeI32[5], foldLog2e);
 
   // q = Q[b, h, row, :] * qscale; o = 0; m = -inf; l = 0.
   Value safeRow = arith::SelectOp::create(b, loc, active, row, cIdx(0));
   forLoop(cIdx(0), cIdx(cfg.headDim), cIdx(1), [&](Value d) {
-    Value x = toF32(load(q, {bi, hi, safeRow, d}));
+    Value x = toF32(load(entry.q, {bi, hi, safeRow, d}));
     store(arith::MulFOp::create(b, loc, x, qscale), qRow, {d});
   });
   forLoop(cIdx(0), cIdx(cfg.valueDim), cIdx(1),
@@ -317,7 +310,8 @@ void GpuKernelBuilder::build() {
   forLoop(toIdx(ktBegin), toIdx(ktEnd), cIdx(1), [&](Value ktIdx) {
     Value k0 = mul(ktIdx, cIdx(cfg.tk));
     Value cols = arith::MinSIOp::create(
-        b, loc, cIdx(cfg.tk), arith::SubIOp::create(b, loc, sizeIdx[4], k0));
+        b, loc, cIdx(cfg.tk),
+        arith::SubIOp::create(b, loc, entry.sizeIdx[4], k0));
     TileEnv tileEnv = env;
     tileEnv.kv = {toI64(k0),
                   arith::SubIOp::create(b, loc, toI64(add(k0, cols)), cI64(1))};
@@ -326,8 +320,8 @@ void GpuKernelBuilder::build() {
     ifThen(facts.mayBeTrue, [&] {
       ifThen(leader, [&] { countTiles(kStatusTilesComputed, cI32(1)); });
       gpu::BarrierOp::create(b, loc); // the previous tile is consumed
-      stageTile(k, kTile, cfg.headDim, k0, cols);
-      stageTile(v, vTile, cfg.valueDim, k0, cols);
+      stageTile(entry.k, kTile, cfg.headDim, k0, cols);
+      stageTile(entry.v, vTile, cfg.valueDim, k0, cols);
       gpu::BarrierOp::create(b, loc);
       Value partial = lt(cols, cIdx(cfg.tk));
       Value needMask = arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
@@ -416,47 +410,68 @@ struct ConvertAttnToGPUKernelPass
     : public attnc::impl::ConvertAttnToGPUKernelBase<
           ConvertAttnToGPUKernelPass> {
   using Base::Base;
+  explicit ConvertAttnToGPUKernelPass(const GpuKernelPlan &plan)
+      : givenPlan(plan) {}
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
     Builder b(module.getContext());
-    static constexpr llvm::StringRef kTypes[] = {"f32", "f16", "bf16"};
-    Type elemType = parseElementType(b, elementType, kTypes);
-    if (!elemType) {
-      module.emitError() << "convert-attn-to-gpu-kernel: element-type must be "
-                         << elementTypeChoices(kTypes) << ", got '"
-                         << elementType << "'";
-      return signalPassFailure();
-    }
-    GpuTileConfig cfg;
-    cfg.tq = tileQ;
-    cfg.headDim = headDim;
-    cfg.valueDim = valueDim;
-    cfg.tk = tileKV;
-    if (cfg.tk == 0) {
-      // The largest power of two up to 64 whose K and V tiles fit in 32 KiB
-      // of shared memory.
-      int64_t bytes = elemType.getIntOrFloatBitWidth() / 8;
-      cfg.tk = 64;
-      while (cfg.tk > 1 &&
-             cfg.tk * (cfg.headDim + cfg.valueDim) * bytes > 32 * 1024)
-        cfg.tk /= 2;
-    }
-    if (cfg.tq <= 0 || cfg.tq > 1024 || cfg.tk <= 0 || cfg.headDim <= 0 ||
-        cfg.valueDim <= 0) {
-      module.emitError() << "convert-attn-to-gpu-kernel: tile-q must be in "
-                            "[1, 1024] (one thread per row), tile-kv and "
-                            "the head dims positive";
-      return signalPassFailure();
-    }
     SmallVector<attn::VariantOp> variants(module.getOps<attn::VariantOp>());
+    GpuKernelPlan plan;
+    if (givenPlan) {
+      if (givenPlan->kind != GpuKernelKind::Simt || variants.size() > 1) {
+        module.emitError() << "convert-attn-to-gpu-kernel: a kernel plan "
+                              "takes one variant and the SIMT kernel";
+        return signalPassFailure();
+      }
+      plan = *givenPlan;
+    } else {
+      static constexpr llvm::StringRef kTypes[] = {"f32", "f16", "bf16"};
+      if (!parseElementType(b, elementType, kTypes)) {
+        module.emitError()
+            << "convert-attn-to-gpu-kernel: element-type must be "
+            << elementTypeChoices(kTypes) << ", got '" << elementType << "'";
+        return signalPassFailure();
+      }
+      // The SIMT kernel's plan depends on the options alone.
+      GpuKernelOptions options;
+      options.elementType = elementType == "f32"    ? DType::F32
+                            : elementType == "bf16" ? DType::BF16
+                                                    : DType::F16;
+      options.headDim = headDim;
+      options.valueDim = valueDim;
+      options.tileQ = tileQ;
+      options.tileKV = tileKV;
+      options.kernel = GpuKernelKind::Simt;
+      std::string error;
+      if (!planGpuKernel(GpuVariantTraits(), options, plan, error)) {
+        module.emitError() << "convert-attn-to-gpu-kernel: " << error;
+        return signalPassFailure();
+      }
+    }
+    Type elemType = plan.elementType == DType::F32    ? b.getF32Type()
+                    : plan.elementType == DType::BF16 ? b.getBF16Type()
+                                                      : b.getF16Type();
+    SimtTileConfig cfg;
+    cfg.tq = plan.rowsPerBlock;
+    cfg.tk = plan.tileKV;
+    cfg.headDim = plan.headDim;
+    cfg.valueDim = plan.valueDim;
     if (!variants.empty())
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                       b.getUnitAttr());
     for (attn::VariantOp variant : variants) {
-      GpuKernelBuilder(variant, elemType, cfg).build();
+      SimtKernelBuilder(variant, elemType, cfg).build();
       variant.erase();
     }
   }
+
+  std::optional<GpuKernelPlan> givenPlan;
 };
 
 } // namespace
+
+std::unique_ptr<Pass>
+attnc::createConvertAttnToGPUKernel(const GpuKernelPlan &plan) {
+  return std::make_unique<ConvertAttnToGPUKernelPass>(plan);
+}

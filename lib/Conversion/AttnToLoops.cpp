@@ -10,12 +10,12 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/ABI/KernelABI.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
-#include "attnc/Conversion/KernelBuilder.h"
+#include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -35,9 +35,9 @@ using namespace attnc;
 
 namespace {
 
-class KernelBuilder {
+class ReferenceKernelBuilder {
 public:
-  KernelBuilder(attn::VariantOp variant, Type elementType)
+  ReferenceKernelBuilder(attn::VariantOp variant, Type elementType)
       : variant(variant), elementType(elementType), b(variant) {}
 
   func::FuncOp build();
@@ -69,19 +69,19 @@ private:
   Type elementType;
   OpBuilder b;
 
-  Value q, k, v, o, lse, flags, status;
-  Value sizeIdx[7], sizeI32[7];
+  KernelEntry entry;     // the arguments and sizes
   Value srow, mrow, acc; // per-row buffers: scores, mask bytes, O accumulator
   KernelContext kctx;
 };
 
-void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
-                            Value scale) {
+void ReferenceKernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
+                                     Value scale) {
   auto idx32 = [&](Value x) {
     return arith::IndexCastOp::create(b, loc, b.getI32Type(), x).getResult();
   };
   Value zero = cIdx(loc, 0), one = cIdx(loc, 1);
-  Value group = arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]);
+  Value group =
+      arith::DivUIOp::create(b, loc, entry.sizeIdx[1], entry.sizeIdx[2]);
   Value hkv = arith::DivUIOp::create(b, loc, hi, group);
   Value b32 = idx32(bi), h32 = idx32(hi), i32v = idx32(ii);
   attn::ScoreOp scoreOp = variant.getScoreOp();
@@ -93,7 +93,7 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
 
   // Pass 1: s_j for unmasked j, row maximum M and the count of unmasked j.
   auto pass1 = scf::ForOp::create(
-      b, loc, zero, sizeIdx[4], one, ValueRange{negInf, cI32(loc, 0)},
+      b, loc, zero, entry.sizeIdx[4], one, ValueRange{negInf, cI32(loc, 0)},
       [&](OpBuilder &nb, Location l, Value j, ValueRange iters) {
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
@@ -110,13 +110,13 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
                                   tb.getInsertionPoint());
               // s = scale * dot(Q[b,h,i,:], K[b,hkv,j,:])
               auto dot = scf::ForOp::create(
-                  b, tl, zero, sizeIdx[5], one, ValueRange{f0},
+                  b, tl, zero, entry.sizeIdx[5], one, ValueRange{f0},
                   [&](OpBuilder &db, Location dl, Value d, ValueRange acc) {
                     OpBuilder::InsertionGuard g3(b);
                     b.setInsertionPoint(db.getInsertionBlock(),
                                         db.getInsertionPoint());
-                    Value qd = loadF32(dl, q, {bi, hi, ii, d});
-                    Value kd = loadF32(dl, k, {bi, hkv, j, d});
+                    Value qd = loadF32(dl, entry.q, {bi, hi, ii, d});
+                    Value kd = loadF32(dl, entry.k, {bi, hkv, j, d});
                     Value sum = math::FmaOp::create(b, dl, qd, kd, acc[0]);
                     scf::YieldOp::create(b, dl, sum);
                   });
@@ -154,13 +154,13 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
   Value m = arith::SelectOp::create(b, loc, empty, f0, rowMax);
 
   // Pass 2: weights w_j, acc = sum_j w_j * V[b,hkv,j,:], and their sum.
-  scf::ForOp::create(b, loc, zero, sizeIdx[6], one, ValueRange{},
+  scf::ForOp::create(b, loc, zero, entry.sizeIdx[6], one, ValueRange{},
                      [&](OpBuilder &nb, Location l, Value c, ValueRange) {
                        memref::StoreOp::create(nb, l, f0, acc, ValueRange{c});
                        scf::YieldOp::create(nb, l);
                      });
   auto pass2 = scf::ForOp::create(
-      b, loc, zero, sizeIdx[4], one, ValueRange{f0},
+      b, loc, zero, entry.sizeIdx[4], one, ValueRange{f0},
       [&](OpBuilder &nb, Location l, Value j, ValueRange iters) {
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
@@ -197,12 +197,12 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
                 break;
               }
               scf::ForOp::create(
-                  b, tl, zero, sizeIdx[6], one, ValueRange{},
+                  b, tl, zero, entry.sizeIdx[6], one, ValueRange{},
                   [&](OpBuilder &cb, Location cl, Value c, ValueRange) {
                     OpBuilder::InsertionGuard g3(b);
                     b.setInsertionPoint(cb.getInsertionBlock(),
                                         cb.getInsertionPoint());
-                    Value vc = loadF32(cl, v, {bi, hkv, j, c});
+                    Value vc = loadF32(cl, entry.v, {bi, hkv, j, c});
                     Value a = memref::LoadOp::create(b, cl, acc, ValueRange{c});
                     memref::StoreOp::create(
                         b, cl, math::FmaOp::create(b, cl, w, vc, a), acc,
@@ -231,32 +231,32 @@ void KernelBuilder::emitRow(Location loc, Value bi, Value hi, Value ii,
       b, loc, arith::OrIOp::create(b, loc, empty, zeroDenom), f0,
       arith::DivFOp::create(b, loc, f1, denom));
   scf::ForOp::create(
-      b, loc, zero, sizeIdx[6], one, ValueRange{},
+      b, loc, zero, entry.sizeIdx[6], one, ValueRange{},
       [&](OpBuilder &nb, Location l, Value c, ValueRange) {
         Value a = memref::LoadOp::create(nb, l, acc, ValueRange{c});
         Value out = arith::MulFOp::create(nb, l, a, inv);
         if (!elementType.isF32())
           out = arith::TruncFOp::create(nb, l, elementType, out);
-        memref::StoreOp::create(nb, l, out, o, ValueRange{bi, hi, ii, c});
+        memref::StoreOp::create(nb, l, out, entry.o, ValueRange{bi, hi, ii, c});
         scf::YieldOp::create(nb, l);
       });
   // LSE = M + log(denom), or -inf for an empty row.
   if (norm == attn::NormKind::softmax) {
     Value wantLse = arith::CmpIOp::create(
         b, loc, arith::CmpIPredicate::ne,
-        arith::AndIOp::create(b, loc, flags, cI32(loc, kFlagWriteLSE)),
+        arith::AndIOp::create(b, loc, entry.flags, cI32(loc, kFlagWriteLSE)),
         cI32(loc, 0));
     scf::IfOp::create(b, loc, wantLse, [&](OpBuilder &nb, Location l) {
       Value value =
           arith::AddFOp::create(nb, l, m, math::LogOp::create(nb, l, denom));
       value = arith::SelectOp::create(nb, l, empty, negInf, value);
-      memref::StoreOp::create(nb, l, value, lse, ValueRange{bi, hi, ii});
+      memref::StoreOp::create(nb, l, value, entry.lse, ValueRange{bi, hi, ii});
       scf::YieldOp::create(nb, l);
     });
   }
 }
 
-func::FuncOp KernelBuilder::build() {
+func::FuncOp ReferenceKernelBuilder::build() {
   Location loc = variant.getLoc();
   MLIRContext *ctx = variant.getContext();
   SmallVector<attn::ParamOp> runtimeParams;
@@ -264,18 +264,9 @@ func::FuncOp KernelBuilder::build() {
       kernelArgumentTypes(b, variant, elementType, runtimeParams);
   auto fn = func::FuncOp::create(b, loc, variant.getSymName(),
                                  FunctionType::get(ctx, inputs, {}));
-  Block *entry = fn.addEntryBlock();
-  b.setInsertionPointToStart(entry);
-  KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
-  q = e.q;
-  k = e.k;
-  v = e.v;
-  o = e.o;
-  lse = e.lse;
-  flags = e.flags;
-  status = e.status;
-  std::copy(std::begin(e.sizeIdx), std::end(e.sizeIdx), sizeIdx);
-  std::copy(std::begin(e.sizeI32), std::end(e.sizeI32), sizeI32);
+  Block *body = fn.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  entry = bindKernelEntry(b, loc, variant, body, runtimeParams, kctx);
   // Scale: the item's expression, or 1 / sqrt(D).
   Value scale;
   if (attn::ScaleOp scaleOp = variant.getScaleOp())
@@ -285,26 +276,26 @@ func::FuncOp KernelBuilder::build() {
         b, loc, cF32(loc, 1.0),
         math::SqrtOp::create(
             b, loc,
-            arith::SIToFPOp::create(b, loc, b.getF32Type(), sizeI32[5])));
+            arith::SIToFPOp::create(b, loc, b.getF32Type(), entry.sizeI32[5])));
   srow = memref::AllocOp::create(
       b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
-      ValueRange{sizeIdx[4]});
+      ValueRange{entry.sizeIdx[4]});
   mrow = memref::AllocOp::create(
       b, loc, MemRefType::get({ShapedType::kDynamic}, b.getI8Type()),
-      ValueRange{sizeIdx[4]});
+      ValueRange{entry.sizeIdx[4]});
   acc = memref::AllocOp::create(
       b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
-      ValueRange{sizeIdx[6]});
+      ValueRange{entry.sizeIdx[6]});
   Value zero = cIdx(loc, 0), one = cIdx(loc, 1);
   // for b, h, i: one row at a time.
   scf::ForOp::create(
-      b, loc, zero, sizeIdx[0], one, ValueRange{},
+      b, loc, zero, entry.sizeIdx[0], one, ValueRange{},
       [&](OpBuilder &b1, Location l1, Value bi, ValueRange) {
         scf::ForOp::create(
-            b1, l1, zero, sizeIdx[1], one, ValueRange{},
+            b1, l1, zero, entry.sizeIdx[1], one, ValueRange{},
             [&](OpBuilder &b2, Location l2, Value hi, ValueRange) {
               scf::ForOp::create(
-                  b2, l2, zero, sizeIdx[3], one, ValueRange{},
+                  b2, l2, zero, entry.sizeIdx[3], one, ValueRange{},
                   [&](OpBuilder &b3, Location l3, Value ii, ValueRange) {
                     OpBuilder::InsertionGuard guard(b);
                     b.setInsertionPoint(b3.getInsertionBlock(),
@@ -340,7 +331,7 @@ struct ConvertAttnToLoopsPass
     }
     SmallVector<attn::VariantOp> variants(module.getOps<attn::VariantOp>());
     for (attn::VariantOp variant : variants) {
-      KernelBuilder(variant, elemType).build();
+      ReferenceKernelBuilder(variant, elemType).build();
       variant.erase();
     }
   }

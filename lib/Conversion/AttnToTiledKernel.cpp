@@ -32,13 +32,13 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/ABI/KernelABI.h"
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
-#include "attnc/Conversion/KernelBuilder.h"
+#include "attnc/Conversion/KernelIRBuilder.h"
 #include "attnc/Conversion/Passes.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -113,11 +113,12 @@ bool isVectorizable(Region &region) {
   return true;
 }
 
-class TiledKernelBuilder {
+class TiledKernelBuilder : public KernelIRBuilder {
 public:
   TiledKernelBuilder(attn::VariantOp variant, Type elementType,
                      const TileConfig &cfg)
-      : variant(variant), elementType(elementType), cfg(cfg), b(variant) {
+      : KernelIRBuilder(variant), variant(variant), elementType(elementType),
+        cfg(cfg) {
     vf = VectorType::get({cfg.vw}, b.getF32Type());
     vi = VectorType::get({cfg.vw}, b.getI32Type());
     vb = VectorType::get({cfg.vw}, b.getI1Type());
@@ -128,28 +129,11 @@ public:
   func::FuncOp build();
 
 private:
-  // Constants.
-  Value cIdx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  Value cI32(int64_t v) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
-  }
-  Value cI64(int64_t v) {
-    return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
-  }
-  Value cF32(double v) {
-    return arith::ConstantOp::create(b, loc,
-                                     b.getF32FloatAttr(static_cast<float>(v)));
-  }
+  // Vectors and scalars of f32 (the rest is KernelIRBuilder's).
   Value splatF(double v) {
     return arith::ConstantOp::create(
         b, loc,
         DenseElementsAttr::get(vf, b.getF32FloatAttr(static_cast<float>(v))));
-  }
-  Value toI32(Value idx) {
-    return arith::IndexCastOp::create(b, loc, b.getI32Type(), idx);
-  }
-  Value toI64(Value idx) {
-    return arith::IndexCastOp::create(b, loc, b.getI64Type(), idx);
   }
   Value minIdx(Value x, Value y) {
     return arith::MinSIOp::create(b, loc, x, y);
@@ -186,7 +170,7 @@ private:
   }
   /// 2^x for a vector of f32, by a degree-6 polynomial on x - round(x);
   /// exactly 0 below -126 (and so for -inf).
-  Value exp2(Value x);
+  Value vexp2(Value x);
   /// Whether score and mask map onto vectors (then the softmax applies
   /// them to each vector as it loads it, see modifyVector).
   bool vectorizedModifiers();
@@ -203,12 +187,13 @@ private:
   Value vectorizedRegion(Region &region, ValueRange scalarArgs,
                          ValueRange vectorArgs);
   void packQ(Value q0, Value rows, Value qscale);
-  /// status[word] += n (the host sums the words of all workers).
-  void countTiles(int word, Value n) {
+  /// status[word] += n, not atomically: each worker thread has status
+  /// words of its own (the host sums them).
+  void countWorkerTiles(int word, Value n) {
     Value w = cIdx(word);
-    Value old = memref::LoadOp::create(b, loc, status, ValueRange{w});
+    Value old = memref::LoadOp::create(b, loc, entry.status, ValueRange{w});
     memref::StoreOp::create(b, loc, arith::AddIOp::create(b, loc, old, n),
-                            status, ValueRange{w});
+                            entry.status, ValueRange{w});
   }
   /// `rows` rounded up to whole register blocks of cfg.rows rows (the
   /// extra rows of the Q tile are zero).
@@ -271,18 +256,33 @@ private:
   using RowModifier = std::function<std::function<Value(Value, Value)>(Value)>;
   void softmaxRows(Value rows, const RowModifier &modify = nullptr);
   void epilogue(Value q0, Value rows);
+  /// The work item's function: its arguments (KernelABI.h, then those of
+  /// TiledKernelABI.h) bound to the builder's values.
+  func::FuncOp createFunction();
+  /// The scratch tiles on the worker's stack and the live windows.
+  void allocScratch();
+  /// The tile abstraction's environment (env): sizes, scalar params and
+  /// the tensorRange hook (summaryRange).
+  void initEnv();
+  /// A tensor read's range over an index box: one row of the host's tile
+  /// summary for p[q_idx] over this q-tile or p[kv_idx] over this kv-tile,
+  /// else scanned when small; memoised by the box's SSA bounds at function
+  /// level.
+  std::optional<IntervalValues> summaryRange(attn::ParamOp p,
+                                             ArrayRef<IntervalValues> idx);
+  /// One kv-tile `ktIdx` of the q-tile [q0, q0 + rows): skipped when all
+  /// false; else S, score and mask, softmax and P V over its live windows.
+  void emitKvTile(Value ktIdx, Value q0, Value rows);
 
   attn::VariantOp variant;
   Type elementType;
   TileConfig cfg;
-  OpBuilder b;
-  Location loc = UnknownLoc::get(variant.getContext());
   VectorType vf, vi, vb;
   int64_t dvp;
 
   // Arguments and derived values.
-  Value q, k, v, o, lse, flags, status, bi, hi, hkv;
-  Value sizeIdx[7], sizeI32[7], sizeI64[7];
+  Value bi, hi, hkv;
+  Value sizeI64[7];
   Value b32, h32;
   KernelContext kctx;
   // Scratch tiles (flat f32 memrefs); the shared K^T buffer the kernels
@@ -302,11 +302,16 @@ private:
   SmallVector<attn::ParamOp> summarized;
   llvm::StringMap<std::pair<Value, Value>> summaries;
   Value qtIdx, rowQLo, rowQHi, curKvLo, curKvHi, curKtIdx;
+  /// The function's body, the tile abstraction's environment of the
+  /// q-tile's row, and the ranges memoised over it (summaryRange).
+  Block *body = nullptr;
+  TileEnv env;
+  std::map<std::pair<std::string, SmallVector<void *>>, IntervalValues> memo;
   bool foldLog2e = false;
   attn::NormKind norm = attn::NormKind::softmax;
 };
 
-Value TiledKernelBuilder::exp2(Value x) {
+Value TiledKernelBuilder::vexp2(Value x) {
   // Cephes exp2f: x = n + f, f in [-0.5, 0.5], 2^f = 1 + f P(f).
   static const double p[] = {1.535336188319500e-4, 1.339887440266574e-3,
                              9.618437357674640e-3, 5.550332471162809e-2,
@@ -392,8 +397,8 @@ void TiledKernelBuilder::packQ(Value q0, Value rows, Value qscale) {
     Value row = arith::AddIOp::create(b, loc, q0, r);
     Value safeRow = arith::SelectOp::create(b, loc, inRow, row, cIdx(0));
     forLoop(cIdx(0), cIdx(cfg.headDim), 1, [&](Value d) {
-      Value x = arith::MulFOp::create(b, loc, loadF32(q, {bi, hi, safeRow, d}),
-                                      qscale);
+      Value x = arith::MulFOp::create(
+          b, loc, loadF32(entry.q, {bi, hi, safeRow, d}), qscale);
       x = arith::SelectOp::create(b, loc, inRow, x, cF32(0.0));
       memref::StoreOp::create(b, loc, x, qp,
                               ValueRange{offset(d, cfg.headDim, r)});
@@ -525,13 +530,14 @@ std::pair<Value, Value> TiledKernelBuilder::ensureKt(Value ktIdx, Value k0,
   // its own stack buffer. So every visited kv-tile of every KV head is
   // transposed about once per call, by the thread that first needs it,
   // and no thread ever blocks on another.
-  Value kvTiles = arith::CeilDivUIOp::create(b, loc, sizeIdx[4], cIdx(cfg.tk));
+  Value kvTiles =
+      arith::CeilDivUIOp::create(b, loc, entry.sizeIdx[4], cIdx(cfg.tk));
   Value word = arith::AddIOp::create(
       b, loc,
       arith::MulIOp::create(
           b, loc,
           arith::AddIOp::create(
-              b, loc, arith::MulIOp::create(b, loc, bi, sizeIdx[2]), hkv),
+              b, loc, arith::MulIOp::create(b, loc, bi, entry.sizeIdx[2]), hkv),
           kvTiles),
       ktIdx);
   Value sharedBase = arith::MulIOp::create(b, loc, word, cIdx(dp * cfg.tk));
@@ -977,7 +983,7 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
                 b, loc, splatF(1.0),
                 arith::AddFOp::create(
                     b, loc, splatF(1.0),
-                    exp2(arith::MulFOp::create(b, loc, x, splatF(-kLog2e)))));
+                    vexp2(arith::MulFOp::create(b, loc, x, splatF(-kLog2e)))));
           else if (norm == attn::NormKind::relu)
             w = arith::MaximumFOp::create(b, loc, x, splatF(0.0));
           else
@@ -1019,7 +1025,7 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
                 b, loc, first,
                 [&](OpBuilder &, Location) { scf::YieldOp::create(b, loc, l); },
                 [&](OpBuilder &, Location) {
-                  Value alphaV = exp2(vector::BroadcastOp::create(
+                  Value alphaV = vexp2(vector::BroadcastOp::create(
                       b, loc, vf, arith::SubFOp::create(b, loc, m, mNew)));
                   for (int64_t c = 0; c < nvd; ++c) {
                     Value off = offset(nullptr, dvp, r, c * cfg.vw);
@@ -1046,7 +1052,7 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
       Value mSafe = arith::SelectOp::create(b, loc, allMasked, cF32(0.0), mCur);
       Value mSafeV = vector::BroadcastOp::create(b, loc, vf, mSafe);
       for (int64_t jv = 0; jv < n; ++jv) {
-        Value p = exp2(arith::SubFOp::create(b, loc, sv[jv], mSafeV));
+        Value p = vexp2(arith::SubFOp::create(b, loc, sv[jv], mSafeV));
         l = arith::AddFOp::create(b, loc, l, p);
         vstore(p, s, offs[jv]);
       }
@@ -1081,12 +1087,12 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
             b, loc, inlineItemRegion(b, normOp.getSink(), {b32, h32}),
             cF32(kLog2e));
         top = arith::MaximumFOp::create(b, loc, mSafe, e);
-        Value pair = exp2(vector::BroadcastOp::create(
+        Value pair = vexp2(vector::BroadcastOp::create(
             b, loc, vf, arith::SubFOp::create(b, loc, mSafe, top)));
         keep = vector::ExtractOp::create(b, loc, pair, ArrayRef<int64_t>{0});
         Value sinkW = vector::ExtractOp::create(
             b, loc,
-            exp2(vector::BroadcastOp::create(
+            vexp2(vector::BroadcastOp::create(
                 b, loc, vf, arith::SubFOp::create(b, loc, e, top))),
             ArrayRef<int64_t>{0});
         denom = arith::AddFOp::create(
@@ -1116,16 +1122,18 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
       Value out = arith::MulFOp::create(b, loc, a, factor);
       if (!elementType.isF32())
         out = arith::TruncFOp::create(b, loc, elementType, out);
-      memref::StoreOp::create(b, loc, out, o, ValueRange{bi, hi, row, c});
+      memref::StoreOp::create(b, loc, out, entry.o, ValueRange{bi, hi, row, c});
     });
     if (norm == attn::NormKind::softmax) {
       Value wantLse = arith::CmpIOp::create(
           b, loc, arith::CmpIPredicate::ne,
-          arith::AndIOp::create(b, loc, flags, cI32(kFlagWriteLSE)), cI32(0));
+          arith::AndIOp::create(b, loc, entry.flags, cI32(kFlagWriteLSE)),
+          cI32(0));
       scf::IfOp::create(b, loc, wantLse, [&](OpBuilder &, Location) {
         Value value =
             arith::SelectOp::create(b, loc, empty, cF32(-INFINITY), lseValue);
-        memref::StoreOp::create(b, loc, value, lse, ValueRange{bi, hi, row});
+        memref::StoreOp::create(b, loc, value, entry.lse,
+                                ValueRange{bi, hi, row});
         scf::YieldOp::create(b, loc);
       });
     }
@@ -1134,8 +1142,71 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
 
 func::FuncOp TiledKernelBuilder::build() {
   loc = variant.getLoc();
-  MLIRContext *ctx = variant.getContext();
   norm = variant.getNormKind();
+  func::FuncOp fn = createFunction();
+  allocScratch();
+
+  // scale, with log2(e) folded in when no score modifier needs the true
+  // scaled dot product.
+  Value qscale = emitQScale(b, loc, variant, entry.sizeI32[5], foldLog2e);
+
+  Value q0 = arith::MulIOp::create(b, loc, qtIdx, cIdx(cfg.tq));
+  Value rows =
+      minIdx(cIdx(cfg.tq), arith::SubIOp::create(b, loc, entry.sizeIdx[3], q0));
+  packQ(q0, rows, qscale);
+  forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
+    memref::StoreOp::create(b, loc, cF32(-INFINITY), mrow, ValueRange{r});
+    vstore(splatF(0.0), lrow, offset(nullptr, cfg.vw, r));
+  });
+  forLoop(cIdx(0), cIdx(cfg.tq * dvp), cfg.vw,
+          [&](Value i) { vstore(splatF(0.0), oacc, i); });
+
+  // The tile abstraction: params as the kernel sees them.
+  attn::MaskOp maskOp = variant.getMaskOp();
+  initEnv();
+
+  // Closed-form kv range of this q-tile: loop bounds over kv-tiles.
+  Value qLast = arith::SubIOp::create(
+      b, loc, toI64(arith::AddIOp::create(b, loc, q0, rows)), cI64(1));
+  env.q = {toI64(q0), qLast};
+  rowQLo = env.q.lo;
+  rowQHi = env.q.hi;
+  env.kv = {cI64(0), arith::SubIOp::create(b, loc, sizeI64[4], cI64(1))};
+  TileFacts rowFacts = emitTileFacts(b, loc, maskOp, env);
+  Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                         rowFacts.kvLo, rowFacts.kvHi);
+  Value ktBegin =
+      arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo, cI64(cfg.tk));
+  Value ktEnd = arith::SelectOp::create(
+      b, loc, nonEmpty,
+      arith::AddIOp::create(
+          b, loc,
+          arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(cfg.tk)),
+          cI64(1)),
+      ktBegin);
+  Value ktB = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktBegin);
+  Value ktE = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktEnd);
+  countWorkerTiles(
+      kStatusTilesInRange,
+      arith::TruncIOp::create(b, loc, b.getI32Type(),
+                              arith::SubIOp::create(b, loc, ktEnd, ktBegin)));
+  // Last kv-tile first: scores that grow towards the diagonal (ALiBi, a
+  // causal row's nearest keys) set the running max early, so later tiles
+  // rarely exceed it and need no rescale.
+  forLoop(ktB, ktE, 1, [&](Value i) {
+    Value ktIdx = arith::SubIOp::create(
+        b, loc, arith::SubIOp::create(b, loc, ktE, cIdx(1)),
+        arith::SubIOp::create(b, loc, i, ktB));
+    emitKvTile(ktIdx, q0, rows);
+  });
+  epilogue(q0, rows);
+  func::ReturnOp::create(b, loc);
+  expandAttnOps(fn, kctx);
+  return fn;
+}
+
+func::FuncOp TiledKernelBuilder::createFunction() {
+  MLIRContext *ctx = variant.getContext();
   SmallVector<attn::ParamOp> runtimeParams;
   SmallVector<Type> inputs =
       kernelArgumentTypes(b, variant, elementType, runtimeParams);
@@ -1172,37 +1243,31 @@ func::FuncOp TiledKernelBuilder::build() {
     }
   auto fn = func::FuncOp::create(b, loc, variant.getSymName(),
                                  FunctionType::get(ctx, inputs, {}));
-  Block *entry = fn.addEntryBlock();
-  b.setInsertionPointToStart(entry);
-  KernelEntry e = bindKernelEntry(b, loc, variant, entry, runtimeParams, kctx);
-  q = e.q;
-  k = e.k;
-  v = e.v;
-  o = e.o;
-  lse = e.lse;
-  flags = e.flags;
-  status = e.status;
-  for (int i = 0; i < 7; ++i) {
-    sizeIdx[i] = e.sizeIdx[i];
-    sizeI32[i] = e.sizeI32[i];
-    sizeI64[i] = toI64(sizeIdx[i]);
-  }
-  unsigned prefix = e.numLeading;
-  bi = entry->getArgument(prefix);
-  hi = entry->getArgument(prefix + 1);
-  qtIdx = entry->getArgument(prefix + 2);
-  kt = entry->getArgument(prefix + 3);
-  vp = entry->getArgument(prefix + 4);
-  kr = entry->getArgument(prefix + 5);
-  kflags = entry->getArgument(prefix + 6);
+  body = fn.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  entry = bindKernelEntry(b, loc, variant, body, runtimeParams, kctx);
+  for (int i = 0; i < 7; ++i)
+    sizeI64[i] = toI64(entry.sizeIdx[i]);
+  unsigned prefix = entry.numLeading;
+  bi = body->getArgument(prefix);
+  hi = body->getArgument(prefix + 1);
+  qtIdx = body->getArgument(prefix + 2);
+  kt = body->getArgument(prefix + 3);
+  vp = body->getArgument(prefix + 4);
+  kr = body->getArgument(prefix + 5);
+  kflags = body->getArgument(prefix + 6);
   for (auto [i, p] : llvm::enumerate(summarized))
-    summaries[p.getSymName()] = {entry->getArgument(prefix + 7 + 2 * i),
-                                 entry->getArgument(prefix + 8 + 2 * i)};
+    summaries[p.getSymName()] = {body->getArgument(prefix + 7 + 2 * i),
+                                 body->getArgument(prefix + 8 + 2 * i)};
   b32 = toI32(bi);
   h32 = toI32(hi);
   hkv = arith::DivUIOp::create(
-      b, loc, hi, arith::DivUIOp::create(b, loc, sizeIdx[1], sizeIdx[2]));
+      b, loc, hi,
+      arith::DivUIOp::create(b, loc, entry.sizeIdx[1], entry.sizeIdx[2]));
+  return fn;
+}
 
+void TiledKernelBuilder::allocScratch() {
   auto scratch = [&](int64_t size) {
     auto op = memref::AllocaOp::create(b, loc,
                                        MemRefType::get({size}, b.getF32Type()));
@@ -1229,30 +1294,14 @@ func::FuncOp TiledKernelBuilder::build() {
     liveKeyLo = ranges();
     liveKeyEnd = ranges();
   }
+}
 
-  // scale, with log2(e) folded in when no score modifier needs the true
-  // scaled dot product.
-  Value qscale = emitQScale(b, loc, variant, sizeI32[5], foldLog2e);
-
-  Value q0 = arith::MulIOp::create(b, loc, qtIdx, cIdx(cfg.tq));
-  Value rows =
-      minIdx(cIdx(cfg.tq), arith::SubIOp::create(b, loc, sizeIdx[3], q0));
-  packQ(q0, rows, qscale);
-  forLoop(cIdx(0), cIdx(cfg.tq), 1, [&](Value r) {
-    memref::StoreOp::create(b, loc, cF32(-INFINITY), mrow, ValueRange{r});
-    vstore(splatF(0.0), lrow, offset(nullptr, cfg.vw, r));
-  });
-  forLoop(cIdx(0), cIdx(cfg.tq * dvp), cfg.vw,
-          [&](Value i) { vstore(splatF(0.0), oacc, i); });
-
-  // The tile abstraction: params as the kernel sees them.
-  attn::MaskOp maskOp = variant.getMaskOp();
-  TileEnv env;
+void TiledKernelBuilder::initEnv() {
   env.b = toI64(bi);
   env.h = toI64(hi);
   for (int i = 0; i < 7; ++i)
     env.sizes[i] = sizeI64[i];
-  env.scalarParam = [&](attn::ParamOp p) -> Value {
+  env.scalarParam = [this](attn::ParamOp p) -> Value {
     auto it = kctx.params.find(p.getSymName());
     if (it == kctx.params.end() || !it->second.arg.getType().isInteger(32))
       return Value();
@@ -1261,198 +1310,166 @@ func::FuncOp TiledKernelBuilder::build() {
   // Ranges over index boxes, memoised by the box's SSA bounds: the q-side
   // box of a q-tile (e.g. doc[q_idx]) is first computed for the row of
   // tiles, before the kv loop, and reused by every kv-tile's facts.
-  std::map<std::pair<std::string, SmallVector<void *>>, IntervalValues> memo;
-  env.tensorRange =
-      [&, memoRef = &memo](
-          attn::ParamOp p,
-          ArrayRef<IntervalValues> idx) -> std::optional<IntervalValues> {
-    std::pair<std::string, SmallVector<void *>> key;
-    key.first = p.getSymName().str();
-    for (const IntervalValues &r : idx) {
-      key.second.push_back(r.lo.getAsOpaquePointer());
-      key.second.push_back(r.hi.getAsOpaquePointer());
-    }
-    if (auto it = memoRef->find(key); it != memoRef->end())
-      return it->second;
-    std::optional<IntervalValues> result =
-        [&]() -> std::optional<IntervalValues> {
-      // p[q_idx] over this q-tile or p[kv_idx] over this kv-tile: one row
-      // of the host's tile summary (its tile covers the box, possibly more).
-      auto sum = summaries.find(p.getSymName());
-      if (sum != summaries.end() && idx.size() == 1) {
-        Value table, row;
-        if (idx[0].lo == rowQLo && idx[0].hi == rowQHi) {
-          table = sum->second.first;
-          row = qtIdx;
-        } else if (curKvLo && idx[0].lo == curKvLo && idx[0].hi == curKvHi) {
-          table = sum->second.second;
-          row = curKtIdx;
-        }
-        if (table) {
-          Value t = kctx.params.find(p.getSymName())->second.arg;
-          Value len = toI64(memref::DimOp::create(b, loc, t, 0));
-          Value inside = arith::CmpIOp::create(
-              b, loc, arith::CmpIPredicate::slt, idx[0].hi, len);
-          bool isBool = p.getElementType().isInteger(1);
-          auto ifOp = scf::IfOp::create(
-              b, loc, inside,
-              [&](OpBuilder &, Location) {
-                auto word = [&](int64_t col) {
-                  Value x = memref::LoadOp::create(b, loc, table,
-                                                   ValueRange{row, cIdx(col)});
-                  return arith::ExtSIOp::create(b, loc, b.getI64Type(), x)
-                      .getResult();
-                };
-                scf::YieldOp::create(b, loc, ValueRange{word(0), word(1)});
-              },
-              [&](OpBuilder &, Location) {
-                scf::YieldOp::create(b, loc,
-                                     ValueRange{cI64(isBool ? 0 : INT32_MIN),
-                                                cI64(isBool ? 1 : INT32_MAX)});
-              });
-          return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
-        }
-      }
-      // Other boxes: scanned when small, unknown otherwise.
-      auto it = kctx.params.find(p.getSymName());
-      if (it == kctx.params.end())
-        return std::nullopt;
-      return emitTensorBoxRange(b, loc, it->second.arg,
-                                p.getElementType().isInteger(1), idx);
-    }();
-    // Only a box bounded by values of the function body (not of a loop
-    // iteration) is reused: those dominate every later use.
-    bool functionLevel = llvm::all_of(idx, [&](const IntervalValues &r) {
-      return Value(r.lo).getParentBlock() == entry &&
-             Value(r.hi).getParentBlock() == entry;
-    });
-    if (result && functionLevel && b.getInsertionBlock() == entry)
-      (*memoRef)[key] = *result;
-    return result;
+  env.tensorRange = [this](attn::ParamOp p, ArrayRef<IntervalValues> idx) {
+    return summaryRange(p, idx);
   };
+}
 
-  // Closed-form kv range of this q-tile: loop bounds over kv-tiles.
-  Value qLast = arith::SubIOp::create(
-      b, loc, toI64(arith::AddIOp::create(b, loc, q0, rows)), cI64(1));
-  env.q = {toI64(q0), qLast};
-  rowQLo = env.q.lo;
-  rowQHi = env.q.hi;
-  env.kv = {cI64(0), arith::SubIOp::create(b, loc, sizeI64[4], cI64(1))};
-  TileFacts rowFacts = emitTileFacts(b, loc, maskOp, env);
-  Value nonEmpty = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
-                                         rowFacts.kvLo, rowFacts.kvHi);
-  Value ktBegin =
-      arith::FloorDivSIOp::create(b, loc, rowFacts.kvLo, cI64(cfg.tk));
-  Value ktEnd = arith::SelectOp::create(
-      b, loc, nonEmpty,
-      arith::AddIOp::create(
-          b, loc,
-          arith::FloorDivSIOp::create(b, loc, rowFacts.kvHi, cI64(cfg.tk)),
-          cI64(1)),
-      ktBegin);
-  Value ktB = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktBegin);
-  Value ktE = arith::IndexCastOp::create(b, loc, b.getIndexType(), ktEnd);
-  countTiles(
-      kStatusTilesInRange,
-      arith::TruncIOp::create(b, loc, b.getI32Type(),
-                              arith::SubIOp::create(b, loc, ktEnd, ktBegin)));
-  // Last kv-tile first: scores that grow towards the diagonal (ALiBi, a
-  // causal row's nearest keys) set the running max early, so later tiles
-  // rarely exceed it and need no rescale.
-  forLoop(ktB, ktE, 1, [&](Value i) {
-    Value ktIdx = arith::SubIOp::create(
-        b, loc, arith::SubIOp::create(b, loc, ktE, cIdx(1)),
-        arith::SubIOp::create(b, loc, i, ktB));
-    Value k0 = arith::MulIOp::create(b, loc, ktIdx, cIdx(cfg.tk));
-    Value cols =
-        minIdx(cIdx(cfg.tk), arith::SubIOp::create(b, loc, sizeIdx[4], k0));
-    TileEnv tileEnv = env;
-    tileEnv.kv = {
-        toI64(k0),
-        arith::SubIOp::create(
-            b, loc, toI64(arith::AddIOp::create(b, loc, k0, cols)), cI64(1))};
-    curKvLo = tileEnv.kv.lo;
-    curKvHi = tileEnv.kv.hi;
-    curKtIdx = ktIdx;
-    TileFacts facts = emitTileFacts(b, loc, maskOp, tileEnv);
-    // All-false tiles are skipped; all-true ones run without the mask.
-    scf::IfOp::create(b, loc, facts.mayBeTrue, [&](OpBuilder &, Location) {
-      countTiles(kStatusTilesComputed, cI32(1));
-      if (maskOp)
-        computeLiveRanges(tileEnv, facts, q0, rows);
-      curKvLo = curKvHi = curKtIdx = Value();
-      std::pair<Value, Value> ktTile = ensureKt(ktIdx, k0, cols);
-      microQK(rows, ktTile.first, ktTile.second);
-      Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                            cols, cIdx(cfg.tk));
-      // Whether row r needs the mask: its block is mixed, or the tile is
-      // partial (its padding).
-      auto rowNeedsMask = [&](Value r) -> Value {
-        if (!liveMixed)
-          return arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
-        Value mixed = memref::LoadOp::create(
-            b, loc, liveMixed,
-            ValueRange{arith::DivUIOp::create(b, loc, r, cIdx(cfg.rows))});
-        return arith::OrIOp::create(
-            b, loc, partial,
-            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, mixed,
-                                  cIdx(0)));
-      };
-      RowModifier fused;
-      if ((variant.getScoreOp() || maskOp) && vectorizedModifiers()) {
-        // Score and mask on each vector as the softmax loads it: one pass
-        // over the window.
-        Value k032 = toI32(k0);
-        fused = [&, k032](Value r) -> std::function<Value(Value, Value)> {
-          Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
-          Value needMask = rowNeedsMask(r);
-          return [this, q32, needMask, k032, cols](Value sv, Value col) {
-            return modifyVector(sv, col, q32, k032, cols, needMask);
-          };
-        };
-      } else if (variant.getScoreOp() || maskOp) {
-        forLoop(cIdx(0), rows, 1, [&](Value r) {
-          Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
-          modifyScores(offset(nullptr, cfg.tk, r), q32, k0, cols,
-                       rowNeedsMask(r), liveRange(r));
-        });
-      } else {
-        // No mask: only the padding of a partial tile is masked out.
-        scf::IfOp::create(b, loc, partial, [&](OpBuilder &, Location) {
-          forLoop(cIdx(0), rows, 1, [&](Value r) {
-            forLoop(cols, cIdx(cfg.tk), 1, [&](Value j) {
-              memref::StoreOp::create(
-                  b, loc, cF32(-INFINITY), s,
-                  ValueRange{arith::AddIOp::create(
-                      b, loc, offset(nullptr, cfg.tk, r), j)});
-            });
-          });
-          scf::YieldOp::create(b, loc);
-        });
+std::optional<IntervalValues>
+TiledKernelBuilder::summaryRange(attn::ParamOp p,
+                                 ArrayRef<IntervalValues> idx) {
+  std::pair<std::string, SmallVector<void *>> key;
+  key.first = p.getSymName().str();
+  for (const IntervalValues &r : idx) {
+    key.second.push_back(r.lo.getAsOpaquePointer());
+    key.second.push_back(r.hi.getAsOpaquePointer());
+  }
+  if (auto it = memo.find(key); it != memo.end())
+    return it->second;
+  std::optional<IntervalValues> result =
+      [&]() -> std::optional<IntervalValues> {
+    // p[q_idx] over this q-tile or p[kv_idx] over this kv-tile: one row
+    // of the host's tile summary (its tile covers the box, possibly more).
+    auto sum = summaries.find(p.getSymName());
+    if (sum != summaries.end() && idx.size() == 1) {
+      Value table, row;
+      if (idx[0].lo == rowQLo && idx[0].hi == rowQHi) {
+        table = sum->second.first;
+        row = qtIdx;
+      } else if (curKvLo && idx[0].lo == curKvLo && idx[0].hi == curKvHi) {
+        table = sum->second.second;
+        row = curKtIdx;
       }
-      softmaxRows(rows, fused);
-      if (liveMixed) {
-        // The guarded P V only for tiles whose V is not all finite.
-        scf::IfOp::create(
-            b, loc, tileVNonFinite,
+      if (table) {
+        Value t = kctx.params.find(p.getSymName())->second.arg;
+        Value len = toI64(memref::DimOp::create(b, loc, t, 0));
+        Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                             idx[0].hi, len);
+        bool isBool = p.getElementType().isInteger(1);
+        auto ifOp = scf::IfOp::create(
+            b, loc, inside,
             [&](OpBuilder &, Location) {
-              microPV(rows, k0, cols, /*guarded=*/true);
-              scf::YieldOp::create(b, loc);
+              auto word = [&](int64_t col) {
+                Value x = memref::LoadOp::create(b, loc, table,
+                                                 ValueRange{row, cIdx(col)});
+                return arith::ExtSIOp::create(b, loc, b.getI64Type(), x)
+                    .getResult();
+              };
+              scf::YieldOp::create(b, loc, ValueRange{word(0), word(1)});
             },
             [&](OpBuilder &, Location) {
-              microPV(rows, k0, cols, /*guarded=*/false);
-              scf::YieldOp::create(b, loc);
+              scf::YieldOp::create(b, loc,
+                                   ValueRange{cI64(isBool ? 0 : INT32_MIN),
+                                              cI64(isBool ? 1 : INT32_MAX)});
             });
-      } else {
-        microPV(rows, k0, cols, /*guarded=*/false);
+        return IntervalValues{ifOp.getResult(0), ifOp.getResult(1)};
       }
-      scf::YieldOp::create(b, loc);
-    });
+    }
+    // Other boxes: scanned when small, unknown otherwise.
+    auto it = kctx.params.find(p.getSymName());
+    if (it == kctx.params.end())
+      return std::nullopt;
+    return emitTensorBoxRange(b, loc, it->second.arg,
+                              p.getElementType().isInteger(1), idx);
+  }();
+  // Only a box bounded by values of the function body (not of a loop
+  // iteration) is reused: those dominate every later use.
+  bool functionLevel = llvm::all_of(idx, [&](const IntervalValues &r) {
+    return Value(r.lo).getParentBlock() == body &&
+           Value(r.hi).getParentBlock() == body;
   });
-  epilogue(q0, rows);
-  func::ReturnOp::create(b, loc);
-  expandAttnOps(fn, kctx);
-  return fn;
+  if (result && functionLevel && b.getInsertionBlock() == body)
+    memo[key] = *result;
+  return result;
+}
+
+void TiledKernelBuilder::emitKvTile(Value ktIdx, Value q0, Value rows) {
+  attn::MaskOp maskOp = variant.getMaskOp();
+  Value k0 = arith::MulIOp::create(b, loc, ktIdx, cIdx(cfg.tk));
+  Value cols =
+      minIdx(cIdx(cfg.tk), arith::SubIOp::create(b, loc, entry.sizeIdx[4], k0));
+  TileEnv tileEnv = env;
+  tileEnv.kv = {
+      toI64(k0),
+      arith::SubIOp::create(
+          b, loc, toI64(arith::AddIOp::create(b, loc, k0, cols)), cI64(1))};
+  curKvLo = tileEnv.kv.lo;
+  curKvHi = tileEnv.kv.hi;
+  curKtIdx = ktIdx;
+  TileFacts facts = emitTileFacts(b, loc, maskOp, tileEnv);
+  // All-false tiles are skipped; all-true ones run without the mask.
+  scf::IfOp::create(b, loc, facts.mayBeTrue, [&](OpBuilder &, Location) {
+    countWorkerTiles(kStatusTilesComputed, cI32(1));
+    if (maskOp)
+      computeLiveRanges(tileEnv, facts, q0, rows);
+    curKvLo = curKvHi = curKtIdx = Value();
+    std::pair<Value, Value> ktTile = ensureKt(ktIdx, k0, cols);
+    microQK(rows, ktTile.first, ktTile.second);
+    Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                          cols, cIdx(cfg.tk));
+    // Whether row r needs the mask: its block is mixed, or the tile is
+    // partial (its padding).
+    auto rowNeedsMask = [&](Value r) -> Value {
+      if (!liveMixed)
+        return arith::OrIOp::create(b, loc, facts.mayBeFalse, partial);
+      Value mixed = memref::LoadOp::create(
+          b, loc, liveMixed,
+          ValueRange{arith::DivUIOp::create(b, loc, r, cIdx(cfg.rows))});
+      return arith::OrIOp::create(
+          b, loc, partial,
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, mixed,
+                                cIdx(0)));
+    };
+    RowModifier fused;
+    if ((variant.getScoreOp() || maskOp) && vectorizedModifiers()) {
+      // Score and mask on each vector as the softmax loads it: one pass
+      // over the window.
+      Value k032 = toI32(k0);
+      fused = [&, k032](Value r) -> std::function<Value(Value, Value)> {
+        Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
+        Value needMask = rowNeedsMask(r);
+        return [this, q32, needMask, k032, cols](Value sv, Value col) {
+          return modifyVector(sv, col, q32, k032, cols, needMask);
+        };
+      };
+    } else if (variant.getScoreOp() || maskOp) {
+      forLoop(cIdx(0), rows, 1, [&](Value r) {
+        Value q32 = toI32(arith::AddIOp::create(b, loc, q0, r));
+        modifyScores(offset(nullptr, cfg.tk, r), q32, k0, cols, rowNeedsMask(r),
+                     liveRange(r));
+      });
+    } else {
+      // No mask: only the padding of a partial tile is masked out.
+      scf::IfOp::create(b, loc, partial, [&](OpBuilder &, Location) {
+        forLoop(cIdx(0), rows, 1, [&](Value r) {
+          forLoop(cols, cIdx(cfg.tk), 1, [&](Value j) {
+            memref::StoreOp::create(
+                b, loc, cF32(-INFINITY), s,
+                ValueRange{arith::AddIOp::create(
+                    b, loc, offset(nullptr, cfg.tk, r), j)});
+          });
+        });
+        scf::YieldOp::create(b, loc);
+      });
+    }
+    softmaxRows(rows, fused);
+    if (liveMixed) {
+      // The guarded P V only for tiles whose V is not all finite.
+      scf::IfOp::create(
+          b, loc, tileVNonFinite,
+          [&](OpBuilder &, Location) {
+            microPV(rows, k0, cols, /*guarded=*/true);
+            scf::YieldOp::create(b, loc);
+          },
+          [&](OpBuilder &, Location) {
+            microPV(rows, k0, cols, /*guarded=*/false);
+            scf::YieldOp::create(b, loc);
+          });
+    } else {
+      microPV(rows, k0, cols, /*guarded=*/false);
+    }
+    scf::YieldOp::create(b, loc);
+  });
 }
 
 struct ConvertAttnToTiledKernelPass

@@ -7,7 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Conversion/ExpandAttnOps.h"
-#include "attnc/Conversion/KernelABI.h"
+#include "attnc/ABI/KernelABI.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"

@@ -8,11 +8,10 @@
 
 #include "attnc/Pipelines/Pipelines.h"
 
-#include "attn/AttnDialect.h"
 #include "attnc/Conversion/Passes.h"
 #include "attnc/Transforms/Passes.h"
+#include "dialects/attn/AttnDialect.h"
 
-#include "attnc/Conversion/MMAKernelConfig.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
 #include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVM.h"
@@ -120,59 +119,6 @@ void attnc::buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
 }
 
-bool attnc::resolveGpuKernel(const GpuPipelineOptions &options,
-                             GpuLaunchShape &shape, std::string &error) {
-  auto fits = [](int64_t d) { return d > 0 && d % 16 == 0 && d <= 256; };
-  bool mmaOk =
-      (options.elementType == "f16" || options.elementType == "bf16") &&
-      fits(options.headDim) && fits(options.valueDim);
-  shape.kernel = options.kernel;
-  // auto: wgmma on Hopper for head dims 64, 128, 192 and 256 (1.2 to 1.8x
-  // mma.sync on the H100, docs/performance.md), mma.sync on other
-  // tensor-core chips and dims, simt otherwise.
-  if (shape.kernel == "auto") {
-    auto measured = [](int64_t d) { return d > 0 && d % 64 == 0 && d <= 256; };
-    shape.kernel = !mmaOk ? "simt"
-                   : isHopperChip(options.chip) && measured(options.headDim) &&
-                           measured(options.valueDim)
-                       ? "wgmma"
-                       : "mma";
-  }
-  if (shape.kernel == "mma" || shape.kernel == "wgmma") {
-    if (!mmaOk) {
-      error = "the tensor-core GPU kernel needs f16 or bf16 and head dims "
-              "that are multiples of 16 up to 256 (got " +
-              options.elementType + ", D = " + std::to_string(options.headDim) +
-              ", Dv = " + std::to_string(options.valueDim) + ")";
-      return false;
-    }
-    bool wgmma = shape.kernel == "wgmma";
-    if (wgmma && !isHopperChip(options.chip)) {
-      error = "the wgmma GPU kernel needs sm_90 (Hopper), not " + options.chip;
-      return false;
-    }
-    MmaKernelConfig c;
-    if (!chooseMmaKernelConfig(options.headDim, options.valueDim,
-                               options.tileKV, c, error, wgmma))
-      return false;
-    shape.rowsPerBlock = c.rows();
-    shape.threadsPerBlock = c.threads();
-    shape.sharedBytes = c.sharedBytes();
-    return true;
-  }
-  if (shape.kernel == "simt") {
-    shape.rowsPerBlock = shape.threadsPerBlock = options.tileQ;
-    return true;
-  }
-  error = "unknown GPU kernel '" + options.kernel +
-          "' (expected auto, mma, wgmma or simt)";
-  return false;
-}
-
-bool attnc::isHopperChip(llvm::StringRef chip) {
-  return chip == "sm_90" || chip == "sm_90a";
-}
-
 namespace {
 /// A pipeline's options it cannot honour (attn-opt --attn-gpu-kernel with a
 /// kernel that does not take them): the error, at run time of the pipeline,
@@ -191,18 +137,45 @@ struct ReportPipelineError
 };
 } // namespace
 
+namespace {
+/// What follows either kernel pass.
+void addGpuKernelCleanups(OpPassManager &pm, attnc::GpuKernelKind kind) {
+  // One int-to-float conversion per row and tile, not per element; the
+  // integer rewrites only for wgmma, where they were measured to help
+  // (on the mma.sync kernel they cost masked variants 2 to 7%).
+  attnc::AttnReassociateIndexOffsetsOptions reassociate;
+  reassociate.integer = kind == attnc::GpuKernelKind::Wgmma;
+  pm.addPass(attnc::createAttnReassociateIndexOffsets(reassociate));
+  pm.addPass(attnc::createAttnApproximateMath());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+} // namespace
+
 void attnc::buildGpuKernelPipeline(OpPassManager &pm,
-                                   const GpuPipelineOptions &options) {
-  GpuLaunchShape shape;
-  std::string error;
-  if (!resolveGpuKernel(options, shape, error)) {
+                                   const GpuKernelPlan &plan) {
+  if (plan.kind == attnc::GpuKernelKind::Simt)
+    pm.addPass(createConvertAttnToGPUKernel(plan));
+  else
+    pm.addPass(createConvertAttnToMMAKernel(plan));
+  addGpuKernelCleanups(pm, plan.kind);
+}
+
+void attnc::buildGpuKernelPipeline(OpPassManager &pm,
+                                   const GpuKernelOptions &options) {
+  attnc::GpuKernelKind kind;
+  std::string why, error;
+  GpuKernelPlan unused;
+  if (!chooseGpuKernelKind(options, kind, why, error) ||
+      !planGpuKernel(GpuVariantTraits(), options, unused, error)) {
     pm.addPass(std::make_unique<ReportPipelineError>(error));
     return;
   }
-  if (shape.kernel != "simt") {
+  const char *elementType = gpuElementTypeName(options.elementType);
+  if (kind != attnc::GpuKernelKind::Simt) {
     ConvertAttnToMMAKernelOptions o;
-    o.wgmma = shape.kernel == "wgmma";
-    o.elementType = options.elementType;
+    o.wgmma = kind == attnc::GpuKernelKind::Wgmma;
+    o.elementType = elementType;
     o.headDim = options.headDim;
     o.valueDim = options.valueDim;
     o.tileKV = options.tileKV;
@@ -211,22 +184,14 @@ void attnc::buildGpuKernelPipeline(OpPassManager &pm,
     pm.addPass(createConvertAttnToMMAKernel(o));
   } else {
     ConvertAttnToGPUKernelOptions o;
-    o.elementType = options.elementType;
+    o.elementType = elementType;
     o.headDim = options.headDim;
     o.valueDim = options.valueDim;
     o.tileQ = options.tileQ;
     o.tileKV = options.tileKV;
     pm.addPass(createConvertAttnToGPUKernel(o));
   }
-  // One int-to-float conversion per row and tile, not per element; the
-  // integer rewrites only for wgmma, where they were measured to help
-  // (on the mma.sync kernel they cost masked variants 2 to 7%).
-  AttnReassociateIndexOffsetsOptions reassociate;
-  reassociate.integer = shape.kernel == "wgmma";
-  pm.addPass(createAttnReassociateIndexOffsets(reassociate));
-  pm.addPass(createAttnApproximateMath());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  addGpuKernelCleanups(pm, kind);
 }
 
 void attnc::buildGpuLowerToNVVMPipeline(OpPassManager &pm) {
@@ -258,18 +223,12 @@ std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
   return "+ptx80";
 }
 
-void attnc::buildGpuToPtxPipeline(OpPassManager &pm,
-                                  const GpuPipelineOptions &options) {
+void attnc::buildGpuToPtxPipeline(OpPassManager &pm, llvm::StringRef chip,
+                                  unsigned optLevel) {
   GpuNVVMAttachTargetOptions target;
-  target.chip = options.chip;
-  // wgmma exists only in the architecture-specific sm_90a.
-  GpuLaunchShape shape;
-  std::string error;
-  if (options.chip == "sm_90" && resolveGpuKernel(options, shape, error) &&
-      shape.kernel == "wgmma")
-    target.chip = "sm_90a";
-  target.features = ptxFeaturesFor(options.chip);
-  target.optLevel = options.optLevel;
+  target.chip = chip.str();
+  target.features = ptxFeaturesFor(chip);
+  target.optLevel = optLevel;
   pm.addPass(createGpuNVVMAttachTarget(target));
   GpuModuleToBinaryPassOptions binary;
   binary.compilationTarget = "isa";
@@ -308,16 +267,31 @@ struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
       llvm::cl::desc("data-dependent masks: a mark kernel works out the "
                      "live kv-tiles once per launch"),
       llvm::cl::init(true)};
-  attnc::GpuPipelineOptions get() const {
-    attnc::GpuPipelineOptions o;
-    o.kernel = kernel;
+  /// The options, or false with `error` for an unknown kernel name.
+  bool get(attnc::GpuKernelOptions &o, std::string &error) const {
+    if (kernel != "auto") {
+      attnc::GpuKernelKind kind;
+      if (!attnc::parseGpuKernelKind(kernel, kind)) {
+        error = "unknown GPU kernel '" + kernel +
+                "' (expected auto, mma, wgmma or simt)";
+        return false;
+      }
+      o.kernel = kind;
+    }
     o.persistent = persistent;
     o.markKernel = markKernel;
-    o.elementType = elementType;
+    o.elementType = elementType == "f32"    ? attnc::DType::F32
+                    : elementType == "bf16" ? attnc::DType::BF16
+                                            : attnc::DType::F16;
+    if (elementType != "f16" && elementType != "bf16" && elementType != "f32") {
+      error =
+          "element-type must be f16, bf16 or f32, got '" + elementType + "'";
+      return false;
+    }
     o.headDim = headDim;
     o.valueDim = valueDim;
     o.chip = chip;
-    return o;
+    return true;
   }
 };
 struct GpuChipOptions : public PassPipelineOptions<GpuChipOptions> {
@@ -358,7 +332,12 @@ void attnc::registerAllPassesAndPipelines() {
   PassPipelineRegistration<GpuPipelineCLOptions>(
       "attn-gpu-kernel", "Lower attn variants to gpu.func kernels",
       [](OpPassManager &pm, const GpuPipelineCLOptions &options) {
-        buildGpuKernelPipeline(pm, options.get());
+        GpuKernelOptions o;
+        std::string error;
+        if (!options.get(o, error))
+          pm.addPass(std::make_unique<ReportPipelineError>(error));
+        else
+          buildGpuKernelPipeline(pm, o);
       });
   PassPipelineRegistration<>(
       "attn-gpu-lower-to-nvvm",
@@ -368,18 +347,23 @@ void attnc::registerAllPassesAndPipelines() {
       "attn-nvvm-to-ptx",
       "Attach an NVVM target and serialise gpu.modules to PTX (gpu.binary)",
       [](OpPassManager &pm, const GpuChipOptions &options) {
-        GpuPipelineOptions o;
-        o.chip = options.chip;
-        buildGpuToPtxPipeline(pm, o);
+        buildGpuToPtxPipeline(pm, options.chip);
       });
   PassPipelineRegistration<GpuPipelineCLOptions>(
       "attn-gpu-to-ptx",
       "Lower attn variants all the way to PTX (gpu.binary, format isa)",
       [](OpPassManager &pm, const GpuPipelineCLOptions &options) {
-        GpuPipelineOptions o = options.get();
+        GpuKernelOptions o;
+        attnc::GpuKernelKind kind;
+        std::string why, error;
+        if (!options.get(o, error) ||
+            !chooseGpuKernelKind(o, kind, why, error)) {
+          pm.addPass(std::make_unique<ReportPipelineError>(error));
+          return;
+        }
         buildGpuKernelPipeline(pm, o);
         buildGpuLowerToNVVMPipeline(pm);
-        buildGpuToPtxPipeline(pm, o);
+        buildGpuToPtxPipeline(pm, ptxChipFor(kind, o.chip));
       });
   PassPipelineRegistration<>("attn-lower-to-llvm",
                              "Lower kernels of scf/arith/math/memref to LLVM",

@@ -9,8 +9,8 @@
 
 #include "attnc/Target/CpuKernel.h"
 
-#include "attn/AttnDialect.h"
 #include "attnc/Pipelines/Pipelines.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
@@ -23,7 +23,7 @@
 using namespace attnc;
 using namespace mlir;
 
-std::string CompileOptions::describe() const {
+std::string CpuCompileOptions::describe() const {
   std::string s = std::string("dtype=") +
                   (elementType == DType::F16 ? "f16" : "f32") +
                   " lowering=" + (reference ? "reference" : "tiled");
@@ -34,7 +34,30 @@ std::string CompileOptions::describe() const {
   return s;
 }
 
-std::string attnc::tiledOptionsError(const CompileOptions &options) {
+std::string CpuCompileOptions::explain(const std::string &why) const {
+  std::string s = "kernel            ";
+  s += reference ? "reference (plain loops, single-threaded, any head dims)"
+                 : "tiled (vectorised and multi-threaded, one (b, h, "
+                   "q-tile) work item per call)";
+  s += "\n  why             " + why + "\n";
+  s += std::string("element type      ") +
+       (elementType == DType::F16 ? "f16" : "f32");
+  if (reference)
+    return s + "\n";
+  int vw = hostVectorWidth(vectorWidth);
+  s += ", D = " + std::to_string(headDim) +
+       ", Dv = " + std::to_string(valueDim) + "\n";
+  s += "tiles             " + std::to_string(tileQ) + " query rows x " +
+       std::to_string(tileKV) + " keys\n";
+  s += "vectors           " + std::to_string(vw) + " f32 lanes" +
+       (vectorWidth > 0 ? std::string(" (asked for)")
+        : vw == 16      ? std::string(" (the host has AVX-512)")
+                        : std::string(" (the host has no AVX-512)")) +
+       "\n";
+  return s;
+}
+
+std::string attnc::tiledOptionsError(const CpuCompileOptions &options) {
   if (options.headDim <= 0 || options.valueDim <= 0)
     return "a tiled kernel needs its head dimensions D and Dv";
   if (options.headDim > kMaxTiledHeadDim || options.valueDim > kMaxTiledHeadDim)
@@ -71,15 +94,21 @@ std::string attnc::tiledOptionsError(const CompileOptions &options) {
 int attnc::hostVectorWidth(int requested) {
   if (requested > 0)
     return requested;
-  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
-  return features.lookup("avx512f") ? 16 : 8;
+  // Asked once per process: every tiled launch needs it, and LLVM's answer
+  // costs about 0.15 ms (it parses /proc/cpuinfo), which was most of the
+  // time of a small run.
+  static const int width = [] {
+    llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+    return features.lookup("avx512f") ? 16 : 8;
+  }();
+  return width;
 }
 
 CpuKernel::~CpuKernel() = default;
 
 bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
-                                const CompileOptions &options, CpuArtifact &out,
-                                std::string &error) {
+                                const CpuCompileOptions &options,
+                                CpuArtifact &out, std::string &error) {
   auto variant = llvm::dyn_cast_or_null<attn::VariantOp>(
       SymbolTable::lookupSymbolIn(module, name));
   if (!variant) {
@@ -91,13 +120,14 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
             dtypeName(options.elementType);
     return false;
   }
+  if (module.getBody()->getOperations().size() != 1) {
+    error = "internal error: the module to compile holds more than variant '" +
+            name + "' (keepOnlyVariant)";
+    return false;
+  }
   CpuArtifact artifact;
   artifact.signature = KernelSignature::fromVariant(variant);
   artifact.options = options;
-  // Keep only the variant being compiled.
-  for (Operation &op : llvm::make_early_inc_range(*module.getBody()))
-    if (&op != variant.getOperation())
-      op.erase();
 
   MLIRContext *ctx = module.getContext();
   std::string diagnostics;
@@ -139,7 +169,7 @@ bool CpuKernel::compileToObject(ModuleOp module, const std::string &name,
 
 std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
                                            const std::string &object,
-                                           const CompileOptions &options,
+                                           const CpuCompileOptions &options,
                                            std::string &error) {
   std::unique_ptr<CpuKernel> kernel(new CpuKernel());
   kernel->sig = signature;
@@ -156,7 +186,7 @@ std::unique_ptr<CpuKernel> CpuKernel::load(const KernelSignature &signature,
 
 std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module,
                                               const std::string &name,
-                                              const CompileOptions &options,
+                                              const CpuCompileOptions &options,
                                               std::string &error) {
   CpuArtifact artifact;
   if (!compileToObject(module, name, options, artifact, error))

@@ -2,11 +2,10 @@
 
 #include "attnc/Target/GpuKernel.h"
 
-#include "attnc/Conversion/MMAKernelConfig.h"
 #include "attnc/Pipelines/Pipelines.h"
 #include "attnc/Support/Npy.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/Diagnostics.h"
@@ -17,14 +16,6 @@
 #include <vector>
 
 using namespace attnc;
-
-std::string GpuCompileOptions::describe() const {
-  return std::string("dtype=") + dtypeName(elementType) +
-         " lowering=gpu kernel=" + kernel + " d=" + std::to_string(headDim) +
-         " dv=" + std::to_string(valueDim) + " tq=" + std::to_string(tileQ) +
-         " tk=" + std::to_string(tileKV) + " chip=" + chip +
-         (persistent ? " persistent=1" : "") + (markKernel ? "" : " marks=0");
-}
 
 GpuKernel::~GpuKernel() {
   // Queued launches may still run the module and write the status words:
@@ -39,25 +30,29 @@ GpuKernel::~GpuKernel() {
 }
 
 bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
-                             const GpuCompileOptions &options, GpuArtifact &out,
-                             std::string &error) {
-  if (options.elementType != DType::F16 && options.elementType != DType::F32 &&
-      options.elementType != DType::BF16) {
-    error = "GPU kernels take float16, bfloat16 or float32 Q, K and V";
-    return false;
-  }
+                             const GpuKernelOptions &options, GpuArtifact &out,
+                             std::string &error, bool *invalidOptions) {
+  if (invalidOptions)
+    *invalidOptions = false;
   auto variant = llvm::dyn_cast_or_null<mlir::attn::VariantOp>(
       mlir::SymbolTable::lookupSymbolIn(module, name));
   if (!variant) {
     error = "internal error: no variant '" + name + "' to compile";
     return false;
   }
+  // The one decision about the kernel; the passes and the launcher take it
+  // as it is.
+  if (!planGpuKernel(gpuVariantTraits(variant), options, out.plan, error)) {
+    if (invalidOptions)
+      *invalidOptions = true;
+    return false;
+  }
+  if (module.getBody()->getOperations().size() != 1) {
+    error = "internal error: the module to compile holds more than variant '" +
+            name + "' (keepOnlyVariant)";
+    return false;
+  }
   out.signature = KernelSignature::fromVariant(variant);
-  out.options = options;
-  for (mlir::Operation &op : llvm::make_early_inc_range(*module.getBody()))
-    if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
-      if (v.getSymName() != name)
-        op.erase();
   mlir::MLIRContext *ctx = module.getContext();
   mlir::DialectRegistry registry;
   registerDialects(registry);
@@ -69,51 +64,11 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
       diagnostics = d.str();
     return mlir::success();
   });
-  GpuPipelineOptions g;
-  g.elementType = options.elementType == DType::F16    ? "f16"
-                  : options.elementType == DType::BF16 ? "bf16"
-                                                       : "f32";
-  g.headDim = options.headDim;
-  g.valueDim = options.valueDim;
-  g.tileQ = options.tileQ;
-  g.tileKV = options.tileKV;
-  g.kernel = options.kernel;
-  g.chip = options.chip;
-  g.persistent = options.persistent;
-  g.markKernel = options.markKernel;
-  GpuLaunchShape shape;
-  if (!resolveGpuKernel(g, shape, error))
-    return false;
-  out.kernel = shape.kernel;
-  out.rowsPerBlock = shape.rowsPerBlock;
-  out.threadsPerBlock = shape.threadsPerBlock;
-  out.sharedBytes = shape.sharedBytes;
-  mlir::PassManager kernelPm(ctx), pm(ctx);
-  buildGpuKernelPipeline(kernelPm, g);
+  mlir::PassManager pm(ctx);
+  buildGpuKernelPipeline(pm, out.plan);
   buildGpuLowerToNVVMPipeline(pm);
-  buildGpuToPtxPipeline(pm, g);
-  bool ok = mlir::succeeded(kernelPm.run(module));
-  if (ok)
-    // The kernel's own count of dynamic shared memory (it grows with the
-    // mask summaries of data-dependent masks), and the mark kernel that a
-    // data-dependent mask may add, which runs first.
-    module.walk([&](mlir::gpu::GPUFuncOp fn) {
-      auto bytes =
-          fn->getAttrOfType<mlir::IntegerAttr>(kDynamicSharedBytesAttr);
-      if (auto marks =
-              fn->getAttrOfType<mlir::DenseI64ArrayAttr>(kMarkKernelAttr)) {
-        out.markKernel = fn.getName().str();
-        out.markSharedBytes = bytes ? bytes.getInt() : 0;
-        out.marksPerBatch = marks[0] != 0;
-        out.marksPerHead = marks[1] != 0;
-        out.markWords = marks[2];
-        return;
-      }
-      if (bytes)
-        out.sharedBytes = bytes.getInt();
-      out.persistent = fn->hasAttr(kPersistentAttr);
-    });
-  if (!ok || mlir::failed(pm.run(module))) {
+  buildGpuToPtxPipeline(pm, out.plan.chip);
+  if (mlir::failed(pm.run(module))) {
     error = "internal error: GPU lowering of '" + name + "' failed" +
             (diagnostics.empty() ? "" : ": " + diagnostics);
     return false;
@@ -128,71 +83,95 @@ bool GpuKernel::compileToPtx(mlir::ModuleOp module, const std::string &name,
 
 std::unique_ptr<GpuKernel> GpuKernel::load(const GpuArtifact &artifact,
                                            std::string &error) {
-  cuda::Driver *d = cuda::Driver::get(error);
-  if (!d || !d->makeCurrent(error))
-    return nullptr;
   std::unique_ptr<GpuKernel> k(new GpuKernel());
   k->art = artifact;
-  k->driver = d;
+  if (!k->loadModule(error))
+    return nullptr;
+  return k;
+}
+
+std::unique_ptr<GpuKernel> GpuKernel::deferred(const GpuArtifact &artifact) {
+  std::unique_ptr<GpuKernel> k(new GpuKernel());
+  k->art = artifact;
+  return k;
+}
+
+bool GpuKernel::loadModule(std::string &error) {
+  std::lock_guard<std::mutex> lock(loadMutex);
+  if (loaded)
+    return true;
+  driver = cuda::Driver::get(error);
+  if (!driver || !driver->makeCurrent(error)) {
+    driver = nullptr;
+    return false;
+  }
   // The PTX is JIT-compiled by the driver; keep its error log.
   char log[4096] = {0};
   int options[] = {/*CU_JIT_ERROR_LOG_BUFFER*/ 5,
                    /*CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES*/ 6};
   void *values[] = {log, reinterpret_cast<void *>(sizeof log)};
-  std::string ptx = artifact.ptx; // NUL-terminated
-  if (!d->check(
-          d->cuModuleLoadDataEx(&k->module, ptx.c_str(), 2, options, values),
+  std::string ptx = art.ptx; // NUL-terminated
+  if (!driver->check(
+          driver->cuModuleLoadDataEx(&module, ptx.c_str(), 2, options, values),
           "cuModuleLoadDataEx", error)) {
     if (log[0])
       error += " (" + std::string(log) + ")";
-    return nullptr;
+    module = nullptr;
+    return false;
   }
-  if (!d->check(d->cuModuleGetFunction(&k->function, k->module,
-                                       artifact.signature.name.c_str()),
-                "cuModuleGetFunction", error))
-    return nullptr;
-  if (!artifact.markKernel.empty() &&
-      !d->check(d->cuModuleGetFunction(&k->markFunction, k->module,
-                                       artifact.markKernel.c_str()),
-                "cuModuleGetFunction", error))
-    return nullptr;
-  // Hopper: a programmatic dependent launch (see launch()), only for PTX
-  // that waits for the kernel before it before touching memory.
-  k->dependentLaunch =
-      artifact.kernel == "wgmma" && d->cuLaunchKernelEx &&
-      artifact.ptx.find("griddepcontrol.wait") != std::string::npos;
+  // Unloads the module again where a later step fails.
+  auto unload = [&] {
+    driver->cuModuleUnload(module);
+    module = nullptr;
+    return false;
+  };
+  if (!driver->check(driver->cuModuleGetFunction(&function, module,
+                                                 art.signature.name.c_str()),
+                     "cuModuleGetFunction", error))
+    return unload();
+  const GpuKernelPlan &plan = art.plan;
+  const std::string markName = art.signature.name + "_marks";
+  if (plan.marks.present &&
+      !driver->check(
+          driver->cuModuleGetFunction(&markFunction, module, markName.c_str()),
+          "cuModuleGetFunction", error))
+    return unload();
+  // Hopper: a programmatic dependent launch (see launch()) of kernels that
+  // wait for the kernel before them before touching memory.
+  dependentLaunch = plan.dependentLaunch && driver->cuLaunchKernelEx;
   // More than 48 KiB of dynamic shared memory must be asked for.
   auto allowShared = [&](cuda::CUfunction fn, int64_t bytes) {
     return bytes <= 48 * 1024 ||
-           d->check(d->cuFuncSetAttribute(
-                        fn,
-                        /*CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES*/ 8,
-                        static_cast<int>(bytes)),
-                    "cuFuncSetAttribute(max dynamic shared memory)", error);
+           driver->check(
+               driver->cuFuncSetAttribute(
+                   fn,
+                   /*CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES*/ 8,
+                   static_cast<int>(bytes)),
+               "cuFuncSetAttribute(max dynamic shared memory)", error);
   };
-  if (!allowShared(k->function, artifact.sharedBytes) ||
-      (k->markFunction &&
-       !allowShared(k->markFunction, artifact.markSharedBytes)))
-    return nullptr;
+  if (!allowShared(function, plan.sharedBytes) ||
+      (markFunction && !allowShared(markFunction, plan.marks.sharedBytes)))
+    return unload();
   // A persistent kernel gets as many blocks as run at once (fewer when
   // the problem has fewer work items).
-  if (artifact.persistent) {
+  if (plan.persistent) {
     int perSM = 0;
-    if (!d->check(d->cuOccupancyMaxActiveBlocksPerMultiprocessor(
-                      &perSM, k->function,
-                      static_cast<int>(artifact.threadsPerBlock),
-                      static_cast<size_t>(artifact.sharedBytes)),
-                  "cuOccupancyMaxActiveBlocksPerMultiprocessor", error))
-      return nullptr;
-    k->residentBlocks =
-        std::max<int64_t>(1, static_cast<int64_t>(perSM) * d->multiprocessors);
+    if (!driver->check(driver->cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                           &perSM, function,
+                           static_cast<int>(plan.threadsPerBlock),
+                           static_cast<size_t>(plan.sharedBytes)),
+                       "cuOccupancyMaxActiveBlocksPerMultiprocessor", error))
+      return unload();
+    residentBlocks = std::max<int64_t>(1, static_cast<int64_t>(perSM) *
+                                              driver->multiprocessors);
   }
-  return k;
+  loaded = true;
+  return true;
 }
 
 LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
                                std::string &error) {
-  const GpuCompileOptions &o = art.options;
+  const GpuKernelPlan &o = art.plan;
   if (args.q.shape.size() == 4 && args.q.shape[3] != o.headDim) {
     error = "this GPU kernel is compiled for head dim D = " +
             std::to_string(o.headDim) + ", got Q of shape [" +
@@ -209,10 +188,13 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   PackedKernelArgs packed;
   if (!packKernelArgs(art.signature, o.elementType, args, packed, error))
     return LaunchStatus::InvalidArguments;
+  // A kernel compiled where there was no driver loads at its first launch.
+  if (!loadModule(error))
+    return LaunchStatus::Unavailable;
   if (!driver->makeCurrent(error))
     return LaunchStatus::KernelError;
   int64_t b = args.q.shape[0], h = args.q.shape[1], lq = args.q.shape[2];
-  if (art.kernel == "mma" || art.kernel == "wgmma") {
+  if (o.kind != GpuKernelKind::Simt) {
     // cp.async copies 16 contiguous, aligned bytes of K and V rows.
     for (const TensorView *t : {&args.q, &args.k, &args.v}) {
       const char *name = t == &args.q ? "Q" : t == &args.k ? "K" : "V";
@@ -228,7 +210,7 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
       }
     }
   }
-  int64_t rowsPerBlock = art.rowsPerBlock;
+  int64_t rowsPerBlock = o.rowsPerBlock;
   int64_t blocks = b * h * ((lq + rowsPerBlock - 1) / rowsPerBlock);
   if (blocks == 0) {
     // Nothing to launch; a synchronous run still reports what earlier
@@ -262,8 +244,8 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
   if (markFunction) {
     int64_t qTiles = (lq + rowsPerBlock - 1) / rowsPerBlock;
     marksItems =
-        (art.marksPerBatch ? b : 1) * (art.marksPerHead ? h : 1) * qTiles;
-    marksBytes = static_cast<size_t>(marksItems * art.markWords) * 4;
+        (o.marks.perBatch ? b : 1) * (o.marks.perHead ? h : 1) * qTiles;
+    marksBytes = static_cast<size_t>(marksItems * o.marks.words) * 4;
   }
   const bool growMarks = marks.size() < marksBytes;
   if (pendingAsync && (!async || stream != pendingStream || growMarks)) {
@@ -288,7 +270,7 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
     *packed.flags &= ~kFlagVectorO;
   *static_cast<void **>(packed.args[n - 5]) = status.data();
   *static_cast<void **>(packed.args[n - 4]) = status.data();
-  if (art.persistent)
+  if (o.persistent)
     blocks = std::min(blocks, residentBlocks);
   // With a mark kernel: both kernels take the marks buffer last (a memref
   // descriptor: allocated and aligned pointers, offset, size, stride), and
@@ -319,9 +301,9 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
     if (!dependentLaunch)
       return driver->check(
           driver->cuLaunchKernel(fn, static_cast<unsigned>(grid), 1, 1,
-                                 static_cast<unsigned>(art.threadsPerBlock), 1,
-                                 1, static_cast<unsigned>(shared), s,
-                                 argv.data(), nullptr),
+                                 static_cast<unsigned>(o.threadsPerBlock), 1, 1,
+                                 static_cast<unsigned>(shared), s, argv.data(),
+                                 nullptr),
           what, error);
     cuda::CUlaunchAttribute attr = {};
     attr.id = cuda::kLaunchAttributeProgrammaticStreamSerialization;
@@ -329,7 +311,7 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
     cuda::CUlaunchConfig config = {};
     config.gridDimX = static_cast<unsigned>(grid);
     config.gridDimY = config.gridDimZ = 1;
-    config.blockDimX = static_cast<unsigned>(art.threadsPerBlock);
+    config.blockDimX = static_cast<unsigned>(o.threadsPerBlock);
     config.blockDimY = config.blockDimZ = 1;
     config.sharedMemBytes = static_cast<unsigned>(shared);
     config.hStream = s;
@@ -339,10 +321,10 @@ LaunchStatus GpuKernel::launch(const RunArgs &args, void *stream,
         driver->cuLaunchKernelEx(&config, fn, argv.data(), nullptr), what,
         error);
   };
-  if (markFunction && !launchGrid(markFunction, marksItems, art.markSharedBytes,
+  if (markFunction && !launchGrid(markFunction, marksItems, o.marks.sharedBytes,
                                   "launching the mark kernel"))
     return LaunchStatus::KernelError;
-  if (!launchGrid(function, blocks, art.sharedBytes, "launching the kernel"))
+  if (!launchGrid(function, blocks, o.sharedBytes, "launching the kernel"))
     return LaunchStatus::KernelError;
   if (async) {
     pendingAsync = true;

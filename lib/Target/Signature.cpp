@@ -7,7 +7,7 @@
 
 #include "attnc/Target/Signature.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 using namespace attnc;
 using namespace mlir;

@@ -456,6 +456,68 @@ attn_status attn_compile_options_set_head_dims(attn_compile_options *options,
   });
 }
 
+attn_status attn_compile_options_set_gpu_kernel(attn_compile_options *options,
+                                                attn_gpu_kernel kernel) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_gpu_kernel", "options");
+    GpuOptions::Kernel k;
+    switch (kernel) {
+    case ATTN_GPU_KERNEL_AUTO:
+      k = GpuOptions::Kernel::Auto;
+      break;
+    case ATTN_GPU_KERNEL_MMA:
+      k = GpuOptions::Kernel::Mma;
+      break;
+    case ATTN_GPU_KERNEL_WGMMA:
+      k = GpuOptions::Kernel::Wgmma;
+      break;
+    case ATTN_GPU_KERNEL_SIMT:
+      k = GpuOptions::Kernel::Simt;
+      break;
+    default:
+      return fail(ATTN_ERROR_INVALID_ARGUMENT,
+                  "attn_compile_options_set_gpu_kernel: unknown kernel code " +
+                      std::to_string(static_cast<int>(kernel)));
+    }
+    options->options.gpu.kernel = k;
+    return ATTN_OK;
+  });
+}
+
+attn_status
+attn_compile_options_set_gpu_persistent(attn_compile_options *options,
+                                        int persistent) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_gpu_persistent", "options");
+    options->options.gpu.persistent = persistent != 0;
+    return ATTN_OK;
+  });
+}
+
+attn_status
+attn_compile_options_set_gpu_mark_kernel(attn_compile_options *options,
+                                         int mark_kernel) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_gpu_mark_kernel",
+                          "options");
+    options->options.gpu.markKernel = mark_kernel != 0;
+    return ATTN_OK;
+  });
+}
+
+attn_status attn_compile_options_set_gpu_arch(attn_compile_options *options,
+                                              const char *arch) {
+  return guard([&] {
+    if (!options)
+      return nullArgument("attn_compile_options_set_gpu_arch", "options");
+    options->options.gpu.arch = arch ? arch : "";
+    return ATTN_OK;
+  });
+}
+
 attn_status attn_compile(attn_runtime *runtime, const char *source,
                          const attn_compile_options *options,
                          attn_kernel **out) {
@@ -491,6 +553,10 @@ const char *attn_kernel_normalization(const attn_kernel *kernel) {
 
 const char *attn_kernel_key(const attn_kernel *kernel) {
   return signatureOf(kernel) ? kernel->kernel.key().c_str() : nullptr;
+}
+
+const char *attn_kernel_plan(const attn_kernel *kernel) {
+  return kernel ? kernel->kernel.plan().c_str() : nullptr;
 }
 
 attn_dtype attn_kernel_dtype(const attn_kernel *kernel) {

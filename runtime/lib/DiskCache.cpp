@@ -181,6 +181,9 @@ std::string manifestText(const std::string &key, const StoredKernel &e) {
           sha256Hex(e.object) + "\n";
   body += "signature " + std::to_string(e.signature.size()) + " " +
           sha256Hex(e.signature) + "\n";
+  if (!e.plan.empty())
+    body += "plan " + std::to_string(e.plan.size()) + " " + sha256Hex(e.plan) +
+            "\n";
   return body + "checksum " + sha256Hex(body) + "\n";
 }
 
@@ -352,6 +355,14 @@ DiskCache::Lookup DiskCache::read(const std::string &key, StoredKernel &out,
   if (!matches("object", m.fields["object"], e.object, why) ||
       !matches("signature", m.fields["signature"], e.signature, why))
     return Lookup::Corrupt;
+  if (m.fields.count("plan")) {
+    if (!readFile(path(key, ".plan"), e.plan)) {
+      why = "cannot read the plan: " + errnoText();
+      return Lookup::Corrupt;
+    }
+    if (!matches("plan", m.fields["plan"], e.plan, why))
+      return Lookup::Corrupt;
+  }
   out = std::move(e);
   return Lookup::Hit;
 }
@@ -366,8 +377,11 @@ bool DiskCache::write(const std::string &key, const StoredKernel &entry,
     return false;
   // A stale manifest must not vouch for the new files while they change.
   ::unlink(path(key, ".manifest").c_str());
+  ::unlink(path(key, ".plan").c_str());
   if (!writeFileAtomic(path(key, ".o"), entry.object, error) ||
       !writeFileAtomic(path(key, ".sig"), entry.signature, error) ||
+      (!entry.plan.empty() &&
+       !writeFileAtomic(path(key, ".plan"), entry.plan, error)) ||
       !writeFileAtomic(path(key, ".manifest"), manifestText(key, entry),
                        error)) {
     remove(key);
@@ -380,6 +394,7 @@ void DiskCache::remove(const std::string &key) {
   ::unlink(path(key, ".manifest").c_str());
   ::unlink(path(key, ".o").c_str());
   ::unlink(path(key, ".sig").c_str());
+  ::unlink(path(key, ".plan").c_str());
 }
 
 uint64_t DiskCache::evict(const std::string &keep) {
@@ -403,7 +418,8 @@ uint64_t DiskCache::evict(const std::string &keep) {
     int64_t mtime = 0, objTime = 0, sigTime = 0;
     uint64_t bytes = fileSize(path(key, ".manifest"), &mtime) +
                      fileSize(path(key, ".o"), &objTime) +
-                     fileSize(path(key, ".sig"), &sigTime);
+                     fileSize(path(key, ".sig"), &sigTime) +
+                     fileSize(path(key, ".plan"));
     if (mtime == 0) // no manifest: a partial entry, as old as its files
       mtime = std::max(objTime, sigTime);
     total += bytes;
@@ -444,7 +460,8 @@ std::vector<DiskEntryInfo> DiskCache::list() const {
     DiskEntryInfo info;
     info.key = key;
     info.bytes = fileSize(path(key, ".manifest"), &mtime) +
-                 fileSize(path(key, ".o")) + fileSize(path(key, ".sig"));
+                 fileSize(path(key, ".o")) + fileSize(path(key, ".sig")) +
+                 fileSize(path(key, ".plan"));
     info.lastUsed = mtime / 1000000000;
     Manifest m;
     if (readFile(path(key, ".manifest"), text) && parseManifest(text, m, why)) {

@@ -2,10 +2,12 @@
 //
 // Private to the runtime. One folder (`<dir>/v1`) holds, per kernel key K:
 //
-//   K.o         the relocatable object
-//   K.sig       the kernel signature in its text form
+//   K.o         the compiled code: a relocatable object (CPU) or PTX
+//   K.sig       the kernel signature in its text form (Signature.h)
+//   K.plan      GPU kernels: their plan in its text form (GpuKernelPlan.h)
 //   K.manifest  written last: key, variant, options, target, build, sizes
-//               and SHA-256 of K.o and K.sig, and a checksum of itself
+//               and SHA-256 of K.o, K.sig and K.plan, and a checksum of
+//               itself
 //   K.lock      flock(2)ed while a process reads, builds or removes K
 //
 // plus `stats` (the totals of every process, updated under `stats.lock`).
@@ -28,10 +30,11 @@ namespace attn::detail {
 /// What an entry holds besides its key.
 struct StoredKernel {
   std::string variant;
-  std::string options; // CompileOptions::describe()
+  std::string options; // CpuCompileOptions::describe()
   std::string target;  // HostTarget::describe()
   std::string build;   // the compiler's build identity
   std::string signature;
+  std::string plan; // empty: none (no K.plan)
   std::string object;
 };
 

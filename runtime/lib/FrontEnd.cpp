@@ -2,13 +2,13 @@
 
 #include "FrontEnd.h"
 
-#include "attn/AttnDialect.h"
-#include "attnc/Frontend/AST.h"
 #include "attnc/Frontend/Diagnostics.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Parser.h"
 #include "attnc/Frontend/Sema.h"
+#include "attnc/Frontend/VariantSelection.h"
 #include "attnc/Pipelines/Pipelines.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Verifier.h"
@@ -127,44 +127,18 @@ FrontEndStatus(::attn::detail::buildKeyedModule)(
     return FrontEndStatus::LanguageError;
   }
 
-  // Choose the variant; the messages follow attnc's.
+  // Choose the variant (as attnc does) and keep only it.
   std::vector<std::string> names;
   for (const attnc::CheckedVariant &v : *variants)
     names.push_back(v.name);
-  std::string name = wanted;
-  if (!wanted.empty()) {
-    if (std::find(names.begin(), names.end(), wanted) == names.end()) {
-      error = "no attention block named '" + wanted + "' in " + bufferName;
-      std::vector<llvm::StringRef> refs(names.begin(), names.end());
-      std::string near = attnc::ast::didYouMean(wanted, refs);
-      if (!near.empty())
-        error += near;
-      else if (!names.empty())
-        error += " (it has: " + llvm::join(names, ", ") + ")";
-      return FrontEndStatus::InvalidArgument;
-    }
-  } else if (names.empty()) {
-    error = bufferName + " holds no attention block";
+  std::string name;
+  if (!attnc::chooseVariant(names, wanted, bufferName, "the variant option",
+                            name, error))
     return FrontEndStatus::InvalidArgument;
-  } else if (names.size() > 1) {
-    error = bufferName + " holds " + std::to_string(names.size()) +
-            " attention blocks (" + llvm::join(names, ", ") +
-            "); choose one with the variant option";
-    return FrontEndStatus::InvalidArgument;
-  } else {
-    name = names.front();
-  }
 
   OwningOpRef<ModuleOp> module = attnc::genModule(
       ctx, *variants, FileLineColLoc::get(&ctx, bufferName, 1, 1));
-  mlir::attn::VariantOp variant;
-  for (Operation &op : llvm::make_early_inc_range(*module->getBody())) {
-    auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op);
-    if (v && v.getSymName() == name)
-      variant = v;
-    else
-      op.erase();
-  }
+  mlir::attn::VariantOp variant = attnc::keepOnlyVariant(*module, name);
   for (const auto &[param, value] : consts)
     if (!overrideConst(variant, param, value, error))
       return FrontEndStatus::InvalidArgument;

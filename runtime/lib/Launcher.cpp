@@ -240,6 +240,8 @@ attn_status launch(const char *signature, const char *kernel, int threads,
     return ATTN_ERROR_KERNEL;
   case LaunchStatus::OutOfMemory:
     return ATTN_ERROR_OUT_OF_MEMORY;
+  case LaunchStatus::Unavailable:
+    return ATTN_ERROR_UNAVAILABLE;
   }
   return ATTN_ERROR_INTERNAL;
 }

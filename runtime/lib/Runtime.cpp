@@ -1,21 +1,28 @@
 //===- Runtime.cpp - Compiling variants through the kernel cache ----------===//
 //
-// Runtime::compile, from fastest to slowest path:
+// Runtime::compile, one path for every target and kernel kind, from fastest
+// to slowest:
+//   0. the options are checked and give the target's Backend (Backend.h),
+//      which says what the key holds of them;
 //   1. memory, by source text and options (no front end at all);
 //   2. front end -> canonical IR -> key; memory, by key;
 //   3. one thread per key goes on (others wait for its result), takes the
 //      key's file lock (one process goes on, others wait), and
-//   4. loads the disk entry (no MLIR passes, no code generation), or
-//   5. compiles (pipelines + LLVM), writes the entry, evicts for the cap.
+//   4. loads the disk entry (no MLIR passes, no code generation; an entry
+//      that is not what it claims is removed), or
+//   5. compiles (the backend), writes the entry, evicts for the cap, and
+//      loads what it wrote.
 //
-// The key is the SHA-256 of: the canonical IR (generic form, no locations),
-// the compile options, the host target (triple, CPU, features) and the
-// compiler's build identity.
+// The key is the SHA-256 of: the canonical IR (generic form, no
+// locations), the kernel kind, the backend's compile options and target
+// (triple, CPU and features; or the GPU chip) and the compiler's build
+// identity.
 //
 //===----------------------------------------------------------------------===//
 
 #include "attn/attn.hpp"
 
+#include "Backend.h"
 #include "DiskCache.h"
 #include "FrontEnd.h"
 #include "Hash.h"
@@ -227,6 +234,12 @@ const std::string &Kernel::key() const {
   return impl_->key;
 }
 
+const std::string &Kernel::plan() const {
+  if (!impl_)
+    throw Error(Status::InvalidArgument, "the kernel handle is empty");
+  return impl_->plan;
+}
+
 namespace {
 
 bool toView(const char *what, const Tensor &t, attnc::TensorView &out,
@@ -290,6 +303,8 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
     return Status::KernelError;
   case attnc::LaunchStatus::OutOfMemory:
     return Status::OutOfMemory;
+  case attnc::LaunchStatus::Unavailable:
+    return Status::Unavailable;
   }
   return Status::Internal;
 }
@@ -347,8 +362,6 @@ void Kernel::synchronize() const {
 
 namespace {
 
-using KernelPtr = std::shared_ptr<const Kernel::Impl>;
-
 /// A compilation in progress that other threads wait for.
 struct InFlight {
   std::mutex mutex;
@@ -373,7 +386,10 @@ std::string optionsKey(const CompileOptions &o) {
       " tiling=" + std::to_string(static_cast<int>(o.tiling.mode)) + "," +
       std::to_string(o.tiling.blockQ) + "," + std::to_string(o.tiling.blockKV) +
       " dims=" + std::to_string(o.headDim) + "," + std::to_string(o.valueDim) +
-      " variant=" + o.variant + " consts=";
+      " variant=" + o.variant +
+      " gpu=" + std::to_string(static_cast<int>(o.gpu.kernel)) + "," +
+      (o.gpu.persistent ? "1" : "0") + "," + (o.gpu.markKernel ? "1" : "0") +
+      "," + o.gpu.arch + " consts=";
   for (const auto &[name, value] : o.consts)
     s += name + ":" + doubleKey(value) + ",";
   return s;
@@ -407,15 +423,19 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
   std::atomic<uint64_t> compiles{0}, memoryHits{0}, diskHits{0}, diskWrites{0},
       evictions{0}, corruptEntries{0};
 
+  /// The one compile path, for every target and kernel kind (see the file
+  /// comment).
   Status compile(const std::string &source, const std::string &bufferName,
                  const CompileOptions &options, KernelPtr &out,
                  std::string &error);
-  Status build(const std::string &key, KeyedModule &keyed,
-               const attnc::CompileOptions &copts, DType dtype, KernelPtr &out,
-               std::string &error);
-  Status compileGpu(const std::string &source, const std::string &bufferName,
-                    const CompileOptions &options, KernelPtr &out,
-                    std::string &error);
+  /// The key's kernel, built by this thread (the single-flight leader):
+  /// the disk entry under the key's file lock, else compileAndStore.
+  Status build(const std::string &key, KeyedModule &keyed, Backend &backend,
+               KernelPtr &out, std::string &error);
+  /// Compiles, counts, stores in `store` (null: nowhere) and loads.
+  Status compileAndStore(const std::string &key, KeyedModule &keyed,
+                         Backend &backend, DiskCache *store, KernelPtr &out,
+                         std::string &error);
   /// The kernel already compiled from exactly this text and these options.
   bool lookupText(const std::string &textKey, KernelPtr &out) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -426,12 +446,8 @@ struct __attribute__((visibility("hidden"))) Runtime::Impl {
     out = it->second;
     return true;
   }
-  Status compileAndLoad(const std::string &key, KeyedModule &keyed,
-                        const attnc::CompileOptions &copts, DType dtype,
-                        DiskCache *store, KernelPtr &out, std::string &error);
 
-  // Disk-cache bookkeeping shared by CPU objects and GPU PTX: this
-  // runtime's counters and the folder's.
+  // Disk-cache bookkeeping: this runtime's counters and the folder's.
   void noteDiskHit(const std::string &key) {
     disk->touch(key);
     ++diskHits;
@@ -569,73 +585,62 @@ void Runtime::clearCache() {
     throw Error(status, error);
 }
 
-Status Runtime::Impl::compileAndLoad(const std::string &key, KeyedModule &keyed,
-                                     const attnc::CompileOptions &copts,
-                                     DType dtype, DiskCache *store,
-                                     KernelPtr &out, std::string &error) {
-  attnc::CpuArtifact artifact;
-  if (!attnc::CpuKernel::compileToObject(*keyed.module, keyed.variant, copts,
-                                         artifact, error))
-    return Status::Internal;
+Status Runtime::Impl::compileAndStore(const std::string &key,
+                                      KeyedModule &keyed, Backend &backend,
+                                      DiskCache *store, KernelPtr &out,
+                                      std::string &error) {
   StoredKernel stored;
-  if (store) {
-    stored.variant = keyed.variant;
-    stored.options = copts.describe();
-    stored.target = attnc::HostTarget::native().describe();
-    stored.build = ATTN_BUILD_ID;
-    stored.signature = artifact.signature.toText();
-    stored.object = artifact.object;
-  }
+  Status status = backend.compile(keyed, stored, error);
+  if (status != Status::Ok)
+    return status;
+  stored.variant = keyed.variant;
+  stored.options = backend.optionsText();
+  stored.target = backend.targetText();
+  stored.build = ATTN_BUILD_ID;
   noteCompile(key, stored, store);
-  auto kernel = std::make_shared<Kernel::Impl>();
-  kernel->key = key;
-  kernel->signature = publicSignature(artifact.signature, dtype);
-  kernel->cpu = attnc::CpuKernel::load(artifact.signature, artifact.object,
-                                       artifact.options, error);
-  if (!kernel->cpu) {
+  // Loaded from what the cache stores: the entry's format is checked on
+  // every compile, not only when a later process reads it.
+  bool corrupt = false;
+  status = backend.load(key, stored, out, error, corrupt);
+  if (status != Status::Ok && corrupt)
     error = "internal error: cannot load the kernel just compiled: " + error;
-    return Status::Internal;
-  }
-  out = std::move(kernel);
-  return Status::Ok;
+  return status;
 }
 
 Status Runtime::Impl::build(const std::string &key, KeyedModule &keyed,
-                            const attnc::CompileOptions &copts, DType dtype,
-                            KernelPtr &out, std::string &error) {
+                            Backend &backend, KernelPtr &out,
+                            std::string &error) {
   if (!disk)
-    return compileAndLoad(key, keyed, copts, dtype, nullptr, out, error);
+    return compileAndStore(key, keyed, backend, nullptr, out, error);
   DiskCache::KeyLock lock;
   std::string lockError;
   if (!disk->lock(key, lock, lockError)) // unusable folder: memory only
-    return compileAndLoad(key, keyed, copts, dtype, nullptr, out, error);
+    return compileAndStore(key, keyed, backend, nullptr, out, error);
 
   StoredKernel stored;
   std::string why;
   DiskCache::Lookup found = disk->read(key, stored, why);
   if (found == DiskCache::Lookup::Hit) {
-    attnc::KernelSignature sig;
-    std::unique_ptr<attnc::CpuKernel> cpu;
-    if (stored.build != ATTN_BUILD_ID || stored.options != copts.describe())
+    bool corrupt = true;
+    if (stored.build != ATTN_BUILD_ID ||
+        stored.options != backend.optionsText()) {
       why = "the manifest does not match the key";
-    else if (!attnc::KernelSignature::fromText(stored.signature, sig, why))
-      ;
-    else if (!(cpu = attnc::CpuKernel::load(sig, stored.object, copts, why)))
-      why = "the object does not load: " + why;
-    if (cpu) {
-      noteDiskHit(key);
-      auto kernel = std::make_shared<Kernel::Impl>();
-      kernel->key = key;
-      kernel->signature = publicSignature(sig, dtype);
-      kernel->cpu = std::move(cpu);
-      out = std::move(kernel);
-      return Status::Ok;
+    } else {
+      Status status = backend.load(key, stored, out, why, corrupt);
+      if (status == Status::Ok) {
+        noteDiskHit(key);
+        return Status::Ok;
+      }
+      if (!corrupt) { // the entry is fine; it cannot run here
+        error = why;
+        return status;
+      }
     }
     found = DiskCache::Lookup::Corrupt;
   }
   if (found == DiskCache::Lookup::Corrupt)
     dropCorruptEntry(key);
-  return compileAndLoad(key, keyed, copts, dtype, disk.get(), out, error);
+  return compileAndStore(key, keyed, backend, disk.get(), out, error);
 }
 
 Status Runtime::Impl::compile(const std::string &source,
@@ -643,66 +648,10 @@ Status Runtime::Impl::compile(const std::string &source,
                               const CompileOptions &options, KernelPtr &out,
                               std::string &error) {
   // Options first: they need no front end.
-  if (options.target == Target::NVPTX)
-    return compileGpu(source, bufferName, options, out, error);
-  if (options.target != Target::CPU) {
-    error =
-        "unknown target " + std::to_string(static_cast<int>(options.target));
-    return Status::InvalidArgument;
-  }
-  if (options.dtype != DType::F32 && options.dtype != DType::F16) {
-    error =
-        std::string("cpu kernels take float32 or float16 Q, K and V, "
-                    "not ") +
-        dtypeName(options.dtype) +
-        (options.dtype == DType::BF16 ? " (bfloat16 runs on the nvptx target)"
-                                      : "");
-    return Status::InvalidArgument;
-  }
-  attnc::CompileOptions copts;
-  copts.elementType = toInternal(options.dtype);
-  if (options.headDim < 0 || options.valueDim < 0) {
-    error = "head dims must be positive (or 0 for unknown), got D = " +
-            std::to_string(options.headDim) +
-            ", Dv = " + std::to_string(options.valueDim);
-    return Status::InvalidArgument;
-  }
-  bool dimsKnown = options.headDim > 0 && options.valueDim > 0;
-  switch (options.tiling.mode) {
-  case Tiling::Mode::Auto:
-    // The tiled kernel when it applies; very wide heads use the reference.
-    copts.reference = !dimsKnown || options.headDim > attnc::kMaxTiledHeadDim ||
-                      options.valueDim > attnc::kMaxTiledHeadDim;
-    break;
-  case Tiling::Mode::Reference:
-    copts.reference = true;
-    break;
-  case Tiling::Mode::Fixed:
-    if (options.tiling.blockQ <= 0 || options.tiling.blockKV <= 0) {
-      error = "fixed tiling needs positive tile sizes, got " +
-              std::to_string(options.tiling.blockQ) + " x " +
-              std::to_string(options.tiling.blockKV);
-      return Status::InvalidArgument;
-    }
-    if (!dimsKnown) {
-      error = "fixed tiling builds the tiled kernel, which is specialised "
-              "for the head dims: set CompileOptions::headDim and valueDim";
-      return Status::InvalidArgument;
-    }
-    copts.reference = false;
-    copts.tileQ = options.tiling.blockQ;
-    copts.tileKV = options.tiling.blockKV;
-    break;
-  }
-  if (!copts.reference) {
-    copts.headDim = options.headDim;
-    copts.valueDim = options.valueDim;
-    if (options.target == Target::CPU) {
-      error = attnc::tiledOptionsError(copts);
-      if (!error.empty())
-        return Status::InvalidArgument;
-    }
-  }
+  std::unique_ptr<Backend> backend;
+  Status checked = makeBackend(options, backend, error);
+  if (checked != Status::Ok)
+    return checked;
 
   // 1. Memory, by text.
   std::string textKey = optionsKey(options);
@@ -718,9 +667,9 @@ Status Runtime::Impl::compile(const std::string &source,
   if (fe != FrontEndStatus::Ok)
     return frontEndFailure(fe);
   std::string key = sha256Hex(
-      "attn-kernel-key 1\nbuild " + std::string(ATTN_BUILD_ID) + "\ntarget " +
-      attnc::HostTarget::native().describe() + "\noptions " + copts.describe() +
-      " target=cpu\nir\n" + keyed.canonicalIR);
+      "attn-kernel-key 2\nbuild " + std::string(ATTN_BUILD_ID) + "\nkind " +
+      kernelKindName(backend->kind()) + "\ntarget " + backend->targetText() +
+      "\noptions " + backend->optionsText() + "\nir\n" + keyed.canonicalIR);
 
   std::shared_ptr<InFlight> flight;
   bool leader = false;
@@ -760,7 +709,7 @@ Status Runtime::Impl::compile(const std::string &source,
   KernelPtr kernel;
   Status status;
   try {
-    status = build(key, keyed, copts, options.dtype, kernel, error);
+    status = build(key, keyed, *backend, kernel, error);
   } catch (const std::bad_alloc &) {
     status = Status::OutOfMemory;
     error = "out of memory";
@@ -788,188 +737,25 @@ Status Runtime::Impl::compile(const std::string &source,
   return status;
 }
 
-namespace {
-/// An on/off switch from the environment: unset or empty leaves `value`,
-/// "0" and "1" set it, anything else is an error.
-bool envSwitch(const char *name, bool &value, std::string &error) {
-  const char *p = std::getenv(name);
-  if (!p || !*p)
-    return true;
-  if (std::string(p) != "0" && std::string(p) != "1") {
-    error = std::string(name) + " must be 0 or 1, not '" + p + "'";
-    return false;
+const char *attn::detail::kernelKindName(KernelKind kind) {
+  switch (kind) {
+  case KernelKind::Forward:
+    return "forward";
   }
-  value = std::string(p) == "1";
-  return true;
+  return "?";
 }
 
-/// A GPU kernel in the disk cache's object slot: one header line with the
-/// compiler's launch shape (and its mark kernel's, "-" for none), then the
-/// PTX.
-std::string encodeGpuObject(const attnc::GpuArtifact &a) {
-  return "attn-ptx 3 " + a.kernel + " " + std::to_string(a.rowsPerBlock) + " " +
-         std::to_string(a.threadsPerBlock) + " " +
-         std::to_string(a.sharedBytes) + " " + (a.persistent ? "1" : "0") +
-         " " + (a.markKernel.empty() ? "-" : a.markKernel) + " " +
-         std::to_string(a.markSharedBytes) + " " + std::to_string(a.markWords) +
-         " " + (a.marksPerBatch ? "1" : "0") + " " +
-         (a.marksPerHead ? "1" : "0") + "\n" + a.ptx;
-}
-bool decodeGpuObject(const std::string &object, attnc::GpuArtifact &a) {
-  size_t eol = object.find('\n');
-  if (eol == std::string::npos)
-    return false;
-  std::istringstream header(object.substr(0, eol));
-  std::string magic, version;
-  int persistent = -1, perBatch = -1, perHead = -1;
-  header >> magic >> version >> a.kernel >> a.rowsPerBlock >>
-      a.threadsPerBlock >> a.sharedBytes >> persistent >> a.markKernel >>
-      a.markSharedBytes >> a.markWords >> perBatch >> perHead;
-  a.persistent = persistent == 1;
-  a.marksPerBatch = perBatch == 1;
-  a.marksPerHead = perHead == 1;
-  if (a.markKernel == "-")
-    a.markKernel.clear();
-  if (!header || magic != "attn-ptx" || version != "3" ||
-      (persistent != 0 && persistent != 1) ||
-      (perBatch != 0 && perBatch != 1) || (perHead != 0 && perHead != 1) ||
-      a.markSharedBytes < 0 || a.markSharedBytes > 228 * 1024 ||
-      (!a.markKernel.empty() &&
-       (a.persistent || a.markWords <= 0 || a.markWords > 4096)) ||
-      (a.kernel != "mma" && a.kernel != "wgmma" && a.kernel != "simt") ||
-      a.rowsPerBlock <= 0 || a.threadsPerBlock <= 0 ||
-      a.threadsPerBlock > 1024 || a.sharedBytes < 0 ||
-      a.sharedBytes > 228 * 1024)
-    return false;
-  a.ptx = object.substr(eol + 1);
-  return !a.ptx.empty();
-}
-} // namespace
-
-/// The nvptx target: PTX compiled in memory, kept in the disk cache with
-/// its launch shape, loaded into device 0's primary context; kernels are
-/// also cached by text per process.
-Status Runtime::Impl::compileGpu(const std::string &source,
-                                 const std::string &bufferName,
-                                 const CompileOptions &options, KernelPtr &out,
+Status attn::detail::makeBackend(const CompileOptions &options,
+                                 std::unique_ptr<Backend> &out,
                                  std::string &error) {
-  attnc::cuda::Driver *driver = attnc::cuda::Driver::get(error);
-  if (!driver)
-    return Status::Unavailable;
-  if (options.dtype != DType::F32 && options.dtype != DType::F16 &&
-      options.dtype != DType::BF16) {
-    error = std::string("nvptx kernels take float32, float16 or bfloat16 Q, "
-                        "K and V, not ") +
-            dtypeName(options.dtype);
-    return Status::InvalidArgument;
+  switch (options.target) {
+  case Target::CPU:
+    return makeCpuBackend(options, out, error);
+  case Target::NVPTX:
+    return makeGpuBackend(options, out, error);
   }
-  if (options.headDim <= 0 || options.valueDim <= 0) {
-    error = "nvptx kernels are specialised for the head dims: set "
-            "CompileOptions::headDim and valueDim";
-    return Status::InvalidArgument;
-  }
-  if (options.tiling.mode == Tiling::Mode::Reference) {
-    error = "the nvptx target has no reference kernel; use the cpu target";
-    return Status::InvalidArgument;
-  }
-  // ATTN_GPU_KERNEL picks the kernel kind (auto, mma, wgmma or simt).
-  std::string kernelKind = "auto";
-  if (const char *kind = std::getenv("ATTN_GPU_KERNEL"); kind && *kind)
-    kernelKind = kind;
-  if (kernelKind != "auto" && kernelKind != "mma" && kernelKind != "wgmma" &&
-      kernelKind != "simt") {
-    error = "ATTN_GPU_KERNEL must be auto, mma, wgmma or simt, not '" +
-            kernelKind + "'";
-    return Status::InvalidArgument;
-  }
-  // ATTN_GPU_PERSISTENT=1 lets the wgmma kernel be persistent for
-  // data-dependent masks; 0 or unset: never. ATTN_GPU_MARK_KERNEL=0 makes
-  // every block of a data-dependent mask's kernel work out its live
-  // kv-tiles itself, without the mark kernel.
-  bool persistent = false, markKernel = true;
-  if (!envSwitch("ATTN_GPU_PERSISTENT", persistent, error) ||
-      !envSwitch("ATTN_GPU_MARK_KERNEL", markKernel, error))
-    return Status::InvalidArgument;
-  std::string textKey = optionsKey(options) + " kernel=" + kernelKind +
-                        (persistent ? " persistent=1" : "") +
-                        (markKernel ? "" : " marks=0") + '\n' + source;
-  if (lookupText(textKey, out))
-    return Status::Ok;
-  KeyedModule keyed;
-  FrontEndStatus fe = buildKeyedModule(source, bufferName, options.variant,
-                                       options.consts, keyed, error);
-  if (fe != FrontEndStatus::Ok)
-    return frontEndFailure(fe);
-  attnc::GpuCompileOptions g;
-  g.elementType = toInternal(options.dtype);
-  g.headDim = options.headDim;
-  g.valueDim = options.valueDim;
-  if (options.tiling.mode == Tiling::Mode::Fixed && options.tiling.blockQ > 0)
-    g.tileQ = options.tiling.blockQ;
-  if (options.tiling.mode == Tiling::Mode::Fixed && options.tiling.blockKV > 0)
-    g.tileKV = options.tiling.blockKV;
-  g.chip = driver->chip();
-  g.kernel = kernelKind;
-  g.persistent = persistent;
-  g.markKernel = markKernel;
-  // The disk cache holds the PTX with its launch shape, keyed like CPU
-  // objects (build, options with the chip, canonical IR); a hit skips MLIR
-  // and leaves only the driver's JIT.
-  std::string key = sha256Hex(
-      "attn-kernel-key 1\nbuild " + std::string(ATTN_BUILD_ID) + "\noptions " +
-      g.describe() + " target=nvptx\nir\n" + keyed.canonicalIR);
-  attnc::GpuArtifact artifact;
-  bool fromDisk = false;
-  DiskCache::KeyLock lock;
-  std::string lockError;
-  bool useDisk = disk && disk->lock(key, lock, lockError);
-  if (useDisk) {
-    StoredKernel stored;
-    std::string why;
-    DiskCache::Lookup found = disk->read(key, stored, why);
-    if (found == DiskCache::Lookup::Hit) {
-      if (stored.build == ATTN_BUILD_ID && stored.options == g.describe() &&
-          attnc::KernelSignature::fromText(stored.signature, artifact.signature,
-                                           why) &&
-          decodeGpuObject(stored.object, artifact)) {
-        artifact.options = g;
-        fromDisk = true;
-        noteDiskHit(key);
-      } else {
-        found = DiskCache::Lookup::Corrupt;
-      }
-    }
-    if (found == DiskCache::Lookup::Corrupt)
-      dropCorruptEntry(key);
-  }
-  if (!fromDisk) {
-    if (!attnc::GpuKernel::compileToPtx(*keyed.module, keyed.variant, g,
-                                        artifact, error))
-      return Status::Internal;
-    StoredKernel stored;
-    if (useDisk) {
-      stored.variant = keyed.variant;
-      stored.options = g.describe();
-      stored.target = "nvptx " + g.chip;
-      stored.build = ATTN_BUILD_ID;
-      stored.signature = artifact.signature.toText();
-      stored.object = encodeGpuObject(artifact);
-    }
-    noteCompile(key, stored, useDisk ? disk.get() : nullptr);
-  }
-  auto kernel = std::make_shared<Kernel::Impl>();
-  kernel->key = key;
-  kernel->signature = publicSignature(artifact.signature, options.dtype);
-  kernel->signature.target = Target::NVPTX;
-  kernel->gpu = attnc::GpuKernel::load(artifact, error);
-  if (!kernel->gpu)
-    return Status::Unavailable;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    byText[textKey] = kernel;
-  }
-  out = std::move(kernel);
-  return Status::Ok;
+  error = "unknown target " + std::to_string(static_cast<int>(options.target));
+  return Status::InvalidArgument;
 }
 
 Status attn::detail::readSourceFile(const std::string &path,

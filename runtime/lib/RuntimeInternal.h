@@ -15,6 +15,7 @@ namespace attn {
 struct Kernel::Impl {
   Signature signature;
   std::string key;
+  std::string plan;                      // Kernel::plan()
   std::unique_ptr<attnc::CpuKernel> cpu; // target cpu
   std::unique_ptr<attnc::GpuKernel> gpu; // target nvptx
 };

@@ -28,7 +28,7 @@
 // RUN: not attn-opt %s --split-input-file --convert-attn-to-mma-kernel="element-type=f16 head-dim=256 value-dim=256 tile-kv=256" 2>&1 | FileCheck %s --check-prefix=BADSMEM
 
 // BAD: element-type must be f16 or bf16, got 'f32'
-// BADDIM: the head dims and tile-kv must be positive multiples of 16
+// BADDIM: the tensor-core GPU kernel needs f16 or bf16 and head dims that are multiples of 16 up to 256 (got f16, D = 72, Dv = 64)
 // BADSMEM: the Q, K and V tiles need 304128 bytes of shared memory, more than 200 KiB
 
 // CHECK: module attributes {gpu.container_module}

@@ -797,6 +797,9 @@ def run_one(cs, opts, seed):
             cmd += ["--reference"]
         if opts.threads:
             cmd += ["--threads", str(opts.threads)]
+        for flag in ("gpu_kernel", "gpu_persistent", "gpu_mark_kernel"):
+            if getattr(opts, flag):
+                cmd += ["--" + flag.replace("_", "-"), getattr(opts, flag)]
         cmd += ["-o", out] + (["--lse", lse] if lse else [])
         try:
             p = subprocess.run(cmd, stdout=subprocess.PIPE,
@@ -935,6 +938,11 @@ def main():
     ap.add_argument("--reference", action="store_true",
                     help="run attnc's reference loop lowering (--reference)")
     ap.add_argument("--threads", type=int, help="forwarded as --threads")
+    ap.add_argument("--gpu-kernel", help="forwarded as --gpu-kernel")
+    ap.add_argument("--gpu-persistent", choices=["on", "off"],
+                    help="forwarded as --gpu-persistent")
+    ap.add_argument("--gpu-mark-kernel", choices=["on", "off"],
+                    help="forwarded as --gpu-mark-kernel")
     ap.add_argument("--dtype", choices=["float16"],
                     help="run every non-error case with Q, K, V of this "
                          "dtype (and its tolerance)")

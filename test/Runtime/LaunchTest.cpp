@@ -1,14 +1,16 @@
 //===- LaunchTest.cpp - Signature text and the AOT launcher ---------------===//
 //
 // The MLIR-free pieces that cache entries and ahead-of-time programs rely
-// on: the signature text round-trips exactly and rejects damaged text with
-// a line number; attn_launch refuses bad descriptions and arguments with a
-// status and a message, calling the kernel only when everything checks.
+// on: the signature text and the GPU kernel plan's round-trip exactly and
+// reject damaged text with a line number; attn_launch refuses bad descriptions
+// and arguments with a status and a message, calling the kernel only when
+// everything checks.
 //
 //===----------------------------------------------------------------------===//
 
 #include "attn/attn_launch.h"
 
+#include "attnc/ABI/GpuKernelPlan.h"
 #include "attnc/Target/KernelLaunch.h"
 #include "attnc/Target/Signature.h"
 
@@ -97,6 +99,87 @@ TEST(SignatureText, RejectsDamage) {
     EXPECT_NE(error.find(c.message), std::string::npos)
         << "got: " << error << "\nwanted: " << c.message;
     EXPECT_EQ(error.rfind("malformed kernel signature, line ", 0), 0u);
+  }
+}
+
+GpuKernelPlan samplePlan() {
+  GpuKernelPlan p;
+  p.kind = GpuKernelKind::Wgmma;
+  p.elementType = DType::BF16;
+  p.headDim = 128;
+  p.valueDim = 64;
+  p.chip = "sm_90a";
+  p.rowsPerBlock = 128;
+  p.threadsPerBlock = 256;
+  p.warps = 8;
+  p.mTiles = 1;
+  p.tileKV = 128;
+  p.kvStages = 2;
+  p.summaryTables = 1;
+  p.sharedBytes = 165000;
+  p.marks.present = true;
+  p.marks.perHead = true;
+  p.marks.words = 34;
+  p.marks.sharedBytes = 4232;
+  p.dependentLaunch = true;
+  p.whyKind = "auto: Hopper";
+  p.whyPersistent = "not asked";
+  p.whyMarks = "a data-dependent mask";
+  return p;
+}
+
+TEST(GpuKernelPlanText, RoundTrips) {
+  GpuKernelPlan plan = samplePlan();
+  std::string text = plan.toText();
+  EXPECT_EQ(text.rfind("attn-gpu-plan 1\nkind wgmma\nelement bf16\n", 0), 0u)
+      << text;
+  GpuKernelPlan back;
+  std::string error;
+  ASSERT_TRUE(GpuKernelPlan::fromText(text, back, error)) << error;
+  EXPECT_EQ(back.toText(), text);
+  EXPECT_EQ(back.kind, GpuKernelKind::Wgmma);
+  EXPECT_EQ(back.elementType, DType::BF16);
+  EXPECT_EQ(back.valueDim, 64);
+  EXPECT_EQ(back.chip, "sm_90a");
+  EXPECT_EQ(back.sharedBytes, 165000);
+  EXPECT_TRUE(back.marks.present && back.marks.perHead && !back.marks.perBatch);
+  EXPECT_EQ(back.marks.sharedBytes, 4232);
+  EXPECT_TRUE(back.dependentLaunch);
+  EXPECT_EQ(back.whyMarks, "a data-dependent mask");
+  EXPECT_NE(back.describe().find("mark kernel       yes"), std::string::npos);
+}
+
+TEST(GpuKernelPlanText, RejectsDamage) {
+  std::string text = samplePlan().toText();
+  auto replaced = [&](const std::string &from, const std::string &to) {
+    std::string t = text;
+    t.replace(t.find(from), from.size(), to);
+    return t;
+  };
+  struct Case {
+    std::string text, message;
+  } cases[] = {
+      {"", "not a GPU kernel plan of this version"},
+      {replaced("attn-gpu-plan 1", "attn-gpu-plan 2"),
+       "not a GPU kernel plan of this version"},
+      {text.substr(0, text.size() - 4), "lines, expected"},
+      {replaced("kind wgmma", "kind tensor"), "line 2 "},
+      {replaced("element bf16", "element f64"), "line 3 "},
+      {replaced("head-dims 128 64", "head-dims 128"), "line 4 "},
+      {replaced("block 128 256", "block 128 4096"), "line 6 "},
+      {replaced("shared-bytes 165000", "shared-bytes 999999"), "line 10 "},
+      {replaced("persistent 0", "persistent 2"), "line 11 "},
+      {replaced("persistent 0", "persistent 1"), "with a persistent kernel"},
+      {replaced("marks 1 0 1 34", "marks 1 0 1 34 x"), "line 12 "},
+      {replaced("dependent-launch 1", "launch 1"),
+       "expected 'dependent-launch"},
+  };
+  for (const Case &c : cases) {
+    GpuKernelPlan out;
+    std::string error;
+    EXPECT_FALSE(GpuKernelPlan::fromText(c.text, out, error)) << c.text;
+    EXPECT_NE(error.find(c.message), std::string::npos)
+        << "got: " << error << "\nwanted: " << c.message;
   }
 }
 

@@ -461,6 +461,191 @@ TEST(CacheKey, BadConstOverrides) {
 }
 
 //===----------------------------------------------------------------------===//
+// GPU kernels: one compile path with the CPU's (single-flight, memory by
+// key, disk entries with the plan), compiled for a given arch without a
+// device; the kernel follows the options, not the environment.
+//===----------------------------------------------------------------------===//
+
+const char *kDocuments = R"(
+attention documents {
+  param doc: i32[Lkv];
+  mask = doc[q_idx] == doc[kv_idx];
+}
+)";
+
+/// nvptx options for `arch` ("": device 0's), f16, D = Dv = `dim`.
+attn::CompileOptions gpuOptions(const std::string &arch, int64_t dim = 64) {
+  attn::CompileOptions o;
+  o.target = attn::Target::NVPTX;
+  o.dtype = attn::DType::F16;
+  o.headDim = o.valueDim = dim;
+  o.gpu.arch = arch;
+  return o;
+}
+
+/// Whether this process can load GPU kernels (a CUDA driver and a device).
+bool haveGpu() {
+  attn::Runtime rt(memoryOnly());
+  attn::Kernel k;
+  std::string error;
+  return rt.compile("attention a {}", gpuOptions(""), k, error) !=
+         Status::Unavailable;
+}
+
+/// Compiles `src` with `opts` from two threads at once on `rt`; both
+/// kernels must come back with one key.
+void compileFromTwoThreads(attn::Runtime &rt, const std::string &src,
+                           const attn::CompileOptions &opts) {
+  std::vector<attn::Kernel> kernels(2);
+  std::vector<std::string> errors(2);
+  std::vector<Status> statuses(2, Status::Internal);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([&, t] {
+      ++ready;
+      while (ready < 2)
+        std::this_thread::yield();
+      statuses[t] = rt.compile(src, opts, kernels[t], errors[t]);
+    });
+  for (std::thread &t : threads)
+    t.join();
+  for (int t = 0; t < 2; ++t)
+    ASSERT_EQ(statuses[t], Status::Ok) << errors[t];
+  EXPECT_EQ(kernels[0].key(), kernels[1].key());
+  EXPECT_EQ(kernels[0].signature().target, attn::Target::NVPTX);
+}
+
+TEST(GpuCompile, TwoThreadsCompileOnce) {
+  // For sm_80, with or without a device: PTX needs no CUDA driver.
+  attn::Runtime rt(memoryOnly());
+  compileFromTwoThreads(rt, kAlibi, gpuOptions("sm_80"));
+  attn::CacheStats s = rt.stats();
+  EXPECT_EQ(s.compiles, 1u);
+  EXPECT_EQ(s.memoryHits, 1u);
+  // Without a device the kernel is kept but cannot run.
+  if (haveGpu())
+    return;
+  attn::Kernel k = rt.compile(kAlibi, gpuOptions("sm_80"));
+  EXPECT_EQ(rt.stats().compiles, 1u);
+  EXPECT_NE(k.plan().find("kernel            mma"), std::string::npos)
+      << k.plan();
+  Problem p(1, 2, 2, 16, 16, 64, 64);
+  std::vector<float> slopes = alibiSlopes(2);
+  attn::RunArgs args = p.args(false);
+  for (attn::Tensor *t : {&args.q, &args.k, &args.v, &args.o})
+    t->dtype = attn::DType::F16;
+  args.params["slopes"] =
+      attn::Tensor::contiguous(slopes.data(), attn::DType::F32, {2});
+  std::string error;
+  EXPECT_EQ(k.run(args, error), Status::Unavailable);
+  EXPECT_NE(error.find("CUDA driver"), std::string::npos) << error;
+}
+
+TEST(GpuCompile, TwoThreadsCompileOnceOnTheDevice) {
+  // Device 0's arch: needs a CUDA driver and a device (lit's `cuda`
+  // feature runs it: e2e-gpu-single-flight.test).
+  if (!haveGpu())
+    GTEST_SKIP() << "no CUDA device";
+  attn::Runtime rt(memoryOnly());
+  compileFromTwoThreads(rt, kDocuments, gpuOptions("", 128));
+  EXPECT_EQ(rt.stats().compiles, 1u);
+  EXPECT_EQ(rt.stats().memoryHits, 1u);
+}
+
+TEST(GpuCompile, KernelFollowsTheOptionsNotTheEnvironment) {
+  // The variables that once chose the kernel, set to the opposite of the
+  // options: they change nothing.
+  ::setenv("ATTN_GPU_KERNEL", "simt", 1);
+  ::setenv("ATTN_GPU_PERSISTENT", "1", 1);
+  ::setenv("ATTN_GPU_MARK_KERNEL", "0", 1);
+  attn::Runtime rt(memoryOnly());
+  attn::CompileOptions opts = gpuOptions("sm_90", 128);
+  attn::Kernel k = rt.compile(kDocuments, opts);
+  const std::string &plan = k.plan();
+  EXPECT_NE(plan.find("kernel            wgmma"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("PTX target        sm_90a"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("persistent        no"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("mark kernel       yes"), std::string::npos) << plan;
+  // Each option: another kernel, another key.
+  std::set<std::string> keys = {k.key()};
+  opts.gpu.kernel = attn::GpuOptions::Kernel::Simt;
+  attn::Kernel simt = rt.compile(kDocuments, opts);
+  EXPECT_NE(simt.plan().find("kernel            simt"), std::string::npos);
+  keys.insert(simt.key());
+  opts.gpu.kernel = attn::GpuOptions::Kernel::Auto;
+  opts.gpu.persistent = true;
+  attn::Kernel persistent = rt.compile(kDocuments, opts);
+  EXPECT_NE(persistent.plan().find("persistent        yes"), std::string::npos);
+  EXPECT_NE(persistent.plan().find("mark kernel       no"), std::string::npos);
+  keys.insert(persistent.key());
+  opts.gpu.persistent = false;
+  opts.gpu.markKernel = false;
+  attn::Kernel noMarks = rt.compile(kDocuments, opts);
+  EXPECT_NE(noMarks.plan().find("mark kernel       no"), std::string::npos);
+  keys.insert(noMarks.key());
+  EXPECT_EQ(keys.size(), 4u);
+  EXPECT_EQ(rt.stats().compiles, 4u);
+  ::unsetenv("ATTN_GPU_KERNEL");
+  ::unsetenv("ATTN_GPU_PERSISTENT");
+  ::unsetenv("ATTN_GPU_MARK_KERNEL");
+}
+
+TEST(GpuCompile, BadOptions) {
+  attn::Runtime rt(memoryOnly());
+  attn::CompileOptions opts = gpuOptions("sm_70");
+  std::string error;
+  EXPECT_EQ(compileStatus(rt, kAlibi, opts, error), Status::InvalidArgument);
+  EXPECT_NE(error.find("sm_80 or later"), std::string::npos) << error;
+  opts = gpuOptions("sm_80", 128);
+  opts.gpu.kernel = attn::GpuOptions::Kernel::Wgmma;
+  EXPECT_EQ(compileStatus(rt, kAlibi, opts, error), Status::InvalidArgument);
+  EXPECT_NE(error.find("needs sm_90"), std::string::npos) << error;
+  opts = gpuOptions("sm_80", 72);
+  opts.gpu.kernel = attn::GpuOptions::Kernel::Mma;
+  EXPECT_EQ(compileStatus(rt, kAlibi, opts, error), Status::InvalidArgument);
+  EXPECT_NE(error.find("multiples of 16"), std::string::npos) << error;
+  EXPECT_EQ(rt.stats().compiles, 0u);
+}
+
+TEST(GpuCompile, DiskEntryHoldsThePlan) {
+  ScratchDir dir;
+  std::string key, plan;
+  {
+    attn::Runtime rt(diskCacheAt(dir.path));
+    attn::Kernel k = rt.compile(kDocuments, gpuOptions("sm_90", 128));
+    key = k.key();
+    plan = k.plan();
+    EXPECT_EQ(rt.stats().compiles, 1u);
+    EXPECT_EQ(rt.stats().diskWrites, 1u);
+    std::string base = rt.cacheFolder() + "/" + key;
+    EXPECT_EQ(
+        readFile(base + ".plan").rfind("attn-gpu-plan 1\nkind wgmma\n", 0), 0u);
+    EXPECT_NE(readFile(base + ".o").find(".target sm_90a"), std::string::npos);
+    EXPECT_NE(readFile(base + ".manifest").find("\nplan "), std::string::npos);
+  }
+  {
+    // Another runtime: the entry, no compile, the same plan.
+    attn::Runtime rt(diskCacheAt(dir.path));
+    attn::Kernel k = rt.compile(kDocuments, gpuOptions("sm_90", 128));
+    EXPECT_EQ(k.key(), key);
+    EXPECT_EQ(k.plan(), plan);
+    EXPECT_EQ(rt.stats().diskHits, 1u);
+    EXPECT_EQ(rt.stats().compiles, 0u);
+    // A damaged plan: the entry is dropped and rebuilt.
+    std::string base = rt.cacheFolder() + "/" + key;
+    std::string text = readFile(base + ".plan");
+    text[text.find("kind wgmma") + 5] = 'x';
+    writeFile(base + ".plan", text);
+  }
+  attn::Runtime rt(diskCacheAt(dir.path));
+  attn::Kernel k = rt.compile(kDocuments, gpuOptions("sm_90", 128));
+  EXPECT_EQ(k.plan(), plan);
+  EXPECT_EQ(rt.stats().corruptEntries, 1u);
+  EXPECT_EQ(rt.stats().compiles, 1u);
+}
+
+//===----------------------------------------------------------------------===//
 // Memory cache and threads
 //===----------------------------------------------------------------------===//
 

@@ -13,11 +13,12 @@
 #include "attnc/Frontend/Diagnostics.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Sema.h"
+#include "attnc/Frontend/VariantSelection.h"
 #include "attnc/Support/Npy.h"
 #include "attnc/Target/CpuKernel.h"
 #include "attnc/Target/ThreadPool.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/Support/Format.h"
@@ -174,7 +175,7 @@ mlir::OwningOpRef<mlir::ModuleOp> frontEnd(mlir::MLIRContext &ctx,
   if (mlir::failed(variants))
     std::exit(1);
   auto module = genModule(ctx, *variants, mlir::UnknownLoc::get(&ctx));
-  if (!name.empty() && !mlir::SymbolTable::lookupSymbolIn(*module, name))
+  if (!name.empty() && !keepOnlyVariant(*module, name))
     fail("no attention block named '" + name + "' in " + path);
   return module;
 }
@@ -193,7 +194,7 @@ std::unique_ptr<CpuKernel> compile(const Options &o, const std::string &name,
     if (auto n = v.getNormalizeOp())
       n.erase();
   }
-  CompileOptions copts;
+  CpuCompileOptions copts;
   copts.elementType = o.dtype == "f16" ? DType::F16 : DType::F32;
   copts.reference = reference;
   copts.headDim = o.shape.D;

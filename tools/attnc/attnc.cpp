@@ -12,6 +12,7 @@
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Parser.h"
 #include "attnc/Frontend/Sema.h"
+#include "attnc/Frontend/VariantSelection.h"
 #include "attnc/Pipelines/Pipelines.h"
 #include "attnc/Support/AtomicFile.h"
 #include "attnc/Support/HostMemory.h"
@@ -22,7 +23,7 @@
 
 #include "attn/attn.hpp"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
@@ -59,7 +60,7 @@ USAGE
   attnc FILE.attn [--variant NAME] --emit=STAGE [-o OUT] [--dtype f32|f16]
   attnc run FILE.attn [--variant NAME] --q Q.npy --k K.npy --v V.npy
         [--param NAME=VALUE | --param NAME=FILE.npy]... [--target cpu|nvptx]
-        -o OUT.npy [--lse LSE.npy] [--reference]
+        -o OUT.npy [--lse LSE.npy] [--reference] [--gpu-* options]
   attnc cache list|stats|clear
   attnc --help | --version
 
@@ -82,6 +83,10 @@ STAGES (--emit)
   ptx      the GPU kernel as PTX text for --gpu-arch (default sm_80); the
            GPU stages take --dtype f16 (default for them), bf16 or f32 and
            --head-dim N [--value-dim N] (default 64); no CUDA toolkit needed
+  plan     what kernel the compiler chooses for --target cpu (default) or
+           nvptx, and why: for nvptx its kind, block shape, kv-tiles,
+           shared memory, persistence and mark kernel (the options of the
+           other stages apply)
 
 CACHE
   attnc run keeps compiled kernels in $ATTN_CACHE_DIR (default
@@ -102,28 +107,27 @@ OPTIONS
   --loc            print source locations in MLIR output
   --reference      run the reference loop lowering instead of the tiled,
                    vectorised, multi-threaded kernel
-  --gpu-arch SM    the GPU to compile for: sm_80 (default), sm_90, ...
-  --gpu-kernel K   the GPU kernel for --emit=gpu|nvvm|ptx: auto (default:
-                   wgmma for sm_90 and head dims 64, 128, 192 or 256, else mma
-                   where it applies), mma (tensor cores; f16 or bf16,
-                   head dims multiples of 16), wgmma (Hopper's warpgroup
-                   MMA, --gpu-arch sm_90; head dims multiples of 64) or
-                   simt (one thread per row); attnc run --target nvptx
-                   takes it from $ATTN_GPU_KERNEL
+  --gpu-arch SM    the GPU to compile for: sm_80, sm_90, ... (default:
+                   sm_80 for --emit, the device's for attnc run)
+  The GPU kernel, for the GPU stages, --emit=plan and attnc run --target
+  nvptx (part of the kernel's identity in the cache, like every option):
+  --gpu-kernel K   auto (default: wgmma for sm_90 and head dims 64, 128,
+                   192 or 256, else mma where it applies, else simt), mma
+                   (tensor cores; f16 or bf16, head dims multiples of 16),
+                   wgmma (Hopper's warpgroup MMA, sm_90; head dims
+                   multiples of 64) or simt (one thread per row)
   --gpu-persistent on|off
                    whether the wgmma kernel may be persistent (default
                    off; experimental, measured slower): for data-dependent
                    masks it then loops over its work items, copying the
-                   next item's tiles while it writes O; attnc run takes it
-                   from $ATTN_GPU_PERSISTENT (1: on)
+                   next item's tiles while it writes O
   --gpu-mark-kernel on|off
                    data-dependent masks (not persistent): a mark kernel
                    (@<variant>_marks), run first, works out each q-tile's
                    live kv-tiles once for all the blocks (default on;
                    not when the mask reads both b and h); its PTX then
                    holds both kernels, each taking a marks buffer
-                   (memref<?xi32>) after the status words; attnc run takes
-                   it from $ATTN_GPU_MARK_KERNEL (0: off)
+                   (memref<?xi32>) after the status words
   --threads N      worker threads for attnc run (default: all cores, or
                    $ATTN_NUM_THREADS)
   --vector-width N f32 lanes per vector of the CPU kernel for --emit=tiled,
@@ -210,8 +214,8 @@ struct Options {
   std::string variant;
   std::string emit;
   std::string output;
-  std::string dtype; // f32 (CPU) or f16 (GPU stages) unless given
-  std::string gpuArch = "sm_80";
+  std::string dtype;   // f32 (CPU) or f16 (GPU stages) unless given
+  std::string gpuArch; // empty: sm_80 (--emit), the device's (run)
   std::string gpuKernel = "auto";
   std::string gpuPersistent = "off";
   std::string gpuMarkKernel = "on";
@@ -300,20 +304,20 @@ Options parseArgs(int argc, char **argv) {
   }
   if (o.input.empty())
     fail("no input file (see attnc --help)");
-  bool gpuStage = o.emit == "gpu" || o.emit == "nvvm" || o.emit == "ptx";
+  bool gpuStage = o.emit == "gpu" || o.emit == "nvvm" || o.emit == "ptx" ||
+                  (o.emit == "plan" && o.target == "nvptx");
   if (o.dtype.empty())
     o.dtype = gpuStage ? "f16" : "f32";
   if (o.dtype != "f32" && o.dtype != "f16" && !(gpuStage && o.dtype == "bf16"))
     fail("--dtype must be f32 or f16" +
          std::string(gpuStage ? " or bf16" : "") + ", got '" + o.dtype + "'");
-  {
-    llvm::StringRef sm(o.gpuArch);
-    unsigned n = 0;
-    if (!sm.consume_front("sm_") ||
-        sm.take_while(llvm::isDigit).getAsInteger(10, n) || n < 80)
-      fail("--gpu-arch must be sm_80 or later (sm_80, sm_90, ...), got '" +
-           o.gpuArch + "'");
-  }
+  if (!o.gpuArch.empty() && !isSupportedGpuChip(o.gpuArch))
+    fail("--gpu-arch must be sm_80 or later (sm_80, sm_90, ...), got '" +
+         o.gpuArch + "'");
+  GpuKernelKind kind;
+  if (o.gpuKernel != "auto" && !parseGpuKernelKind(o.gpuKernel, kind))
+    fail("unknown GPU kernel '" + o.gpuKernel +
+         "' (expected auto, mma, wgmma or simt)");
   for (auto [flag, value] : {std::pair{"--gpu-persistent", &o.gpuPersistent},
                              std::pair{"--gpu-mark-kernel", &o.gpuMarkKernel}})
     if (*value != "on" && *value != "off")
@@ -340,12 +344,14 @@ Options parseArgs(int argc, char **argv) {
            "--help)");
     static const char *stages[] = {"ast",  "mlir",    "loops", "tiled",
                                    "llvm", "llvm-ir", "obj",   "header",
-                                   "gpu",  "nvvm",    "ptx"};
+                                   "gpu",  "nvvm",    "ptx",   "plan"};
     if (std::find(std::begin(stages), std::end(stages), o.emit) ==
         std::end(stages))
       fail("unknown stage '" + o.emit +
            "' for --emit (expected ast, mlir, loops, tiled, llvm, llvm-ir, "
-           "obj, header, gpu, nvvm or ptx)");
+           "obj, header, gpu, nvvm, ptx or plan)");
+    if (o.target != "cpu" && o.target != "nvptx")
+      fail("unknown target '" + o.target + "' (expected cpu or nvptx)");
     for (const std::string *dim : {&o.headDim, &o.valueDim})
       if (!dim->empty() &&
           (dim->find_first_not_of("0123456789") != std::string::npos ||
@@ -371,31 +377,33 @@ void openOutputs(const Options &o) {
   }
 }
 
+/// The GPU kernel the command line asks for (chip: --gpu-arch, else sm_80).
+GpuKernelOptions gpuOptions(const Options &o) {
+  GpuKernelOptions g;
+  g.elementType = o.dtype == "f32"    ? DType::F32
+                  : o.dtype == "bf16" ? DType::BF16
+                                      : DType::F16;
+  if (!o.headDim.empty())
+    g.headDim = g.valueDim = std::stoi(o.headDim);
+  if (!o.valueDim.empty())
+    g.valueDim = std::stoi(o.valueDim);
+  g.chip = o.gpuArch.empty() ? "sm_80" : o.gpuArch;
+  GpuKernelKind kind;
+  if (parseGpuKernelKind(o.gpuKernel, kind))
+    g.kernel = kind;
+  g.persistent = o.gpuPersistent == "on";
+  g.markKernel = o.gpuMarkKernel == "on";
+  return g;
+}
+
 /// Picks the variant to compile; empty `wanted` means "the only one".
 std::string chooseVariant(mlir::ModuleOp module, const std::string &wanted,
                           const std::string &file) {
-  std::vector<std::string> names;
-  for (auto v : module.getOps<mlir::attn::VariantOp>())
-    names.push_back(v.getSymName().str());
-  if (!wanted.empty()) {
-    if (std::find(names.begin(), names.end(), wanted) != names.end())
-      return wanted;
-    std::string msg = "no attention block named '" + wanted + "' in " + file;
-    std::vector<llvm::StringRef> refs(names.begin(), names.end());
-    std::string near = ast::didYouMean(wanted, refs);
-    if (!near.empty())
-      msg += near;
-    else if (!names.empty())
-      msg += " (it has: " + llvm::join(names, ", ") + ")";
-    fail(msg);
-  }
-  if (names.empty())
-    fail(file + " holds no attention block");
-  if (names.size() > 1)
-    fail(file + " holds " + std::to_string(names.size()) +
-         " attention blocks (" + llvm::join(names, ", ") +
-         "); choose one with --variant NAME");
-  return names.front();
+  std::string name, error;
+  if (!attnc::chooseVariant(variantNames(module), wanted, file,
+                            "--variant NAME", name, error))
+    fail(error);
+  return name;
 }
 
 /// Parses a --param literal for a scalar of type `type`.
@@ -510,8 +518,17 @@ int runVariant(const Options &o, mlir::ModuleOp module,
   ropts.dtype = q.dtype == DType::F16 ? attn::DType::F16 : attn::DType::F32;
   ropts.tiling =
       o.reference ? attn::Tiling::reference() : attn::Tiling::automatic();
-  if (gpu)
+  if (gpu) {
     ropts.target = attn::Target::NVPTX;
+    ropts.gpu.kernel = o.gpuKernel == "mma" ? attn::GpuOptions::Kernel::Mma
+                       : o.gpuKernel == "wgmma"
+                           ? attn::GpuOptions::Kernel::Wgmma
+                       : o.gpuKernel == "simt" ? attn::GpuOptions::Kernel::Simt
+                                               : attn::GpuOptions::Kernel::Auto;
+    ropts.gpu.persistent = o.gpuPersistent == "on";
+    ropts.gpu.markKernel = o.gpuMarkKernel == "on";
+    ropts.gpu.arch = o.gpuArch;
+  }
   ropts.headDim = q.shape[3];
   ropts.valueDim = v.shape[3];
   std::string err;
@@ -714,7 +731,8 @@ int cacheCommand(int argc, char **argv) {
 /// --emit=obj and --emit=header: the pieces of an ahead-of-time kernel.
 int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
   std::string name = chooseVariant(module, o.variant, o.input);
-  CompileOptions copts;
+  keepOnlyVariant(module, name);
+  CpuCompileOptions copts;
   copts.elementType = o.dtype == "f16" ? DType::F16 : DType::F32;
   copts.vectorWidth = o.vectorWidth;
   AotKernelShape shape;
@@ -749,6 +767,42 @@ int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
   if (!CpuKernel::compileToObject(module, name, copts, artifact, err))
     fail(err);
   emitOutput([&](llvm::raw_ostream &os) { os << artifact.object; });
+  return 0;
+}
+
+/// --emit=plan: the kernel the compiler chooses, and why.
+int emitPlan(const Options &o, mlir::ModuleOp module) {
+  std::string name = chooseVariant(module, o.variant, o.input);
+  auto variant = llvm::cast<mlir::attn::VariantOp>(
+      mlir::SymbolTable::lookupSymbolIn(module, name));
+  std::string text;
+  if (o.target == "nvptx") {
+    GpuKernelPlan plan;
+    std::string error;
+    if (!planGpuKernel(gpuVariantTraits(variant), gpuOptions(o), plan, error))
+      fail(error);
+    text = "GPU kernel of '" + name + "' for " +
+           (o.gpuArch.empty() ? std::string("sm_80") : o.gpuArch) + "\n" +
+           plan.describe();
+  } else {
+    CpuCompileOptions copts;
+    copts.elementType = o.dtype == "f16" ? DType::F16 : DType::F32;
+    std::string why = "--reference";
+    if (!o.reference && o.headDim.empty())
+      why = "no --head-dim (the tiled kernel is specialised for the head "
+            "dims)";
+    if (!o.reference && !o.headDim.empty()) {
+      copts.reference = false;
+      copts.headDim = std::stoi(o.headDim);
+      copts.valueDim =
+          o.valueDim.empty() ? copts.headDim : std::stoi(o.valueDim);
+      why = "--head-dim given";
+    }
+    text = "CPU kernel of '" + name + "'\n" + copts.explain(why);
+  }
+  auto out = openOutput(o.output);
+  out->os() << text;
+  out->keep();
   return 0;
 }
 
@@ -793,40 +847,40 @@ int main(int argc, char **argv) {
                       sm.getMemoryBuffer(bufferId)->getBuffer().str());
   if (o.emit == "obj" || o.emit == "header")
     return emitAot(o, ctx, *module);
+  if (o.emit == "plan")
+    return emitPlan(o, *module);
 
   if (o.emit != "mlir") {
     // Later stages compile one variant.
-    std::string name = o.variant.empty() && module->getBody()->empty()
-                           ? std::string()
-                           : chooseVariant(*module, o.variant, o.input);
-    for (mlir::Operation &op : llvm::make_early_inc_range(*module->getBody()))
-      if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
-        if (v.getSymName() != name)
-          op.erase();
+    if (!(o.variant.empty() && module->getBody()->empty()))
+      keepOnlyVariant(*module, chooseVariant(*module, o.variant, o.input));
     mlir::DialectRegistry registry;
     registerDialects(registry);
     ctx.appendDialectRegistry(registry);
     mlir::PassManager pm(&ctx);
     if (o.emit == "gpu" || o.emit == "nvvm" || o.emit == "ptx") {
-      GpuPipelineOptions gopts;
-      gopts.elementType = o.dtype;
-      if (!o.headDim.empty())
-        gopts.headDim = gopts.valueDim = std::stoi(o.headDim);
-      if (!o.valueDim.empty())
-        gopts.valueDim = std::stoi(o.valueDim);
-      gopts.chip = o.gpuArch;
-      gopts.kernel = o.gpuKernel;
-      gopts.persistent = o.gpuPersistent == "on";
-      gopts.markKernel = o.gpuMarkKernel == "on";
-      GpuLaunchShape shape;
-      std::string why;
-      if (!resolveGpuKernel(gopts, shape, why))
-        fail(why);
-      buildGpuKernelPipeline(pm, gopts);
+      // The variant's kernel plan (without a variant, the options' kind).
+      GpuKernelOptions g = gpuOptions(o);
+      std::string error, chip;
+      auto variants = module->getOps<mlir::attn::VariantOp>();
+      if (!variants.empty()) {
+        GpuKernelPlan plan;
+        if (!planGpuKernel(gpuVariantTraits(*variants.begin()), g, plan, error))
+          fail(error);
+        buildGpuKernelPipeline(pm, plan);
+        chip = plan.chip;
+      } else {
+        GpuKernelKind kind;
+        std::string why;
+        if (!chooseGpuKernelKind(g, kind, why, error))
+          fail(error);
+        buildGpuKernelPipeline(pm, g);
+        chip = ptxChipFor(kind, g.chip);
+      }
       if (o.emit != "gpu")
         buildGpuLowerToNVVMPipeline(pm);
       if (o.emit == "ptx")
-        buildGpuToPtxPipeline(pm, gopts);
+        buildGpuToPtxPipeline(pm, chip);
     } else if (o.emit == "tiled" || !o.headDim.empty()) {
       // The optimised CPU kernel: one (b, h, q-tile) work item.
       TiledPipelineOptions t;
@@ -846,11 +900,7 @@ int main(int argc, char **argv) {
     if (mlir::failed(pm.run(*module)))
       return 1;
   } else if (!o.variant.empty()) {
-    std::string name = chooseVariant(*module, o.variant, o.input);
-    for (mlir::Operation &op : llvm::make_early_inc_range(*module->getBody()))
-      if (auto v = llvm::dyn_cast<mlir::attn::VariantOp>(op))
-        if (v.getSymName() != name)
-          op.erase();
+    keepOnlyVariant(*module, chooseVariant(*module, o.variant, o.input));
   }
 
   if (o.emit == "ptx") {

@@ -14,7 +14,7 @@
 #ifndef ATTNC_ANALYSIS_TILEABSTRACTION_H
 #define ATTNC_ANALYSIS_TILEABSTRACTION_H
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/Builders.h"
 

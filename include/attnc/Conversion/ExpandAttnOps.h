@@ -13,7 +13,7 @@
 
 #include "attnc/Analysis/TileAbstraction.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringMap.h"

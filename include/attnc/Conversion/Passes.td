@@ -106,6 +106,8 @@ def ConvertAttnToGPUKernel
   let description = [{
     Replaces every `attn.variant @name` by `gpu.module @name` holding the
     kernel `gpu.func @name`, and marks the module `gpu.container_module`.
+    Its tile-q and tile-kv are its plan's (`GpuKernelPlan`, from
+    `planGpuKernel`, or given whole: `createConvertAttnToGPUKernel(plan)`).
     The kernel takes the arguments of `convert-attn-to-loops` (Q, K, V, O,
     LSE, the runtime params, the flag word and the status memref); there
     are no index arguments: the host launches `B * H * ceil(Lq / tile-q)`
@@ -168,11 +170,17 @@ def ConvertAttnToMMAKernel
     kernel `gpu.func @name` (same arguments and block numbering as
     `convert-attn-to-gpu-kernel`), computed on tensor cores: Q K^T and P V
     are `nvvm.mma.sync` m16n8k16 operations on f16 or bf16 fragments with
-    f32 accumulators. The launch shape comes from `MMAKernelConfig.h`: 4
+    f32 accumulators. What the kernel is (its tile, warps, shared memory,
+    persistence and mark kernel) is its plan (`GpuKernelPlan`), which
+    `planGpuKernel` decides for each variant from these options; a pipeline
+    that has planned the kernel already passes the plan itself
+    (`createConvertAttnToMMAKernel(plan)`), and the pass builds exactly
+    that. `attnc --emit=plan --target nvptx` prints it. For mma.sync: 4
     warps per block, each owning 32 query rows (two m16 tiles, so that every
     K or V fragment read from shared memory feeds two mma) when Dv <= 128
     and 16 otherwise; the host launches `B * H * ceil(Lq / rows)` blocks of
-    128 threads with `sharedBytes()` of dynamic shared memory.
+    128 threads with the plan's dynamic shared memory (`MMAKernelConfig.h`
+    lays it out).
 
     The Q tile and K and V tiles of `tile-kv` rows live in
     `gpu.dynamic_shared_memory`, padded to `D + 8` elements per row
@@ -212,8 +220,8 @@ def ConvertAttnToMMAKernel
     K buffer and its V buffers (nothing is copied there before the
     marking's barrier), which keeps the document mask's block at D=128
     within the 164 KiB shared-memory carve-out. The gpu.func's
-    `attnc.dynamic_shared_bytes` says how much dynamic shared memory a
-    block needs (tiles, summaries and the bitmaps). Softmax runs online in log2
+    `attnc.dynamic_shared_bytes` repeats the plan's dynamic shared memory
+    of a block (tiles, summaries and the bitmaps) for readers of the IR. Softmax runs online in log2
     units (`exp2`), with the row max and sum reduced over the four lanes of
     a quad by `gpu.shuffle xor`; sigmoid, relu and linear accumulate plain
     weights; the sink joins at the end. The per-head parts of the score

@@ -7,6 +7,8 @@
 #ifndef ATTNC_PIPELINES_PIPELINES_H
 #define ATTNC_PIPELINES_PIPELINES_H
 
+#include "attnc/Conversion/GpuKernelPlanner.h"
+
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/Pass/PassManager.h"
@@ -42,58 +44,26 @@ void buildTiledKernelPipeline(mlir::OpPassManager &pm,
 /// scf/arith/math/memref/func -> LLVM dialect.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 
-struct GpuPipelineOptions {
-  std::string elementType = "f16"; // f16, bf16 or f32
-  int64_t headDim = 64, valueDim = 64, tileQ = 128, tileKV = 0;
-  /// "mma" (tensor cores, convert-attn-to-mma-kernel), "wgmma" (the same
-  /// on Hopper's warpgroup MMA, sm_90 only), "simt" (one thread
-  /// per row, convert-attn-to-gpu-kernel) or "auto": wgmma on sm_90 for
-  /// head dims 64, 128, 192 and 256, else mma where it applies (f16 or bf16,
-  /// head dims multiples of 16 up to 256), else simt.
-  std::string kernel = "auto";
-  std::string chip = "sm_80"; // sm_80 or later
-  /// The wgmma kernel is persistent for data-dependent masks (see
-  /// convert-attn-to-mma-kernel's `persistent`; off by default: measured
-  /// slower on the H100); false: never.
-  bool persistent = false;
-  /// Data-dependent masks: a mark kernel, run first, works out each
-  /// q-tile's live kv-tiles once per launch (convert-attn-to-mma-kernel's
-  /// `mark-kernel`); false: every block of the attention kernel does.
-  bool markKernel = true;
-  unsigned optLevel = 3;
-};
-
-/// The launch shape of the kernel that `options` selects: the kernel kind
-/// ("mma", "wgmma" or "simt"), the query rows per block and the threads per
-/// block.
-struct GpuLaunchShape {
-  std::string kernel;
-  int64_t rowsPerBlock = 0, threadsPerBlock = 0;
-  int64_t sharedBytes = 0; // dynamic shared memory per block
-};
-/// Resolves options.kernel; false (with `error`) when the requested kernel
-/// cannot take these options.
-bool resolveGpuKernel(const GpuPipelineOptions &options, GpuLaunchShape &shape,
-                      std::string &error);
-/// Whether `chip` is a Hopper GPU (sm_90 or sm_90a), where wgmma exists.
-bool isHopperChip(llvm::StringRef chip);
-
-/// attn -> gpu.module/gpu.func kernels (convert-attn-to-mma-kernel or
-/// convert-attn-to-gpu-kernel, see resolveGpuKernel) -> polynomial math ->
-/// cleanups. Options that resolveGpuKernel rejects give a pipeline that
-/// fails with its message.
+/// attn -> the gpu.module/gpu.func kernel that `plan` (planGpuKernel)
+/// describes, for the module's one variant (convert-attn-to-mma-kernel or
+/// convert-attn-to-gpu-kernel) -> polynomial math -> cleanups.
+void buildGpuKernelPipeline(mlir::OpPassManager &pm, const GpuKernelPlan &plan);
+/// The same for every variant of a module, each planned from `options`
+/// (attn-opt's attn-gpu-kernel). Options that the planner rejects give a
+/// pipeline that fails with its message.
 void buildGpuKernelPipeline(mlir::OpPassManager &pm,
-                            const GpuPipelineOptions &options);
+                            const GpuKernelOptions &options);
 
 /// gpu.module kernels of scf/arith/math/memref -> the LLVM and NVVM dialects
 /// (convert-gpu-to-nvvm); math ops that NVPTX implements natively (exp2,
 /// sqrt, fma) become LLVM intrinsics, so libdevice is never needed.
 void buildGpuLowerToNVVMPipeline(mlir::OpPassManager &pm);
 
-/// NVVM-dialect gpu.modules -> gpu.binary holding PTX text
-/// (nvvm-attach-target, gpu-module-to-binary{format=isa}).
-void buildGpuToPtxPipeline(mlir::OpPassManager &pm,
-                           const GpuPipelineOptions &options);
+/// NVVM-dialect gpu.modules -> gpu.binary holding PTX text for `chip` (a
+/// plan's: sm_90a for wgmma) at LLVM's `optLevel` (nvvm-attach-target,
+/// gpu-module-to-binary{format=isa}).
+void buildGpuToPtxPipeline(mlir::OpPassManager &pm, llvm::StringRef chip,
+                           unsigned optLevel = 3);
 
 /// The PTX text of the gpu.binary ops of `module` (after
 /// buildGpuToPtxPipeline), concatenated; empty when there is none.

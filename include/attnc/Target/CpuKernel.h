@@ -25,7 +25,7 @@
 
 namespace attnc {
 
-struct CompileOptions {
+struct CpuCompileOptions {
   DType elementType = DType::F32; // F32 or F16
   /// The reference loop lowering (single-threaded, any head dims) instead of
   /// the tiled, vectorised, multi-threaded kernel.
@@ -40,6 +40,9 @@ struct CompileOptions {
   /// "dtype=f32 lowering=reference": what the options change in the code,
   /// for cache keys and manifests.
   std::string describe() const;
+  /// The kernel these options build, for people (attnc --emit=plan,
+  /// attn::Kernel::plan()), with `why` it was chosen.
+  std::string explain(const std::string &why) const;
 };
 
 /// A compiled variant, free of MLIR: what is stored in the kernel cache.
@@ -52,11 +55,11 @@ constexpr int64_t kMaxTiledStackBytes = 2 << 20;
 /// Rows of a tiled kernel's register blocks: tileQ is a multiple of it.
 constexpr int64_t kTiledRowsPerBlock = 4;
 
-struct CompileOptions;
+struct CpuCompileOptions;
 /// Why `options` cannot build a tiled kernel (head dims unknown or too wide,
 /// tiles not in whole blocks of rows and vectors of keys, or too large), or
 /// "" when they can. The tilings it accepts do not depend on the host.
-std::string tiledOptionsError(const CompileOptions &options);
+std::string tiledOptionsError(const CpuCompileOptions &options);
 
 /// f32 lanes per vector for tiled kernels: `requested` if positive, else 16
 /// on hosts with AVX-512 and 8 elsewhere.
@@ -64,7 +67,7 @@ int hostVectorWidth(int requested);
 
 struct CpuArtifact {
   KernelSignature signature;
-  CompileOptions options;
+  CpuCompileOptions options;
   std::string object; // ELF relocatable object for the host (HostObject.h)
 };
 
@@ -72,27 +75,27 @@ class CpuKernel {
 public:
   ~CpuKernel();
 
-  /// Lowers the variant named `name` in `module` (which it modifies: other
-  /// ops are erased and the variant is lowered to the LLVM dialect) and
-  /// emits an object for HostTarget::native().
+  /// Lowers the variant named `name`, the only op of `module` (see
+  /// keepOnlyVariant; the module is lowered in place to the LLVM dialect),
+  /// and emits an object for HostTarget::native().
   static bool compileToObject(mlir::ModuleOp module, const std::string &name,
-                              const CompileOptions &options, CpuArtifact &out,
-                              std::string &error);
+                              const CpuCompileOptions &options,
+                              CpuArtifact &out, std::string &error);
 
   /// Loads an object made by compileToObject; runs no MLIR or LLVM passes.
   static std::unique_ptr<CpuKernel> load(const KernelSignature &signature,
                                          const std::string &object,
-                                         const CompileOptions &options,
+                                         const CpuCompileOptions &options,
                                          std::string &error);
 
   /// compileToObject + load.
   static std::unique_ptr<CpuKernel> compile(mlir::ModuleOp module,
                                             const std::string &name,
-                                            const CompileOptions &options,
+                                            const CpuCompileOptions &options,
                                             std::string &error);
 
   const KernelSignature &signature() const { return sig; }
-  const CompileOptions &compileOptions() const { return options; }
+  const CpuCompileOptions &compileOptions() const { return options; }
 
   /// Checks `args` against the signature and runs the kernel. On failure
   /// returns false with a one-line `error`; outputs are then unspecified.
@@ -105,7 +108,7 @@ public:
 private:
   CpuKernel() = default;
   KernelSignature sig;
-  CompileOptions options;
+  CpuCompileOptions options;
   std::unique_ptr<LoadedObject> object;
   PackedKernelFn entry = nullptr; // _mlir_<sig.name>
 };

@@ -1,18 +1,22 @@
 //===- GpuKernel.h - Compiling and running a variant on an NVIDIA GPU -----===//
 //
-// Compiles one attn.variant to PTX (convert-attn-to-gpu-kernel, the NVVM
-// lowering and gpu-module-to-binary{format=isa}; no CUDA toolkit), loads
-// the PTX through the CUDA driver (CudaDriver.h) and launches it on device
-// memory: one block of tile-q threads per (b, h, q-tile), B * H *
-// ceil(Lq / tile-q) blocks, the last q-tiles first; a data-dependent mask's
-// mark kernel (kMarkKernelAttr) runs first on the same stream. Arguments
-// are checked and packed exactly as for CPU kernels (KernelLaunch.h); the
-// status words and the marks buffer live in device memory.
+// Compiles one attn.variant to PTX: the kernel that planGpuKernel chooses
+// (GpuKernelPlan), through the GPU pipelines and
+// gpu-module-to-binary{format=isa} (no CUDA toolkit). Loads the PTX through
+// the CUDA driver (CudaDriver.h) and launches it on device memory as its
+// plan says: one block per (b, h, q-tile) work item (or as many as fit on
+// the GPU, for a persistent kernel), the last q-tiles first; a
+// data-dependent mask's mark kernel runs first on the same stream.
+// Arguments are checked and packed exactly as for CPU kernels
+// (KernelLaunch.h); the status words and the marks buffer live in device
+// memory.
 //
 //===----------------------------------------------------------------------===//
 #ifndef ATTNC_TARGET_GPUKERNEL_H
 #define ATTNC_TARGET_GPUKERNEL_H
 
+#include "attnc/ABI/GpuKernelPlan.h"
+#include "attnc/Conversion/GpuKernelPlanner.h"
 #include "attnc/Target/CudaDriver.h"
 #include "attnc/Target/KernelLaunch.h"
 #include "attnc/Target/Signature.h"
@@ -25,54 +29,34 @@
 
 namespace attnc {
 
-struct GpuCompileOptions {
-  DType elementType = DType::F16; // F16, BF16 or F32
-  int64_t headDim = 64, valueDim = 64;
-  /// simt: rows per block = threads per block (the mma kernel's shape is
-  /// fixed by MMAKernelConfig.h).
-  int64_t tileQ = 128;
-  int64_t tileKV = 0;          // keys per kv-tile; 0: the compiler's choice
-  std::string kernel = "auto"; // auto, mma (tensor cores) or simt
-  std::string chip = "sm_80";
-  /// A persistent wgmma kernel for data-dependent masks where it fits
-  /// (ATTN_GPU_PERSISTENT=1); false: never.
-  bool persistent = false;
-  /// Data-dependent masks: a mark kernel works out the live kv-tiles once
-  /// per launch (ATTN_GPU_MARK_KERNEL=0 turns it off).
-  bool markKernel = true;
-  std::string describe() const;
-};
-
+/// A compiled variant, free of MLIR: what the kernel cache stores (the
+/// signature's and the plan's text forms beside the PTX).
 struct GpuArtifact {
   KernelSignature signature;
-  GpuCompileOptions options;
-  /// The launch configuration the compiler chose (resolveGpuKernel).
-  std::string kernel; // "mma", "wgmma" or "simt"
-  int64_t rowsPerBlock = 0, threadsPerBlock = 0, sharedBytes = 0;
-  /// The kernel loops over its work items (kPersistentAttr): the launcher
-  /// starts at most as many blocks as fit on the GPU at once.
-  bool persistent = false;
-  /// The mark kernel that runs first on the same arguments (empty: none;
-  /// kMarkKernelAttr): its dynamic shared memory, whether its items differ
-  /// in b and in h, and the i32 words it writes per item.
-  std::string markKernel;
-  int64_t markSharedBytes = 0, markWords = 0;
-  bool marksPerBatch = false, marksPerHead = false;
+  GpuKernelPlan plan;
   std::string ptx;
 };
 
 class GpuKernel {
 public:
   ~GpuKernel();
-  /// Lowers the variant named `name` in `module` (which it modifies) to PTX.
+  /// Plans the kernel of the variant named `name`, the only op of `module`
+  /// (see keepOnlyVariant), for `options` (planGpuKernel) and lowers it
+  /// (in place) to PTX. Options the planner rejects: false with its message and
+  /// `invalidOptions` set; other failures are internal errors.
   static bool compileToPtx(mlir::ModuleOp module, const std::string &name,
-                           const GpuCompileOptions &options, GpuArtifact &out,
-                           std::string &error);
+                           const GpuKernelOptions &options, GpuArtifact &out,
+                           std::string &error, bool *invalidOptions = nullptr);
   /// Loads the PTX into device 0's primary context.
   static std::unique_ptr<GpuKernel> load(const GpuArtifact &artifact,
                                          std::string &error);
+  /// A kernel whose PTX loads at its first launch: compiled for a given
+  /// chip where there is no CUDA driver, it can be kept and described; a
+  /// launch without a driver reports LaunchStatus::Unavailable.
+  static std::unique_ptr<GpuKernel> deferred(const GpuArtifact &artifact);
 
   const KernelSignature &signature() const { return art.signature; }
+  const GpuKernelPlan &plan() const { return art.plan; }
   const std::string &ptx() const { return art.ptx; }
 
   /// Runs on tensors in device memory (TensorView::data are device
@@ -88,11 +72,16 @@ public:
 
 private:
   GpuKernel() = default;
+  /// Loads the module and looks up its kernels, once (a deferred kernel
+  /// at its first launch); false with `error` where it cannot.
+  bool loadModule(std::string &error);
   GpuArtifact art;
+  std::mutex loadMutex;
+  bool loaded = false;
   cuda::Driver *driver = nullptr;
   cuda::CUmodule module = nullptr;
   cuda::CUfunction function = nullptr;
-  cuda::CUfunction markFunction = nullptr; // art.markKernel's
+  cuda::CUfunction markFunction = nullptr; // the mark kernel's
   /// The mark kernel's output (the last argument of both kernels), grown
   /// as problems need; launches of one kernel share it (their order on
   /// one stream, and the wait for other streams' runs, keep a run's marks

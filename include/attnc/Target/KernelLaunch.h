@@ -12,7 +12,7 @@
 #ifndef ATTNC_TARGET_KERNELLAUNCH_H
 #define ATTNC_TARGET_KERNELLAUNCH_H
 
-#include "attnc/Conversion/KernelABI.h"
+#include "attnc/ABI/KernelABI.h"
 #include "attnc/Target/Signature.h"
 
 #include <cstdint>
@@ -124,9 +124,16 @@ bool decodeKernelStatus(const KernelSignature &sig, const int32_t *status,
                         std::string &error);
 
 /// How a launch ended: the arguments were rejected before the kernel ran,
-/// the kernel itself reported an error through its status word, or the
-/// working memory the launch needs could not be allocated.
-enum class LaunchStatus { Ok, InvalidArguments, KernelError, OutOfMemory };
+/// the kernel itself reported an error through its status word, the
+/// working memory the launch needs could not be allocated, or it cannot run
+/// here (a GPU kernel without a CUDA driver).
+enum class LaunchStatus {
+  Ok,
+  InvalidArguments,
+  KernelError,
+  OutOfMemory,
+  Unavailable
+};
 
 /// packKernelArgs, `entry(args)`, decodeKernelStatus.
 LaunchStatus launchKernel(const KernelSignature &sig, DType elementType,

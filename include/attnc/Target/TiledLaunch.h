@@ -15,25 +15,10 @@
 #ifndef ATTNC_TARGET_TILEDLAUNCH_H
 #define ATTNC_TARGET_TILEDLAUNCH_H
 
+#include "attnc/ABI/TiledKernelABI.h"
 #include "attnc/Target/KernelLaunch.h"
 
 namespace attnc {
-
-/// The calling convention between tiled kernels and launchTiledKernel:
-/// raised whenever the arguments the launcher passes change, and carried
-/// in the kernel description of ahead-of-time headers ("tiled abi=N ..."),
-/// so that an object built by another attnc is refused, not misread.
-/// 2: K and V as rows, a K^T buffer the kernels fill and its tile states.
-constexpr int64_t kTiledKernelAbi = 2;
-
-/// What a tiled kernel was compiled for.
-struct TiledKernelShape {
-  int64_t tileQ = 128;
-  int64_t tileKV = 64;
-  int64_t vectorWidth = 16;
-  int64_t headDim = 0;
-  int64_t valueDim = 0;
-};
 
 LaunchStatus launchTiledKernel(const KernelSignature &sig, DType elementType,
                                PackedKernelFn entry,

@@ -132,6 +132,33 @@ ATTN_API attn_status attn_compile_options_set_tiling(
 ATTN_API attn_status attn_compile_options_set_head_dims(
     attn_compile_options *options, int64_t head_dim, int64_t value_dim);
 
+/* nvptx kernels (see attn::GpuOptions in attn.hpp); like every option,
+ * part of the kernel's identity. AUTO: wgmma on Hopper for head dims 64,
+ * 128, 192 and 256, else MMA for float16 and bfloat16 where it applies
+ * (head dims multiples of 16 up to 256), else SIMT. */
+typedef enum attn_gpu_kernel {
+  ATTN_GPU_KERNEL_AUTO = 0,
+  ATTN_GPU_KERNEL_MMA = 1,   /* tensor cores through mma.sync (sm_80+) */
+  ATTN_GPU_KERNEL_WGMMA = 2, /* Hopper's warpgroup MMA (sm_90) */
+  ATTN_GPU_KERNEL_SIMT = 3   /* one thread per query row */
+} attn_gpu_kernel;
+ATTN_API attn_status attn_compile_options_set_gpu_kernel(
+    attn_compile_options *options, attn_gpu_kernel kernel);
+/* Non-zero: data-dependent masks on Hopper get a persistent wgmma kernel
+ * where its shared memory fits (default 0: measured slower). */
+ATTN_API attn_status attn_compile_options_set_gpu_persistent(
+    attn_compile_options *options, int persistent);
+/* Zero: data-dependent masks get no mark kernel; every block of the
+ * attention kernel works out its live kv-tiles itself (default 1). */
+ATTN_API attn_status attn_compile_options_set_gpu_mark_kernel(
+    attn_compile_options *options, int mark_kernel);
+/* The GPU to compile for ("sm_80", "sm_90", ...); NULL or "": device 0's
+ * (which needs a CUDA driver to compile). A kernel for a given arch needs
+ * no driver until it runs: it loads at its first run, and a run without a
+ * driver is ATTN_ERROR_UNAVAILABLE. */
+ATTN_API attn_status attn_compile_options_set_gpu_arch(
+    attn_compile_options *options, const char *arch);
+
 /*===-- Compiling ---------------------------------------------------------===*/
 
 /* Compiles `source` (.attn text; diagnostics call it "<source>"), or the
@@ -152,6 +179,10 @@ ATTN_API void attn_kernel_release(attn_kernel *kernel);
 ATTN_API const char *attn_kernel_name(const attn_kernel *kernel);
 ATTN_API const char *attn_kernel_normalization(const attn_kernel *kernel);
 ATTN_API const char *attn_kernel_key(const attn_kernel *kernel);
+/* What the compiler chose and why, for people (several lines): an nvptx
+ * kernel's plan, a CPU kernel's lowering and tiles; NULL for a NULL
+ * kernel. Valid as long as the kernel handle. */
+ATTN_API const char *attn_kernel_plan(const attn_kernel *kernel);
 /* The element type of Q, K, V and O. */
 ATTN_API attn_dtype attn_kernel_dtype(const attn_kernel *kernel);
 /* 1 when an LSE output may be requested (softmax variants). */

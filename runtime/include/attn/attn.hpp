@@ -100,6 +100,30 @@ struct Tiling {
   }
 };
 
+/// What an nvptx kernel is; like every option, part of the kernel's
+/// identity (the cache key). `attnc --emit=plan --target nvptx` shows what
+/// they choose, and why.
+struct GpuOptions {
+  /// Auto: wgmma on Hopper for head dims 64, 128, 192 and 256, else Mma
+  /// for F16 and BF16 where it applies (head dims multiples of 16 up to
+  /// 256), else Simt. Mma: tensor cores through mma.sync (sm_80 and
+  /// later); Wgmma: Hopper's warpgroup MMA (sm_90, head dims multiples of
+  /// 64 up to 256); Simt: one thread per query row (any dtype and dims).
+  enum class Kernel { Auto, Mma, Wgmma, Simt };
+  Kernel kernel = Kernel::Auto;
+  /// Data-dependent masks on Hopper: a persistent wgmma kernel where its
+  /// shared memory fits (off by default: measured slower on the H100).
+  bool persistent = false;
+  /// Data-dependent masks: a mark kernel, launched first, works out each
+  /// q-tile's live kv-tiles once per launch (false: every block does).
+  bool markKernel = true;
+  /// The GPU to compile for: "sm_80", "sm_90", ...; empty: device 0's
+  /// (which needs a CUDA driver to compile). A kernel for a given arch
+  /// needs no driver until it runs: it loads at its first run, and a run
+  /// without a driver is Status::Unavailable.
+  std::string arch;
+};
+
 struct CompileOptions {
   Target target = Target::CPU;
   DType dtype = DType::F32; // of Q, K, V and O: F32 or F16
@@ -110,6 +134,8 @@ struct CompileOptions {
   /// The head dimensions D and Dv the kernel is specialised for; 0 for
   /// unknown. A kernel specialised for them rejects other head dims.
   int64_t headDim = 0, valueDim = 0;
+  /// Target::NVPTX only.
+  GpuOptions gpu;
 };
 
 /// One dimension of a tensor param's declared shape.
@@ -184,6 +210,10 @@ public:
   /// The cache key: SHA-256 (hex) of the canonical IR, options, target and
   /// compiler build.
   const std::string &key() const;
+  /// What the compiler chose and why, for people (several lines): an
+  /// nvptx kernel's plan (kind, block shape, shared memory, persistence,
+  /// mark kernel), a CPU kernel's lowering and tiles.
+  const std::string &plan() const;
 
   /// Checks every tensor and param against the signature and runs the
   /// kernel; throws Error on failure.

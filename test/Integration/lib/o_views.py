@@ -14,7 +14,9 @@ around the view holds a sentinel; the result must match a float64 reference
 (relative error at most 1e-2 in bfloat16), every element of the view must
 be written and nothing outside it touched.
 
-Usage: o_views.py LIBATTN   (needs PyTorch with CUDA; exits 1 on a failure)
+Usage: o_views.py LIBATTN [--gpu-persistent]
+  (needs PyTorch with CUDA; exits 1 on a failure; --gpu-persistent: the
+  persistent wgmma kernel for the data-dependent masks, on Hopper)
 """
 import ctypes as C
 import os
@@ -30,6 +32,7 @@ from compare import (load, check, compile_kernel, run_args, reference,  # noqa: 
 
 def main():
     lib = load(sys.argv[1])
+    persistent = "--gpu-persistent" in sys.argv[2:]
     rt = C.c_void_p()
     check(lib, lib.attn_runtime_create(C.byref(rt)), "runtime")
     torch.manual_seed(1)
@@ -55,7 +58,8 @@ def main():
              lambda qi, ki: hdoc[qi] == kdoc[ki]),
         ]
         for name, src, mask in masks:
-            kern = compile_kernel(lib, rt, src, ATTN_BF16, D, what=name)
+            kern = compile_kernel(lib, rt, src, ATTN_BF16, D, what=name,
+                                  persistent=persistent)
             # Rows with no key: O = 0.
             ref = reference(q, k, v, mask(idx[:, None], idx[None, :]))
             for layout in ("contiguous", "blhd", "offset", "pad1", "pad8"):

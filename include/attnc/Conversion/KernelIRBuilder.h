@@ -1,4 +1,4 @@
-//===- KernelBuilder.h - Pieces shared by the kernel generators ----------===//
+//===- KernelIRBuilder.h - Pieces shared by the kernel generators ---------===//
 //
 // What the kernel generators (convert-attn-to-loops, -tiled-kernel,
 // -gpu-kernel, -mma-kernel) would otherwise each write again: parsing their
@@ -9,13 +9,13 @@
 // row (sink, LSE).
 //
 //===----------------------------------------------------------------------===//
-#ifndef ATTNC_CONVERSION_KERNELBUILDER_H
-#define ATTNC_CONVERSION_KERNELBUILDER_H
+#ifndef ATTNC_CONVERSION_KERNELIRBUILDER_H
+#define ATTNC_CONVERSION_KERNELIRBUILDER_H
 
 #include "attnc/Analysis/TileAbstraction.h"
 #include "attnc/Conversion/ExpandAttnOps.h"
 
-#include "attn/AttnDialect.h"
+#include "dialects/attn/AttnDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -99,12 +99,14 @@ protected:
   /// status[word] += n, atomically (one thread per block calls it).
   void countTiles(int word, mlir::Value n) {
     mlir::memref::AtomicRMWOp::create(b, loc, mlir::arith::AtomicRMWKind::addi,
-                                      n, status, mlir::ValueRange{cIdx(word)});
+                                      n, entry.status,
+                                      mlir::ValueRange{cIdx(word)});
   }
 
   mlir::OpBuilder b;
   mlir::Location loc;
-  mlir::Value status; // the kernel's status memref
+  /// The kernel's leading arguments and sizes (bindKernelEntry).
+  KernelEntry entry;
 };
 
 /// A GPU block's work item: (b, h) with its K/V head, and its q-tile.
@@ -180,4 +182,4 @@ RowNormalization emitRowNormalization(mlir::OpBuilder &b, mlir::Location loc,
 
 } // namespace attnc
 
-#endif // ATTNC_CONVERSION_KERNELBUILDER_H
+#endif // ATTNC_CONVERSION_KERNELIRBUILDER_H

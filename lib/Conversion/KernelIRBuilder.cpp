@@ -1,6 +1,6 @@
-//===- KernelBuilder.cpp - Pieces shared by the kernel generators --------===//
+//===- KernelIRBuilder.cpp - Pieces shared by the kernel generators -------===//
 
-#include "attnc/Conversion/KernelBuilder.h"
+#include "attnc/Conversion/KernelIRBuilder.h"
 
 using namespace mlir;
 using namespace attnc;

@@ -10,8 +10,8 @@
 // memref (kStatusWords x i32).
 //
 //===----------------------------------------------------------------------===//
-#ifndef ATTNC_CONVERSION_KERNELABI_H
-#define ATTNC_CONVERSION_KERNELABI_H
+#ifndef ATTNC_ABI_KERNELABI_H
+#define ATTNC_ABI_KERNELABI_H
 
 #include <cstdint>
 
@@ -40,4 +40,4 @@ constexpr int kStatusTilesInRange = 6;
 
 } // namespace attnc
 
-#endif // ATTNC_CONVERSION_KERNELABI_H
+#endif // ATTNC_ABI_KERNELABI_H
