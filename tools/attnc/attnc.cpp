@@ -800,9 +800,7 @@ int emitPlan(const Options &o, mlir::ModuleOp module) {
     }
     text = "CPU kernel of '" + name + "'\n" + copts.explain(why);
   }
-  auto out = openOutput(o.output);
-  out->os() << text;
-  out->keep();
+  emitOutput([&](llvm::raw_ostream &os) { os << text; });
   return 0;
 }
 
