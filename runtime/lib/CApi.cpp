@@ -459,10 +459,12 @@ attn_status attn_compile_options_set_head_dims(attn_compile_options *options,
 attn_status attn_compile_options_set_gpu_kernel(attn_compile_options *options,
                                                 attn_gpu_kernel kernel) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_gpu_kernel", "options");
+    if (attn_status s = checkHandle("attn_compile_options_set_gpu_kernel",
+                                    "options", options))
+      return s;
     GpuOptions::Kernel k;
-    switch (kernel) {
+    int code = enumCode(kernel);
+    switch (code) {
     case ATTN_GPU_KERNEL_AUTO:
       k = GpuOptions::Kernel::Auto;
       break;
@@ -478,7 +480,7 @@ attn_status attn_compile_options_set_gpu_kernel(attn_compile_options *options,
     default:
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
                   "attn_compile_options_set_gpu_kernel: unknown kernel code " +
-                      std::to_string(static_cast<int>(kernel)));
+                      std::to_string(code));
     }
     options->options.gpu.kernel = k;
     return ATTN_OK;
@@ -489,8 +491,9 @@ attn_status
 attn_compile_options_set_gpu_persistent(attn_compile_options *options,
                                         int persistent) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_gpu_persistent", "options");
+    if (attn_status s = checkHandle("attn_compile_options_set_gpu_persistent",
+                                    "options", options))
+      return s;
     options->options.gpu.persistent = persistent != 0;
     return ATTN_OK;
   });
@@ -500,9 +503,9 @@ attn_status
 attn_compile_options_set_gpu_mark_kernel(attn_compile_options *options,
                                          int mark_kernel) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_gpu_mark_kernel",
-                          "options");
+    if (attn_status s = checkHandle("attn_compile_options_set_gpu_mark_kernel",
+                                    "options", options))
+      return s;
     options->options.gpu.markKernel = mark_kernel != 0;
     return ATTN_OK;
   });
@@ -511,8 +514,9 @@ attn_compile_options_set_gpu_mark_kernel(attn_compile_options *options,
 attn_status attn_compile_options_set_gpu_arch(attn_compile_options *options,
                                               const char *arch) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_gpu_arch", "options");
+    if (attn_status s = checkHandle("attn_compile_options_set_gpu_arch",
+                                    "options", options))
+      return s;
     options->options.gpu.arch = arch ? arch : "";
     return ATTN_OK;
   });
@@ -556,7 +560,7 @@ const char *attn_kernel_key(const attn_kernel *kernel) {
 }
 
 const char *attn_kernel_plan(const attn_kernel *kernel) {
-  return kernel ? kernel->kernel.plan().c_str() : nullptr;
+  return signatureOf(kernel) ? kernel->kernel.plan().c_str() : nullptr;
 }
 
 attn_dtype attn_kernel_dtype(const attn_kernel *kernel) {

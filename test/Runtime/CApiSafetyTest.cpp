@@ -400,6 +400,7 @@ TEST_F(CApiSafetyTest, StaleHandlesAreInvalidArguments) {
   EXPECT_EQ(attn_kernel_param(kernel, 0, &info), ATTN_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(attn_kernel_name(kernel), nullptr);
   EXPECT_EQ(attn_kernel_key(kernel), nullptr);
+  EXPECT_EQ(attn_kernel_plan(kernel), nullptr);
   EXPECT_EQ(attn_kernel_num_params(kernel), 0u);
   attn_kernel_release(kernel);
   EXPECT_TRUE(stale("attn_kernel_release")) << lastError();
@@ -434,6 +435,16 @@ TEST_F(CApiSafetyTest, StaleHandlesAreInvalidArguments) {
             ATTN_ERROR_INVALID_ARGUMENT);
   EXPECT_TRUE(stale("attn_compile: options")) << lastError();
   EXPECT_EQ(attn_compile_options_set_head_dims(o, 8, 8),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(attn_compile_options_set_gpu_kernel(o, ATTN_GPU_KERNEL_MMA),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(stale("attn_compile_options_set_gpu_kernel: options"))
+      << lastError();
+  EXPECT_EQ(attn_compile_options_set_gpu_persistent(o, 1),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(attn_compile_options_set_gpu_mark_kernel(o, 0),
+            ATTN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(attn_compile_options_set_gpu_arch(o, "sm_90"),
             ATTN_ERROR_INVALID_ARGUMENT);
 
   // One handle type for another.
