@@ -25,7 +25,7 @@ run() {
   ( t0=$SECONDS; "$@" > "$LOGS/$name.log" 2>&1; echo "$? $((SECONDS - t0))" > "$LOGS/$name.rc" ) &
 }
 run f16-groups $RC --dtype float16 softmax prelude norm shape param lang
-run f16-shapes $RC shape-f16 shape-f16-gqa-causal shape-f16-d256 shape-f16-sigmoid shape-f16-sink
+run f16-shapes $RC shape-f16 shape-f16-gqa-causal shape-f16-d256 shape-f16-mla-decode shape-f16-sigmoid shape-f16-sink
 NF="$PY test/Integration/lib/nonfinite.py --attnc $ATTNC --target nvptx"
 run nonfinite-f32 $NF
 run nonfinite-f16 $NF --dtype float16 --tensor-core

@@ -139,9 +139,13 @@ bool GpuKernel::loadModule(std::string &error) {
   // Hopper: a programmatic dependent launch (see launch()) of kernels that
   // wait for the kernel before them before touching memory.
   dependentLaunch = plan.dependentLaunch && driver->cuLaunchKernelEx;
-  // More than 48 KiB of dynamic shared memory must be asked for.
+  // Dynamic shared memory is asked for whatever its size: without the
+  // attribute a block gets 48 KiB in all, static included, and the PTX
+  // that NVPTX prints for MLIR's dynamic shared memory symbol also
+  // reserves a few static bytes, so a plan of exactly 48 KiB would not
+  // launch (cuLaunchKernel: invalid argument).
   auto allowShared = [&](cuda::CUfunction fn, int64_t bytes) {
-    return bytes <= 48 * 1024 ||
+    return bytes == 0 ||
            driver->check(
                driver->cuFuncSetAttribute(
                    fn,

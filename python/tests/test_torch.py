@@ -307,3 +307,35 @@ def test_cuda_torch_compile_inductor(alibi, gen):
         got = torch.compile(f, fullgraph=True)(q, k, v)
         want = f(q, k, v)
     torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+
+
+@cuda
+def test_cuda_compile_is_single_flight(tmp_path):
+    """Two threads ask one fresh runtime for the same GPU kernel at once:
+    the runtime compiles it once (the GPU path shares the CPU path's
+    single-flight), and both get the same kernel."""
+    import threading
+    rt = attnc.Runtime(cache_dir=str(tmp_path), disk_cache=False)
+    # Two Kernel objects: one object's own lock would serialise the calls.
+    kerns = [attnc.compile(ALIBI, variant="alibi", runtime=rt) for _ in range(2)]
+    before = rt.stats()  # the CPU probe of each compile: one compile, one hit
+    barrier = threading.Barrier(2)
+    got, errors = [], []
+
+    def worker(kern):
+        try:
+            barrier.wait()
+            got.append(kern.specialize("cuda", "float16", 64))
+        except Exception as e:  # reported below, with the thread's error
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in kerns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    after = rt.stats()
+    assert after["compiles"] - before["compiles"] == 1, (before, after)
+    assert after["memory_hits"] - before["memory_hits"] == 1, (before, after)
+    assert len(got) == 2 and got[0].key == got[1].key

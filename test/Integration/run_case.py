@@ -264,6 +264,11 @@ case("shape-f16", "attention a {}", dtype="float16", B=2)
 case("shape-f16-gqa-causal", "attention a { mask = causal(); }",
      dtype="float16", H=8, Hkv=2, mask=causal)
 case("shape-f16-d256", "attention a {}", dtype="float16", D=256, Lq=32)
+# D != Dv as MLA's decode has them (one KV head, two query rows): the
+# tensor-core kernel's block needs exactly 48 KiB of dynamic shared memory.
+case("shape-f16-mla-decode", "attention a { mask = causal_bottom_right(); }",
+     dtype="float16", H=16, Hkv=1, Lq=2, Lkv=300, D=96, Dv=64,
+     mask=lambda c, b, h, i, j: j <= i + (c.Lkv - c.Lq))
 case("shape-f16-sigmoid", """
 attention a { score = score - 1.0; normalize sigmoid; }""", dtype="float16",
      norm="sigmoid", score=lambda c, s, b, h, i, j: s - 1.0)
