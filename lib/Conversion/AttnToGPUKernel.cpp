@@ -381,11 +381,18 @@ void SimtKernelBuilder::build() {
                 p = s;
               }
               p = arith::SelectOp::create(b, loc, masked, cF32(0.0), p);
-              Value vBase = mul(j, cIdx(cfg.valueDim));
-              forLoop(cIdx(0), cIdx(cfg.valueDim), cIdx(1), [&](Value c) {
-                Value vc = toF32(load(vTile, {add(vBase, c)}));
-                store(math::FmaOp::create(b, loc, p, vc, load(oAcc, {c})), oAcc,
-                      {c});
+              // Masked keys are skipped, not weighted by 0: a NaN or an
+              // infinity in V at a masked key never reaches the row.
+              Value kept = arith::XOrIOp::create(
+                  b, loc, masked,
+                  arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
+              ifThen(kept, [&] {
+                Value vBase = mul(j, cIdx(cfg.valueDim));
+                forLoop(cIdx(0), cIdx(cfg.valueDim), cIdx(1), [&](Value c) {
+                  Value vc = toF32(load(vTile, {add(vBase, c)}));
+                  store(math::FmaOp::create(b, loc, p, vc, load(oAcc, {c})),
+                        oAcc, {c});
+                });
               });
               scf::YieldOp::create(
                   b, loc, arith::AddFOp::create(b, loc, sum[0], p).getResult());

@@ -12,7 +12,10 @@
 //     S  = score(S), masked to -inf only where the block is mixed
 //     if some S > m + 8: m' = rowmax S, O *= 2^(m - m'), l *= 2^(m - m')
 //     P = 2^(S - m);  l += P (a vector of partial sums)
-//     O += P V  over the block's exact keys (register-blocked micro-kernel)
+//     O += P V  over the block's exact keys (register-blocked micro-kernel;
+//               where the block is mixed and the tile's V is not all
+//               finite, masked entries are skipped, so a NaN or infinity
+//               in V at a masked key never reaches the row)
 //   O /= l (with the sink folded in), LSE = (m + log2 l) ln 2
 //
 // Scores are kept in log2 units: log2(e) is folded into the Q scale when
@@ -131,11 +134,16 @@ private:
   /// rows src[base + d * Tk].
   void microQKBlock(Value rb, Value src, Value base, Value col0, int64_t n);
   void microQK(Value rows, Value src, Value base);
+  /// Whether V's rows of the kv-tile at k0 (its `cols` keys) hold a NaN or
+  /// an infinity (an i1).
+  Value vHasNonFinite(Value k0, Value cols);
   /// K^T of kv-tile ktIdx of this KV head: (buffer, offset) of its rows,
   /// in the shared buffer (built there by the first work item to reach
   /// it) or, while another item is building it, in a private one.
   std::pair<Value, Value> ensureKt(Value ktIdx, Value k0, Value cols);
-  void microPV(Value rows, Value k0, Value cols);
+  /// `guarded`: blocks that the mask cuts through skip masked entries
+  /// (for tiles whose V holds a NaN or an infinity).
+  void microPV(Value rows, Value k0, Value cols, bool guarded);
   /// Per row r: `modify(r)` gives the function applied to each loaded
   /// vector of S and its first column (score and mask), or none.
   using RowModifier = std::function<std::function<Value(Value, Value)>(Value)>;
@@ -179,6 +187,8 @@ private:
   // visits, and whether the block needs the mask (liveMixed). Null
   // without a mask.
   Value liveStart, liveCount, liveMixed, liveKeyLo, liveKeyEnd;
+  // Whether the current kv-tile's V rows hold a NaN or an infinity (i1).
+  Value tileVNonFinite;
   // Tile summaries (per q-tile, per kv-tile) of rank-1 integer params, and
   // the bounds of the current q-tile and kv-tile that select their rows.
   SmallVector<attn::ParamOp> summarized;
@@ -352,20 +362,68 @@ std::pair<Value, Value> TiledKernelBuilder::ensureKt(Value ktIdx, Value k0,
   Value old = atomicOr(1);
   Value mine =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, old, cI32(0));
-  // Claimed, not ready: exactly bit 0 (the state goes 0 -> 1 -> 3).
+  // Claimed, not ready: exactly bit 0 (the state goes 0 -> 1 -> 3 or 7).
   Value busy =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, old, cI32(1));
-  scf::IfOp::create(b, loc, mine, [&](OpBuilder &, Location) {
-    transpose(kt, sharedBase);
-    atomicOr(2); // release: the tile is written
-    scf::YieldOp::create(b, loc);
-  });
-  scf::IfOp::create(b, loc, busy, [&](OpBuilder &, Location) {
-    transpose(ktPrivate, cIdx(0));
-    scf::YieldOp::create(b, loc);
-  });
+  // Bit 2, set with bit 1: the tile's V rows hold a NaN or an infinity
+  // (vHasNonFinite), which P V must then keep away from the rows that mask
+  // their keys (microPV). The builder scans them once; a private builder
+  // scans them itself; everyone else reads the bit.
+  auto built = scf::IfOp::create(
+      b, loc, mine,
+      [&](OpBuilder &, Location) {
+        transpose(kt, sharedBase);
+        Value bad = vHasNonFinite(k0, cols);
+        Value bits = arith::OrIOp::create(
+            b, loc, cI32(2),
+            arith::ShLIOp::create(
+                b, loc, arith::ExtUIOp::create(b, loc, b.getI32Type(), bad),
+                cI32(2)));
+        memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::ori, bits,
+                                    kflags, ValueRange{word});
+        scf::YieldOp::create(b, loc, bad); // release: the tile is written
+      },
+      [&](OpBuilder &, Location) {
+        auto other = scf::IfOp::create(
+            b, loc, busy,
+            [&](OpBuilder &, Location) {
+              transpose(ktPrivate, cIdx(0));
+              scf::YieldOp::create(b, loc, vHasNonFinite(k0, cols));
+            },
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(
+                  b, loc,
+                  arith::CmpIOp::create(
+                      b, loc, arith::CmpIPredicate::ne,
+                      arith::AndIOp::create(b, loc, old, cI32(4)), cI32(0))
+                      .getResult());
+            });
+        scf::YieldOp::create(b, loc, other.getResult(0));
+      });
+  tileVNonFinite = built.getResult(0);
   return {arith::SelectOp::create(b, loc, busy, ktPrivate, kt),
           arith::SelectOp::create(b, loc, busy, cIdx(0), sharedBase)};
+}
+
+Value TiledKernelBuilder::vHasNonFinite(Value k0, Value cols) {
+  // The sum of v - v over the tile's V rows: 0 while every value is finite,
+  // NaN once one is NaN or infinite (and NaN from then on).
+  auto loop = scf::ForOp::create(
+      b, loc, cIdx(0), cols, cIdx(1), ValueRange{splatF(0.0)},
+      [&](OpBuilder &, Location, Value j, ValueRange acc) {
+        Value sum = acc[0];
+        Value key = arith::AddIOp::create(b, loc, k0, j);
+        for (int64_t c = 0; c < dvp / cfg.vw; ++c) {
+          Value x = vector::LoadOp::create(
+              b, loc, vf, vp, ValueRange{bi, hkv, key, cIdx(c * cfg.vw)});
+          sum = arith::AddFOp::create(b, loc, sum,
+                                      arith::SubFOp::create(b, loc, x, x));
+        }
+        scf::YieldOp::create(b, loc, sum);
+      });
+  Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
+                                          loop.getResult(0));
+  return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, sum, sum);
 }
 
 void TiledKernelBuilder::microQK(Value rows, Value src, Value base) {
@@ -385,7 +443,8 @@ void TiledKernelBuilder::microQK(Value rows, Value src, Value base) {
   });
 }
 
-void TiledKernelBuilder::microPV(Value rows, Value k0, Value cols) {
+void TiledKernelBuilder::microPV(Value rows, Value k0, Value cols,
+                                 bool guarded) {
   // Oacc[r][c] += sum_j P[r][j] Vf[b][hkv][k0 + j][c], R rows x up to 4
   // vectors of columns per block, accumulators in registers across j.
   int64_t R = cfg.rows, nvd = dvp / cfg.vw, group = 4;
@@ -393,11 +452,21 @@ void TiledKernelBuilder::microPV(Value rows, Value k0, Value cols) {
   forLoop(cIdx(0), ub, R, [&](Value rb) {
     // The block's exact keys (P is 0 outside them); keys past Lkv (a
     // partial last tile) have no V row: V may be the caller's own tensor.
-    Value jBegin = cIdx(0), jEnd = cIdx(cfg.tk);
+    // In a block that the mask cuts through, a key may be masked for some
+    // of its rows only. Where the tile's V holds a NaN or an infinity
+    // (`guarded`), the guarded micro-kernel skips those rows' entries (their
+    // weights mark them, see softmaxRows), so that it never reaches the rows
+    // that mask its key (0 * NaN is NaN); finite V takes the plain
+    // micro-kernel.
+    Value jBegin = cIdx(0), jEnd = cIdx(cfg.tk), mixed;
     if (liveKeyLo) {
       Value i = arith::DivUIOp::create(b, loc, rb, cIdx(cfg.rows));
       jBegin = memref::LoadOp::create(b, loc, liveKeyLo, ValueRange{i});
       jEnd = memref::LoadOp::create(b, loc, liveKeyEnd, ValueRange{i});
+      if (guarded)
+        mixed = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::ne,
+            memref::LoadOp::create(b, loc, liveMixed, ValueRange{i}), cIdx(0));
     }
     jEnd = minIdx(jEnd, cols);
     for (int64_t g0 = 0; g0 < nvd; g0 += group) {
@@ -409,19 +478,38 @@ void TiledKernelBuilder::microPV(Value rows, Value k0, Value cols) {
           init.push_back(
               vload(oacc, offset(nullptr, dvp, row, (g0 + c) * cfg.vw)));
       }
-      SmallVector<Value> acc = rank1Block(
-          jBegin, jEnd, init, gn,
-          [&](Value j, int64_t c) -> Value {
-            return vector::LoadOp::create(
-                b, loc, vf, vp,
-                ValueRange{bi, hkv, arith::AddIOp::create(b, loc, k0, j),
-                           cIdx((g0 + c) * cfg.vw)});
-          },
-          [&](Value j, int64_t r) -> Value {
-            Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
-            return memref::LoadOp::create(b, loc, s,
-                                          ValueRange{offset(j, cfg.tk, row)});
-          });
+      auto block = [&](bool skipMasked) {
+        return rank1Block(
+            jBegin, jEnd, init, gn,
+            [&](Value j, int64_t c) -> Value {
+              return vector::LoadOp::create(
+                  b, loc, vf, vp,
+                  ValueRange{bi, hkv, arith::AddIOp::create(b, loc, k0, j),
+                             cIdx((g0 + c) * cfg.vw)});
+            },
+            [&](Value j, int64_t r) -> Value {
+              Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
+              return memref::LoadOp::create(b, loc, s,
+                                            ValueRange{offset(j, cfg.tk, row)});
+            },
+            !skipMasked                       ? MaskedWeights::kept
+            : norm == attn::NormKind::softmax ? MaskedWeights::zero
+                                              : MaskedWeights::negativeZero);
+      };
+      SmallVector<Value> acc;
+      if (!mixed) {
+        acc = block(false);
+      } else {
+        auto ifMixed = scf::IfOp::create(
+            b, loc, mixed,
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(b, loc, block(true));
+            },
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(b, loc, block(false));
+            });
+        acc.assign(ifMixed.getResults().begin(), ifMixed.getResults().end());
+      }
       for (int64_t r = 0; r < R; ++r) {
         Value row = arith::AddIOp::create(b, loc, rb, cIdx(r));
         for (int64_t c = 0; c < gn; ++c)
@@ -631,8 +719,16 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
           sv.back() = rowModify(sv.back(), col);
       }
       Value l = vload(lrow, lOff);
+      // How P V recognises masked entries where V is not finite (microPV):
+      // softmax weights 2^(S - m) are 0 exactly for masked entries (-inf)
+      // and for kept ones below 2^-126 of the row's largest, which count
+      // as masked there; plain weights of masked entries are -0.0, which
+      // no kept one is (sigmoid is never -0.0, relu's maximum(-0.0, 0.0)
+      // is +0.0, and linear weights get + 0.0, which turns -0.0 into +0.0
+      // and leaves the rest alone), since relu and linear weights of kept
+      // entries are often exactly +0.0.
       if (norm != attn::NormKind::softmax) {
-        // Plain weights: sigmoid(s), max(s, 0) or s; masked (-inf) gives 0.
+        // Plain weights: sigmoid(s), max(s, 0) or s; masked (-inf) gives -0.
         for (int64_t jv = 0; jv < n; ++jv) {
           Value x = sv[jv], w;
           Value masked = arith::CmpFOp::create(
@@ -646,8 +742,8 @@ void TiledKernelBuilder::softmaxRows(Value rows, const RowModifier &modify) {
           else if (norm == attn::NormKind::relu)
             w = arith::MaximumFOp::create(b, loc, x, splatF(0.0));
           else
-            w = x;
-          w = arith::SelectOp::create(b, loc, masked, splatF(0.0), w);
+            w = arith::AddFOp::create(b, loc, x, splatF(0.0));
+          w = arith::SelectOp::create(b, loc, masked, splatF(-0.0), w);
           l = arith::AddFOp::create(b, loc, l, w);
           vstore(w, s, offs[jv]);
         }
@@ -730,8 +826,14 @@ void TiledKernelBuilder::epilogue(Value q0, Value rows) {
     Value factor, lseValue, empty;
     if (norm == attn::NormKind::softmax) {
       Value m = memref::LoadOp::create(b, loc, mrow, ValueRange{r});
-      empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m,
-                                    cF32(-INFINITY));
+      // Empty: nothing kept (m = -inf, l = 0). A row whose kept scores are
+      // all NaN also has m = -inf (maxnum skips NaN), but l = NaN: not
+      // empty, so that its O and LSE are NaN.
+      empty = arith::AndIOp::create(
+          b, loc,
+          arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m,
+                                cF32(-INFINITY)),
+          arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ORD, l, l));
       Value mSafe = arith::SelectOp::create(b, loc, empty, cF32(0.0), m);
       Value denom = l, top = mSafe, keep = cF32(1.0);
       if (normOp && normOp.hasSink()) {
@@ -1111,7 +1213,21 @@ void TiledKernelBuilder::emitKvTile(Value ktIdx, Value q0, Value rows) {
       });
     }
     softmaxRows(rows, fused);
-    microPV(rows, k0, cols);
+    if (liveMixed) {
+      // The guarded P V only for tiles whose V is not all finite.
+      scf::IfOp::create(
+          b, loc, tileVNonFinite,
+          [&](OpBuilder &, Location) {
+            microPV(rows, k0, cols, /*guarded=*/true);
+            scf::YieldOp::create(b, loc);
+          },
+          [&](OpBuilder &, Location) {
+            microPV(rows, k0, cols, /*guarded=*/false);
+            scf::YieldOp::create(b, loc);
+          });
+    } else {
+      microPV(rows, k0, cols, /*guarded=*/false);
+    }
     scf::YieldOp::create(b, loc);
   });
 }

@@ -182,8 +182,14 @@ RowNormalization attnc::emitRowNormalization(OpBuilder &b, Location loc,
   auto exp2 = [&](Value x) -> Value { return math::Exp2Op::create(b, loc, x); };
   RowNormalization r;
   if (norm == attn::NormKind::softmax) {
-    r.empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m,
-                                    cF32(-INFINITY));
+    // Empty: nothing kept (m = -inf, l = 0). A row whose kept scores are
+    // all NaN may also have m = -inf (a max that skips NaN), but l = NaN:
+    // not empty, so that its O and LSE are NaN.
+    r.empty = arith::AndIOp::create(
+        b, loc,
+        arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m,
+                              cF32(-INFINITY)),
+        arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ORD, l, l));
     Value mSafe = arith::SelectOp::create(b, loc, r.empty, cF32(0.0), m);
     Value denom = l, top = mSafe, keep = cF32(1.0);
     if (sinkLog2) {

@@ -143,11 +143,10 @@ Value VectorKernelBuilder::vectorizedRegion(Region &region,
   return vec(llvm::cast<attn::YieldOp>(block.getTerminator()).getValue());
 }
 
-SmallVector<Value>
-VectorKernelBuilder::rank1Block(Value lb, Value ub, ArrayRef<Value> init,
-                                int64_t n,
-                                llvm::function_ref<Value(Value, int64_t)> bvec,
-                                llvm::function_ref<Value(Value, int64_t)> a) {
+SmallVector<Value> VectorKernelBuilder::rank1Block(
+    Value lb, Value ub, ArrayRef<Value> init, int64_t n,
+    llvm::function_ref<Value(Value, int64_t)> bvec,
+    llvm::function_ref<Value(Value, int64_t)> a, MaskedWeights masked) {
   int64_t R = blockRows;
   auto loop = scf::ForOp::create(
       b, loc, lb, ub, cIdx(1), init,
@@ -156,10 +155,25 @@ VectorKernelBuilder::rank1Block(Value lb, Value ub, ArrayRef<Value> init,
         for (int64_t c = 0; c < n; ++c)
           vecs.push_back(bvec(k, c));
         for (int64_t r = 0; r < R; ++r) {
-          Value ab = vector::BroadcastOp::create(b, loc, vf, a(k, r));
-          for (int64_t c = 0; c < n; ++c)
-            next[r * n + c] =
+          Value ar = a(k, r);
+          Value ab = vector::BroadcastOp::create(b, loc, vf, ar);
+          Value skip;
+          if (masked == MaskedWeights::zero)
+            skip = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, ar,
+                                         cF32(0.0));
+          else if (masked == MaskedWeights::negativeZero)
+            skip = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::eq,
+                arith::BitcastOp::create(b, loc, b.getI32Type(), ar),
+                cI32(static_cast<int32_t>(0x80000000u)));
+          for (int64_t c = 0; c < n; ++c) {
+            Value fma =
                 vector::FMAOp::create(b, loc, ab, vecs[c], next[r * n + c]);
+            next[r * n + c] = skip ? arith::SelectOp::create(
+                                         b, loc, skip, next[r * n + c], fma)
+                                         .getResult()
+                                   : fma;
+          }
         }
         scf::YieldOp::create(b, loc, next);
       });

@@ -9,7 +9,9 @@
 
 #include "mlir/IR/Diagnostics.h"
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/Support/ConvertUTF.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/Unicode.h"
 
 #include <cfloat>
 #include <cmath>
@@ -213,12 +215,35 @@ Token Lexer::next() {
     return error(tok, "unexpected character '" + std::string(1, c) +
                           "'; did you mean '" + std::string(2, c) + "'?");
   std::string shown;
-  if (c >= 0x20 && c < 0x7f)
-    shown = std::string(1, c);
-  else
+  const auto *first = reinterpret_cast<const llvm::UTF8 *>(start);
+  const auto *last = reinterpret_cast<const llvm::UTF8 *>(end);
+  llvm::UTF32 codePoint = 0;
+  if (c >= 0x20 && c < 0x7f) {
+    shown = "'" + std::string(1, c) + "'";
+  } else if ((unsigned char)c >= 0x80 &&
+             llvm::isLegalUTF8Sequence(first, last)) {
+    // A character beyond ASCII: shown whole, with its code point.
+    unsigned n = llvm::getNumBytesForUTF8(*first);
+    const llvm::UTF8 *p = first;
+    (void)llvm::convertUTF8Sequence(&p, last, &codePoint,
+                                    llvm::strictConversion);
+    std::string hex;
+    llvm::raw_string_ostream(hex)
+        << llvm::format_hex_no_prefix(codePoint,
+                                      codePoint > 0xfffff  ? 6
+                                      : codePoint > 0xffff ? 5
+                                                           : 4,
+                                      /*Upper=*/true);
+    // An invisible or control character by its code point only.
+    shown = llvm::sys::unicode::isPrintable(codePoint)
+                ? "'" + std::string(start, n) + "' (U+" + hex + ")"
+                : "U+" + hex;
+  } else {
     llvm::raw_string_ostream(shown)
-        << "\\x" << llvm::format_hex_no_prefix((unsigned char)c, 2);
-  return error(tok, "unexpected character '" + shown + "'");
+        << "'\\x" << llvm::format_hex_no_prefix((unsigned char)c, 2) << "'"
+        << ((unsigned char)c >= 0x80 ? " (not UTF-8)" : "");
+  }
+  return error(tok, "unexpected character " + shown);
 }
 
 std::string attnc::tokenSpelling(Token::Kind kind) {

@@ -125,10 +125,16 @@ private:
   ast::ExprPtr parsePrimary();
   bool parseList(std::vector<ast::ExprPtr> &into, K close,
                  const llvm::Twine &where);
-  ast::ExprPtr finish(ast::ExprPtr e);
+  ast::ExprPtr finish(ast::ExprPtr e, bool continuesChain = false);
   std::nullptr_t tooDeep(mlir::Location at) {
     return error(at, "expression nested too deeply (more than " +
                          llvm::Twine(kMaxExprNesting) + " levels)");
+  }
+  std::nullptr_t tooLong(mlir::Location at) {
+    return error(at, "expression too long: its syntax tree is more than " +
+                         llvm::Twine(kMaxExprTreeDepth) +
+                         " levels high (each operator of a chain such as "
+                         "'a + b + c' is one level)");
   }
 
   /// Counts the active parseExpr/parseUnary frames.
@@ -394,11 +400,17 @@ void Parser::parseNormalize(std::vector<ast::Item> &items, mlir::Location at) {
     items.push_back(std::move(item));
 }
 
-ast::ExprPtr Parser::finish(ast::ExprPtr e) {
-  for (const ast::ExprPtr &op : e->operands)
+ast::ExprPtr Parser::finish(ast::ExprPtr e, bool continuesChain) {
+  for (const ast::ExprPtr &op : e->operands) {
     e->depth = std::max(e->depth, op->depth + 1);
-  if (e->depth > kMaxExprNesting)
+    // The left operand of a chain's next operator is the chain itself.
+    bool sameLevel = continuesChain && &op == &e->operands.front();
+    e->nesting = std::max(e->nesting, op->nesting + (sameLevel ? 0 : 1));
+  }
+  if (e->nesting > kMaxExprNesting)
     return tooDeep(e->loc);
+  if (e->depth > kMaxExprTreeDepth)
+    return tooLong(e->loc);
   return e;
 }
 
@@ -426,6 +438,9 @@ ast::ExprPtr Parser::parseExpr() {
 ast::ExprPtr Parser::parseBinary(unsigned minPrecedence) {
   ast::ExprPtr lhs = parseUnary();
   BinaryOp op;
+  // The precedence of the operator that built `lhs` in this loop (0: none):
+  // the next operator of the same precedence continues its chain.
+  unsigned chainPrecedence = 0;
   while (lhs) {
     unsigned precedence = binaryPrecedence(tok.kind, op);
     if (precedence == 0 || precedence < minPrecedence)
@@ -438,7 +453,8 @@ ast::ExprPtr Parser::parseBinary(unsigned minPrecedence) {
       return nullptr;
     e->operands.push_back(std::move(lhs));
     e->operands.push_back(std::move(rhs));
-    lhs = finish(std::move(e));
+    lhs = finish(std::move(e), chainPrecedence == precedence);
+    chainPrecedence = precedence;
     BinaryOp next;
     if (lhs && precedence == kComparisonPrecedence &&
         binaryPrecedence(tok.kind, next) == kComparisonPrecedence)

@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Support/Npy.h"
+#include "attnc/Support/AtomicFile.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -525,30 +526,22 @@ bool serializeNpy(const NpyArray &arr, std::vector<uint8_t> &bytes,
   return true;
 }
 
-bool writeNpy(const std::string &path, const NpyArray &arr,
-              std::string &error) {
+bool writeNpy(AtomicFile &file, const NpyArray &arr, std::string &error) {
   std::string header;
   if (!makeHeader(arr, header, error)) {
-    error = path + ": " + error;
+    error = file.path() + ": " + error;
     return false;
   }
-  std::FILE *f = std::fopen(path.c_str(), "wb");
-  if (!f) {
-    error = path + ": cannot create: " + std::strerror(errno);
-    return false;
-  }
-  bool ok =
-      std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
-      (arr.data.empty() ||
-       std::fwrite(arr.data.data(), 1, arr.data.size(), f) == arr.data.size());
-  int savedErrno = errno;
-  if (std::fclose(f) != 0 && ok) {
-    ok = false;
-    savedErrno = errno;
-  }
-  if (!ok)
-    error = path + ": cannot write: " + std::strerror(savedErrno);
-  return ok;
+  return file.write(header.data(), header.size(), error) &&
+         (arr.data.empty() ||
+          file.write(arr.data.data(), arr.data.size(), error));
+}
+
+bool writeNpy(const std::string &path, const NpyArray &arr,
+              std::string &error) {
+  AtomicFile file;
+  return file.open(path, error) && writeNpy(file, arr, error) &&
+         file.commit(error);
 }
 
 } // namespace attnc

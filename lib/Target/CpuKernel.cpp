@@ -18,6 +18,7 @@
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/TargetParser/Host.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -77,17 +78,31 @@ std::string attnc::tiledOptionsError(const CpuCompileOptions &options) {
            ", got D = " + std::to_string(options.headDim) +
            ", Dv = " + std::to_string(options.valueDim) +
            "; use the reference kernel";
+  // The same tilings are valid on every host: keys per tile in whole
+  // vectors of the widest width (16 lanes), rows in whole blocks of 4.
+  int64_t tq = options.tileQ, tk = options.tileKV;
+  int64_t vw = std::max<int64_t>(16, hostVectorWidth(options.vectorWidth));
+  if (tq <= 0 || tk <= 0 || tq % kTiledRowsPerBlock != 0 || tk % vw != 0)
+    return "tiles of " + std::to_string(tq) + " x " + std::to_string(tk) +
+           " are not valid: the rows per tile must be a positive multiple "
+           "of " +
+           std::to_string(kTiledRowsPerBlock) +
+           " and the keys per tile a positive multiple of " +
+           std::to_string(vw);
+  // Bounded first, so that the products below cannot overflow.
+  if (tq > kMaxTiledStackBytes || tk > kMaxTiledStackBytes)
+    return "tiles of " + std::to_string(tq) + " x " + std::to_string(tk) +
+           " are too large (at most " + std::to_string(kMaxTiledStackBytes) +
+           " rows or keys); choose smaller tiles";
   int64_t stackBytes =
       options.backward
-          ? 4 * (2 * options.tileQ * options.tileKV +
-                 2 * (options.headDim + options.valueDim + 32) * options.tileKV)
-          : 4 * options.tileQ *
-                (options.headDim + options.valueDim + 16 + options.tileKV);
-  if (options.tileQ <= 0 || options.tileKV <= 0 ||
-      stackBytes > kMaxTiledStackBytes)
-    return "tiles of " + std::to_string(options.tileQ) + " x " +
-           std::to_string(options.tileKV) + " need " +
-           std::to_string(stackBytes) + " bytes of stack per thread (at most " +
+          ? 4 * (2 * tq * tk +
+                 2 * (options.headDim + options.valueDim + 32) * tk)
+          : 4 * tq * (options.headDim + options.valueDim + 16 + tk);
+  if (stackBytes > kMaxTiledStackBytes)
+    return "tiles of " + std::to_string(tq) + " x " + std::to_string(tk) +
+           " need " + std::to_string(stackBytes) +
+           " bytes of stack per thread (at most " +
            std::to_string(kMaxTiledStackBytes) + "); choose smaller tiles";
   return "";
 }

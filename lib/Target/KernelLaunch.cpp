@@ -1,21 +1,24 @@
 //===- KernelLaunch.cpp - Checking, packing and calling a compiled kernel -===//
 //
 // Every tensor and parameter is checked against the signature first (rank,
-// dtype, sizes consistent across Q, K, V, O and LSE, declared param shapes,
-// no unknown or const params, scalar values representable), arguments are
-// packed as expanded memref descriptors (allocated, aligned, offset, sizes,
-// strides) in the KernelABI order, and the kernel's status word is turned
-// into a message. Used by CpuKernel::run and by the AOT launcher; needs
-// neither MLIR nor LLVM.
+// dtype, sizes consistent across Q, K, V, O and LSE, strides that address
+// memory without overflow, outputs without overlapping elements, declared
+// param shapes, no unknown or const params, scalar values representable),
+// arguments are packed as expanded memref descriptors (allocated, aligned,
+// offset, sizes, strides) in the KernelABI order, and the kernel's status word
+// is turned into a message. Used by CpuKernel::run and by the AOT launcher;
+// needs neither MLIR nor LLVM.
 //
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Target/KernelLaunch.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 
 using namespace attnc;
 
@@ -62,8 +65,90 @@ namespace {
 
 std::string shapeStr(const std::vector<int64_t> &s) { return formatShape(s); }
 
+/// A double as the user would write it: 0.5, 1e+39, inf, nan.
+std::string formatDouble(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+/// 2^N as text, for limits in messages.
+std::string powerOfTwo(int n) { return "2^" + std::to_string(n); }
+
+/// Whether the view's shape and strides address memory sensibly: no offset
+/// that the kernels compute (in elements or bytes, in int64) overflows,
+/// the bytes the view spans stay below kMaxViewBytes and do not wrap
+/// around the address space from its data pointer, and an output's
+/// elements are distinct (no stride 0 along a dimension of size > 1).
+/// Exact arithmetic in 128 bits: shapes are below 2^31 and strides are any
+/// int64, so no product or sum of them overflows it.
+bool checkStrides(const char *what, const TensorView &t, bool output,
+                  std::string &error) {
+  using Wide = __int128;
+  const Wide limit = Wide(kMaxViewBytes);
+  const Wide elem = dtypeSize(t.dtype);
+  Wide up = 0, down = 0; // bytes addressed above and below the pointer
+  Wide bytes = elem;
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    if (t.shape[d] == 0)
+      return true; // no element: nothing is ever addressed
+    bytes *= t.shape[d];
+  }
+  // Distinct elements need distinct bytes: an output larger than any view
+  // may span would overlap itself (and its element counts would reach
+  // the launchers' int64 arithmetic).
+  if (output && bytes > limit) {
+    error = std::string(what) + " of shape " + shapeStr(t.shape) +
+            " has more than " + powerOfTwo(kMaxViewBytesLog2) +
+            " bytes of elements, more than a tensor may span";
+    return false;
+  }
+  auto where = [&](size_t d) {
+    return std::string(what) + " dimension " + std::to_string(d) + " (size " +
+           std::to_string(t.shape[d]) + ", stride " +
+           std::to_string(t.strides[d]) + ")";
+  };
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    if (t.shape[d] == 1)
+      continue; // its index is always 0: the stride is never used
+    if (output && t.strides[d] == 0) {
+      error = where(d) + " has stride 0: its elements would overlap, and every "
+                         "element of an output must be its own";
+      return false;
+    }
+    Wide reach = Wide(t.shape[d] - 1) * Wide(t.strides[d]) * elem;
+    Wide magnitude = reach < 0 ? -reach : reach;
+    if (magnitude + elem > limit) {
+      error =
+          where(d) + " reaches " +
+          (magnitude >= (Wide(1) << 63) ? std::string("beyond 2^63")
+                                        : std::to_string(int64_t(magnitude))) +
+          " bytes from the data pointer; a tensor may span at most " +
+          powerOfTwo(kMaxViewBytesLog2) + " bytes";
+      return false;
+    }
+    (reach < 0 ? down : up) += magnitude;
+  }
+  if (up + down + elem > limit) {
+    error = std::string(what) + " spans " +
+            std::to_string(int64_t(up + down + elem)) + " bytes with shape " +
+            shapeStr(t.shape) + " and strides " + shapeStr(t.strides) +
+            "; a tensor may span at most " + powerOfTwo(kMaxViewBytesLog2) +
+            " bytes";
+    return false;
+  }
+  uintptr_t base = reinterpret_cast<uintptr_t>(t.data);
+  if (Wide(base) < down || Wide(UINTPTR_MAX) - Wide(base) < up + elem - 1) {
+    error = std::string(what) + " with shape " + shapeStr(t.shape) +
+            " and strides " + shapeStr(t.strides) +
+            " wraps around the address space from its data pointer";
+    return false;
+  }
+  return true;
+}
+
 bool checkView(const char *what, const TensorView &t, size_t rank,
-               std::string &error) {
+               std::string &error, bool output = false) {
   if (t.shape.size() != rank || t.strides.size() != rank) {
     error = std::string(what) + " must have rank " + std::to_string(rank) +
             ", got shape " + shapeStr(t.shape);
@@ -83,7 +168,7 @@ bool checkView(const char *what, const TensorView &t, size_t rank,
     error = std::string(what) + " has a null data pointer";
     return false;
   }
-  return true;
+  return checkStrides(what, t, output, error);
 }
 
 DType dtypeOf(ParamType t) {
@@ -106,10 +191,10 @@ namespace {
 /// and reads the problem's sizes off them.
 bool checkProblem(DType elementType, const TensorView &q, const TensorView &k,
                   const TensorView &v, const TensorView &o, int numThreads,
-                  Sizes &sz, std::string &error) {
+                  Sizes &sz, std::string &error, bool oOutput) {
   // Q, K, V, O: rank 4, one dtype, consistent sizes.
   if (!checkView("Q", q, 4, error) || !checkView("K", k, 4, error) ||
-      !checkView("V", v, 4, error) || !checkView("O", o, 4, error))
+      !checkView("V", v, 4, error) || !checkView("O", o, 4, error, oOutput))
     return false;
   if (q.dtype != k.dtype || q.dtype != v.dtype) {
     error = std::string("Q, K and V must have the same dtype, got ") +
@@ -167,8 +252,8 @@ bool checkProblem(DType elementType, const TensorView &q, const TensorView &k,
 
 /// Checks a [B, H, Lq] float32 view of row statistics (`what` names it).
 bool checkRowView(const char *what, const TensorView &t, const Sizes &sz,
-                  std::string &error) {
-  if (!checkView(what, t, 3, error))
+                  std::string &error, bool output) {
+  if (!checkView(what, t, 3, error, output))
     return false;
   std::vector<int64_t> shape = {sz.value[0], sz.value[1], sz.value[3]};
   if (t.dtype != DType::F32 || t.shape != shape) {
@@ -280,6 +365,14 @@ bool packParams(const KernelSignature &sig,
       value = sv->value;
     }
     if (p.type == ParamType::F32) {
+      // As for literals in the source: a value that is not a finite f32
+      // would turn every score it touches into inf or NaN.
+      if (!std::isfinite(value) || std::fabs(value) > FLT_MAX) {
+        error = "param '" + p.name + "' is f32 and cannot take the value " +
+                formatDouble(value) +
+                " (f32 holds finite values up to 3.4028235e+38 in magnitude)";
+        return false;
+      }
       pack.f32(static_cast<float>(value));
       continue;
     }
@@ -303,7 +396,8 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
                            const RunArgs &a, PackedKernelArgs &pack,
                            std::string &error) {
   Sizes &sz = pack.sizes;
-  if (!checkProblem(elementType, a.q, a.k, a.v, a.o, a.numThreads, sz, error))
+  if (!checkProblem(elementType, a.q, a.k, a.v, a.o, a.numThreads, sz, error,
+                    /*oOutput=*/true))
     return false;
   if (a.lse) {
     if (!sig.definesLSE()) {
@@ -313,7 +407,7 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
               sig.name + "'";
       return false;
     }
-    if (!checkRowView("LSE", *a.lse, sz, error))
+    if (!checkRowView("LSE", *a.lse, sz, error, /*output=*/true))
       return false;
   }
   if (a.rowStats) {
@@ -329,7 +423,8 @@ bool attnc::packKernelArgs(const KernelSignature &sig, DType elementType,
               "stats, not both";
       return false;
     }
-    if (!checkRowView("the row statistics", *a.rowStats, sz, error))
+    if (!checkRowView("the row statistics", *a.rowStats, sz, error,
+                      /*output=*/true))
       return false;
   }
   if (!checkParamNames(sig, a.params, error))
@@ -371,7 +466,8 @@ bool attnc::packBackwardKernelArgs(const KernelSignature &sig,
                                    PackedBackwardArgs &pack,
                                    std::string &error) {
   Sizes &sz = pack.sizes;
-  if (!checkProblem(elementType, a.q, a.k, a.v, a.o, a.numThreads, sz, error))
+  if (!checkProblem(elementType, a.q, a.k, a.v, a.o, a.numThreads, sz, error,
+                    /*oOutput=*/false))
     return false;
   if (!checkView("dO", a.dO, 4, error))
     return false;
@@ -384,7 +480,7 @@ bool attnc::packBackwardKernelArgs(const KernelSignature &sig,
   for (auto [what, grad, of] : {std::tuple{"dQ", &a.dq, &a.q},
                                 {"dK", &a.dk, &a.k},
                                 {"dV", &a.dv, &a.v}}) {
-    if (!checkView(what, *grad, 4, error))
+    if (!checkView(what, *grad, 4, error, /*output=*/true))
       return false;
     if (grad->dtype != elementType || grad->shape != of->shape) {
       error = std::string(what) + " must have the dtype and shape of " +
@@ -402,7 +498,8 @@ bool attnc::packBackwardKernelArgs(const KernelSignature &sig,
               "forward with the row statistics requested";
       return false;
     }
-    if (!checkRowView("the row statistics", *a.rowStats, sz, error))
+    if (!checkRowView("the row statistics", *a.rowStats, sz, error,
+                      /*output=*/false))
       return false;
   } else if (a.rowStats) {
     error = "'normalize " + sig.normalization +
@@ -483,7 +580,7 @@ bool attnc::packBackwardKernelArgs(const KernelSignature &sig,
         g.shape = {1};
         g.strides = {1};
       }
-      if (!checkView(what.c_str(), g, g.shape.size(), error))
+      if (!checkView(what.c_str(), g, g.shape.size(), error, /*output=*/true))
         return false;
       slot.user = g;
       slot.requested = true;

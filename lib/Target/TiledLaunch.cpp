@@ -1,6 +1,7 @@
 //===- TiledLaunch.cpp - Running tiled kernels over the thread pool -------===//
 
 #include "attnc/Target/TiledLaunch.h"
+#include "attnc/Support/HostMemory.h"
 #include "attnc/Target/ThreadPool.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <new>
 #include <variant>
 
 using namespace attnc;
@@ -157,6 +159,15 @@ struct Summary {
 
 } // namespace
 
+namespace {
+/// The work items of a launch whose arguments are checked and packed, and
+/// whose working memory fits: K and V bound directly or as copies.
+LaunchStatus launchTiledItems(const KernelSignature &sig, PackedKernelFn entry,
+                              const TiledKernelShape &shape,
+                              const RunArgs &args, PackedKernelArgs &packed,
+                              bool directK, bool directV, std::string &error);
+} // namespace
+
 LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
                                       DType elementType, PackedKernelFn entry,
                                       const TiledKernelShape &shape,
@@ -173,6 +184,55 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
             ", Dv = " + std::to_string(sz.value[6]);
     return LaunchStatus::InvalidArguments;
   }
+  int64_t B = sz.value[0], Hkv = sz.value[2], Lkv = sz.value[4];
+  int64_t D = sz.value[5], Dv = sz.value[6], vw = shape.vectorWidth;
+  auto roundUp = [&](int64_t x) { return (x + vw - 1) / vw * vw; };
+  int64_t kvTiles = (Lkv + shape.tileKV - 1) / shape.tileKV;
+  auto direct = [&](const TensorView &t, int64_t dim) {
+    return t.dtype == DType::F32 && t.strides[3] == 1 && dim == roundUp(dim);
+  };
+  // The working memory, in exact arithmetic before anything is allocated:
+  // K and V may be broadcast views (stride 0) far larger than the memory
+  // behind them, so their copies may not fit this machine.
+  {
+    using Wide = unsigned __int128;
+    Wide heads = Wide(B) * Wide(Hkv), keys = heads * Wide(Lkv);
+    Wide bytes = heads * Wide(kvTiles) * Wide(roundUp(D) * shape.tileKV) * 4 +
+                 heads * Wide(kvTiles) * 4 + heads * sizeof(std::once_flag);
+    if (!direct(args.k, D))
+      bytes += keys * Wide(roundUp(D)) * 4;
+    if (!direct(args.v, Dv))
+      bytes += keys * Wide(roundUp(Dv)) * 4;
+    uint64_t memory = hostMemoryBytes();
+    if (bytes > memory) {
+      error = "the tiled kernel needs " +
+              (bytes > UINT64_MAX ? std::string("more than 2^64 bytes")
+                                  : formatBytes(static_cast<uint64_t>(bytes))) +
+              " of working memory for K and V of shapes " +
+              formatShape(args.k.shape) + " and " + formatShape(args.v.shape) +
+              ", more than this machine has (" + formatBytes(memory) +
+              " of RAM and swap)";
+      return LaunchStatus::OutOfMemory;
+    }
+  }
+  try {
+    return launchTiledItems(sig, entry, shape, args, packed, direct(args.k, D),
+                            direct(args.v, Dv), error);
+  } catch (const std::bad_alloc &) {
+    error = "out of memory: cannot allocate the tiled kernel's working "
+            "memory for K and V of shapes " +
+            formatShape(args.k.shape) + " and " + formatShape(args.v.shape);
+    return LaunchStatus::OutOfMemory;
+  }
+}
+
+namespace {
+
+LaunchStatus launchTiledItems(const KernelSignature &sig, PackedKernelFn entry,
+                              const TiledKernelShape &shape,
+                              const RunArgs &args, PackedKernelArgs &packed,
+                              bool directK, bool directV, std::string &error) {
+  const Sizes &sz = packed.sizes;
   // Per call, for the kernels: a K^T buffer, flat [B, Hkv, kvTiles, DP,
   // Tk], that the kernels fill themselves (each visited kv-tile of each KV
   // head transposed about once, by the first work item that visits it,
@@ -206,9 +266,7 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
   kt.bind(ktStorage);
   kt.size = ktSize;
   states.bind(ktStates);
-  auto bind = [&](Operand &op, const TensorView &t, int64_t dim) {
-    bool direct =
-        t.dtype == DType::F32 && t.strides[3] == 1 && dim == roundUp(dim);
+  auto bind = [&](Operand &op, const TensorView &t, int64_t dim, bool direct) {
     if (!direct) {
       op.init({B, Hkv, Lkv, roundUp(dim)});
       return false;
@@ -221,7 +279,8 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
     }
     return true;
   };
-  bool directK = bind(kr, args.k, D), directV = bind(vr, args.v, Dv);
+  bind(kr, args.k, D, directK);
+  bind(vr, args.v, Dv, directV);
   auto copyRows = [&](const TensorView &t, Operand &op, int64_t dim, int64_t b,
                       int64_t h) {
     int64_t dimP = roundUp(dim);
@@ -326,6 +385,8 @@ LaunchStatus attnc::launchTiledKernel(const KernelSignature &sig,
       return LaunchStatus::KernelError;
   return LaunchStatus::Ok;
 }
+
+} // namespace
 
 //===----------------------------------------------------------------------===//
 // Backward

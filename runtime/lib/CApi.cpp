@@ -4,33 +4,60 @@
 // std::bad_alloc and anything else into a status and the calling thread's
 // last-error message: no exception crosses the C boundary.
 //
+// Handles are checked, not trusted: each starts with a tag, its type's
+// magic word while it lives. A destroyed handle is not freed but emptied,
+// tagged dead and kept in its type's pool, so a stale handle (used after
+// release, released twice, or of another type) reads a wrong tag, which is
+// an ATTN_ERROR_INVALID_ARGUMENT, and reading it is never a use after
+// free. A pool reuses its oldest empty handle only once kQuarantine newer
+// ones wait behind it; a handle used after that many later destroys of its
+// type may alias a new one (undefined, as documented in attn.h).
+//
 //===----------------------------------------------------------------------===//
 
 #include "attn/attn.h"
 #include "attn/attn.hpp"
 
+#include "EnumCode.h"
+
 #include <cstring>
+#include <deque>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
 
 using namespace attn;
+using attn::detail::enumCode;
+
+namespace {
+/// A dead handle's tag; live ones carry their type's magic word.
+constexpr uint64_t kDeadTag = 0x646561642d617474ull; // "dead-att"
+} // namespace
 
 struct attn_runtime {
+  static constexpr uint64_t kMagic = 0x61746e2d72756e74ull; // "atn-runt"
+  uint64_t tag = kDeadTag;
   std::unique_ptr<Runtime> owned; // null: the global runtime
   Runtime &get() { return owned ? *owned : Runtime::global(); }
 };
 
 struct attn_compile_options {
+  static constexpr uint64_t kMagic = 0x61746e2d6f707473ull; // "atn-opts"
+  uint64_t tag = kDeadTag;
   CompileOptions options;
 };
 
 struct attn_kernel {
+  static constexpr uint64_t kMagic = 0x61746e2d6b726e6cull; // "atn-krnl"
+  uint64_t tag = kDeadTag;
   Kernel kernel;
   std::vector<std::vector<attn_dim>> dims; // per param, for attn_param_info
 };
 
 struct attn_run_args {
+  static constexpr uint64_t kMagic = 0x61746e2d61726773ull; // "atn-args"
+  uint64_t tag = kDeadTag;
   RunArgs args;
 };
 
@@ -39,6 +66,53 @@ struct attn_backward_args {
 };
 
 namespace {
+
+/// Destroyed handles waiting (empty) before their memory is reused.
+constexpr size_t kQuarantine = 1024;
+
+/// The handles of one type: made live from the oldest quarantined shell
+/// or the heap, destroyed into the quarantine. Never destroyed itself, so
+/// that handles stay checkable until the process ends.
+template <typename T> class HandlePool {
+public:
+  static HandlePool &get() {
+    static HandlePool *pool = new HandlePool();
+    return *pool;
+  }
+  T *make() {
+    T *handle = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (quarantine.size() > kQuarantine) {
+        handle = quarantine.front();
+        quarantine.pop_front();
+      }
+    }
+    if (!handle)
+      handle = new T();
+    handle->tag = T::kMagic;
+    return handle;
+  }
+  /// Empties a live handle (its resources released now) and quarantines it.
+  void destroy(T *handle) {
+    handle->~T();
+    new (handle) T(); // tagged dead, holding nothing
+    std::lock_guard<std::mutex> lock(mutex);
+    quarantine.push_back(handle);
+  }
+
+private:
+  std::mutex mutex;
+  std::deque<T *> quarantine;
+};
+
+/// Whether `handle` is a live T: its first 8 bytes (every handle has at
+/// least those) are T's magic word.
+template <typename T> bool isLive(const T *handle) {
+  uint64_t tag;
+  std::memcpy(&tag, static_cast<const void *>(handle), sizeof tag);
+  return tag == T::kMagic;
+}
 
 thread_local std::string lastError;
 
@@ -68,8 +142,45 @@ attn_status nullArgument(const char *function, const char *what) {
               std::string(function) + ": " + what + " is null");
 }
 
-bool toDType(attn_dtype d, DType &out) {
-  switch (d) {
+attn_status staleHandle(const char *function, const char *what) {
+  return fail(ATTN_ERROR_INVALID_ARGUMENT,
+              std::string(function) + ": " + what +
+                  " is not a live handle (already released or destroyed, or "
+                  "not made by libattn)");
+}
+
+/// ATTN_OK for a live handle, else the error (null, or not live).
+template <typename T>
+attn_status checkHandle(const char *function, const char *what,
+                        const T *handle) {
+  if (!handle)
+    return nullArgument(function, what);
+  return isLive(handle) ? ATTN_OK : staleHandle(function, what);
+}
+
+/// The same for handles where null means a default (runtime, options).
+template <typename T>
+attn_status checkOptionalHandle(const char *function, const char *what,
+                                const T *handle) {
+  return !handle || isLive(handle) ? ATTN_OK : staleHandle(function, what);
+}
+
+/// Destroys a live handle; a stale one is left alone and reported in
+/// attn_last_error (the destroy functions return nothing, and otherwise
+/// leave the last error as it was).
+template <typename T> void destroyHandle(const char *function, T *handle) {
+  if (!handle)
+    return;
+  if (!isLive(handle)) {
+    staleHandle(function, "the handle");
+    return;
+  }
+  HandlePool<T>::get().destroy(handle);
+}
+
+/// An attn_dtype code (enumCode) as a DType; false for an unknown one.
+bool toDType(int code, DType &out) {
+  switch (code) {
   case ATTN_F32:
     out = DType::F32;
     return true;
@@ -114,11 +225,11 @@ attn_status toTensor(const char *function, const char *what,
     return fail(ATTN_ERROR_INVALID_ARGUMENT,
                 std::string(function) + ": " + what +
                     " has an invalid rank or a null shape");
-  if (!toDType(t->dtype, out.dtype))
+  if (!toDType(enumCode(t->dtype), out.dtype))
     return fail(ATTN_ERROR_INVALID_ARGUMENT,
                 std::string(function) + ": " + what +
                     " has an unknown dtype code " +
-                    std::to_string(static_cast<int>(t->dtype)));
+                    std::to_string(enumCode(t->dtype)));
   out.data = t->data;
   out.shape.assign(t->shape, t->shape + t->rank);
   if (t->strides)
@@ -138,13 +249,16 @@ attn_status compileWith(attn_runtime *runtime, const char *function,
     *out = nullptr;
     if (!text)
       return nullArgument(function, isPath ? "path" : "source");
+    if (attn_status s = checkOptionalHandle(function, "runtime", runtime))
+      return s;
+    if (attn_status s = checkOptionalHandle(function, "options", options))
+      return s;
     Runtime &rt = runtime ? runtime->get() : Runtime::global();
     CompileOptions defaults;
     const CompileOptions &opts = options ? options->options : defaults;
     Kernel kernel =
         isPath ? rt.compileFile(text, opts) : rt.compile(text, opts);
-    auto handle = std::make_unique<attn_kernel>();
-    handle->kernel = kernel;
+    std::vector<std::vector<attn_dim>> allDims;
     for (const ParamInfo &p : kernel.signature().params) {
       std::vector<attn_dim> dims;
       for (const Dim &d : p.dims)
@@ -152,9 +266,12 @@ attn_status compileWith(attn_runtime *runtime, const char *function,
                         : d.kind == Dim::Kind::Literal ? ATTN_DIM_LITERAL
                                                        : ATTN_DIM_DYNAMIC,
                         d.kind == Dim::Kind::Dynamic ? 0 : d.value});
-      handle->dims.push_back(std::move(dims));
+      allDims.push_back(std::move(dims));
     }
-    *out = handle.release();
+    attn_kernel *handle = HandlePool<attn_kernel>::get().make();
+    handle->kernel = kernel;
+    handle->dims = std::move(allDims);
+    *out = handle;
     return ATTN_OK;
   });
 }
@@ -171,9 +288,10 @@ attn_status attn_runtime_create(attn_runtime **out) {
   return guard([&] {
     if (!out)
       return nullArgument("attn_runtime_create", "out");
-    auto rt = std::make_unique<attn_runtime>();
-    rt->owned = std::make_unique<Runtime>(CacheConfig::fromEnvironment());
-    *out = rt.release();
+    auto owned = std::make_unique<Runtime>(CacheConfig::fromEnvironment());
+    attn_runtime *rt = HandlePool<attn_runtime>::get().make();
+    rt->owned = std::move(owned);
+    *out = rt;
     return ATTN_OK;
   });
 }
@@ -188,20 +306,26 @@ attn_status attn_runtime_create_with_cache(const char *cache_dir,
     config.diskCache = disk_cache != 0;
     config.dir = cache_dir ? cache_dir : "";
     config.maxBytes = max_bytes;
-    auto rt = std::make_unique<attn_runtime>();
-    rt->owned = std::make_unique<Runtime>(config);
-    *out = rt.release();
+    auto owned = std::make_unique<Runtime>(config);
+    attn_runtime *rt = HandlePool<attn_runtime>::get().make();
+    rt->owned = std::move(owned);
+    *out = rt;
     return ATTN_OK;
   });
 }
 
-void attn_runtime_destroy(attn_runtime *runtime) { delete runtime; }
+void attn_runtime_destroy(attn_runtime *runtime) {
+  destroyHandle("attn_runtime_destroy", runtime);
+}
 
 attn_status attn_runtime_stats(const attn_runtime *runtime,
                                attn_cache_stats *out) {
   return guard([&] {
     if (!out)
       return nullArgument("attn_runtime_stats", "out");
+    if (attn_status s =
+            checkOptionalHandle("attn_runtime_stats", "runtime", runtime))
+      return s;
     const Runtime &rt = runtime ? const_cast<attn_runtime *>(runtime)->get()
                                 : Runtime::global();
     CacheStats s = rt.stats();
@@ -213,6 +337,9 @@ attn_status attn_runtime_stats(const attn_runtime *runtime,
 
 attn_status attn_runtime_clear_cache(attn_runtime *runtime) {
   return guard([&] {
+    if (attn_status s =
+            checkOptionalHandle("attn_runtime_clear_cache", "runtime", runtime))
+      return s;
     (runtime ? runtime->get() : Runtime::global()).clearCache();
     return ATTN_OK;
   });
@@ -222,26 +349,28 @@ attn_status attn_compile_options_create(attn_compile_options **out) {
   return guard([&] {
     if (!out)
       return nullArgument("attn_compile_options_create", "out");
-    *out = new attn_compile_options();
+    *out = HandlePool<attn_compile_options>::get().make();
     return ATTN_OK;
   });
 }
 
 void attn_compile_options_destroy(attn_compile_options *options) {
-  delete options;
+  destroyHandle("attn_compile_options_destroy", options);
 }
 
 attn_status attn_compile_options_set_target(attn_compile_options *options,
                                             attn_target target) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_target", "options");
-    if (target != ATTN_TARGET_CPU && target != ATTN_TARGET_NVPTX)
+    if (attn_status s =
+            checkHandle("attn_compile_options_set_target", "options", options))
+      return s;
+    int code = enumCode(target);
+    if (code != ATTN_TARGET_CPU && code != ATTN_TARGET_NVPTX)
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
                   "attn_compile_options_set_target: unknown target code " +
-                      std::to_string(static_cast<int>(target)));
+                      std::to_string(code));
     options->options.target =
-        target == ATTN_TARGET_CPU ? Target::CPU : Target::NVPTX;
+        code == ATTN_TARGET_CPU ? Target::CPU : Target::NVPTX;
     return ATTN_OK;
   });
 }
@@ -249,15 +378,16 @@ attn_status attn_compile_options_set_target(attn_compile_options *options,
 attn_status attn_compile_options_set_dtype(attn_compile_options *options,
                                            attn_dtype dtype) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_dtype", "options");
+    if (attn_status s =
+            checkHandle("attn_compile_options_set_dtype", "options", options))
+      return s;
     DType d;
-    if (!toDType(dtype, d) ||
+    if (!toDType(enumCode(dtype), d) ||
         (d != DType::F32 && d != DType::F16 && d != DType::BF16))
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
                   "attn_compile_options_set_dtype: kernels take ATTN_F32, "
                   "ATTN_F16 or ATTN_BF16 tensors, got code " +
-                      std::to_string(static_cast<int>(dtype)));
+                      std::to_string(enumCode(dtype)));
     options->options.dtype = d;
     return ATTN_OK;
   });
@@ -266,8 +396,9 @@ attn_status attn_compile_options_set_dtype(attn_compile_options *options,
 attn_status attn_compile_options_set_variant(attn_compile_options *options,
                                              const char *name) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_variant", "options");
+    if (attn_status s =
+            checkHandle("attn_compile_options_set_variant", "options", options))
+      return s;
     options->options.variant = name ? name : "";
     return ATTN_OK;
   });
@@ -276,8 +407,9 @@ attn_status attn_compile_options_set_variant(attn_compile_options *options,
 attn_status attn_compile_options_set_const(attn_compile_options *options,
                                            const char *name, double value) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_const", "options");
+    if (attn_status s =
+            checkHandle("attn_compile_options_set_const", "options", options))
+      return s;
     if (!name)
       return nullArgument("attn_compile_options_set_const", "name");
     options->options.consts[name] = value;
@@ -289,19 +421,21 @@ attn_status attn_compile_options_set_tiling(attn_compile_options *options,
                                             attn_tiling tiling, int64_t block_q,
                                             int64_t block_kv) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_tiling", "options");
+    if (attn_status s =
+            checkHandle("attn_compile_options_set_tiling", "options", options))
+      return s;
     Tiling t;
-    if (tiling == ATTN_TILING_AUTO)
+    int code = enumCode(tiling);
+    if (code == ATTN_TILING_AUTO)
       t = Tiling::automatic();
-    else if (tiling == ATTN_TILING_REFERENCE)
+    else if (code == ATTN_TILING_REFERENCE)
       t = Tiling::reference();
-    else if (tiling == ATTN_TILING_FIXED)
+    else if (code == ATTN_TILING_FIXED)
       t = Tiling::fixed(block_q, block_kv);
     else
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
                   "attn_compile_options_set_tiling: unknown tiling code " +
-                      std::to_string(static_cast<int>(tiling)));
+                      std::to_string(code));
     options->options.tiling = t;
     return ATTN_OK;
   });
@@ -311,8 +445,9 @@ attn_status attn_compile_options_set_head_dims(attn_compile_options *options,
                                                int64_t head_dim,
                                                int64_t value_dim) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_head_dims", "options");
+    if (attn_status s = checkHandle("attn_compile_options_set_head_dims",
+                                    "options", options))
+      return s;
     if (head_dim < 0 || value_dim < 0)
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
                   "attn_compile_options_set_head_dims: head dims must be "
@@ -338,10 +473,12 @@ attn_status attn_compile_options_set_backward(attn_compile_options *options,
 attn_status attn_compile_options_set_gpu_kernel(attn_compile_options *options,
                                                 attn_gpu_kernel kernel) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_gpu_kernel", "options");
+    if (attn_status s = checkHandle("attn_compile_options_set_gpu_kernel",
+                                    "options", options))
+      return s;
     GpuOptions::Kernel k;
-    switch (kernel) {
+    int code = enumCode(kernel);
+    switch (code) {
     case ATTN_GPU_KERNEL_AUTO:
       k = GpuOptions::Kernel::Auto;
       break;
@@ -357,7 +494,7 @@ attn_status attn_compile_options_set_gpu_kernel(attn_compile_options *options,
     default:
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
                   "attn_compile_options_set_gpu_kernel: unknown kernel code " +
-                      std::to_string(static_cast<int>(kernel)));
+                      std::to_string(code));
     }
     options->options.gpu.kernel = k;
     return ATTN_OK;
@@ -368,8 +505,9 @@ attn_status
 attn_compile_options_set_gpu_persistent(attn_compile_options *options,
                                         int persistent) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_gpu_persistent", "options");
+    if (attn_status s = checkHandle("attn_compile_options_set_gpu_persistent",
+                                    "options", options))
+      return s;
     options->options.gpu.persistent = persistent != 0;
     return ATTN_OK;
   });
@@ -379,9 +517,9 @@ attn_status
 attn_compile_options_set_gpu_mark_kernel(attn_compile_options *options,
                                          int mark_kernel) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_gpu_mark_kernel",
-                          "options");
+    if (attn_status s = checkHandle("attn_compile_options_set_gpu_mark_kernel",
+                                    "options", options))
+      return s;
     options->options.gpu.markKernel = mark_kernel != 0;
     return ATTN_OK;
   });
@@ -390,8 +528,9 @@ attn_compile_options_set_gpu_mark_kernel(attn_compile_options *options,
 attn_status attn_compile_options_set_gpu_arch(attn_compile_options *options,
                                               const char *arch) {
   return guard([&] {
-    if (!options)
-      return nullArgument("attn_compile_options_set_gpu_arch", "options");
+    if (attn_status s = checkHandle("attn_compile_options_set_gpu_arch",
+                                    "options", options))
+      return s;
     options->options.gpu.arch = arch ? arch : "";
     return ATTN_OK;
   });
@@ -409,30 +548,43 @@ attn_status attn_compile_file(attn_runtime *runtime, const char *path,
   return compileWith(runtime, "attn_compile_file", path, true, options, out);
 }
 
-void attn_kernel_release(attn_kernel *kernel) { delete kernel; }
+void attn_kernel_release(attn_kernel *kernel) {
+  destroyHandle("attn_kernel_release", kernel);
+}
+
+namespace {
+/// The signature of a live kernel handle, else null.
+const Signature *signatureOf(const attn_kernel *kernel) {
+  return kernel && isLive(kernel) ? &kernel->kernel.signature() : nullptr;
+}
+} // namespace
 
 const char *attn_kernel_name(const attn_kernel *kernel) {
-  return kernel ? kernel->kernel.signature().name.c_str() : nullptr;
+  const Signature *sig = signatureOf(kernel);
+  return sig ? sig->name.c_str() : nullptr;
 }
 
 const char *attn_kernel_normalization(const attn_kernel *kernel) {
-  return kernel ? kernel->kernel.signature().normalization.c_str() : nullptr;
+  const Signature *sig = signatureOf(kernel);
+  return sig ? sig->normalization.c_str() : nullptr;
 }
 
 const char *attn_kernel_key(const attn_kernel *kernel) {
-  return kernel ? kernel->kernel.key().c_str() : nullptr;
+  return signatureOf(kernel) ? kernel->kernel.key().c_str() : nullptr;
 }
 
 const char *attn_kernel_plan(const attn_kernel *kernel) {
-  return kernel ? kernel->kernel.plan().c_str() : nullptr;
+  return signatureOf(kernel) ? kernel->kernel.plan().c_str() : nullptr;
 }
 
 attn_dtype attn_kernel_dtype(const attn_kernel *kernel) {
-  return kernel ? toC(kernel->kernel.signature().dtype) : ATTN_F32;
+  const Signature *sig = signatureOf(kernel);
+  return sig ? toC(sig->dtype) : ATTN_F32;
 }
 
 int attn_kernel_defines_lse(const attn_kernel *kernel) {
-  return kernel && kernel->kernel.signature().definesLSE ? 1 : 0;
+  const Signature *sig = signatureOf(kernel);
+  return sig && sig->definesLSE ? 1 : 0;
 }
 
 int attn_kernel_is_backward(const attn_kernel *kernel) {
@@ -444,14 +596,15 @@ int attn_kernel_has_row_stats(const attn_kernel *kernel) {
 }
 
 size_t attn_kernel_num_params(const attn_kernel *kernel) {
-  return kernel ? kernel->kernel.signature().params.size() : 0;
+  const Signature *sig = signatureOf(kernel);
+  return sig ? sig->params.size() : 0;
 }
 
 attn_status attn_kernel_param(const attn_kernel *kernel, size_t index,
                               attn_param_info *out) {
   return guard([&] {
-    if (!kernel)
-      return nullArgument("attn_kernel_param", "kernel");
+    if (attn_status s = checkHandle("attn_kernel_param", "kernel", kernel))
+      return s;
     if (!out)
       return nullArgument("attn_kernel_param", "out");
     const Signature &sig = kernel->kernel.signature();
@@ -479,12 +632,14 @@ attn_status attn_run_args_create(attn_run_args **out) {
   return guard([&] {
     if (!out)
       return nullArgument("attn_run_args_create", "out");
-    *out = new attn_run_args();
+    *out = HandlePool<attn_run_args>::get().make();
     return ATTN_OK;
   });
 }
 
-void attn_run_args_destroy(attn_run_args *args) { delete args; }
+void attn_run_args_destroy(attn_run_args *args) {
+  destroyHandle("attn_run_args_destroy", args);
+}
 
 attn_status attn_run_args_set_tensors(attn_run_args *args, const attn_tensor *q,
                                       const attn_tensor *k,
@@ -493,8 +648,8 @@ attn_status attn_run_args_set_tensors(attn_run_args *args, const attn_tensor *q,
                                       const attn_tensor *lse) {
   return guard([&] {
     const char *fn = "attn_run_args_set_tensors";
-    if (!args)
-      return nullArgument(fn, "args");
+    if (attn_status s = checkHandle(fn, "args", args))
+      return s;
     RunArgs next = args->args;
     attn_status s;
     if ((s = toTensor(fn, "Q", q, next.q)) != ATTN_OK ||
@@ -537,8 +692,8 @@ attn_status attn_run_args_set_row_stats(attn_run_args *args,
 attn_status attn_run_args_set_scalar(attn_run_args *args, const char *name,
                                      double value) {
   return guard([&] {
-    if (!args)
-      return nullArgument("attn_run_args_set_scalar", "args");
+    if (attn_status s = checkHandle("attn_run_args_set_scalar", "args", args))
+      return s;
     if (!name)
       return nullArgument("attn_run_args_set_scalar", "name");
     args->args.params[name] = value;
@@ -550,8 +705,8 @@ attn_status attn_run_args_set_tensor(attn_run_args *args, const char *name,
                                      const attn_tensor *tensor) {
   return guard([&] {
     const char *fn = "attn_run_args_set_tensor";
-    if (!args)
-      return nullArgument(fn, "args");
+    if (attn_status s = checkHandle(fn, "args", args))
+      return s;
     if (!name)
       return nullArgument(fn, "name");
     Tensor t;
@@ -566,8 +721,8 @@ attn_status attn_run_args_set_tensor(attn_run_args *args, const char *name,
 
 attn_status attn_run_args_clear_params(attn_run_args *args) {
   return guard([&] {
-    if (!args)
-      return nullArgument("attn_run_args_clear_params", "args");
+    if (attn_status s = checkHandle("attn_run_args_clear_params", "args", args))
+      return s;
     args->args.params.clear();
     return ATTN_OK;
   });
@@ -575,8 +730,8 @@ attn_status attn_run_args_clear_params(attn_run_args *args) {
 
 attn_status attn_run_args_set_threads(attn_run_args *args, int threads) {
   return guard([&] {
-    if (!args)
-      return nullArgument("attn_run_args_set_threads", "args");
+    if (attn_status s = checkHandle("attn_run_args_set_threads", "args", args))
+      return s;
     if (threads < 0)
       return fail(ATTN_ERROR_INVALID_ARGUMENT,
                   "attn_run_args_set_threads: the thread count must be 0 "
@@ -589,8 +744,8 @@ attn_status attn_run_args_set_threads(attn_run_args *args, int threads) {
 
 attn_status attn_run_args_set_stream(attn_run_args *args, void *stream) {
   return guard([&] {
-    if (!args)
-      return nullArgument("attn_run_args_set_stream", "args");
+    if (attn_status s = checkHandle("attn_run_args_set_stream", "args", args))
+      return s;
     args->args.stream = stream;
     return ATTN_OK;
   });
@@ -598,8 +753,8 @@ attn_status attn_run_args_set_stream(attn_run_args *args, void *stream) {
 
 attn_status attn_run_args_set_async(attn_run_args *args, int async) {
   return guard([&] {
-    if (!args)
-      return nullArgument("attn_run_args_set_async", "args");
+    if (attn_status s = checkHandle("attn_run_args_set_async", "args", args))
+      return s;
     args->args.async = async != 0;
     return ATTN_OK;
   });
@@ -607,8 +762,9 @@ attn_status attn_run_args_set_async(attn_run_args *args, int async) {
 
 attn_status attn_kernel_synchronize(const attn_kernel *kernel) {
   return guard([&] {
-    if (!kernel)
-      return nullArgument("attn_kernel_synchronize", "kernel");
+    if (attn_status s =
+            checkHandle("attn_kernel_synchronize", "kernel", kernel))
+      return s;
     std::string error;
     Status status = kernel->kernel.synchronize(error);
     if (status != Status::Ok)
@@ -620,10 +776,10 @@ attn_status attn_kernel_synchronize(const attn_kernel *kernel) {
 attn_status attn_kernel_run(const attn_kernel *kernel,
                             const attn_run_args *args) {
   return guard([&] {
-    if (!kernel)
-      return nullArgument("attn_kernel_run", "kernel");
-    if (!args)
-      return nullArgument("attn_kernel_run", "args");
+    if (attn_status s = checkHandle("attn_kernel_run", "kernel", kernel))
+      return s;
+    if (attn_status s = checkHandle("attn_kernel_run", "args", args))
+      return s;
     std::string error;
     Status status = kernel->kernel.run(args->args, error);
     if (status != Status::Ok)

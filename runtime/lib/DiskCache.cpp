@@ -251,11 +251,13 @@ uint64_t fileSize(const std::string &path, int64_t *mtimeNs = nullptr) {
 }
 
 /// Keys with any file in `folder`, and temporary files.
-void scan(const std::string &folder, std::vector<std::string> &keys,
+/// The keys and temporary files in `folder`; false (errno set) when the
+/// folder exists but cannot be read.
+bool scan(const std::string &folder, std::vector<std::string> &keys,
           std::vector<std::string> &temps) {
   DIR *dir = ::opendir(folder.c_str());
   if (!dir)
-    return;
+    return errno == ENOENT;
   std::vector<std::string> found;
   while (struct dirent *e = ::readdir(dir)) {
     std::string name = e->d_name;
@@ -271,6 +273,15 @@ void scan(const std::string &folder, std::vector<std::string> &keys,
   std::sort(found.begin(), found.end());
   found.erase(std::unique(found.begin(), found.end()), found.end());
   keys = std::move(found);
+  return true;
+}
+
+/// Unlinks `path`; a failure other than "already gone" becomes a line of
+/// `failures`.
+void unlinkOrReport(const std::string &path,
+                    std::vector<std::string> &failures) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    failures.push_back("cannot remove '" + path + "': " + errnoText());
 }
 
 } // namespace
@@ -471,25 +482,43 @@ std::vector<DiskEntryInfo> DiskCache::list() const {
   return out;
 }
 
-void DiskCache::clear() {
+DiskCache::ClearReport DiskCache::clear() {
+  ClearReport report;
   std::vector<std::string> keys, temps;
-  scan(folder_, keys, temps);
+  if (!scan(folder_, keys, temps)) {
+    report.failures.push_back("cannot read the cache folder '" + folder_ +
+                              "': " + errnoText());
+    return report;
+  }
   for (const std::string &key : keys) {
     std::string error;
     int fd = lockPath(path(key, ".lock"), /*wait=*/false, error);
-    if (fd < 0)
+    if (fd < 0) {
+      report.failures.push_back(
+          "entry " + key + ": " +
+          (error == "busy" ? std::string("in use by another process") : error));
       continue;
-    remove(key);
-    ::unlink(path(key, ".lock").c_str());
+    }
+    uint64_t bytes = fileSize(path(key, ".manifest")) +
+                     fileSize(path(key, ".o")) + fileSize(path(key, ".sig"));
+    size_t before = report.failures.size();
+    for (const char *suffix : {".manifest", ".o", ".sig"})
+      unlinkOrReport(path(key, suffix), report.failures);
+    if (report.failures.size() == before) {
+      ++report.entries;
+      report.bytes += bytes;
+      unlinkOrReport(path(key, ".lock"), report.failures);
+    }
     ::close(fd);
   }
   for (const std::string &t : temps)
-    ::unlink((folder_ + "/" + t).c_str());
+    unlinkOrReport(folder_ + "/" + t, report.failures);
   std::string error;
   int fd = lockPath(folder_ + "/stats.lock", /*wait=*/true, error);
-  ::unlink((folder_ + "/stats").c_str());
+  unlinkOrReport(folder_ + "/stats", report.failures);
   if (fd >= 0)
     ::close(fd);
+  return report;
 }
 
 namespace {

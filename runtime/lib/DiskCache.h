@@ -88,8 +88,14 @@ public:
   uint64_t evict(const std::string &keep);
 
   std::vector<DiskEntryInfo> list() const;
-  /// Removes every entry that is not locked right now, and the totals.
-  void clear();
+  /// What clear() removed, and one line per thing it could not remove.
+  struct ClearReport {
+    uint64_t entries = 0, bytes = 0;
+    std::vector<std::string> failures;
+  };
+  /// Removes every entry that is not locked right now, and the totals;
+  /// entries in use and files that cannot be removed are reported.
+  ClearReport clear();
 
   /// Adds to the totals shared by every process using the folder.
   void addCounters(const DiskCounters &delta);

@@ -2,6 +2,7 @@
 
 #include "FrontEnd.h"
 
+#include "attnc/Frontend/Diagnostics.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Parser.h"
 #include "attnc/Frontend/Sema.h"
@@ -18,6 +19,7 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cfloat>
 #include <cmath>
 
 using namespace mlir;
@@ -67,9 +69,10 @@ bool overrideConst(mlir::attn::VariantOp variant, const std::string &name,
   Type type = param.getElementType();
   TypedAttr attr;
   if (type.isF32()) {
-    if (!std::isfinite(value)) {
+    if (!std::isfinite(value) || std::fabs(value) > FLT_MAX) {
       error = "const param '" + name + "' is f32 and cannot take the value " +
-              formatValue(value);
+              formatValue(value) +
+              " (f32 holds finite values up to 3.4028235e+38 in magnitude)";
       return false;
     }
     attr = b.getF32FloatAttr(static_cast<float>(value));
@@ -114,7 +117,7 @@ FrontEndStatus(::attn::detail::buildKeyedModule)(
   llvm::raw_string_ostream diagOs(diagnostics);
   FailureOr<std::vector<attnc::CheckedVariant>> variants;
   {
-    SourceMgrDiagnosticHandler handler(sm, &ctx, diagOs);
+    attnc::SourceDiagnosticHandler handler(sm, &ctx, diagOs);
     variants = attnc::parseAndCheck(sm, bufferId, &ctx);
   }
   if (failed(variants)) {

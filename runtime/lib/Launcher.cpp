@@ -12,6 +12,8 @@
 #include "attnc/Target/KernelLaunch.h"
 #include "attnc/Target/TiledLaunch.h"
 
+#include "EnumCode.h"
+
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -22,7 +24,7 @@
 using namespace attnc;
 
 extern "C" const char *attn_status_name(attn_status status) {
-  switch (status) {
+  switch (attn::detail::enumCode(status)) {
   case ATTN_OK:
     return "ok";
   case ATTN_ERROR_INVALID_ARGUMENT:
@@ -53,8 +55,9 @@ void copyError(const std::string &msg, char *err, size_t errlen) {
   err[n] = '\0';
 }
 
-bool toDType(attn_dtype d, DType &out) {
-  switch (d) {
+/// An attn_dtype code (enumCode) as a DType; false for an unknown one.
+bool toDType(int code, DType &out) {
+  switch (code) {
   case ATTN_F32:
     out = DType::F32;
     return true;
@@ -83,9 +86,9 @@ bool toView(const char *what, const attn_tensor *t, TensorView &out,
     error = std::string(what) + " has an invalid rank or a null shape";
     return false;
   }
-  if (!toDType(t->dtype, out.dtype)) {
+  if (!toDType(attn::detail::enumCode(t->dtype), out.dtype)) {
     error = std::string(what) + " has an unknown dtype code " +
-            std::to_string(static_cast<int>(t->dtype));
+            std::to_string(attn::detail::enumCode(t->dtype));
     return false;
   }
   std::vector<int64_t> shape(t->shape, t->shape + t->rank);
@@ -170,7 +173,7 @@ bool parseKernelSpec(const char *spec, bool &tiled, TiledKernelShape &shape,
 }
 
 attn_status launch(const char *signature, const char *kernel, int threads,
-                   attn_dtype dtype, attn_packed_fn entry, const attn_tensor *q,
+                   int dtype, attn_packed_fn entry, const attn_tensor *q,
                    const attn_tensor *k, const attn_tensor *v,
                    const attn_tensor *o, const attn_tensor *lse,
                    const attn_param_arg *params, size_t numParams,
@@ -188,7 +191,7 @@ attn_status launch(const char *signature, const char *kernel, int threads,
     return ATTN_ERROR_INVALID_ARGUMENT;
   DType elementType;
   if (!toDType(dtype, elementType)) {
-    error = "unknown dtype code " + std::to_string(static_cast<int>(dtype));
+    error = "unknown dtype code " + std::to_string(dtype);
     return ATTN_ERROR_INVALID_ARGUMENT;
   }
   RunArgs args;
@@ -235,6 +238,8 @@ attn_status launch(const char *signature, const char *kernel, int threads,
     return ATTN_ERROR_INVALID_ARGUMENT;
   case LaunchStatus::KernelError:
     return ATTN_ERROR_KERNEL;
+  case LaunchStatus::OutOfMemory:
+    return ATTN_ERROR_OUT_OF_MEMORY;
   case LaunchStatus::Unavailable:
     return ATTN_ERROR_UNAVAILABLE;
   }
@@ -252,8 +257,8 @@ attn_launch(const char *signature, const char *kernel, int threads,
   std::string error;
   attn_status status;
   try {
-    status = launch(signature, kernel, threads, dtype, entry, q, k, v, o, lse,
-                    params, num_params, error);
+    status = launch(signature, kernel, threads, attn::detail::enumCode(dtype),
+                    entry, q, k, v, o, lse, params, num_params, error);
   } catch (const std::bad_alloc &) {
     status = ATTN_ERROR_OUT_OF_MEMORY;
     error = "out of memory";

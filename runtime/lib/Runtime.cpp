@@ -312,6 +312,8 @@ Status attn::detail::runKernel(const Kernel::Impl &k, const RunArgs &a,
     return Status::InvalidArgument;
   case attnc::LaunchStatus::KernelError:
     return Status::KernelError;
+  case attnc::LaunchStatus::OutOfMemory:
+    return Status::OutOfMemory;
   case attnc::LaunchStatus::Unavailable:
     return Status::Unavailable;
   }
@@ -637,14 +639,40 @@ std::vector<CacheEntry> Runtime::diskEntries() const {
   return out;
 }
 
-void Runtime::clearCache() {
-  {
-    std::lock_guard<std::mutex> lock(impl_->mutex);
-    impl_->byText.clear();
-    impl_->byKey.clear();
+Status Runtime::clearCache(CacheClearReport &report,
+                           std::string &error) noexcept {
+  report = CacheClearReport();
+  try {
+    {
+      std::lock_guard<std::mutex> lock(impl_->mutex);
+      impl_->byText.clear();
+      impl_->byKey.clear();
+    }
+    if (!impl_->disk)
+      return Status::Ok;
+    DiskCache::ClearReport cleared = impl_->disk->clear();
+    report.entries = cleared.entries;
+    report.bytes = cleared.bytes;
+    report.failures = std::move(cleared.failures);
+  } catch (const std::bad_alloc &) {
+    error = "out of memory";
+    return Status::OutOfMemory;
   }
-  if (impl_->disk)
-    impl_->disk->clear();
+  if (report.failures.empty())
+    return Status::Ok;
+  error = "could not clear the kernel cache in '" + impl_->disk->folder() +
+          "': " + report.failures.front();
+  if (report.failures.size() > 1)
+    error += " (and " + std::to_string(report.failures.size() - 1) + " more)";
+  return Status::IOError;
+}
+
+void Runtime::clearCache() {
+  CacheClearReport report;
+  std::string error;
+  Status status = clearCache(report, error);
+  if (status != Status::Ok)
+    throw Error(status, error);
 }
 
 Status Runtime::Impl::compileAndStore(const std::string &key,

@@ -626,6 +626,12 @@ err("err-bad-literal-i32", "attention a { param w: i32 = 4; }", r"abc",
     raw_params=["w=abc"])
 err("err-float-literal-for-i32", "attention a { param w: i32 = 4; }",
     r"1\.5|\bw\b", raw_params=["w=1.5"])
+# Not a finite f32: inf, nan and values beyond f32's range alike.
+for _n, _v in (("overflow", "1e39"), ("neg-overflow", "-3.5e38"),
+               ("inf", "inf"), ("nan", "nan")):
+    err("err-f32-param-" + _n, "attention a { param t: f32 = 1.0; "
+        "score = score * t; }", r"--param t=.*finite f32",
+        raw_params=["t=" + _v])
 err("err-bad-literal-bool", "attention a { param on: bool = true; }",
     r"yes|\bon\b", raw_params=["on=yes"])
 err("err-qkv-dtype", "attention a {}", r"float16|float32|dtype",

@@ -1,6 +1,7 @@
 #!/bin/sh
 # `attnc run` goes through the disk cache (a second run loads the kernel),
-# and `attnc cache list|stats|clear` show and empty it.
+# and `attnc cache list|stats|clear` show and empty it; clear reports what
+# it could not remove.
 #   attnc-cache.sh ATTNC EXAMPLES_DIR
 set -eu
 attnc=$1
@@ -45,6 +46,39 @@ expect "compiles         3" "$stats"
 clear=$("$attnc" cache clear)
 expect "removed 2 entries" "$clear"
 expect "^0 entries" "$("$attnc" cache list)"
+# What cannot be removed is reported, the rest removed, and the status is 1:
+# a read-only folder (where permissions bind: not for root), and a file in
+# the way that no one can unlink (a directory where the object should be).
+run
+if [ "$(id -u)" != 0 ]; then
+  chmod a-w "$ATTN_CACHE_DIR/v1"
+  if "$attnc" cache clear >"$dir/out" 2>"$dir/err"; then
+    chmod u+w "$ATTN_CACHE_DIR/v1"
+    echo "cache clear of a read-only folder succeeded" >&2
+    exit 1
+  fi
+  chmod u+w "$ATTN_CACHE_DIR/v1"
+  expect "removed 0 entries" "$(cat "$dir/out")"
+  expect "^error: cannot remove '.*': Permission denied" "$(cat "$dir/err")"
+  expect "^1 entries" "$("$attnc" cache list)"
+fi
+run --reference
+for o in "$ATTN_CACHE_DIR"/v1/*.o; do
+  if grep -q reference "${o%.o}.manifest"; then
+    rm "$o" && mkdir "$o" && : >"$o/x"
+  fi
+done
+if "$attnc" cache clear >"$dir/out" 2>"$dir/err"; then
+  echo "cache clear with an unremovable file succeeded" >&2
+  exit 1
+fi
+expect "removed 1 entries" "$(cat "$dir/out")"
+expect "^error: cannot remove '.*\.o': Is a directory" "$(cat "$dir/err")"
+expect "^1 entries" "$("$attnc" cache list)"
+rm -r "$ATTN_CACHE_DIR"/v1/*.o
+expect "removed 1 entries" "$("$attnc" cache clear)"
+expect "^0 entries" "$("$attnc" cache list)"
+
 expect "the disk cache is off (ATTN_CACHE=0)" "$(ATTN_CACHE=0 "$attnc" cache stats)"
 if "$attnc" cache frobnicate 2>"$dir/err"; then exit 1; fi
 expect "usage: attnc cache list|stats|clear" "$(cat "$dir/err")"

@@ -1,12 +1,13 @@
 //===- FrontendFuzzer.cpp - libFuzzer target for the .attn front end ------===//
 //
 // Runs arbitrary bytes through the lexer, the parser, the AST printer and
-// Sema, with diagnostics swallowed. A malformed file may only ever produce
-// diagnostics: any crash, sanitizer report, timeout or runaway memory use is
-// a front-end bug.
+// Sema, with diagnostics printed (source lines and carets) to nowhere. A
+// malformed file may only ever produce diagnostics: any crash, sanitizer
+// report, timeout or runaway memory use is a front-end bug.
 //
 //===----------------------------------------------------------------------===//
 #include "attnc/Frontend/AST.h"
+#include "attnc/Frontend/Diagnostics.h"
 #include "attnc/Frontend/Parser.h"
 #include "attnc/Frontend/Sema.h"
 
@@ -34,6 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           llvm::StringRef(reinterpret_cast<const char *>(data), size),
           "fuzz.attn"),
       llvm::SMLoc());
+  llvm::raw_null_ostream nowhere;
+  attnc::SourceDiagnosticHandler printer(sm, ctx, nowhere);
   std::unique_ptr<attnc::ast::File> file = attnc::parseFile(sm, bufferId, ctx);
   if (!file)
     return 0;

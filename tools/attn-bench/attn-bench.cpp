@@ -13,6 +13,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/Frontend/Diagnostics.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Sema.h"
 #include "attnc/Frontend/VariantSelection.h"
@@ -176,7 +177,7 @@ mlir::OwningOpRef<mlir::ModuleOp> frontEnd(mlir::MLIRContext &ctx,
     fail("cannot read '" + path + "': " + buffer.getError().message());
   llvm::SourceMgr sm;
   unsigned id = sm.AddNewSourceBuffer(std::move(*buffer), llvm::SMLoc());
-  mlir::SourceMgrDiagnosticHandler handler(sm, &ctx);
+  attnc::SourceDiagnosticHandler handler(sm, &ctx);
   auto variants = parseAndCheck(sm, id, &ctx);
   if (mlir::failed(variants))
     std::exit(1);

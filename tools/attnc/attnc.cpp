@@ -8,11 +8,14 @@
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Frontend/AST.h"
+#include "attnc/Frontend/Diagnostics.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Frontend/Parser.h"
 #include "attnc/Frontend/Sema.h"
 #include "attnc/Frontend/VariantSelection.h"
 #include "attnc/Pipelines/Pipelines.h"
+#include "attnc/Support/AtomicFile.h"
+#include "attnc/Support/HostMemory.h"
 #include "attnc/Support/Npy.h"
 #include "attnc/Target/AotHeader.h"
 #include "attnc/Target/CpuKernel.h"
@@ -26,7 +29,6 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
-#include "mlir/Support/FileUtilities.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
@@ -36,15 +38,17 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Signals.h"
 #include "llvm/Support/SourceMgr.h"
-#include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cfloat>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <map>
 #include <optional>
+#include <sys/stat.h>
 
 using namespace attnc;
 
@@ -145,6 +149,9 @@ OPTIONS
                    (memref<?xi32>) after the status words
   --threads N      worker threads for attnc run (default: all cores, or
                    $ATTN_NUM_THREADS)
+  --vector-width N f32 lanes per vector of the CPU kernel for --emit=tiled,
+                   llvm, llvm-ir, obj and header: 4, 8 or 16 (default: this
+                   CPU's, 16 with AVX-512, else 8; `attnc --version` says)
 
 EXAMPLE
   attnc examples/alibi.attn --variant alibi --emit=mlir
@@ -152,9 +159,73 @@ EXAMPLE
       --q examples/data/q.npy --k examples/data/k.npy --v examples/data/v.npy -o o.npy
 )";
 
+/// The output files (-o, --lse, --stats): created as temporary files before any
+/// work, so that an output that cannot be written stops the run before it
+/// starts, and renamed into place only once everything succeeded. fail()
+/// and signals remove them: a failed run leaves no new or partial file.
+AtomicFile outputFile, lseFile, statsFile;
+
 [[noreturn]] void fail(const llvm::Twine &msg) {
+  outputFile.discard();
+  lseFile.discard();
+  statsFile.discard();
   llvm::errs() << "error: " << msg << "\n";
   std::exit(1);
+}
+
+/// Whether two output paths name one file: the same name in one folder.
+bool sameFile(const std::string &a, const std::string &b) {
+  auto split = [](const std::string &p) {
+    size_t slash = p.rfind('/');
+    return std::pair<std::string, std::string>(
+        slash == std::string::npos ? "." : p.substr(0, slash + 1),
+        slash == std::string::npos ? p : p.substr(slash + 1));
+  };
+  auto [dirA, nameA] = split(a);
+  auto [dirB, nameB] = split(b);
+  struct stat sa, sb;
+  return nameA == nameB && ::stat(dirA.c_str(), &sa) == 0 &&
+         ::stat(dirB.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+void openOutput(AtomicFile &file, const std::string &path) {
+  std::string err;
+  if (!file.open(path, err))
+    fail(err);
+  llvm::sys::RemoveFileOnSignal(file.tempPath());
+}
+
+/// Flushes every open output, then renames them into place.
+void commitOutputs() {
+  std::string err;
+  for (AtomicFile *f : {&outputFile, &lseFile, &statsFile})
+    if (f->isOpen() && !f->finish(err))
+      fail(err);
+  for (AtomicFile *f : {&outputFile, &lseFile, &statsFile}) {
+    if (!f->isOpen())
+      continue;
+    std::string temp = f->tempPath();
+    if (!f->commit(err))
+      fail(err);
+    llvm::sys::DontRemoveFileOnSignal(temp);
+  }
+}
+
+/// Prints the output of --emit to -o FILE, or to standard output.
+void emitOutput(llvm::function_ref<void(llvm::raw_ostream &)> print) {
+  if (!outputFile.isOpen()) {
+    print(llvm::outs());
+    return;
+  }
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  print(os);
+  os.flush();
+  std::string err;
+  if (!outputFile.write(text.data(), text.size(), err))
+    fail(err);
+  commitOutputs();
 }
 
 struct Options {
@@ -174,6 +245,7 @@ struct Options {
   std::string q, k, v, lse, target = "cpu";
   std::string threads;
   std::string headDim, valueDim; // --emit=obj/header: a tiled kernel
+  int vectorWidth = 0;           // 0: the host's
   std::vector<std::string> params;
   bool printLoc = false;
   bool reference = false;
@@ -213,7 +285,11 @@ Options parseArgs(int argc, char **argv) {
       std::exit(0);
     }
     if (a == "--version") {
-      llvm::outs() << "attnc 0.1 (MLIR/LLVM " LLVM_VERSION_STRING ")\n";
+      const HostTarget &host = HostTarget::native();
+      llvm::outs() << "attnc 0.1 (MLIR/LLVM " LLVM_VERSION_STRING ")\n"
+                   << "host: " << host.triple << ", cpu " << host.cpu
+                   << "; CPU kernels use " << hostVectorWidth(0)
+                   << "-lane f32 vectors\n";
       std::exit(0);
     }
     if (a == "--loc") {
@@ -238,6 +314,13 @@ Options parseArgs(int argc, char **argv) {
         value(a, "--dq", o.dq) || value(a, "--dk", o.dk) ||
         value(a, "--dv", o.dv))
       continue;
+    std::string width;
+    if (value(a, "--vector-width", width)) {
+      if (width != "4" && width != "8" && width != "16")
+        fail("--vector-width must be 4, 8 or 16, got '" + width + "'");
+      o.vectorWidth = std::stoi(width);
+      continue;
+    }
     if (value(a, "--param", param)) {
       o.params.push_back(param);
       continue;
@@ -299,6 +382,9 @@ Options parseArgs(int argc, char **argv) {
   } else if (o.run) {
     if (!o.emit.empty())
       fail("'--emit' is not an option of 'attnc run'");
+    if (o.vectorWidth)
+      fail("'--vector-width' is not an option of 'attnc run' (kernels run "
+           "with this CPU's vector width)");
     if (o.q.empty() || o.k.empty() || o.v.empty())
       fail("attnc run needs --q, --k and --v");
     if (o.output.empty())
@@ -335,6 +421,24 @@ Options parseArgs(int argc, char **argv) {
   return o;
 }
 
+/// Creates the temporary files of every output named on the command line.
+void openOutputs(const Options &o) {
+  if (o.run) {
+    if (!o.lse.empty() && sameFile(o.output, o.lse))
+      fail("-o and --lse name the same file '" + o.lse + "'");
+    if (!o.stats.empty() && (sameFile(o.output, o.stats) ||
+                             (!o.lse.empty() && sameFile(o.lse, o.stats))))
+      fail("--stats names the same file as -o or --lse: '" + o.stats + "'");
+    openOutput(outputFile, o.output);
+    if (!o.lse.empty())
+      openOutput(lseFile, o.lse);
+    if (!o.stats.empty())
+      openOutput(statsFile, o.stats);
+  } else if (!o.output.empty() && o.output != "-") {
+    openOutput(outputFile, o.output);
+  }
+}
+
 /// The GPU kernel the command line asks for (chip: --gpu-arch, else sm_80).
 GpuKernelOptions gpuOptions(const Options &o) {
   GpuKernelOptions g;
@@ -364,14 +468,6 @@ std::string chooseVariant(mlir::ModuleOp module, const std::string &wanted,
   return name;
 }
 
-std::unique_ptr<llvm::ToolOutputFile> openOutput(const std::string &path) {
-  std::string err;
-  auto out = mlir::openOutputFile(path.empty() ? "-" : path, &err);
-  if (!out)
-    fail("cannot write '" + path + "': " + err);
-  return out;
-}
-
 /// Parses a --param literal for a scalar of type `type`.
 ScalarValue parseScalar(const std::string &name, const std::string &text,
                         ParamType type) {
@@ -389,8 +485,16 @@ ScalarValue parseScalar(const std::string &name, const std::string &text,
   char *end = nullptr;
   errno = 0;
   double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(v))
+  if (text.empty() || *end != '\0')
     bad(type == ParamType::I32 ? "an integer" : "a number");
+  // inf, nan and values beyond f32's range alike: none is a finite f32
+  // (a value too small for it rounds to zero, as literals in the source do).
+  bool overflow = errno == ERANGE && std::fabs(v) >= 1;
+  if (overflow || !std::isfinite(v) ||
+      (type == ParamType::F32 && std::fabs(v) > FLT_MAX))
+    bad(type == ParamType::I32
+            ? "an integer"
+            : "a finite f32 number (up to 3.4028235e+38 in magnitude)");
   if (type == ParamType::I32 &&
       (v != std::trunc(v) || v < INT32_MIN || v > INT32_MAX ||
        text.find_first_of(".eE") != std::string::npos))
@@ -506,6 +610,39 @@ int runVariant(const Options &o, mlir::ModuleOp module,
          dtypeName(q.dtype) + ", " + dtypeName(k.dtype) + " and " +
          dtypeName(v.dtype));
 
+  // O and LSE, poisoned so that an unwritten element shows as NaN. Their
+  // sizes come from the inputs' shapes and are checked before allocating:
+  // a problem too large for this machine is an error, not an abort.
+  NpyArray out;
+  out.dtype = q.dtype;
+  out.shape = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
+  NpyArray lse;
+  lse.dtype = DType::F32;
+  lse.shape = {q.shape[0], q.shape[1], q.shape[2]};
+  {
+    unsigned __int128 oBytes = dtypeSize(out.dtype), lseBytes = 4;
+    for (int64_t d : out.shape)
+      oBytes *= static_cast<uint64_t>(d); // each below 2^63: no overflow
+    for (int64_t d : lse.shape)
+      lseBytes *= static_cast<uint64_t>(d);
+    unsigned __int128 total = oBytes + (o.lse.empty() ? 0 : lseBytes);
+    uint64_t memory = hostMemoryBytes();
+    auto text = [](unsigned __int128 b) {
+      return b > UINT64_MAX ? std::string("more than 2^64 bytes")
+                            : formatBytes(static_cast<uint64_t>(b));
+    };
+    if (total > memory || !canAllocate(static_cast<uint64_t>(total)))
+      fail("the output O of shape " + formatShape(out.shape) + " (" +
+           dtypeName(out.dtype) + ") needs " + text(oBytes) +
+           (o.lse.empty() ? std::string()
+                          : " and LSE of shape " + formatShape(lse.shape) +
+                                " " + text(lseBytes)) +
+           ", more than this machine can allocate (" +
+           (total > memory ? formatBytes(memory) + " of RAM and swap"
+                           : std::string("the allocation failed")) +
+           "); Q is " + formatShape(q.shape) + ", K " + formatShape(k.shape) +
+           ", V " + formatShape(v.shape));
+  }
   // Compile through the runtime's kernel cache (in memory and on disk), so
   // that running a variant again loads it instead of compiling it. The tiled
   // kernel is specialised for the head dims; --reference runs the plain
@@ -535,15 +672,7 @@ int runVariant(const Options &o, mlir::ModuleOp module,
     fail(err);
   const attn::Signature &sig = kernel.signature();
 
-  // O and LSE, poisoned so that an unwritten element shows as NaN.
-  NpyArray out;
-  out.dtype = q.dtype;
-  if (q.shape.size() == 4 && v.shape.size() == 4)
-    out.shape = {q.shape[0], q.shape[1], q.shape[2], v.shape[3]};
   out.data.assign(out.numel() * dtypeSize(out.dtype), 0xFF);
-  NpyArray lse;
-  lse.dtype = DType::F32;
-  lse.shape = {q.shape[0], q.shape[1], q.shape[2]};
   if (!o.lse.empty())
     lse.data.assign(lse.numel() * 4, 0xFF);
 
@@ -610,18 +739,18 @@ int runVariant(const Options &o, mlir::ModuleOp module,
   } else if (kernel.run(args, err) != attn::Status::Ok) {
     fail(err);
   }
-  if (!writeNpy(o.output, out, err))
-    fail(err);
-  if (!o.lse.empty() && !writeNpy(o.lse, lse, err))
+  if (!writeNpy(outputFile, out, err) ||
+      (!o.lse.empty() && !writeNpy(lseFile, lse, err)))
     fail(err);
   if (!o.stats.empty()) {
     NpyArray s;
     s.dtype = DType::F32;
     s.shape = lse.shape;
     s.data = rowStats;
-    if (!writeNpy(o.stats, s, err))
+    if (!writeNpy(statsFile, s, err))
       fail(err);
   }
+  commitOutputs();
   return 0;
 }
 
@@ -839,9 +968,19 @@ int cacheCommand(int argc, char **argv) {
                  << "corrupt entries  " << s.corruptEntries << "\n"
                  << "(totals of every process since the last clear)\n";
   } else {
-    rt.clearCache();
-    llvm::outs() << "removed " << entries.size() << " entries (" << total
+    attn::CacheClearReport report;
+    std::string error;
+    attn::Status status = rt.clearCache(report, error);
+    llvm::outs() << "removed " << report.entries << " entries (" << report.bytes
                  << " bytes) from " << rt.cacheFolder() << "\n";
+    if (status != attn::Status::Ok) {
+      llvm::outs().flush();
+      for (const std::string &failure : report.failures)
+        llvm::errs() << "error: " << failure << "\n";
+      if (report.failures.empty())
+        llvm::errs() << "error: " << error << "\n";
+      return 1;
+    }
   }
   return 0;
 }
@@ -852,6 +991,7 @@ int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
   keepOnlyVariant(module, name);
   CpuCompileOptions copts;
   copts.elementType = o.dtype == "f16" ? DType::F16 : DType::F32;
+  copts.vectorWidth = o.vectorWidth;
   AotKernelShape shape;
   if (!o.headDim.empty() && !o.reference) {
     copts.reference = false;
@@ -873,9 +1013,7 @@ int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
     std::string text = emitAotHeader(
         KernelSignature::fromVariant(variant), copts.elementType, shape,
         o.input + " for " + host.triple + " (" + host.cpu + ")");
-    auto out = openOutput(o.output);
-    out->os() << text;
-    out->keep();
+    emitOutput([&](llvm::raw_ostream &os) { os << text; });
     return 0;
   }
   mlir::DialectRegistry registry;
@@ -885,12 +1023,7 @@ int emitAot(const Options &o, mlir::MLIRContext &ctx, mlir::ModuleOp module) {
   std::string err;
   if (!CpuKernel::compileToObject(module, name, copts, artifact, err))
     fail(err);
-  std::string openErr;
-  auto out = mlir::openOutputFile(o.output, &openErr);
-  if (!out)
-    fail("cannot write '" + o.output + "': " + openErr);
-  out->os() << artifact.object;
-  out->keep();
+  emitOutput([&](llvm::raw_ostream &os) { os << artifact.object; });
   return 0;
 }
 
@@ -924,9 +1057,7 @@ int emitPlan(const Options &o, mlir::ModuleOp module) {
     }
     text = "CPU kernel of '" + name + "'\n" + copts.explain(why);
   }
-  auto out = openOutput(o.output);
-  out->os() << text;
-  out->keep();
+  emitOutput([&](llvm::raw_ostream &os) { os << text; });
   return 0;
 }
 
@@ -937,6 +1068,7 @@ int main(int argc, char **argv) {
   if (argc >= 2 && llvm::StringRef(argv[1]) == "cache")
     return cacheCommand(argc - 2, argv + 2);
   Options o = parseArgs(argc, argv);
+  openOutputs(o);
 
   auto buffer = llvm::MemoryBuffer::getFileOrSTDIN(o.input, /*IsText=*/true);
   if (!buffer)
@@ -945,15 +1077,13 @@ int main(int argc, char **argv) {
   unsigned bufferId = sm.AddNewSourceBuffer(std::move(*buffer), llvm::SMLoc());
   mlir::MLIRContext ctx;
   ctx.printOpOnDiagnostic(false);
-  mlir::SourceMgrDiagnosticHandler diagHandler(sm, &ctx);
+  SourceDiagnosticHandler diagHandler(sm, &ctx);
 
   std::unique_ptr<ast::File> file = parseFile(sm, bufferId, &ctx);
   if (!file)
     return 1;
   if (o.emit == "ast") {
-    auto out = openOutput(o.output);
-    printAST(*file, out->os());
-    out->keep();
+    emitOutput([&](llvm::raw_ostream &os) { printAST(*file, os); });
     return 0;
   }
   mlir::FailureOr<std::vector<CheckedVariant>> variants =
@@ -1026,7 +1156,7 @@ int main(int argc, char **argv) {
       t.headDim = t.valueDim = o.headDim.empty() ? 64 : std::stoi(o.headDim);
       if (!o.valueDim.empty())
         t.valueDim = std::stoi(o.valueDim);
-      t.vectorWidth = hostVectorWidth(0);
+      t.vectorWidth = hostVectorWidth(o.vectorWidth);
       buildTiledKernelPipeline(pm, t);
       if (o.emit != "tiled")
         buildLowerToLLVMPipeline(pm);
@@ -1041,12 +1171,11 @@ int main(int argc, char **argv) {
     keepOnlyVariant(*module, chooseVariant(*module, o.variant, o.input));
   }
 
-  auto out = openOutput(o.output);
   if (o.emit == "ptx") {
     std::string ptx = extractPtx(*module);
     if (ptx.empty())
       fail("no PTX was produced");
-    out->os() << ptx;
+    emitOutput([&](llvm::raw_ostream &os) { os << ptx; });
   } else if (o.emit == "llvm-ir") {
     mlir::registerBuiltinDialectTranslation(ctx);
     mlir::registerLLVMDialectTranslation(ctx);
@@ -1055,14 +1184,15 @@ int main(int argc, char **argv) {
         mlir::translateModuleToLLVMIR(*module, llvmCtx, o.input);
     if (!llvmModule)
       fail("translation to LLVM IR failed");
-    llvmModule->print(out->os(), nullptr);
+    emitOutput([&](llvm::raw_ostream &os) { llvmModule->print(os, nullptr); });
   } else {
     mlir::OpPrintingFlags flags;
     if (o.printLoc)
       flags.enableDebugInfo(/*enable=*/true, /*prettyForm=*/false);
-    module->print(out->os(), flags);
-    out->os() << "\n";
+    emitOutput([&](llvm::raw_ostream &os) {
+      module->print(os, flags);
+      os << "\n";
+    });
   }
-  out->keep();
   return 0;
 }

@@ -117,15 +117,22 @@ protected:
                                ArrayRef<Value> indices) {
     llvm_unreachable("this kernel has no gradient accumulation");
   }
+  /// How rank1Block recognises the scalars a(k, r) of masked entries, whose
+  /// terms it then skips: `kept` (none are masked), `zero` (softmax
+  /// weights: 0.0) or `negativeZero` (plain weights: the bits of -0.0).
+  enum class MaskedWeights { kept, zero, negativeZero };
   /// The register block of both micro-kernels: for k in [lb, ub),
   /// acc[r][c] += a(k, r) * bvec(k, c) for R = blockRows rows and n
-  /// vectors, the n
-  /// vectors loaded once per k and each a(k, r) broadcast; returns the
-  /// accumulators, row-major.
+  /// vectors, the n vectors loaded once per k and each a(k, r) broadcast;
+  /// returns the accumulators, row-major. With `masked` other than `kept`,
+  /// a scalar a(k, r) that marks a masked entry leaves its row's
+  /// accumulators as they are, so that whatever bvec holds there (a NaN or
+  /// an infinity in V) never reaches them.
   SmallVector<Value> rank1Block(Value lb, Value ub, ArrayRef<Value> init,
                                 int64_t n,
                                 llvm::function_ref<Value(Value, int64_t)> bvec,
-                                llvm::function_ref<Value(Value, int64_t)> a);
+                                llvm::function_ref<Value(Value, int64_t)> a,
+                                MaskedWeights masked = MaskedWeights::kept);
   /// The vw x vw transpose of vw vectors of vw lanes.
   SmallVector<Value> transposeSquare(SmallVector<Value> rows);
 

@@ -56,6 +56,10 @@ struct Expr {
   std::vector<ExprPtr> operands;
   /// Height of the tree rooted here (1 for a leaf); the parser bounds it.
   unsigned depth = 1;
+  /// Nesting as a reader sees it (1 for a leaf): the height, except that
+  /// the left operand of a left-associative chain (`a + b + c`) is not
+  /// nested in it; the parser bounds it too.
+  unsigned nesting = 1;
 
   Expr(Kind kind, mlir::Location loc) : kind(kind), loc(loc) {}
 };

@@ -17,6 +17,8 @@
 
 namespace attnc {
 
+class AtomicFile;
+
 /// Element types a .npy file may hold.
 enum class DType { F32, F16, I32, Bool, BF16 };
 
@@ -52,8 +54,13 @@ bool parseNpy(const std::string &name, const uint8_t *bytes, size_t size,
               NpyArray &out, std::string &error);
 
 /// Writes `arr` as a version 1.0 file (2.0 if the header would not fit) whose
-/// header is padded so that the data starts at a multiple of 64 bytes.
+/// header is padded so that the data starts at a multiple of 64 bytes; the
+/// file appears whole or not at all (AtomicFile).
 bool writeNpy(const std::string &path, const NpyArray &arr, std::string &error);
+
+/// Writes the bytes of `arr` (as writeNpy does) into an open `file`, which
+/// the caller commits.
+bool writeNpy(AtomicFile &file, const NpyArray &arr, std::string &error);
 
 /// The bytes writeNpy writes for `arr`; false if `arr` is inconsistent.
 bool serializeNpy(const NpyArray &arr, std::vector<uint8_t> &bytes,

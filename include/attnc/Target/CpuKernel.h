@@ -57,10 +57,13 @@ struct CpuCompileOptions {
 /// kMaxTiledStackBytes is rejected, so that no shape can overflow a stack.
 constexpr int64_t kMaxTiledHeadDim = 512;
 constexpr int64_t kMaxTiledStackBytes = 2 << 20;
+/// Rows of a tiled kernel's register blocks: tileQ is a multiple of it.
+constexpr int64_t kTiledRowsPerBlock = 4;
 
 struct CpuCompileOptions;
 /// Why `options` cannot build a tiled kernel (head dims unknown or too wide,
-/// tiles too large), or "" when they can.
+/// tiles not in whole blocks of rows and vectors of keys, or too large), or
+/// "" when they can. The tilings it accepts do not depend on the host.
 std::string tiledOptionsError(const CpuCompileOptions &options);
 
 /// f32 lanes per vector for tiled kernels: `requested` if positive, else

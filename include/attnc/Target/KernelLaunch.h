@@ -25,6 +25,12 @@
 
 namespace attnc {
 
+/// The most bytes one tensor view may span (from its lowest to its highest
+/// addressed byte): far beyond any machine's memory, and low enough that
+/// no offset a kernel computes in int64 can overflow.
+constexpr int kMaxViewBytesLog2 = 48;
+constexpr int64_t kMaxViewBytes = int64_t(1) << kMaxViewBytesLog2;
+
 /// A view of a strided tensor in host memory; strides count elements.
 struct TensorView {
   void *data = nullptr;
@@ -169,11 +175,16 @@ bool decodeKernelStatus(const KernelSignature &sig, const int32_t *status,
                         std::string &error);
 
 /// How a launch ended: the arguments were rejected before the kernel ran,
-/// or the kernel itself reported an error through its status word.
-/// How a launch ended: it ran (Ok), the arguments were refused, the kernel
-/// reported an error, or it cannot run here (a GPU kernel without a CUDA
-/// driver).
-enum class LaunchStatus { Ok, InvalidArguments, KernelError, Unavailable };
+/// the kernel itself reported an error through its status word, the
+/// working memory the launch needs could not be allocated, or it cannot run
+/// here (a GPU kernel without a CUDA driver).
+enum class LaunchStatus {
+  Ok,
+  InvalidArguments,
+  KernelError,
+  OutOfMemory,
+  Unavailable
+};
 
 /// packKernelArgs, `entry(args)`, decodeKernelStatus.
 LaunchStatus launchKernel(const KernelSignature &sig, DType elementType,

@@ -16,6 +16,18 @@
  * one thread at a time. Passing NULL where a handle is expected is an
  * ATTN_ERROR_INVALID_ARGUMENT, never a crash.
  *
+ * Handles are checked: a handle already released or destroyed (running a
+ * released kernel, releasing it twice, compiling on a destroyed runtime,
+ * running with destroyed args) or a handle of another type is an
+ * ATTN_ERROR_INVALID_ARGUMENT ("... is not a live handle"); the functions
+ * without a status ignore it (destroy and release set attn_last_error(),
+ * the kernel accessors return NULL or 0). Destroyed handles are emptied and
+ * kept (a few dozen bytes each), and their memory is reused only after
+ * 1024 later destroys of the same type. Still undefined: using a handle
+ * after that many later destroys (it may then name a new handle), passing
+ * a pointer that never was a handle, and destroying a handle while another
+ * thread is using it.
+ *
  *===----------------------------------------------------------------------===*/
 #ifndef ATTN_ATTN_H
 #define ATTN_ATTN_H
@@ -72,7 +84,9 @@ ATTN_API attn_status attn_runtime_stats(const attn_runtime *runtime,
                                         attn_cache_stats *out);
 
 /* Removes every entry of the runtime's disk cache and forgets the kernels it
- * holds in memory (kernels already handed out stay valid). */
+ * holds in memory (kernels already handed out stay valid). ATTN_ERROR_IO
+ * when something could not be removed (a read-only folder, an entry in use
+ * by another process): the message names it; the rest is removed. */
 ATTN_API attn_status attn_runtime_clear_cache(attn_runtime *runtime);
 
 /*===-- Compile options ---------------------------------------------------===*/
@@ -108,7 +122,10 @@ ATTN_API attn_status attn_compile_options_set_variant(
  * another value is another kernel). Checked when compiling. */
 ATTN_API attn_status attn_compile_options_set_const(
     attn_compile_options *options, const char *name, double value);
-/* block_q and block_kv are used with ATTN_TILING_FIXED only. */
+/* block_q and block_kv are used with ATTN_TILING_FIXED only: on the CPU,
+ * block_q a multiple of 4 and block_kv a multiple of 16 whose tiles fit the
+ * worker threads' stacks (others are ATTN_ERROR_INVALID_ARGUMENT when
+ * compiling, on every host). */
 ATTN_API attn_status attn_compile_options_set_tiling(
     attn_compile_options *options, attn_tiling tiling, int64_t block_q,
     int64_t block_kv);

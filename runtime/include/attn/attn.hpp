@@ -303,6 +303,16 @@ struct CacheEntry {
   int64_t created = 0;  // Unix time
 };
 
+/// What Runtime::clearCache removed from the disk cache, and what not.
+struct CacheClearReport {
+  uint64_t entries = 0; // entries removed
+  uint64_t bytes = 0;   // their size
+  /// One line per entry or file left behind, saying why ("cannot remove
+  /// '.../KEY.o': Read-only file system", "entry KEY: in use by another
+  /// process").
+  std::vector<std::string> failures;
+};
+
 /// Compiles variants and keeps the kernels: in memory (per runtime) and on
 /// disk (shared by every process using the folder). Thread-safe.
 class ATTN_API Runtime {
@@ -337,8 +347,13 @@ public:
   /// The disk cache's entries, least recently used first.
   std::vector<CacheEntry> diskEntries() const;
   /// Removes every disk entry (and the totals) and the kernels in memory;
-  /// kernels already handed out stay valid.
+  /// kernels already handed out stay valid. Throws Error(IOError) naming
+  /// what it could not remove (a read-only folder, an entry another process
+  /// is using), after removing everything it could.
   void clearCache();
+  /// The same without exceptions: Status::Ok, or IOError with `error`;
+  /// `report` says what was removed and what was not.
+  Status clearCache(CacheClearReport &report, std::string &error) noexcept;
 
   struct Impl;
 

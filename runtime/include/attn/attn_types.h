@@ -38,6 +38,9 @@ typedef enum attn_status {
   ATTN_ERROR_IO = 5,
   /* A bug in attnc; please report it with the message. */
   ATTN_ERROR_INTERNAL = 6,
+  /* Memory needed on the caller's behalf (the tiled kernel's working copies
+   * of K and V, sized before they are allocated) is more than the machine
+   * can allocate; the message says how much. */
   ATTN_ERROR_OUT_OF_MEMORY = 7
 } attn_status;
 
@@ -61,8 +64,12 @@ typedef struct attn_tensor {
   void *data;
   attn_dtype dtype;
   int32_t rank;
-  const int64_t *shape;   /* rank entries */
-  const int64_t *strides; /* rank entries, in elements; NULL: C-contiguous */
+  const int64_t *shape; /* rank entries */
+  /* rank entries, in elements (0 broadcasts, negative ones walk backwards);
+   * NULL: C-contiguous. Checked before a run: a view spans at most 2^48
+   * bytes, does not wrap around the address space, and an output has no
+   * stride 0 along a dimension of size > 1. */
+  const int64_t *strides;
 } attn_tensor;
 
 /* A runtime param by name: a tensor, or a scalar (f32, i32 or bool as
