@@ -149,7 +149,7 @@ def cpu_rows(args, rows):
         row("attnc, torch CPU", lambda: kern(tq, tk, tv, slopes=ts))
         op = torch.ops.attnc.attention
         row("torch.ops.attnc.attention",
-            lambda: op(kern.op_id, tq, tk, tv, [ts], [], [], False))
+            lambda: op(kern.op_id, tq, tk, tv, [ts], [], [], False, False))
         f = torch.compile(lambda q, k, v, s: kern(q, k, v, slopes=s), fullgraph=True)
         row("torch.compile(fn calling attnc)", lambda: f(tq, tk, tv, ts))
 
@@ -207,7 +207,7 @@ def cuda_rows(args, rows):
         row("attnc call, out=", lambda: kern(q, k, v, slopes=slopes, out=o))
         op = torch.ops.attnc.attention
         row("torch.ops.attnc.attention",
-            lambda: op(kern.op_id, q, k, v, [slopes], [], [], False))
+            lambda: op(kern.op_id, q, k, v, [slopes], [], [], False, False))
         f = torch.compile(lambda q, k, v, s: kern(q, k, v, slopes=s), fullgraph=True)
         row("torch.compile(fn calling attnc)", lambda: f(q, k, v, slopes))
         try:

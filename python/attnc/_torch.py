@@ -159,15 +159,20 @@ def register() -> None:
                 "of a backward (no input required grad in grad mode then)"
                 % kern.name)
         q, k, v, o, stats, *tensors = ctx.saved_tensors
-        n = len(tensors)
+        # The gradients mirror the inputs' structure: a list of tensors gets
+        # a list (of gradients or None), an empty list an empty list, and a
+        # list of numbers None.
+        ints = [] if not ctx.ints else None
+        floats = [] if not ctx.floats else None
         if grad_o is None:
-            return None, None, None, None, [None] * n, None, None, None, None
+            return (None, None, None, None, [None] * len(tensors), ints, floats,
+                    None, None)
         grads = torch.ops.attnc.attention_backward(
             ctx.kernel, q, k, v, o, grad_o.contiguous(), stats, tensors,
             ctx.ints, ctx.floats, ctx.wrt)
         it = iter(grads[3:])
         dparams = [next(it) if w else None for w in ctx.wrt]
-        return (None, grads[0], grads[1], grads[2], dparams, None, None, None,
+        return (None, grads[0], grads[1], grads[2], dparams, ints, floats, None,
                 None)
 
     torch.library.register_autograd("attnc::attention", backward,
